@@ -1,0 +1,88 @@
+"""One typed settings object for every process (CLI, API, UI), read from ``DIGITS_*``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+SHIPPED_WEIGHTS = PACKAGE_DIR / "weights" / "model.pt"
+
+# Below this calibrated confidence an answer is reported as "uncertain" (with its best guess).
+DEFAULT_UNCERTAIN_THRESHOLD = 0.6
+
+
+class InsecureSettingsError(RuntimeError):
+    """Production mode was asked for with a default or missing secret."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="DIGITS_", env_file=None, extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str | None = None  # None: SQLite file in data_dir
+    mnist_dir: Path | None = None  # a local folder with the four canonical .gz files
+    cache_dir: Path | None = None  # where downloads go; default data_dir/mnist
+    model_path: Path | None = None  # None: the active registry model, else the shipped weights
+    uncertain_threshold: float = Field(DEFAULT_UNCERTAIN_THRESHOLD, ge=0.0, le=1.0)
+
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_pixels: int = 4096 * 4096
+    stored_image_max_side: int = 560
+
+    api_url: str = "http://127.0.0.1:8000"
+    api_timeout_s: float = 10.0
+    host: str = "127.0.0.1"
+    port: int = 8000
+    ui_port: int = 8501
+    workers: int = 1
+
+    cors_origins: list[str] = Field(default_factory=list)
+    trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    admin_token: str | None = None
+    database_password: str | None = None
+    retention_days: int | None = None  # drop stored drawings after N days, keep inputs/labels
+    spool_dir: Path | None = None  # default data_dir/spool
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _enforce_production_secrets(self) -> Settings:
+        if self.env != "production":
+            return self
+        problems = []
+        if not self.admin_token or self.admin_token in {"changeme", "admin", "secret"}:
+            problems.append("DIGITS_ADMIN_TOKEN must be set to a non-default secret")
+        if self.database_url is None or self.database_url.startswith("sqlite"):
+            problems.append("DIGITS_DATABASE_URL must name a server database")
+        elif self.database_password in {"changeme", "postgres", "password"} or any(
+            f":{weak}@" in self.database_url for weak in ("changeme", "postgres", "password")
+        ):
+            problems.append("the database password must not be a default")
+        if problems:
+            raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'digits.sqlite3').resolve()}"
+
+    @property
+    def resolved_cache_dir(self) -> Path:
+        return self.cache_dir or self.data_dir / "mnist"
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        return self.spool_dir or self.data_dir / "spool"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
