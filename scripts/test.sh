@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Set up (first run only), then run the whole test suite in two phases: everything but the fault
+# test, then the fault test alone, because it stops the machine's PostgreSQL. PostgreSQL is
+# started again whatever happens. Extra arguments go to pytest in both phases.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/setup.sh
+source "$here/setup.sh"
+cd "$repo_root"
+
+ensure_postgres() {
+    command -v pg_ctlcluster >/dev/null 2>&1 || return 0
+    pg_isready -q -h 127.0.0.1 && return 0
+    local version
+    version="$(find /etc/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -1)"
+    echo "test.sh: starting PostgreSQL $version" >&2
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start \
+        || echo "test.sh: could not start PostgreSQL $version" >&2
+}
+trap ensure_postgres EXIT
+
+# pytest's exit code 5 means "nothing collected" (e.g. a filter matched no fault test): not a failure.
+run_phase() {
+    local rc=0
+    .venv/bin/pytest "$@" || rc=$?
+    if [[ $rc -eq 5 ]]; then
+        echo "test.sh: no tests selected in this phase" >&2
+        rc=0
+    fi
+    return "$rc"
+}
+
+main_rc=0
+run_phase -m "not fault" "$@" || main_rc=$?
+ensure_postgres
+fault_rc=0
+run_phase -m fault "$@" || fault_rc=$?
+
+if [[ $main_rc -ne 0 || $fault_rc -ne 0 ]]; then
+    echo "test.sh: FAILED (main suite exit $main_rc, fault test exit $fault_rc)" >&2
+    exit 1
+fi
