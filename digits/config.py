@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     mnist_dir: Path | None = None  # a local folder with the four canonical .gz files
     cache_dir: Path | None = None  # where downloads go; default data_dir/mnist
     model_path: Path | None = None  # None: the active registry model, else the shipped weights
-    uncertain_threshold: float = Field(DEFAULT_UNCERTAIN_THRESHOLD, ge=0.0, le=1.0)
+    uncertain_threshold: float = Field(default=DEFAULT_UNCERTAIN_THRESHOLD, ge=0.0, le=1.0)
 
     max_body_bytes: int = 2 * 1024 * 1024
     max_pixels: int = 4096 * 4096

@@ -1,0 +1,38 @@
+"""The network: a compact CNN for 28x28 digits. Architecture only."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DigitNet(nn.Module):
+    def __init__(self, width: int = 32, num_classes: int = 10, dropout: float = 0.25) -> None:
+        super().__init__()
+        w = width
+        self.features = nn.Sequential(
+            _conv(1, w, 5),  # (N, w, 28, 28)
+            nn.MaxPool2d(2),  # (N, w, 14, 14)
+            _conv(w, 2 * w, 3),  # (N, 2w, 14, 14)
+            _conv(2 * w, 2 * w, 3),  # (N, 2w, 14, 14)
+            nn.MaxPool2d(2),  # (N, 2w, 7, 7)
+            _conv(2 * w, 4 * w, 3),  # (N, 4w, 7, 7)
+            nn.MaxPool2d(2),  # (N, 4w, 3, 3)
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),  # (N, 36w)
+            nn.Dropout(dropout),
+            nn.Linear(4 * w * 3 * 3, num_classes),  # (N, 10) logits
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # x: (N, 1, 28, 28), standardised with MNIST mean/std
+        return self.classifier(self.features(x))
