@@ -1,0 +1,221 @@
+"""`digits up`: migrate the database, run the API and the UI side by side, stop both on Ctrl-C.
+
+Each child runs in its own session (process group), so a terminal's Ctrl-C reaches only this
+launcher, which then stops the UI before the API and waits for both: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+import httpx
+
+from digits.config import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+STARTUP_TIMEOUT_S = 180.0  # the first start imports torch and Streamlit on a busy 2-core machine
+STOP_TIMEOUT_S = 20.0
+POLL_INTERVAL_S = 0.5
+
+
+class LaunchError(RuntimeError):
+    """A child could not be started or did not become healthy."""
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    health_url: str
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+class _Stop(Exception):
+    """Raised from the SIGTERM handler so a `kill` stops the app like Ctrl-C does."""
+
+
+def _digits_command() -> str:
+    # The console script installed beside this interpreter, so the children run the same code.
+    beside = Path(sys.executable).with_name("digits")
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("digits")
+    if found is None:
+        raise LaunchError("the `digits` command is not installed (pip install -e .)")
+    return found
+
+
+def _ensure_port_free(host: str, port: int, what: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise LaunchError(
+                f"port {port} on {host} for the {what} is taken ({exc.strerror}); "
+                f"stop whatever uses it or choose another port"
+            ) from exc
+
+
+def _die_with_parent() -> None:
+    # Linux: if the launcher is killed outright (SIGKILL), the kernel sends the child SIGTERM.
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+def _spawn(name: str, args: list[str], env: dict[str, str], health_url: str) -> Child:
+    process = subprocess.Popen(args, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+    log.info("started %s (pid %d): %s", name, process.pid, " ".join(args))
+    return Child(name=name, process=process, health_url=health_url)
+
+
+def _wait_healthy(children: list[Child], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    pending = list(children)
+    with httpx.Client(timeout=2.0, trust_env=False) as client:
+        while pending:
+            for child in list(pending):
+                if not child.alive():
+                    raise LaunchError(
+                        f"the {child.name} exited with code {child.process.returncode} "
+                        "while starting (its output is above)"
+                    )
+                with contextlib.suppress(httpx.HTTPError):
+                    if client.get(child.health_url).status_code == 200:
+                        pending.remove(child)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                names = ", ".join(child.name for child in pending)
+                raise LaunchError(f"not healthy after {timeout_s:.0f} s: {names}")
+            time.sleep(POLL_INTERVAL_S)
+
+
+def _stop(child: Child) -> None:
+    if not child.alive():
+        return
+    # The whole group: uvicorn workers and Streamlit's own children go with their parent.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.process.pid, signal.SIGTERM)
+    try:
+        child.process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        log.warning("%s did not stop within %.0f s; killing it", child.name, STOP_TIMEOUT_S)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.process.pid, signal.SIGKILL)
+        child.process.wait()
+    # Anything a child left in its group (a worker that ignored SIGTERM) goes too.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _sigterm_as_stop() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Stop
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _migrate(settings: Settings) -> None:
+    from digits.db.migrate import upgrade_head
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade_head(settings.resolved_database_url)
+
+
+def up(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    ui_port: int | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the API and the UI until Ctrl-C (or SIGTERM); returns the process exit code."""
+    settings = get_settings()
+    out = out or sys.stdout
+    err = err or sys.stderr
+    host = host or settings.host
+    port = port or settings.port
+    ui_port = ui_port or settings.ui_port
+    api_url = f"http://{host}:{port}"
+    ui_url = f"http://{host}:{ui_port}"
+
+    env = dict(os.environ)
+    env.update(
+        DIGITS_HOST=host,
+        DIGITS_PORT=str(port),
+        DIGITS_UI_PORT=str(ui_port),
+        DIGITS_API_URL=api_url,
+        DIGITS_DATA_DIR=str(settings.data_dir.resolve()),
+        # Streamlit: no e-mail prompt, no usage statistics, and only the address asked for.
+        STREAMLIT_SERVER_HEADLESS="true",
+        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
+        STREAMLIT_SERVER_ADDRESS=host,
+    )
+    children: list[Child] = []
+    with _sigterm_as_stop():
+        try:
+            _ensure_port_free(host, port, "API")
+            _ensure_port_free(host, ui_port, "UI")
+            _migrate(settings)
+            digits = _digits_command()
+            children.append(
+                _spawn(
+                    "API",
+                    [digits, "serve", "--host", host, "--port", str(port)],
+                    env,
+                    f"{api_url}/readyz",
+                )
+            )
+            children.append(_spawn("UI", [digits, "ui"], env, f"{ui_url}/_stcore/health"))
+            _wait_healthy(children, STARTUP_TIMEOUT_S)
+            out.write(
+                f"\nDigits is running:\n  app  {ui_url}\n  API  {api_url}/docs\n"
+                "Press Ctrl-C to stop.\n"
+            )
+            out.flush()
+            while all(child.alive() for child in children):
+                time.sleep(POLL_INTERVAL_S)
+            dead = next(child for child in children if not child.alive())
+            err.write(f"digits up: the {dead.name} exited with code {dead.process.returncode}\n")
+            return 1
+        except (KeyboardInterrupt, _Stop):
+            out.write("\nStopping...\n")
+            out.flush()
+            return 0
+        except LaunchError as exc:
+            err.write(f"digits up: {exc}\n")
+            return 1
+        finally:
+            # A second Ctrl-C must not cut the shutdown short and leave a child behind.
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                for child in reversed(children):
+                    _stop(child)
+            finally:
+                signal.signal(signal.SIGINT, previous)
