@@ -1,0 +1,84 @@
+"""ORM schema: the one definition Alembic migrations are checked against."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Dialect,
+    Float,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    TypeDecorator,
+    Uuid,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both databases.
+
+    PostgreSQL keeps ``timestamptz``; SQLite has no zone, so values are stored as naive UTC and
+    given back their zone on the way out. Either way the application only ever sees UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: dict[Any, Any] = {datetime: UtcDateTime()}  # noqa: RUF012
+
+
+class PredictionRow(Base):
+    __tablename__ = "predictions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    digit: Mapped[int] = mapped_column(SmallInteger, nullable=False)
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    probabilities: Mapped[list[float]] = mapped_column(JSON, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    drawing_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(128), nullable=False)
+    # The submitted drawing, re-encoded as a size-capped PNG; NULL once retention dropped it.
+    image_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The 28x28 the model saw, kept forever with the label: it is the next model's training data.
+    input_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    true_label: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+
+    __table_args__ = (
+        Index("ix_predictions_created_at", "created_at"),
+        Index("ix_predictions_digit_created_at", "digit", "created_at"),
+        Index("ix_predictions_true_label_created_at", "true_label", "created_at"),
+        Index("ix_predictions_drawing_id", "drawing_id"),
+        Index("ix_predictions_model_version", "model_version"),
+    )

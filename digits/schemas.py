@@ -1,0 +1,136 @@
+"""Wire contracts of the prediction API, shared by the server and the UI client.
+
+Times are UTC, ISO 8601 with an explicit ``+00:00`` offset and microseconds, so SQLite and
+PostgreSQL rows serialise identically.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+Source = Literal["canvas", "upload", "api"]
+Status = Literal["ok", "uncertain"]
+Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
+Label = Annotated[int, Field(ge=0, le=9)]
+
+NUM_CLASSES = 10
+
+
+def iso_utc(value: datetime) -> str:
+    """``2026-01-02T03:04:05.000006+00:00`` for any aware (or naive-UTC) datetime."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+UtcDatetime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
+
+
+class PredictionJsonIn(BaseModel):
+    """JSON body of ``POST /api/predictions`` (the multipart form carries the same fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(description="PNG or JPEG as base64, or a data: URL")
+    source: Source = "api"
+    drawing_id: uuid.UUID | None = None
+
+
+class CorrectionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    true_label: Label
+
+
+class PredictionOut(BaseModel):
+    """What ``POST /api/predictions`` answers (201)."""
+
+    id: uuid.UUID
+    digit: Label
+    confidence: float
+    probabilities: list[float] = Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)
+    status: Status
+    model_version: str
+    created_at: UtcDatetime
+
+
+class PredictionRecord(PredictionOut):
+    """A stored prediction: the POST fields plus provenance and the user's correction."""
+
+    source: Source
+    drawing_id: uuid.UUID | None = None
+    true_label: Label | None = None
+    labelled_at: UtcDatetime | None = None
+
+
+class PredictionPage(BaseModel):
+    items: list[PredictionRecord]
+    total: int
+
+
+class VersionAccuracy(BaseModel):
+    model_version: str
+    labelled: int
+    accuracy: float | None
+
+
+class ReliabilityBin(BaseModel):
+    """Labelled predictions whose confidence fell in [lower, upper)."""
+
+    lower: float
+    upper: float
+    count: int
+    mean_confidence: float | None
+    accuracy: float | None
+
+
+class Stats(BaseModel):
+    total: int
+    labelled: int
+    correct: int
+    accuracy: float | None
+    mean_confidence: float | None
+    uncertain: int
+    per_digit_accuracy: dict[str, float | None] = Field(
+        description="accuracy among corrections whose true label is the key"
+    )
+    per_model_version: list[VersionAccuracy]
+    confusion_matrix: list[list[int]] = Field(description="rows: true label, columns: predicted")
+    reliability: list[ReliabilityBin]
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    version: str
+    temperature: float
+    uncertain_threshold: float
+    metrics: dict[str, Any]
+    info: dict[str, Any]
+
+
+class DependencyCheck(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    detail: str | None = None
+
+
+class Readiness(BaseModel):
+    status: Literal["ok", "degraded", "unavailable"]
+    checks: dict[str, DependencyCheck]
+    spool_depth: int
+
+
+class DeletedCount(BaseModel):
+    deleted: int
+
+
+class PurgedCount(BaseModel):
+    purged: int
+
+
+class ErrorOut(BaseModel):
+    detail: Any
