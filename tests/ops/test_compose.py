@@ -1,0 +1,187 @@
+"""The container files: compose.yaml resolved by docker-compose (no engine needed), its rules
+checked on the parsed file, the Dockerfile kept in step with what the tests run, and
+.env.example kept in step with Settings."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import REPO_ROOT, require
+
+from digits.config import Settings
+
+COMPOSE = REPO_ROOT / "compose.yaml"
+DOCKERFILE = REPO_ROOT / "Dockerfile"
+ENV_EXAMPLE = REPO_ROOT / ".env.example"
+
+
+def _compose_config(tmp_path: Path, env_text: str) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config` on a copy of compose.yaml beside the given .env."""
+    binary = shutil.which("docker-compose")
+    require(binary is not None, "docker-compose is not installed (apt-get install docker-compose)")
+    assert binary is not None
+    shutil.copy(COMPOSE, tmp_path / "compose.yaml")
+    (tmp_path / ".env").write_text(env_text)
+    return subprocess.run(
+        [
+            binary,
+            "--project-directory",
+            str(tmp_path),
+            "-f",
+            str(tmp_path / "compose.yaml"),
+            "config",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
+    )
+
+
+def _env_from_example(**values: str) -> str:
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    out = []
+    for line in lines:
+        name = line.split("=", 1)[0]
+        out.append(f"{name}={values.pop(name)}" if name in values else line)
+    return "\n".join(out) + "\n"
+
+
+@pytest.fixture(scope="module")
+def raw() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_resolves_with_the_secrets_from_env(tmp_path: Path) -> None:
+    env = _env_from_example(POSTGRES_PASSWORD="pw-4f9c1e", DIGITS_ADMIN_TOKEN="tok-77aa")
+    result = _compose_config(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    api_env = resolved["services"]["api"]["environment"]
+    assert api_env["DIGITS_DATABASE_URL"] == "postgresql://digits:pw-4f9c1e@postgres:5432/digits"
+    assert api_env["DIGITS_ADMIN_TOKEN"] == "tok-77aa"
+    assert api_env["DIGITS_ENV"] == "production"
+    assert resolved["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == "pw-4f9c1e"
+    # What the resolved file asks of the API must also pass the app's own production check.
+    settings = Settings(
+        **{
+            k.removeprefix("DIGITS_").lower(): v
+            for k, v in api_env.items()
+            if k.startswith("DIGITS_")
+        }
+    )
+    assert settings.env == "production"
+
+
+@pytest.mark.parametrize(
+    ("values", "missing"),
+    [
+        ({"DIGITS_ADMIN_TOKEN": "tok-77aa"}, "POSTGRES_PASSWORD"),
+        ({"POSTGRES_PASSWORD": "pw-4f9c1e"}, "DIGITS_ADMIN_TOKEN"),
+    ],
+)
+def test_compose_refuses_to_resolve_without_a_secret(
+    tmp_path: Path, values: dict[str, str], missing: str
+) -> None:
+    result = _compose_config(tmp_path, _env_from_example(**values))
+    assert result.returncode != 0
+    assert f"set {missing} in .env" in result.stderr
+
+
+def test_postgres_is_private_persistent_and_health_checked(raw: dict[str, Any]) -> None:
+    postgres = raw["services"]["postgres"]
+    assert "ports" not in postgres, "the database port must not be published"
+    assert "${POSTGRES_PASSWORD:?" in postgres["environment"]["POSTGRES_PASSWORD"]
+    volume = postgres["volumes"][0].split(":")[0]
+    assert volume in raw["volumes"], "PostgreSQL data must live in a named volume"
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+
+def test_api_migrates_serves_scales_and_spools(raw: dict[str, Any]) -> None:
+    api = raw["services"]["api"]
+    assert api["command"][:2] == ["digits", "serve"]
+    assert "/readyz" in " ".join(api["healthcheck"]["test"])
+    assert api["depends_on"]["postgres"]["condition"] == "service_healthy"
+    # Replicas: no fixed name and no fixed host port to collide on.
+    assert "container_name" not in api
+    assert "ports" not in api
+    spool_mounts = [v for v in api["volumes"] if v.endswith(":/data/spool")]
+    assert spool_mounts and spool_mounts[0].split(":")[0] in raw["volumes"]
+    assert api["environment"]["DIGITS_SPOOL_DIR"] == "/data/spool"
+    assert "${POSTGRES_PASSWORD:?" in api["environment"]["DIGITS_DATABASE_URL"]
+
+
+def test_ui_waits_for_a_healthy_api(raw: dict[str, Any]) -> None:
+    ui = raw["services"]["ui"]
+    assert ui["depends_on"]["api"]["condition"] == "service_healthy"
+    assert ui["environment"]["DIGITS_API_URL"] == "http://api:8000"
+    assert "_stcore/health" in " ".join(ui["healthcheck"]["test"])
+    assert not any("PASSWORD" in key or "TOKEN" in key for key in ui["environment"])
+    for name, service in raw["services"].items():
+        assert "container_name" not in service, name
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    pairs = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def test_dockerfile_is_small_cpu_only_and_unprivileged() -> None:
+    instructions = _dockerfile_instructions()
+    stages = [rest for keyword, rest in instructions if keyword == "FROM"]
+    assert len(stages) >= 2 and all(s.startswith("python:3.11-slim") for s in stages)
+    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    torch_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
+    assert "download.pytorch.org/whl/cpu" in runs and torch_pin in runs
+    users = [rest for keyword, rest in instructions if keyword == "USER"]
+    assert users and users[-1] not in {"root", "0"}
+    healthcheck = next(rest for keyword, rest in instructions if keyword == "HEALTHCHECK")
+    assert "/readyz" in healthcheck
+
+
+def test_dockerfile_and_compose_run_the_command_the_tests_exercise(raw: dict[str, Any]) -> None:
+    cmd = next(rest for keyword, rest in reversed(_dockerfile_instructions()) if keyword == "CMD")
+    argv = yaml.safe_load(cmd)  # exec form is a JSON list
+    assert argv[:2] == ["digits", "serve"]
+    assert raw["services"]["api"]["command"][:6] == argv[:6]
+    assert raw["services"]["ui"]["command"] == ["digits", "ui"]
+    digits = REPO_ROOT / ".venv" / "bin" / "digits"
+    require(digits.exists(), "the project is not installed in .venv")
+    help_text = subprocess.run(
+        [str(digits), "serve", "--help"], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    for flag in ("--host", "--port", "--workers"):
+        assert flag in help_text
+
+
+def test_dockerignore_sends_only_the_package() -> None:
+    rules = [r for r in (REPO_ROOT / ".dockerignore").read_text().splitlines() if r and r[0] != "#"]
+    assert rules[0] == "*"
+    assert {"!pyproject.toml", "!README.md", "!digits/"} <= set(rules)
+
+
+def test_env_example_lists_every_setting_and_nothing_else() -> None:
+    text = ENV_EXAMPLE.read_text()
+    named = set(re.findall(r"^#?\s*(DIGITS_[A-Z0-9_]+)=", text, flags=re.MULTILINE))
+    expected = {f"DIGITS_{name.upper()}" for name in Settings.model_fields}
+    assert expected - named == set(), "settings missing from .env.example"
+    assert named - expected == set(), ".env.example names settings that do not exist"
+    # Nothing secret is filled in.
+    for line in text.splitlines():
+        if line.startswith(("POSTGRES_PASSWORD=", "DIGITS_ADMIN_TOKEN=")):
+            assert line.endswith("=")
