@@ -192,7 +192,11 @@ def up(
                     f"{api_url}/readyz",
                 )
             )
-            children.append(_spawn("UI", [digits, "ui"], env, f"{ui_url}/_stcore/health"))
+            children.append(
+                _spawn(
+                    "UI", [digits, "ui", "--port", str(ui_port)], env, f"{ui_url}/_stcore/health"
+                )
+            )
             _wait_healthy(children, STARTUP_TIMEOUT_S)
             out.write(
                 f"\nDigits is running:\n  app  {ui_url}\n  API  {api_url}/docs\n"

@@ -1,0 +1,145 @@
+"""`digits up` as a user runs it: both servers answer, Ctrl-C stops everything it started."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import REPO_ROOT, require
+
+DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
+MARKER = "DIGITS_OPS_TEST_MARKER"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def processes_with_marker(value: str) -> list[int]:
+    """Pids whose environment carries our marker: the launcher and everything it spawned."""
+    needle = f"{MARKER}={value}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue  # gone, or not ours to read
+        if needle in environ.split(b"\0"):
+            pids.append(int(entry.name))
+    return pids
+
+
+def launcher_env(tmp_path: Path, api_port: int, ui_port: int, marker: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+    if "DIGITS_MNIST_DIR" in os.environ:
+        env["DIGITS_MNIST_DIR"] = os.environ["DIGITS_MNIST_DIR"]
+    env.update(
+        {
+            "DIGITS_DATA_DIR": str(tmp_path / "data"),
+            "DIGITS_HOST": "127.0.0.1",
+            "DIGITS_PORT": str(api_port),
+            "DIGITS_UI_PORT": str(ui_port),
+            "DIGITS_LOG_JSON": "false",
+            MARKER: marker,
+        }
+    )
+    return env
+
+
+def drain(stream: object, lines: queue.Queue[str]) -> None:
+    # Keeps the pipe empty so the children never block on a full stdout.
+    for line in iter(stream.readline, ""):  # type: ignore[attr-defined]
+        lines.put(line)
+
+
+@pytest.fixture
+def installed() -> Path:
+    require(DIGITS.exists(), "the project is not installed in .venv")
+    require(Path("/proc/self/environ").exists(), "needs /proc to find child processes")
+    return DIGITS
+
+
+@pytest.mark.slow
+def test_up_serves_api_and_ui_and_sigint_stops_both(installed: Path, tmp_path: Path) -> None:
+    api_port, ui_port = free_port(), free_port()
+    marker = uuid.uuid4().hex
+    process = subprocess.Popen(
+        [str(installed), "up"],
+        env=launcher_env(tmp_path, api_port, ui_port, marker),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=drain, args=(process.stdout, lines), daemon=True).start()
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 240
+        while not any("Digits is running" in line for line in seen):
+            assert process.poll() is None, "digits up exited:\n" + "".join(seen)
+            assert time.monotonic() < deadline, "no URL printed in 240 s:\n" + "".join(seen)
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=1))
+        time.sleep(0.5)
+        while not lines.empty():
+            seen.append(lines.get())
+        output = "".join(seen)
+        assert f"http://127.0.0.1:{ui_port}" in output
+
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            assert client.get(f"http://127.0.0.1:{api_port}/healthz").status_code == 200
+            page = client.get(f"http://127.0.0.1:{ui_port}/")
+            assert page.status_code == 200 and "<html" in page.text.lower()
+        assert (tmp_path / "data" / "digits.sqlite3").exists(), "default database not migrated"
+        children = [pid for pid in processes_with_marker(marker) if pid != process.pid]
+        assert len(children) >= 2, "expected the API and the UI as children"
+
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    deadline = time.monotonic() + 10
+    while processes_with_marker(marker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_with_marker(marker) == [], "orphan processes after Ctrl-C"
+    for port in (api_port, ui_port):
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            pass
+
+
+def test_up_refuses_a_taken_port_with_a_clear_message(installed: Path, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(installed), "up"],
+            env=launcher_env(tmp_path, port, free_port(), uuid.uuid4().hex),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 for the API is taken" in result.stderr
