@@ -1,0 +1,195 @@
+"""`digits` command line: train | evaluate | predict | serve | ui | up | migrate | models | retrain."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from digits.config import SHIPPED_WEIGHTS
+
+
+def _add_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mnist-dir",
+        type=Path,
+        default=None,
+        help="folder with the four canonical MNIST .gz files (read-only); default: DIGITS_MNIST_DIR or download",
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from digits.train import TrainConfig, fit
+
+    config = TrainConfig(dry_run=args.dry_run, seed=args.seed)
+    if args.epochs is not None:
+        config.epochs = args.epochs
+    if args.synthetic is not None:
+        config.synthetic = args.synthetic
+    result = fit(config, args.output, mnist_dir=args.mnist_dir)
+    print(
+        json.dumps(
+            {
+                "output": str(args.output),
+                "version": result.version,
+                "temperature": result.temperature,
+                "val_accuracy": result.metrics["val_accuracy"],
+                "train_seconds": result.metrics["train_seconds"],
+            }
+        )
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from digits.evaluate import evaluate
+
+    report = evaluate(
+        args.model or SHIPPED_WEIGHTS,
+        report_dir=args.report_dir,
+        mnist_dir=args.mnist_dir,
+        canvas_n=args.canvas_n,
+    )
+    if args.json:
+        print(json.dumps(report, separators=(",", ":")))
+    else:
+        print(
+            f"MNIST test accuracy {report['accuracy']:.4f}  ECE {report['ece']:.4f}  n={report['n']}\n"
+            + "\n".join(
+                f"{name}: accuracy {r['accuracy']:.4f}  ECE {r['ece']:.4f}  "
+                f"confident-wrong {r['confident_wrong']:.4f}  n={r['n']}"
+                for name, r in report["canvas"].items()
+            )
+        )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from digits.predict_cli import run_predict
+
+    return run_predict(args.files, as_json=args.json, model=args.model)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from digits.api.server import serve
+
+    serve(host=args.host, port=args.port, workers=args.workers)
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from digits.ui.launch import run
+
+    run(args.port)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from digits.launcher import up
+
+    return up() or 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from digits.config import get_settings
+    from digits.db.migrate import upgrade_head
+
+    upgrade_head(get_settings().resolved_database_url)
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from digits.registry import models_command
+
+    return models_command(args)
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from digits.retrain import retrain_command
+
+    return retrain_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from digits.config import get_settings
+
+    settings = get_settings()
+    parser = argparse.ArgumentParser(prog="digits", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model on MNIST and synthetic drawings")
+    _add_data_args(train)
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--synthetic", type=int, default=None, help="synthetic drawings to mix in")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--output", type=Path, default=Path("var/models/model.pt"))
+    train.add_argument("--dry-run", action="store_true", help="one small pass (for CI)")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a checkpoint and write its model card")
+    _add_data_args(evaluate)
+    evaluate.add_argument("--model", type=Path, default=None, help="default: the shipped weights")
+    evaluate.add_argument("--report-dir", type=Path, default=Path("var/report"))
+    evaluate.add_argument(
+        "--canvas-n", type=int, default=2000, help="drawings per canvas benchmark set"
+    )
+    evaluate.add_argument("--json", action="store_true", help="one JSON line on stdout")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = sub.add_parser("predict", help="predict the digit in image files")
+    predict.add_argument("files", nargs="+", type=Path)
+    predict.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    predict.add_argument("--model", type=Path, default=None)
+    predict.set_defaults(func=cmd_predict)
+
+    serve = sub.add_parser("serve", help="run the prediction API (migrates the database first)")
+    serve.add_argument("--host", default=settings.host)
+    serve.add_argument("--port", type=int, default=settings.port)
+    serve.add_argument("--workers", type=int, default=settings.workers)
+    serve.set_defaults(func=cmd_serve)
+
+    ui = sub.add_parser("ui", help="run the web UI")
+    ui.add_argument("--port", type=int, default=settings.ui_port)
+    ui.set_defaults(func=cmd_ui)
+
+    up = sub.add_parser("up", help="run the API and the UI together")
+    up.set_defaults(func=cmd_up)
+
+    migrate = sub.add_parser("migrate", help="bring the database to the latest migration")
+    migrate.set_defaults(func=cmd_migrate)
+
+    models = sub.add_parser("models", help="model registry: list | promote VERSION | rollback")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    models_sub.add_parser("list", help="list registered models")
+    promote = models_sub.add_parser("promote", help="make VERSION the active model")
+    promote.add_argument("version")
+    models_sub.add_parser("rollback", help="re-activate the previously active model")
+    models.add_argument("--json", action="store_true")
+    models.set_defaults(func=cmd_models)
+
+    retrain = sub.add_parser("retrain", help="fine-tune on users' corrections; promote if better")
+    _add_data_args(retrain)
+    retrain.add_argument("--epochs", type=int, default=3)
+    retrain.add_argument("--report-dir", type=Path, default=None)
+    retrain.add_argument("--no-promote", action="store_true")
+    retrain.set_defaults(func=cmd_retrain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""fit(): MNIST (+ synthetic canvas drawings) -> a calibrated checkpoint.
+
+Every training image goes through ``preprocess.to_model_input`` first, exactly as a served
+drawing does; augmentation then perturbs the framed 28x28 inputs in batches on the device.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from digits import checkpoint as ckpt
+from digits import data, preprocess
+from digits.model import DigitNet
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 12
+    batch_size: int = 128
+    max_lr: float = 4e-3
+    weight_decay: float = 5e-4
+    width: int = 32
+    dropout: float = 0.25
+    val_size: int = 5000
+    synthetic: int = 20000
+    seed: int = 0
+    dry_run: bool = False
+    augment: dict[str, float] = field(
+        default_factory=lambda: {
+            "rotate_deg": 12.0,
+            "scale": 0.12,
+            "shear": 0.25,
+            "shift_px": 2.0,
+            "p_thicken": 0.2,
+            "p_thin": 0.15,
+            "p_faint": 0.1,
+        }
+    )
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def frame_all(images: np.ndarray, desc: str) -> np.ndarray:
+    """Run every raw image through the serving preprocessing (with a progress bar)."""
+    out = np.empty((len(images), preprocess.IMAGE_SIZE, preprocess.IMAGE_SIZE), np.float32)
+    for i, image in enumerate(tqdm(images, desc=desc, unit="img", leave=False, mininterval=1.0)):
+        out[i] = preprocess.to_model_input(image)
+    return out
+
+
+def framed_mnist(
+    split: data.Split, mnist_dir: Path | None, cache_dir: Path, *, limit: int | None = None
+) -> data.Dataset:
+    """MNIST through the serving preprocessing, cached per preprocessing version."""
+    raw = data.load_mnist(split, mnist_dir, cache_dir)
+    if limit is not None:
+        return data.Dataset(
+            frame_all(raw.images[:limit], f"framing MNIST {split}"), raw.labels[:limit]
+        )
+    key = hashlib.sha256(raw.images.tobytes()).hexdigest()[:12]
+    cache = cache_dir / f"framed-{split}-v{preprocess.PREPROCESS_VERSION}-{key}.npy"
+    if cache.exists():
+        return data.Dataset(np.load(cache), raw.labels)
+    framed = frame_all(raw.images, f"framing MNIST {split}")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.save(cache, framed)
+    return data.Dataset(framed, raw.labels)
+
+
+def synthetic_drawings(n: int, seed: int, cache_dir: Path) -> data.Dataset:
+    """Canvas-like drawings of our own making (digits.synth), framed like served drawings."""
+    from digits import synth
+
+    code = hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:8]
+    cache = cache_dir / f"synthetic-v{preprocess.PREPROCESS_VERSION}-{code}-{n}-{seed}.npz"
+    if cache.exists():
+        stored = np.load(cache)
+        return data.Dataset(stored["images"], stored["labels"])
+    images, labels = synth.training_set(n, seed)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=images, labels=labels)
+    return data.Dataset(images.astype(np.float32), labels.astype(np.int64))
+
+
+def augment(batch: torch.Tensor, params: dict[str, float], gen: torch.Generator) -> torch.Tensor:
+    """Random affine + stroke width changes on (N, 1, 28, 28) inputs in [0, 1]."""
+    n, device = batch.shape[0], batch.device
+
+    def uniform(low: float, high: float) -> torch.Tensor:
+        return torch.rand(n, generator=gen, device=device) * (high - low) + low
+
+    angle = uniform(-params["rotate_deg"], params["rotate_deg"]) * math.pi / 180
+    scale = 1.0 + uniform(-params["scale"], params["scale"])
+    aspect = 1.0 + uniform(-params["scale"], params["scale"]) / 2
+    shear = uniform(-params["shear"], params["shear"])
+    shift = params["shift_px"] * 2 / preprocess.IMAGE_SIZE
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # Inverse map (output -> input coordinates) for affine_grid.
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0] = cos / (scale * aspect)
+    theta[:, 0, 1] = (-sin + shear) / (scale * aspect)
+    theta[:, 1, 0] = sin / (scale / aspect)
+    theta[:, 1, 1] = cos / (scale / aspect)
+    theta[:, 0, 2] = uniform(-shift, shift)
+    theta[:, 1, 2] = uniform(-shift, shift)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    choice = torch.rand(n, generator=gen, device=device)
+    thicken = (choice < params["p_thicken"]).view(n, 1, 1, 1)
+    thin = (
+        (choice >= params["p_thicken"]) & (choice < params["p_thicken"] + params["p_thin"])
+    ).view(n, 1, 1, 1)
+    dilated = F.max_pool2d(out, 3, stride=1, padding=1) * 0.5 + out * 0.5
+    eroded = -F.max_pool2d(-out, 2, stride=1, padding=0)
+    eroded = F.pad(eroded, (0, 1, 0, 1)) * 0.5 + out * 0.5
+    out = torch.where(thicken, dilated, torch.where(thin, eroded, out))
+    faint = (torch.rand(n, generator=gen, device=device) < params["p_faint"]).view(n, 1, 1, 1)
+    gain = uniform(0.5, 1.0).view(n, 1, 1, 1)
+    out = torch.where(faint, out * gain, out)
+    peak = out.amax(dim=(2, 3), keepdim=True).clamp_min(1e-3)
+    return out / peak
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    return (x - preprocess.MNIST_MEAN) / preprocess.MNIST_STD
+
+
+@torch.no_grad()
+def logits_of(
+    model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 1000
+) -> torch.Tensor:
+    model.eval()
+    chunks = []
+    for start in range(0, len(images), batch):
+        x = torch.from_numpy(images[start : start + batch]).unsqueeze(1).to(device)
+        chunks.append(model(standardise(x)).float().cpu())
+    return torch.cat(chunks)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """Temperature scaling: the T minimising held-out NLL (Guo et al., 2017)."""
+    log_t = torch.zeros(1, requires_grad=True)
+    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    optimiser.step(closure)
+    return float(log_t.exp().item())
+
+
+def _split(dataset: data.Dataset, val_size: int, seed: int) -> tuple[data.Dataset, data.Dataset]:
+    order = np.random.default_rng(seed).permutation(len(dataset.labels))
+    val, train = order[:val_size], order[val_size:]
+    return (
+        data.Dataset(dataset.images[train], dataset.labels[train]),
+        data.Dataset(dataset.images[val], dataset.labels[val]),
+    )
+
+
+def fit(
+    config: TrainConfig,
+    output: Path,
+    *,
+    mnist_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    extra: data.Dataset | None = None,
+    init: ckpt.Checkpoint | None = None,
+) -> ckpt.Checkpoint:
+    """Train, calibrate, save to ``output``; returns the checkpoint.
+
+    ``extra`` (e.g. users' corrections) is mixed into the training data; ``init`` fine-tunes
+    from an existing checkpoint instead of starting from scratch.
+    """
+    from digits.config import get_settings
+
+    cache_dir = cache_dir or get_settings().resolved_cache_dir
+    seed_everything(config.seed)
+    device = pick_device()
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count() or 1)
+    started = time.perf_counter()
+
+    mnist = framed_mnist("train", mnist_dir, cache_dir, limit=2000 if config.dry_run else None)
+    train_mnist, val_mnist = _split(
+        mnist, min(config.val_size, len(mnist.labels) // 5), config.seed
+    )
+    parts = [train_mnist]
+    val_parts = [val_mnist]
+    if config.synthetic > 0:
+        n_synth = min(config.synthetic, 500) if config.dry_run else config.synthetic
+        synthetic = synthetic_drawings(n_synth, config.seed + 1, cache_dir)
+        synth_train, synth_val = _split(synthetic, n_synth // 10, config.seed)
+        parts.append(synth_train)
+        val_parts.append(synth_val)
+    if extra is not None and len(extra.labels):
+        parts.append(extra)
+    train_images = np.concatenate([p.images for p in parts]).astype(np.float32)
+    train_labels = np.concatenate([p.labels for p in parts]).astype(np.int64)
+    val_images = np.concatenate([p.images for p in val_parts]).astype(np.float32)
+    val_labels = np.concatenate([p.labels for p in val_parts]).astype(np.int64)
+
+    model_args: dict[str, Any] = {"width": config.width, "dropout": config.dropout}
+    model = DigitNet(**model_args).to(device)
+    if init is not None:
+        model.load_state_dict(init.state_dict)
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.max_lr, weight_decay=config.weight_decay
+    )
+    steps_per_epoch = math.ceil(len(train_labels) / config.batch_size)
+    epochs = 1 if config.dry_run else config.epochs
+    if config.dry_run:
+        steps_per_epoch = min(steps_per_epoch, 20)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser,
+        max_lr=config.max_lr,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        pct_start=0.2,
+    )
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+    x_all = torch.from_numpy(train_images).unsqueeze(1)
+    y_all = torch.from_numpy(train_labels)
+    history = []
+    for epoch in range(epochs):
+        model.train()
+        order = torch.randperm(
+            len(y_all), generator=torch.Generator().manual_seed(config.seed + epoch)
+        )
+        bar = tqdm(
+            range(steps_per_epoch),
+            desc=f"epoch {epoch + 1}/{epochs}",
+            unit="batch",
+            mininterval=2.0,
+        )
+        seen = correct = 0
+        loss_sum = 0.0
+        for step in bar:
+            idx = order[step * config.batch_size : (step + 1) * config.batch_size]
+            x = augment(x_all[idx].to(device), config.augment, gen)
+            y = y_all[idx].to(device)
+            logits = model(standardise(x))
+            loss = F.cross_entropy(logits, y)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            seen += len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            loss_sum += float(loss) * len(y)
+            bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
+        val_acc = float(
+            (
+                logits_of(model, val_mnist.images, device).argmax(1).numpy() == val_mnist.labels
+            ).mean()
+        )
+        history.append(
+            {"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_mnist_accuracy": val_acc}
+        )
+        log.info(
+            "epoch %d: train loss %.4f, MNIST validation accuracy %.4f",
+            epoch + 1,
+            loss_sum / seen,
+            val_acc,
+        )
+
+    val_logits = logits_of(model, val_images, device)
+    temperature = fit_temperature(val_logits, torch.from_numpy(val_labels))
+    model.cpu()
+    elapsed = time.perf_counter() - started
+    metrics: dict[str, Any] = {
+        "val_accuracy": float((val_logits.argmax(1).numpy() == val_labels).mean()),
+        "val_mnist_accuracy": history[-1]["val_mnist_accuracy"],
+        "train_seconds": round(elapsed, 1),
+        "device": device.type,
+        "history": history,
+    }
+    result = ckpt.from_model(
+        model,
+        model_args,
+        temperature=temperature,
+        metrics=metrics,
+        train_config=asdict(config),
+        parent=init.version if init is not None else None,
+        data={
+            "mnist_train": len(train_mnist.labels),
+            "synthetic": len(parts[1].labels) if config.synthetic > 0 else 0,
+            "extra": 0 if extra is None else len(extra.labels),
+            "validation": len(val_labels),
+        },
+    )
+    ckpt.save(result, output)
+    log.info(
+        "saved %s (version %s, T=%.3f) in %.0f s", output, result.version, temperature, elapsed
+    )
+    return result
