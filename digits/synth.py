@@ -486,9 +486,9 @@ def random_look(rng: np.random.Generator, mode: Mode) -> Look:
     if mode != "careless":
         raise ValueError(f"unknown mode {mode!r}; expected 'normal' or 'careless'")
     height = rng.uniform(0.2, 0.45) if rng.random() < 0.65 else rng.uniform(0.8, 0.95)
-    # A brush thicker than ~30% of the digit's height turns it into a blob nobody could read.
+    # A brush thicker than ~25% of the digit's height turns it into a blob nobody could read.
     brush = float(np.exp(rng.uniform(np.log(4.0), np.log(40.0))))
-    brush = max(4.0, min(brush, 0.3 * height * CANVAS))
+    brush = max(4.0, min(brush, 0.25 * height * CANVAS))
     encoding: Encoding = ENCODINGS[int(rng.integers(len(ENCODINGS)))]
     ink: Color = (0, 0, 0)
     background: Color = (255, 255, 255)
@@ -531,6 +531,15 @@ def place(strokes: Sequence[np.ndarray], look: Look, canvas: int = CANVAS) -> li
     return [(s - mid) * scale + centre for s in turned]
 
 
+def _stamp_centres(pts: np.ndarray, spacing: float) -> np.ndarray:
+    """Resample a polyline at even arc-length steps no longer than spacing."""
+    if len(pts) < 2:
+        return pts
+    cum = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+    u = np.linspace(0.0, cum[-1], max(2, math.ceil(cum[-1] / spacing) + 1))
+    return np.column_stack([np.interp(u, cum, pts[:, 0]), np.interp(u, cum, pts[:, 1])])
+
+
 def render(
     strokes: Sequence[np.ndarray],
     *,
@@ -553,11 +562,12 @@ def render(
     pen = ImageDraw.Draw(layer)
     width = max(1.0, brush * supersample)
     r = width / 2
+    # A round brush is a disc dragged along the path: stamping discs every r/2 leaves ripples
+    # of r/32 at most, and avoids the slivers PIL's wide lines leave at short segments.
+    spacing = max(r / 2, 0.75)
     for stroke in strokes:
-        pts = [(float(x) * supersample, float(y) * supersample) for x, y in stroke]
-        if len(pts) > 1:
-            pen.line(pts, fill=255, width=max(1, round(width)), joint="curve")
-        for x, y in (pts[0], pts[-1]):
+        pts = _stamp_centres(np.asarray(stroke, dtype=np.float64) * supersample, spacing)
+        for x, y in pts.tolist():
             pen.ellipse((x - r, y - r, x + r, y + r), fill=255)
     if supersample > 1:
         layer = layer.resize((canvas, canvas), Image.Resampling.BOX)
