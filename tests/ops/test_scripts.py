@@ -1,0 +1,100 @@
+"""The two commands and .ci/run: lint-clean, in the README, and test.sh's phases and exit codes
+(driven with a stand-in pytest in a scratch copy of the repository)."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO_ROOT, require
+
+SCRIPTS = [REPO_ROOT / "scripts" / name for name in ("setup.sh", "run.sh", "test.sh")]
+CI_RUN = REPO_ROOT / ".ci" / "run"
+RUN_COMMAND = "./scripts/run.sh"
+TEST_COMMAND = "./scripts/test.sh"
+
+# Records its arguments, one call per line, and exits with the code the test asked for.
+FAKE_PYTEST = """#!/usr/bin/env bash
+echo "$*" >> "$CALLS"
+if [[ "$*" == *"not fault"* ]]; then exit "${MAIN_RC:-0}"; else exit "${FAULT_RC:-0}"; fi
+"""
+
+
+def test_shell_scripts_pass_shellcheck() -> None:
+    binary = shutil.which("shellcheck")
+    require(binary is not None, "shellcheck is not installed (apt-get install shellcheck)")
+    assert binary is not None
+    result = subprocess.run(
+        [binary, "-x", *map(str, SCRIPTS), str(CI_RUN)],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
+    head = "\n".join((REPO_ROOT / "README.md").read_text().splitlines()[:20])
+    assert RUN_COMMAND in head and TEST_COMMAND in head
+    assert f"exec {TEST_COMMAND}" in CI_RUN.read_text()
+
+
+@pytest.fixture
+def scratch_repo(tmp_path: Path) -> Path:
+    """scripts/ and pyproject.toml beside a .venv whose install stamp is current."""
+    shutil.copytree(REPO_ROOT / "scripts", tmp_path / "scripts")
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "scratch"\n')
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    executables = {
+        "python": "#!/usr/bin/env bash\necho 'Python 3.11.0'\n",
+        "digits": "#!/usr/bin/env bash\n",
+        "pytest": FAKE_PYTEST,
+    }
+    for name, text in executables.items():
+        path = bin_dir / name
+        path.write_text(text)
+        path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    digest = hashlib.sha256(pyproject.read_bytes()).hexdigest()
+    (tmp_path / ".venv" / ".digits-install-stamp").write_text(f"{digest} Python 3.11.0\n")
+    return tmp_path
+
+
+def run_test_sh(repo: Path, **codes: str) -> tuple[int, list[str]]:
+    calls = repo / "calls.txt"
+    env = {"PATH": "/usr/bin:/bin", "CALLS": str(calls), **codes}
+    result = subprocess.run(
+        ["bash", str(repo / "scripts" / "test.sh"), "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return result.returncode, calls.read_text().splitlines()
+
+
+def test_test_sh_runs_the_suite_then_the_fault_test_alone(scratch_repo: Path) -> None:
+    rc, calls = run_test_sh(scratch_repo)
+    assert rc == 0
+    assert calls == ["-m not fault -q", "-m fault -q"]
+
+
+def test_test_sh_treats_nothing_collected_as_success(scratch_repo: Path) -> None:
+    rc, _ = run_test_sh(scratch_repo, FAULT_RC="5")
+    assert rc == 0
+
+
+@pytest.mark.parametrize(("main_rc", "fault_rc"), [("1", "0"), ("0", "1"), ("2", "5")])
+def test_test_sh_fails_when_either_phase_fails(
+    scratch_repo: Path, main_rc: str, fault_rc: str
+) -> None:
+    rc, calls = run_test_sh(scratch_repo, MAIN_RC=main_rc, FAULT_RC=fault_rc)
+    assert rc == 1
+    assert len(calls) == 2, "the fault phase runs even after a failing main phase"
