@@ -511,6 +511,7 @@ def random_look(rng: np.random.Generator, mode: Mode) -> Look:
     )
 
 
+_MARGIN = 3.0  # pixels kept clear between the ink and the canvas edge
 _PEN_COLOURS: tuple[Color, ...] = ((20, 40, 200), (200, 20, 20), (0, 120, 40), (90, 0, 140))
 
 
@@ -523,9 +524,9 @@ def place(strokes: Sequence[np.ndarray], look: Look, canvas: int = CANVAS) -> li
     lo, hi = allpts.min(axis=0), allpts.max(axis=0)
     extent = np.maximum(hi - lo, 1e-3)
     brush = look.brush * canvas / CANVAS
-    room = canvas - brush - 2.0  # the whole stroke, caps included, stays on the canvas
+    room = canvas - brush - 2 * _MARGIN  # the whole stroke, caps included, stays on the canvas
     scale = min(look.height * canvas / extent[1], room / extent[0], room / extent[1])
-    half = extent * scale / 2 + brush / 2 + 1.0
+    half = extent * scale / 2 + brush / 2 + _MARGIN
     centre = np.clip(np.array(look.centre) * canvas, half, canvas - half)
     mid = (lo + hi) / 2
     return [(s - mid) * scale + centre for s in turned]
