@@ -1,0 +1,312 @@
+"""Nothing lost when the database fails: stop the real PostgreSQL under a steady stream of
+predictions and corrections, start it again, and check every acknowledged write in the database.
+
+This stops the machine's only PostgreSQL, so it runs alone, after everything else
+(`scripts/test.sh` runs `-m "not fault"` first, then `-m fault`), and starts it again whatever
+happens. Commands to stop and start it can be replaced through DIGITS_TEST_PG_STOP and
+DIGITS_TEST_PG_START (shell strings) where the server is not a local pg_ctlcluster one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import POSTGRES_ADMIN_URL, REPO_ROOT, postgres_reachable, require
+from PIL import Image, ImageDraw
+
+pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.slow]
+
+DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
+CLIENTS = 4
+WORKERS = 2  # each worker has its own spool file: the test covers more than one
+HEALTHY_S, OUTAGE_S, RECOVERED_S = 4.0, 8.0, 4.0
+REPLAY_DEADLINE_S = 90.0
+
+
+def _cluster_version() -> str | None:
+    root = Path("/etc/postgresql")
+    versions = sorted((p.name for p in root.iterdir()), key=_version_key) if root.is_dir() else []
+    return versions[-1] if versions else None
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+
+def _pg_commands() -> tuple[list[str], list[str]] | None:
+    stop, start = os.environ.get("DIGITS_TEST_PG_STOP"), os.environ.get("DIGITS_TEST_PG_START")
+    if stop and start:
+        return ["sh", "-c", stop], ["sh", "-c", start]
+    version = _cluster_version()
+    if shutil.which("pg_ctlcluster") is None or version is None or os.geteuid() != 0:
+        return None
+    base = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main"]
+    return [*base, "stop", "-m", "fast"], [*base, "start"]
+
+
+def _wait_postgres(up: bool, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while postgres_reachable() != up:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"PostgreSQL still {'down' if up else 'up'} after {timeout_s} s")
+        time.sleep(0.2)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def drawings() -> list[bytes]:
+    """A few 280x280 canvas-like drawings: black strokes on a transparent background."""
+    shapes = [
+        [((140, 40), (140, 240))],  # a 1
+        [((80, 50), (200, 50)), ((200, 50), (110, 240))],  # a 7
+        [((90, 60), (190, 60)), ((190, 60), (190, 230)), ((90, 140), (190, 140))],
+    ]
+    out = []
+    for lines in shapes:
+        image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+        pen = ImageDraw.Draw(image)
+        for start, end in lines:
+            pen.line([start, end], fill=(0, 0, 0, 255), width=18)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+@dataclass
+class Ledger:
+    """What the API acknowledged, and everything else it answered."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    predictions: list[str] = field(default_factory=list)  # ids from 2xx POSTs
+    labels: dict[str, int] = field(default_factory=dict)  # id -> last acknowledged label
+    failures: list[str] = field(default_factory=list)
+    posts: int = 0
+    patches: int = 0
+
+
+def _client_loop(base: str, stop: threading.Event, ledger: Ledger, seed: int) -> None:
+    images = drawings()
+    n = seed
+    with httpx.Client(base_url=base, timeout=15.0, trust_env=False) as client:
+        while not stop.is_set():
+            n += 1
+            try:
+                answer = client.post(
+                    "/api/predictions",
+                    files={"image": ("drawing.png", images[n % len(images)], "image/png")},
+                    data={"source": "canvas"},
+                )
+            except httpx.HTTPError as exc:
+                with ledger.lock:
+                    ledger.posts += 1
+                    ledger.failures.append(f"POST: {exc!r}")
+                continue
+            with ledger.lock:
+                ledger.posts += 1
+                if answer.status_code // 100 != 2:
+                    ledger.failures.append(f"POST {answer.status_code}: {answer.text[:200]}")
+                    continue
+                prediction_id = answer.json()["id"]
+                ledger.predictions.append(prediction_id)
+            # A third stay unlabelled, a third are labelled once, a third labelled then changed.
+            labels = [[], [n % 10], [n % 10, (n + 3) % 10]][n % 3]
+            for label in labels:
+                try:
+                    patched = client.patch(
+                        f"/api/predictions/{prediction_id}", json={"true_label": label}
+                    )
+                except httpx.HTTPError as exc:
+                    with ledger.lock:
+                        ledger.patches += 1
+                        ledger.failures.append(f"PATCH: {exc!r}")
+                    break
+                with ledger.lock:
+                    ledger.patches += 1
+                    if patched.status_code // 100 == 2:
+                        ledger.labels[prediction_id] = label
+                    else:
+                        ledger.failures.append(f"PATCH {patched.status_code}: {patched.text[:200]}")
+            time.sleep(0.02)
+
+
+def _spool_depth(client: httpx.Client) -> float:
+    text = client.get("/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("digits_spool_depth")
+    )
+
+
+def _ensure_started(start_pg: list[str]) -> None:
+    if not postgres_reachable():
+        subprocess.run(start_pg, check=False, capture_output=True, timeout=60)
+        _wait_postgres(up=True)
+
+
+@pytest.fixture
+def pg_control() -> Iterator[tuple[list[str], list[str]]]:
+    require(postgres_reachable(), "PostgreSQL is not reachable at 127.0.0.1:5432")
+    commands = _pg_commands()
+    require(commands is not None, "cannot stop and start PostgreSQL here (pg_ctlcluster as root)")
+    assert commands is not None
+    try:
+        yield commands
+    finally:
+        _ensure_started(commands[1])
+
+
+@pytest.fixture
+def fault_database(pg_control: tuple[list[str], list[str]]) -> Iterator[str]:
+    import psycopg
+
+    name = f"digits_fault_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    admin = httpx.URL(POSTGRES_ADMIN_URL)
+    try:
+        yield str(admin.copy_with(path=f"/{name}"))
+    finally:
+        _ensure_started(pg_control[1])
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def server(fault_database: str, tmp_path: Path) -> Iterator[str]:
+    require(DIGITS.exists(), "the project is not installed in .venv")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+    env.update(
+        DIGITS_ENV="test",
+        DIGITS_DATABASE_URL=fault_database,
+        DIGITS_DATA_DIR=str(tmp_path / "data"),
+        DIGITS_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    log_path = tmp_path / "server.log"
+    argv = [str(DIGITS), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(WORKERS)]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        with httpx.Client(base_url=base, timeout=5.0, trust_env=False) as client:
+            while True:
+                assert process.poll() is None, log_path.read_text()[-4000:]
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "API not ready:\n" + log_path.read_text()
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_no_acknowledged_write_is_lost_when_postgres_stops(
+    pg_control: tuple[list[str], list[str]], server: str, fault_database: str
+) -> None:
+    import psycopg
+
+    stop_pg, start_pg = pg_control
+
+    ledger = Ledger()
+    stop = threading.Event()
+    clients = [
+        threading.Thread(target=_client_loop, args=(server, stop, ledger, i * 1000), daemon=True)
+        for i in range(CLIENTS)
+    ]
+    during_outage: dict[str, object] = {}
+    try:
+        for thread in clients:
+            thread.start()
+        time.sleep(HEALTHY_S)
+        with ledger.lock:
+            before_outage = len(ledger.predictions)
+        subprocess.run(stop_pg, check=True, capture_output=True, timeout=60)
+        _wait_postgres(up=False)
+        time.sleep(OUTAGE_S / 2)
+        with httpx.Client(base_url=server, timeout=10.0, trust_env=False) as probe:
+            ready = probe.get("/readyz")
+            during_outage.update(
+                ready=ready.status_code, body=ready.text, depth=_spool_depth(probe)
+            )
+        time.sleep(OUTAGE_S / 2)
+        with ledger.lock:
+            during = len(ledger.predictions) - before_outage
+        subprocess.run(start_pg, check=True, capture_output=True, timeout=60)
+        _wait_postgres(up=True)
+        time.sleep(RECOVERED_S)
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(timeout=30)
+        _ensure_started(start_pg)
+
+    # The API kept answering while the database was gone, and said it was degraded.
+    assert ledger.failures == [], ledger.failures[:20]
+    assert before_outage > 10 and during > 10, (before_outage, during)
+    assert during_outage["ready"] == 200, during_outage
+    assert "degraded" in str(during_outage["body"]), during_outage
+    assert float(during_outage["depth"]) > 0, during_outage  # type: ignore[arg-type]
+
+    # Replay: wait until the spools are empty, then compare the database with the ledger.
+    deadline = time.monotonic() + REPLAY_DEADLINE_S
+    with httpx.Client(base_url=server, timeout=10.0, trust_env=False) as probe:
+        while _spool_depth(probe) > 0:
+            assert time.monotonic() < deadline, "the spool was not replayed in time"
+            time.sleep(0.5)
+    with psycopg.connect(fault_database) as conn:
+        rows = conn.execute("SELECT id::text, true_label FROM predictions").fetchall()
+    stored = {row_id: label for row_id, label in rows}
+
+    acknowledged = set(ledger.predictions)
+    assert len(acknowledged) == len(ledger.predictions), "the API gave one id twice"
+    assert len(rows) == len(stored), "duplicate rows"
+    missing = acknowledged - stored.keys()
+    assert not missing, f"{len(missing)} acknowledged predictions have no row"
+    assert stored.keys() == acknowledged, "rows that no 2xx answer acknowledged"
+    wrong = {
+        pid: (stored[pid], label) for pid, label in ledger.labels.items() if stored[pid] != label
+    }
+    assert not wrong, f"labels lost or stale (stored, acknowledged): {list(wrong.items())[:10]}"
+    unlabelled = [pid for pid in acknowledged - ledger.labels.keys() if stored[pid] is not None]
+    assert not unlabelled, "labels nobody sent"
+    print(
+        f"\nfault test: {len(acknowledged)} predictions ({during} during the outage), "
+        f"{len(ledger.labels)} labelled, {ledger.posts} POSTs, {ledger.patches} PATCHes, "
+        f"spool depth at mid-outage {during_outage['depth']:.0f}, all rows present"
+    )
