@@ -236,6 +236,7 @@ def stats(session: Session) -> dict[str, Any]:
     per_version: dict[str, list[int]] = {}
     bins = [[0, 0.0, 0] for _ in range(RELIABILITY_BINS)]  # count, sum confidence, correct
     for digit, label, confidence, version in labelled_rows:
+        assert label is not None  # filtered in the query
         confusion[label][digit] += 1
         hit = int(digit == label)
         seen = per_version.setdefault(version, [0, 0])

@@ -1,0 +1,179 @@
+"""``create_app()``: the FastAPI application. The model, the database engine and the spool are
+made in the lifespan (never at import), one intra-op torch thread per worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+import torch
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+from digits.api import errors
+from digits.api.holder import ModelHolder
+from digits.api.metrics import Metrics
+from digits.api.middleware import RequestContextMiddleware
+from digits.api.routes import admin, health, predictions, stats
+from digits.api.store import PredictionStore
+from digits.config import Settings, get_settings
+from digits.db import crud
+from digits.db.migrate import upgrade_head
+from digits.db.models import utcnow
+from digits.db.session import Database, is_connection_error
+from digits.logs import configure_logging
+from digits.predict import Predictor
+from digits.spool import Spool
+
+logger = logging.getLogger(__name__)
+
+REPLAY_INTERVAL_S = 2.0
+MODEL_CHECK_INTERVAL_S = 5.0
+RETENTION_INTERVAL_S = 3600.0
+
+
+def _loader(settings: Settings) -> Callable[[], Predictor]:
+    def load() -> Predictor:
+        return Predictor.from_checkpoint(
+            settings.model_path, uncertain_threshold=settings.uncertain_threshold
+        )
+
+    return load
+
+
+def _migrate(settings: Settings) -> bool:
+    try:
+        upgrade_head(settings.resolved_database_url)
+    except SQLAlchemyError as exc:
+        if not is_connection_error(exc):
+            raise
+        logger.warning("database unreachable at startup; migrating later, spooling meanwhile")
+        return False
+    return True
+
+
+def _apply_retention(store: PredictionStore, days: int) -> None:
+    with store.database.write() as session:
+        purged = crud.purge_images(session, older_than=utcnow() - timedelta(days=days))
+    if purged:
+        logger.info("retention dropped stored drawings", extra={"purged": purged, "days": days})
+
+
+class _Maintenance:
+    """The background loop: spool replay, model file watch, retention."""
+
+    def __init__(self, app: FastAPI, settings: Settings, migrated: bool) -> None:
+        self.app = app
+        self.settings = settings
+        self.migrated = migrated
+        self.clock = {"model": 0.0, "retention": -RETENTION_INTERVAL_S}
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(REPLAY_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self.tick, loop.time())
+            except Exception:  # the loop must outlive any one failure; it is logged
+                logger.exception("maintenance step failed")
+
+    def tick(self, now: float) -> None:
+        store: PredictionStore = self.app.state.store
+        try:
+            if not self.migrated:
+                self.migrated = _migrate(self.settings)
+            if self.migrated:
+                store.replay()
+                if self.settings.retention_days is not None and (
+                    now - self.clock["retention"] >= RETENTION_INTERVAL_S
+                ):
+                    _apply_retention(store, self.settings.retention_days)
+                    self.clock["retention"] = now
+        except SQLAlchemyError as exc:
+            if not is_connection_error(exc):
+                raise
+            logger.debug("database still unreachable; spool kept (%d)", store.spool.depth)
+        if now - self.clock["model"] >= MODEL_CHECK_INTERVAL_S:
+            self.clock["model"] = now
+            self.app.state.holder.reload_if_changed()
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    predictor: Predictor | None = None,
+    run_maintenance: bool = True,
+) -> FastAPI:
+    """The API. ``predictor`` replaces loading from ``settings.model_path`` (tests)."""
+    settings = settings or get_settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, json_lines=settings.log_json)
+        torch.set_num_threads(1)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrated = await asyncio.to_thread(_migrate, settings)
+        holder = ModelHolder((lambda: predictor) if predictor else _loader(settings))
+        database = Database(settings.resolved_database_url)
+        spool = Spool(settings.resolved_spool_dir)
+        spool.open()
+        store = PredictionStore(database, spool, metrics)
+        app.state.holder = holder
+        app.state.database = database
+        app.state.store = store
+        task = None
+        if run_maintenance:
+            maintenance = _Maintenance(app, settings, migrated)
+            task = asyncio.create_task(maintenance.run(), name="digits-maintenance")
+        logger.info(
+            "api ready",
+            extra={
+                "model_version": holder.predictor.version,
+                "database": database.url.render_as_string(),
+            },
+        )
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(SQLAlchemyError):
+                if spool.depth:
+                    await asyncio.to_thread(store.replay)
+            spool.close()
+            database.dispose()
+            metrics.process_exited()
+
+    app = FastAPI(
+        title="Digits",
+        summary="Handwritten digit recognition: predictions, corrections, history, statistics.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    errors.install(app)
+    for router in (predictions.router, admin.router, stats.router, health.router):
+        app.include_router(router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PATCH"],
+            allow_headers=["Content-Type", "X-Request-ID"],
+        )
+    if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics
+    )
+    return app

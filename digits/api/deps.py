@@ -1,0 +1,66 @@
+"""Request dependencies as ``Annotated`` aliases; everything comes from ``app.state``."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from digits.api.holder import ModelHolder
+from digits.api.metrics import Metrics
+from digits.api.store import PredictionStore
+from digits.config import Settings
+from digits.db.session import Database
+from digits.predict import Predictor
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_holder(request: Request) -> ModelHolder:
+    return request.app.state.holder
+
+
+def get_predictor(request: Request) -> Predictor:
+    # Read once per request: a concurrent model swap cannot change it halfway.
+    return request.app.state.holder.predictor
+
+
+def get_store(request: Request) -> PredictionStore:
+    return request.app.state.store
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+HolderDep = Annotated[ModelHolder, Depends(get_holder)]
+PredictorDep = Annotated[Predictor, Depends(get_predictor)]
+StoreDep = Annotated[PredictionStore, Depends(get_store)]
+DatabaseDep = Annotated[Database, Depends(get_database)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def require_admin(request: Request, settings: SettingsDep) -> None:
+    """Bearer ``DIGITS_ADMIN_TOKEN``: 403 when none is configured or it is wrong, 401 when absent."""
+    if not settings.admin_token:
+        raise HTTPException(403, "admin operations are disabled: DIGITS_ADMIN_TOKEN is not set")
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise HTTPException(
+            401,
+            "admin operations need 'Authorization: Bearer <DIGITS_ADMIN_TOKEN>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not secrets.compare_digest(token.strip().encode(), settings.admin_token.encode()):
+        raise HTTPException(403, "the admin token is wrong")
+
+
+AdminDep = Annotated[None, Depends(require_admin)]

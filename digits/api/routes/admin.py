@@ -1,0 +1,41 @@
+"""Destructive operations, only with ``Authorization: Bearer $DIGITS_ADMIN_TOKEN``."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from digits.api.deps import AdminDep, StoreDep
+from digits.db import crud
+from digits.db.models import utcnow
+from digits.schemas import DeletedCount, PurgedCount
+
+router = APIRouter(tags=["admin"])
+logger = logging.getLogger(__name__)
+_AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "No bearer token"}, 403: {"description": "Wrong or disabled"}}
+
+
+@router.delete("/api/predictions", response_model=DeletedCount, responses=_AUTH)
+def delete_history(_: AdminDep, store: StoreDep) -> DeletedCount:
+    """Delete every stored prediction."""
+    with store.database.write() as session:
+        deleted = crud.delete_all(session)
+    logger.warning("history deleted", extra={"deleted": deleted})
+    return DeletedCount(deleted=deleted)
+
+
+@router.post("/api/admin/purge-images", response_model=PurgedCount, responses=_AUTH)
+def purge_images(
+    _: AdminDep,
+    store: StoreDep,
+    older_than_days: Annotated[int | None, Query(ge=0, le=36500)] = None,
+) -> PurgedCount:
+    """Drop stored drawings (all, or those older than N days); 28x28 inputs and labels stay."""
+    cutoff = None if older_than_days is None else utcnow() - timedelta(days=older_than_days)
+    with store.database.write() as session:
+        purged = crud.purge_images(session, older_than=cutoff)
+    logger.warning("stored drawings purged", extra={"purged": purged})
+    return PurgedCount(purged=purged)

@@ -1,0 +1,262 @@
+"""``/api/predictions``: predict and store, correct, browse, and fetch the stored images."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import TypeAdapter, ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from digits.api.deps import MetricsDep, PredictorDep, SettingsDep, StoreDep
+from digits.api.images import decode_base64_image, stored_png
+from digits.api.metrics import Metrics
+from digits.api.store import PredictionNotFoundError, PredictionStore, record_from_row
+from digits.config import Settings
+from digits.db import crud
+from digits.db.models import utcnow
+from digits.predict import Predictor
+from digits.preprocess import input_to_png
+from digits.schemas import (
+    CorrectionIn,
+    Label,
+    Outcome,
+    PredictionJsonIn,
+    PredictionOut,
+    PredictionPage,
+    PredictionRecord,
+    Source,
+)
+
+router = APIRouter(prefix="/api/predictions", tags=["predictions"])
+
+_SOURCE = TypeAdapter(Source)
+_UUID = TypeAdapter(uuid.UUID)
+MAX_PAGE = 500
+
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary"},
+                    "source": {"type": "string", "enum": ["canvas", "upload", "api"]},
+                    "drawing_id": {"type": "string", "format": "uuid"},
+                },
+            }
+        },
+        "application/json": {"schema": PredictionJsonIn.model_json_schema()},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    413: {"description": "Body or image over the configured limit"},
+    415: {"description": "Not a PNG or JPEG, or an unsupported content type"},
+    422: {"description": "Empty drawing, or invalid fields"},
+}
+
+
+def _invalid(loc: str, message: str) -> HTTPException:
+    return HTTPException(422, [{"loc": ["body", loc], "msg": message, "type": "value_error"}])
+
+
+def _parse_fields(source: Any, drawing_id: Any) -> tuple[str, uuid.UUID | None]:
+    try:
+        parsed_source = _SOURCE.validate_python(source if source not in (None, "") else "api")
+    except ValidationError as exc:
+        raise _invalid("source", "source must be one of canvas, upload, api") from exc
+    if drawing_id in (None, ""):
+        return parsed_source, None
+    try:
+        return parsed_source, _UUID.validate_python(drawing_id)
+    except ValidationError as exc:
+        raise _invalid("drawing_id", "drawing_id must be a UUID") from exc
+
+
+async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form(max_files=1, max_fields=8)
+        upload = form.get("image")
+        if isinstance(upload, UploadFile):
+            data = await upload.read()
+        elif isinstance(upload, str):
+            data = decode_base64_image(upload)
+        else:
+            raise _invalid("image", "the multipart field 'image' is required")
+        source, drawing_id = _parse_fields(form.get("source"), form.get("drawing_id"))
+        return data, source, drawing_id
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            payload = PredictionJsonIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            errors = json.loads(exc.json(include_url=False, include_context=False))
+            raise HTTPException(422, errors) from exc
+        source = payload.source
+        return decode_base64_image(payload.image), source, payload.drawing_id
+    if content_type in {"image/png", "image/jpeg"}:
+        source, drawing_id = _parse_fields(
+            request.query_params.get("source"), request.query_params.get("drawing_id")
+        )
+        return await request.body(), source, drawing_id
+    raise HTTPException(
+        415,
+        'send multipart/form-data with an \'image\' file, JSON {"image": "<base64>"}, '
+        "or a raw image/png or image/jpeg body",
+    )
+
+
+def predict_and_store(
+    *,
+    data: bytes,
+    source: str,
+    drawing_id: uuid.UUID | None,
+    predictor: Predictor,
+    store: PredictionStore,
+    settings: Settings,
+    metrics: Metrics,
+) -> PredictionRecord:
+    started = time.perf_counter()
+    prediction = predictor.predict(
+        data, max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels
+    )
+    new = crud.NewPrediction(
+        id=uuid.uuid4(),
+        created_at=utcnow(),
+        digit=prediction.digit,
+        confidence=prediction.confidence,
+        probabilities=prediction.probabilities,
+        status=prediction.status,
+        source=source,
+        drawing_id=drawing_id,
+        model_version=predictor.version,
+        image_png=stored_png(data, max_side=settings.stored_image_max_side),
+        input_png=input_to_png(prediction.model_input),
+        latency_ms=(time.perf_counter() - started) * 1000,
+    )
+    record = store.save_prediction(new)
+    metrics.predictions.labels(digit=str(record.digit), status=record.status).inc()
+    return record
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=PredictionOut,
+    openapi_extra={"requestBody": _REQUEST_BODY},
+    responses=_ERRORS,
+    summary="Predict the digit in an image and store the prediction",
+)
+async def create_prediction(
+    request: Request,
+    response: Response,
+    predictor: PredictorDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+) -> PredictionRecord:
+    data, source, drawing_id = await _read_submission(request)
+    record = await run_in_threadpool(
+        lambda: predict_and_store(
+            data=data,
+            source=source,
+            drawing_id=drawing_id,
+            predictor=predictor,
+            store=store,
+            settings=settings,
+            metrics=metrics,
+        )
+    )
+    response.headers["Location"] = f"/api/predictions/{record.id}"
+    return record
+
+
+@router.patch("/{prediction_id}", response_model=PredictionRecord)
+def correct_prediction(
+    prediction_id: uuid.UUID, correction: CorrectionIn, store: StoreDep
+) -> PredictionRecord:
+    """Record or change the digit the user says was drawn."""
+    return store.label(prediction_id, correction.true_label)
+
+
+@router.get("", response_model=PredictionPage)
+def list_predictions(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    digit: Annotated[Label | None, Query(description="predicted digit")] = None,
+    true_label: Annotated[Label | None, Query(description="the user's correction")] = None,
+    outcome: Annotated[Outcome | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
+) -> PredictionPage:
+    """Stored predictions, newest first."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and value.tzinfo is None:
+            raise HTTPException(422, f"{name} needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
+    with store.database.read() as session:
+        rows, total = crud.list_predictions(
+            session,
+            limit=limit,
+            offset=offset,
+            digit=digit,
+            true_label=true_label,
+            outcome=outcome,
+            since=since,
+            until=until,
+        )
+        items = [record_from_row(row) for row in rows]
+    return PredictionPage(items=items, total=total)
+
+
+@router.get("/{prediction_id}", response_model=PredictionRecord)
+def get_prediction(prediction_id: uuid.UUID, store: StoreDep) -> PredictionRecord:
+    return store.get(prediction_id)
+
+
+def _png(store: PredictionStore, prediction_id: uuid.UUID, kind: crud.ImageKind) -> Response:
+    with store.database.read() as session:
+        try:
+            data = crud.get_png(session, prediction_id=prediction_id, kind=kind)
+        except LookupError:
+            data = None
+            missing = True
+        else:
+            missing = False
+    if missing:
+        store.get(prediction_id)  # answers 503 for a spooled prediction, else 404
+        raise PredictionNotFoundError(prediction_id)
+    if data is None:
+        raise HTTPException(404, "the stored drawing was removed by the retention policy")
+    return Response(
+        data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
+    )
+
+
+@router.get(
+    "/{prediction_id}/image",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown or purged"}},
+)
+def get_image(prediction_id: uuid.UUID, store: StoreDep) -> Response:
+    """The submitted drawing as stored (PNG, at most DIGITS_STORED_IMAGE_MAX_SIDE per side)."""
+    return _png(store, prediction_id, "image")
+
+
+@router.get(
+    "/{prediction_id}/input",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown id"}},
+)
+def get_input(prediction_id: uuid.UUID, store: StoreDep) -> Response:
+    """The 28x28 image the model read (PNG, white ink on black)."""
+    return _png(store, prediction_id, "input")

@@ -1,0 +1,52 @@
+"""``digits serve``: migrate the database to head, then run uvicorn with N workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+
+import uvicorn
+
+from digits.config import get_settings
+from digits.db.migrate import upgrade_head
+from digits.logs import configure_logging
+
+logger = logging.getLogger(__name__)
+
+
+def _prepare_multiprocess_metrics(workers: int) -> None:
+    """Several workers share Prometheus samples through files (see digits.api.metrics)."""
+    if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    path = get_settings().data_dir.resolve() / "prometheus"
+    shutil.rmtree(path, ignore_errors=True)  # samples of a previous run would be summed in
+    path.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+
+
+def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
+    """Blocks until stopped. Arguments left out come from the settings (DIGITS_HOST/PORT/WORKERS)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    host = host or settings.host
+    port = port or settings.port
+    workers = max(1, workers or settings.workers)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Once here, before any worker starts; each worker's lifespan repeats it (a no-op then),
+    # which keeps replicas safe: the migration itself is serialised by a lock.
+    upgrade_head(settings.resolved_database_url)
+    _prepare_multiprocess_metrics(workers)
+    logger.info("serving", extra={"host": host, "port": port, "workers": workers})
+    uvicorn.run(
+        "digits.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,308 @@
+"""Where predictions and corrections go: the database, or the spool when it is unreachable.
+
+Writes go straight to the database. Only a connection failure sends them to this process's
+spool, and while the spool holds anything, later writes queue behind it so they reach the
+database in the order they were acknowledged. A background task replays the spool.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import uuid
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from digits.api.metrics import Metrics
+from digits.db import crud
+from digits.db.models import PredictionRow, utcnow
+from digits.db.session import Database, is_connection_error
+from digits.schemas import PredictionRecord
+from digits.spool import Applied, Entry, Spool
+
+logger = logging.getLogger(__name__)
+
+RECENT_LIMIT = 10_000
+REPLAY_BATCH = 200
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """The database cannot be reached and the answer needs it."""
+
+
+class PredictionSpooledError(RuntimeError):
+    """The prediction exists but waits in a local spool until the database is back."""
+
+
+class PredictionNotFoundError(LookupError):
+    pass
+
+
+def record_from_row(row: PredictionRow) -> PredictionRecord:
+    return PredictionRecord(
+        id=row.id,
+        digit=row.digit,
+        confidence=row.confidence,
+        probabilities=row.probabilities,
+        status=row.status,
+        model_version=row.model_version,
+        created_at=row.created_at,
+        source=row.source,
+        drawing_id=row.drawing_id,
+        true_label=row.true_label,
+        labelled_at=row.labelled_at,
+    )
+
+
+def record_from_new(new: crud.NewPrediction) -> PredictionRecord:
+    return PredictionRecord(
+        id=new.id,
+        digit=new.digit,
+        confidence=new.confidence,
+        probabilities=new.probabilities,
+        status=new.status,
+        model_version=new.model_version,
+        created_at=new.created_at,
+        source=new.source,
+        drawing_id=new.drawing_id,
+    )
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def prediction_entry(new: crud.NewPrediction) -> Entry:
+    return {
+        "op": "prediction",
+        "id": str(new.id),
+        "created_at": new.created_at.isoformat(),
+        "digit": new.digit,
+        "confidence": new.confidence,
+        "probabilities": new.probabilities,
+        "status": new.status,
+        "source": new.source,
+        "drawing_id": str(new.drawing_id) if new.drawing_id else None,
+        "model_version": new.model_version,
+        "image_png": _b64(new.image_png),
+        "input_png": _b64(new.input_png),
+        "latency_ms": new.latency_ms,
+    }
+
+
+def prediction_from_entry(entry: Entry) -> crud.NewPrediction:
+    return crud.NewPrediction(
+        id=uuid.UUID(entry["id"]),
+        created_at=datetime.fromisoformat(entry["created_at"]),
+        digit=int(entry["digit"]),
+        confidence=float(entry["confidence"]),
+        probabilities=[float(p) for p in entry["probabilities"]],
+        status=entry["status"],
+        source=entry["source"],
+        drawing_id=uuid.UUID(entry["drawing_id"]) if entry.get("drawing_id") else None,
+        model_version=entry["model_version"],
+        image_png=base64.b64decode(entry["image_png"]) if entry.get("image_png") else None,
+        input_png=base64.b64decode(entry["input_png"]),
+        latency_ms=float(entry["latency_ms"]),
+    )
+
+
+def label_entry(prediction_id: uuid.UUID, true_label: int, labelled_at: datetime) -> Entry:
+    return {
+        "op": "label",
+        "id": str(prediction_id),
+        "true_label": true_label,
+        "labelled_at": labelled_at.isoformat(),
+    }
+
+
+class PredictionStore:
+    def __init__(self, database: Database, spool: Spool, metrics: Metrics) -> None:
+        self.database = database
+        self.spool = spool
+        self.metrics = metrics
+        # Recently answered records (no images), so a correction can still be acknowledged with
+        # the whole record while the database is down.
+        self._recent: OrderedDict[uuid.UUID, PredictionRecord] = OrderedDict()
+        self._recent_lock = threading.Lock()
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _remember(self, record: PredictionRecord) -> None:
+        with self._recent_lock:
+            self._recent[record.id] = record
+            self._recent.move_to_end(record.id)
+            while len(self._recent) > RECENT_LIMIT:
+                self._recent.popitem(last=False)
+
+    def _recent_record(self, prediction_id: uuid.UUID) -> PredictionRecord | None:
+        with self._recent_lock:
+            return self._recent.get(prediction_id)
+
+    def _open_for_drawing(self, drawing_id: uuid.UUID) -> PredictionRecord | None:
+        with self._recent_lock:
+            for record in reversed(self._recent.values()):
+                if record.drawing_id == drawing_id:
+                    return record if record.true_label is None else None
+        return None
+
+    def _db_failed(self, error: SQLAlchemyError) -> None:
+        self.metrics.db_errors.inc()
+        logger.warning("database unreachable, using the spool: %s", error.__class__.__name__)
+
+    def _spool(self, entry: Entry) -> None:
+        self.spool.append(entry)
+        self.metrics.spooled.labels(kind=entry["op"]).inc()
+        self.metrics.spool_depth.set(self.spool.depth)
+
+    def spooled_record(self, prediction_id: uuid.UUID) -> PredictionRecord | None:
+        """The record as the spools know it (own and other processes'), label applied."""
+        wanted = str(prediction_id)
+        record: PredictionRecord | None = None
+        for entries in (self.spool.pending(), self.spool.others()):
+            for entry in entries:
+                if entry.get("id") != wanted:
+                    continue
+                if entry.get("op") == "prediction":
+                    record = record_from_new(prediction_from_entry(entry))
+                elif entry.get("op") == "label" and record is not None:
+                    record = record.model_copy(
+                        update={
+                            "true_label": entry["true_label"],
+                            "labelled_at": datetime.fromisoformat(entry["labelled_at"]),
+                        }
+                    )
+            if record is not None:
+                return record
+        return None
+
+    # -- writes ----------------------------------------------------------------------------
+    def save_prediction(self, new: crud.NewPrediction) -> PredictionRecord:
+        """Store durably (database or spool) and return the record; its id may be an older one
+        when the same drawing was predicted before and not yet corrected."""
+        if self.spool.depth == 0:
+            try:
+                with self.database.write() as session:
+                    record = record_from_row(crud.record_prediction(session, new=new))
+            except SQLAlchemyError as exc:
+                if not is_connection_error(exc):
+                    raise
+                self._db_failed(exc)
+            else:
+                self._remember(record)
+                return record
+        if new.drawing_id is not None:
+            earlier = self._open_for_drawing(new.drawing_id)
+            if earlier is not None:
+                new = crud.NewPrediction(**{**new.__dict__, "id": earlier.id})
+        self._spool(prediction_entry(new))
+        record = record_from_new(new)
+        self._remember(record)
+        return record
+
+    def label(self, prediction_id: uuid.UUID, true_label: int) -> PredictionRecord:
+        labelled_at = utcnow()
+        if self.spool.depth == 0:
+            try:
+                with self.database.write() as session:
+                    row = crud.set_label(
+                        session,
+                        prediction_id=prediction_id,
+                        true_label=true_label,
+                        labelled_at=labelled_at,
+                    )
+                    record = record_from_row(row) if row is not None else None
+            except SQLAlchemyError as exc:
+                if not is_connection_error(exc):
+                    raise
+                self._db_failed(exc)
+            else:
+                if record is not None:
+                    self.metrics.corrections.inc()
+                    self._remember(record)
+                    return record
+                # Not in the database: it may still wait in another worker's spool.
+                if self.spooled_record(prediction_id) is None:
+                    raise PredictionNotFoundError(prediction_id)
+        known = self._recent_record(prediction_id) or self.spooled_record(prediction_id)
+        if known is None:
+            raise DatabaseUnavailableError(
+                "the database is unavailable and this prediction is not known to this server; "
+                "try the correction again in a moment"
+            )
+        self._spool(label_entry(prediction_id, true_label, labelled_at))
+        self.metrics.corrections.inc()
+        record = known.model_copy(update={"true_label": true_label, "labelled_at": labelled_at})
+        self._remember(record)
+        return record
+
+    # -- reads -----------------------------------------------------------------------------
+    def get(self, prediction_id: uuid.UUID) -> PredictionRecord:
+        try:
+            with self.database.read() as session:
+                row = crud.get_prediction(session, prediction_id=prediction_id)
+                record = record_from_row(row) if row is not None else None
+        except SQLAlchemyError as exc:
+            if not is_connection_error(exc):
+                raise
+            self._db_failed(exc)
+            record = None
+            if self.spooled_record(prediction_id) is None:
+                raise DatabaseUnavailableError("the database is unavailable") from exc
+        if record is None:
+            if self.spooled_record(prediction_id) is not None:
+                raise PredictionSpooledError(
+                    f"prediction {prediction_id} is safely stored in the local spool while the "
+                    "database is unavailable; it can be read once it has been replayed"
+                )
+            raise PredictionNotFoundError(prediction_id)
+        return record
+
+    # -- replay ----------------------------------------------------------------------------
+    def replay(self) -> int:
+        """Adopt orphaned spools and replay ours; returns how many entries reached the database.
+
+        Raises the database's error when it is still unreachable (the entries stay).
+        """
+        self.spool.adopt_orphans()
+        self.metrics.spool_depth.set(self.spool.depth)
+        replayed = self.spool.replay(self._apply)
+        self.metrics.spool_depth.set(self.spool.depth)
+        if replayed:
+            self.metrics.replayed.inc(replayed)
+            logger.info("replayed spooled writes", extra={"entries": replayed})
+        return replayed
+
+    def _apply(self, entries: list[Entry]) -> list[Applied]:
+        results: list[Applied] = []
+        deferred: set[str] = set()
+        for start in range(0, len(entries), REPLAY_BATCH):
+            with self.database.write() as session:
+                for entry in entries[start : start + REPLAY_BATCH]:
+                    results.append(self._apply_one(session, entry, deferred))
+        return results
+
+    @staticmethod
+    def _apply_one(session: Any, entry: Entry, deferred: set[str]) -> Applied:
+        op, key = entry.get("op"), entry.get("id", "")
+        if key in deferred:
+            return Applied.DEFERRED  # keep later entries of the same id behind the first
+        if op == "prediction":
+            crud.upsert_prediction(session, new=prediction_from_entry(entry))
+            return Applied.DONE
+        if op == "label":
+            found = crud.apply_spooled_label(
+                session,
+                prediction_id=uuid.UUID(key),
+                true_label=int(entry["true_label"]),
+                labelled_at=datetime.fromisoformat(entry["labelled_at"]),
+            )
+            if found is None:
+                deferred.add(key)
+                return Applied.DEFERRED
+            return Applied.DONE
+        logger.error("dropping an unknown spool entry", extra={"op": op})
+        return Applied.DONE

@@ -1,0 +1,194 @@
+"""A durable local queue for writes the database could not take.
+
+Each process appends JSON lines to its own file under the spool directory and fsyncs before the
+API answers, so an acknowledged prediction or correction survives a crash of the process, the
+database, or both. The owner holds an exclusive ``flock`` on its file for its whole life; a file
+whose lock can be taken therefore belongs to a stopped process, and is adopted (copied into the
+live spool, then deleted) so that nothing a dead worker or replica acknowledged is lost.
+
+Replay is the caller's ``apply`` function, called in order; it must be idempotent, because a
+crash between a successful replay and the truncation replays the same entries again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".jsonl"
+Entry = dict[str, Any]
+
+
+class Applied(Enum):
+    DONE = "done"
+    # Not applicable yet (a correction whose prediction is still in another spool): keep it.
+    DEFERRED = "deferred"
+
+
+class SpoolError(RuntimeError):
+    """The spool cannot be written (disk full, directory not writable)."""
+
+
+def _read_entries(handle: Any) -> list[Entry]:
+    """Complete JSON lines from the start of ``handle``; a torn last line (crash) is dropped."""
+    handle.seek(0)
+    entries: list[Entry] = []
+    for number, raw in enumerate(handle.read().split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            logger.warning("skipping a torn spool line", extra={"line": number})
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries
+
+
+class Spool:
+    """This process's spool file plus the orphans of stopped processes in the same directory."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        self.path = directory / name
+        self._lock = threading.RLock()
+        self._replay_lock = threading.Lock()
+        self._pending: list[Entry] = []
+        self._handle: Any = None
+
+    def open(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+b")
+        except OSError as exc:
+            raise SpoolError(f"cannot open the spool at {self.path}: {exc}") from exc
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        self._handle = handle
+
+    def close(self) -> None:
+        with self._lock:
+            if self._handle is None:
+                return
+            empty = not self._pending
+            self._handle.close()
+            self._handle = None
+            if empty:
+                self.path.unlink(missing_ok=True)
+
+    @property
+    def depth(self) -> int:
+        """Entries acknowledged to clients but not yet in the database."""
+        return len(self._pending)
+
+    @property
+    def writable(self) -> bool:
+        return self._handle is not None and os.access(self.directory, os.W_OK)
+
+    def pending(self) -> list[Entry]:
+        with self._lock:
+            return list(self._pending)
+
+    def append(self, entry: Entry) -> None:
+        """Write one entry and fsync it; raises SpoolError when that is impossible."""
+        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        with self._lock:
+            if self._handle is None:
+                raise SpoolError("the spool is not open")
+            try:
+                self._handle.write(line)
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
+            except OSError as exc:
+                raise SpoolError(f"cannot write the spool at {self.path}: {exc}") from exc
+            self._pending.append(entry)
+
+    def others(self) -> Iterator[Entry]:
+        """Entries in other processes' files (live or not), read-only, for lookups."""
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            if path == self.path:
+                continue
+            try:
+                with path.open("rb") as handle:
+                    yield from _read_entries(handle)
+            except OSError:
+                continue
+
+    def adopt_orphans(self) -> int:
+        """Move entries left by stopped processes into this spool; returns how many."""
+        adopted = 0
+        for path in sorted(self.directory.glob(f"*{SUFFIX}")):
+            if path == self.path:
+                continue
+            try:
+                handle = path.open("r+b")
+            except OSError:
+                continue
+            with handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    continue  # its process is alive and replays it itself
+                if os.fstat(handle.fileno()).st_nlink == 0:
+                    continue  # another process adopted and deleted it meanwhile
+                entries = _read_entries(handle)
+                for entry in entries:
+                    self.append(entry)
+                # Only after our copies are on disk; a crash in between duplicates, never loses.
+                path.unlink(missing_ok=True)
+                adopted += len(entries)
+                if entries:
+                    logger.info(
+                        "adopted a stopped process's spool",
+                        extra={"file": path.name, "entries": len(entries)},
+                    )
+        return adopted
+
+    def replay(self, apply: Callable[[list[Entry]], list[Applied]]) -> int:
+        """Apply pending entries in order; keep deferred ones. Returns how many were applied.
+
+        ``apply`` gets a batch and returns one result per entry; an exception (the database is
+        still down) leaves everything pending for the next try.
+        """
+        with self._replay_lock:
+            snapshot = self.pending()
+            if not snapshot:
+                return 0
+            results = apply(snapshot)
+            kept = [e for e, r in zip(snapshot, results, strict=True) if r is Applied.DEFERRED]
+            with self._lock:
+                arrived = self._pending[len(snapshot) :]
+                self._rewrite(kept + arrived)
+            return len(snapshot) - len(kept)
+
+    def _rewrite(self, remaining: list[Entry]) -> None:
+        """Make the file hold exactly ``remaining``; called with the lock held."""
+        if not remaining:
+            self._handle.truncate(0)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._pending = []
+            return
+        tmp = self.path.with_suffix(".tmp")
+        handle = tmp.open("w+b")
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        for entry in remaining:
+            handle.write(json.dumps(entry, separators=(",", ":")).encode() + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+        tmp.replace(self.path)
+        self._handle.close()
+        self._handle = handle
+        self._pending = list(remaining)
