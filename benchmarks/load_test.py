@@ -1,0 +1,225 @@
+"""Load test: N concurrent clients POST drawings to a fresh API on PostgreSQL for a fixed time.
+
+Starts `digits serve` on a free loopback port against a new, throw-away PostgreSQL database,
+drives it, then checks that zero answers were 5xx and that the database holds exactly one row
+per successful answer. Prints throughput and latency percentiles. Loopback only, bounded in
+time (at most 10 minutes) and in request count.
+
+    .venv/bin/python benchmarks/load_test.py                  # 60 s, 16 clients
+    .venv/bin/python benchmarks/load_test.py --duration 10    # a short run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+from PIL import Image, ImageDraw
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
+ADMIN_URL = os.environ.get("DIGITS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MAX_DURATION_S = 600.0
+
+
+def drawings() -> list[bytes]:
+    """280x280 canvas-like PNGs (black strokes on transparency), a few shapes."""
+    shapes = [
+        [((140, 40), (140, 240))],
+        [((80, 50), (200, 50)), ((200, 50), (110, 240))],
+        [((90, 60), (190, 60)), ((190, 60), (190, 230)), ((90, 140), (190, 140))],
+        [((100, 50), (100, 150)), ((100, 150), (200, 150)), ((180, 40), (180, 240))],
+    ]
+    out = []
+    for lines in shapes:
+        image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+        pen = ImageDraw.Draw(image)
+        for start, end in lines:
+            pen.line([start, end], fill=(0, 0, 0, 255), width=18)
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def fresh_database(admin_url: str) -> Iterator[str]:
+    name = f"digits_load_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield str(httpx.URL(admin_url).copy_with(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def api_server(database_url: str, workers: int, data_dir: Path) -> Iterator[str]:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+    env.update(
+        DIGITS_ENV="test",
+        DIGITS_DATABASE_URL=database_url,
+        DIGITS_DATA_DIR=str(data_dir),
+        DIGITS_LOG_LEVEL="WARNING",
+    )
+    log = (data_dir / "server.log").open("wb")
+    argv = [str(DIGITS), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen(
+        [*argv, "--workers", str(workers)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        with httpx.Client(base_url=base, timeout=5, trust_env=False) as client:
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError("the API exited:\n" + (data_dir / "server.log").read_text())
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API was not ready within 180 s")
+                time.sleep(0.5)
+        yield base
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+async def drive(
+    base: str, concurrency: int, duration_s: float, max_requests: int
+) -> tuple[list[float], Counter[int], int, float]:
+    """Returns latencies of 2xx answers (s), status counts, transport errors, elapsed (s)."""
+    images = drawings()
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    errors = 0
+    sent = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits, trust_env=False) as c:
+        start = time.perf_counter()
+        deadline = start + duration_s
+
+        async def client(worker: int) -> None:
+            nonlocal errors, sent
+            n = worker
+            while time.perf_counter() < deadline and sent < max_requests:
+                sent += 1
+                n += concurrency
+                body = images[n % len(images)]
+                began = time.perf_counter()
+                try:
+                    answer = await c.post(
+                        "/api/predictions",
+                        files={"image": ("drawing.png", body, "image/png")},
+                        data={"source": "api"},
+                    )
+                except httpx.HTTPError:
+                    errors += 1
+                    continue
+                statuses[answer.status_code] += 1
+                if answer.status_code // 100 == 2:
+                    latencies.append(time.perf_counter() - began)
+
+        await asyncio.gather(*(client(i) for i in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return latencies, statuses, errors, elapsed
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    return sorted_values[min(len(sorted_values) - 1, round(q * (len(sorted_values) - 1)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (max 600)")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2, help="API worker processes")
+    parser.add_argument("--max-requests", type=int, default=500_000)
+    parser.add_argument("--postgres-url", default=ADMIN_URL, help="admin URL (creates a DB)")
+    args = parser.parse_args(argv)
+    duration = min(args.duration, MAX_DURATION_S)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="digits-load-") as tmp,
+        fresh_database(args.postgres_url) as database_url,
+        api_server(database_url, args.workers, Path(tmp)) as base,
+    ):
+        print(
+            f"load: {args.concurrency} clients, {duration:.0f} s, {args.workers} API workers, "
+            f"PostgreSQL, {base}",
+            flush=True,
+        )
+        latencies, statuses, errors, elapsed = asyncio.run(
+            drive(base, args.concurrency, duration, args.max_requests)
+        )
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM predictions").fetchone()
+        rows = int(row[0]) if row else 0
+
+    ok = len(latencies)
+    server_errors = sum(n for code, n in statuses.items() if code >= 500)
+    ordered = sorted(latencies)
+    ms = [1000 * percentile(ordered, q) for q in (0.5, 0.95, 0.99)]
+    print(
+        f"requests: {sum(statuses.values()) + errors}  statuses: {dict(sorted(statuses.items()))}"
+    )
+    print(f"transport errors: {errors}  5xx: {server_errors}")
+    print(f"throughput: {ok / elapsed:.1f} stored predictions/s over {elapsed:.1f} s")
+    print(f"latency (2xx): p50 {ms[0]:.1f} ms  p95 {ms[1]:.1f} ms  p99 {ms[2]:.1f} ms")
+    print(f"rows in the database: {rows}  successful answers: {ok}")
+    failed = []
+    if server_errors:
+        failed.append(f"{server_errors} answers were 5xx")
+    if errors:
+        failed.append(f"{errors} requests got no answer")
+    if rows != ok:
+        failed.append(f"{rows} rows for {ok} successful answers")
+    if not ok:
+        failed.append("no successful answer")
+    if failed:
+        print("FAIL: " + "; ".join(failed))
+        return 1
+    print("OK: zero 5xx, one row per successful answer")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
