@@ -1,0 +1,28 @@
+"""The Streamlit entry point (`streamlit run digits/ui/app.py`, or `digits ui`): three pages."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from digits.ui.pages import draw, history, stats
+
+
+def main() -> None:
+    st.set_page_config(page_title="Digits", page_icon=":material/draw:", layout="wide")
+    navigation = st.navigation(
+        [
+            st.Page(
+                draw.render, title="Draw", icon=":material/draw:", url_path="draw", default=True
+            ),
+            st.Page(history.render, title="History", icon=":material/history:", url_path="history"),
+            st.Page(
+                stats.render, title="Statistics", icon=":material/bar_chart:", url_path="statistics"
+            ),
+        ],
+        position="top",
+    )
+    navigation.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Altair charts for the pages: built from API answers, no model or database in sight."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import altair as alt
+import pandas as pd
+
+from digits.schemas import ReliabilityBin
+
+# Dark blue on white and a mid grey: both clear WCAG AA contrast for large marks.
+ACCENT = "#1d4ed8"
+MUTED = "#6b7280"
+GOOD = "#15803d"
+BAD = "#b91c1c"
+
+
+def probabilities(probs: Sequence[float], chosen: int) -> alt.Chart:
+    """Ten bars, the answer highlighted; the axis stays 0-100 % so heights compare."""
+    frame = pd.DataFrame(
+        {
+            "digit": [str(d) for d in range(10)],
+            "probability": list(probs),
+            "answer": ["answer" if d == chosen else "other" for d in range(10)],
+        }
+    )
+    return (
+        alt.Chart(frame, height=180, title="Probability of each digit")
+        .mark_bar()
+        .encode(
+            x=alt.X("digit:N", title="Digit", sort=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(
+                "probability:Q",
+                title="Probability",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+            color=alt.Color(
+                "answer:N",
+                scale=alt.Scale(domain=["answer", "other"], range=[ACCENT, MUTED]),
+                legend=None,
+            ),
+            tooltip=["digit:N", alt.Tooltip("probability:Q", format=".1%")],
+        )
+    )
+
+
+def per_digit_accuracy(per_digit: dict[str, float | None]) -> alt.Chart:
+    rows = [
+        {"digit": str(d), "accuracy": per_digit.get(str(d))}
+        for d in range(10)
+        if per_digit.get(str(d)) is not None
+    ]
+    return (
+        alt.Chart(pd.DataFrame(rows, columns=["digit", "accuracy"]), height=220)
+        .mark_bar(color=ACCENT)
+        .encode(
+            x=alt.X("digit:N", title="True digit", sort=None, axis=alt.Axis(labelAngle=0)),
+            y=alt.Y(
+                "accuracy:Q",
+                title="Accuracy",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+            tooltip=["digit:N", alt.Tooltip("accuracy:Q", format=".1%")],
+        )
+    )
+
+
+def confusion(matrix: Sequence[Sequence[int]]) -> alt.LayerChart:
+    """Heatmap, rows the true label and columns the model's answer, counts written in."""
+    rows = [
+        {"true": str(t), "predicted": str(p), "count": int(matrix[t][p])}
+        for t in range(len(matrix))
+        for p in range(len(matrix[t]))
+    ]
+    frame = pd.DataFrame(rows, columns=["true", "predicted", "count"])
+    peak = max(1, int(frame["count"].max()) if not frame.empty else 1)
+    base = alt.Chart(frame, height=320).encode(
+        x=alt.X("predicted:N", title="Model's answer", sort=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("true:N", title="True digit", sort=None),
+    )
+    cells = base.mark_rect().encode(
+        color=alt.Color(
+            "count:Q", title="Count", scale=alt.Scale(scheme="blues", domain=[0, peak])
+        ),
+        tooltip=["true:N", "predicted:N", "count:Q"],
+    )
+    # Dark text on pale cells, white on dark ones.
+    labels = base.mark_text(fontSize=11).encode(
+        text=alt.condition(alt.datum.count > 0, "count:Q", alt.value("")),
+        color=alt.condition(alt.datum.count > peak / 2, alt.value("white"), alt.value("#111827")),
+    )
+    return cells + labels
+
+
+def confidence_histogram(confidences: Sequence[float]) -> alt.Chart:
+    frame = pd.DataFrame({"confidence": list(confidences)}, columns=["confidence"])
+    return (
+        alt.Chart(frame, height=220)
+        .mark_bar(color=ACCENT)
+        .encode(
+            x=alt.X(
+                "confidence:Q",
+                bin=alt.Bin(extent=[0, 1], step=0.05),
+                title="Confidence",
+                axis=alt.Axis(format="%"),
+            ),
+            y=alt.Y("count():Q", title="Predictions"),
+        )
+    )
+
+
+def reliability(bins: Sequence[ReliabilityBin]) -> alt.LayerChart:
+    """Accuracy against stated confidence per bin; a calibrated model sits on the diagonal."""
+    rows = [
+        {
+            "confidence": b.mean_confidence,
+            "accuracy": b.accuracy,
+            "count": b.count,
+            "range": f"{b.lower:.0%}-{b.upper:.0%}",
+        }
+        for b in bins
+        if b.count > 0 and b.mean_confidence is not None and b.accuracy is not None
+    ]
+    frame = pd.DataFrame(rows, columns=["confidence", "accuracy", "count", "range"])
+    diagonal = (
+        alt.Chart(pd.DataFrame({"x": [0.0, 1.0], "y": [0.0, 1.0]}))
+        .mark_line(color=MUTED, strokeDash=[4, 4])
+        .encode(x="x:Q", y="y:Q")
+    )
+    axis = alt.Axis(format="%")
+    points = (
+        alt.Chart(frame, height=260)
+        .mark_line(point=alt.OverlayMarkDef(size=70, filled=True, color=ACCENT), color=ACCENT)
+        .encode(
+            x=alt.X(
+                "confidence:Q", title="Stated confidence", scale=alt.Scale(domain=[0, 1]), axis=axis
+            ),
+            y=alt.Y(
+                "accuracy:Q", title="Actual accuracy", scale=alt.Scale(domain=[0, 1]), axis=axis
+            ),
+            tooltip=[
+                "range:N",
+                "count:Q",
+                alt.Tooltip("confidence:Q", format=".1%"),
+                alt.Tooltip("accuracy:Q", format=".1%"),
+            ],
+        )
+    )
+    return diagonal + points
+
+
+def over_time(times: Sequence[datetime], *, unit: str = "hours") -> alt.Chart:
+    """Predictions per hour (or per day) as bars."""
+    frame = pd.DataFrame({"time": pd.to_datetime(list(times), utc=True)}, columns=["time"])
+    time_unit = "yearmonthdatehours" if unit == "hours" else "yearmonthdate"
+    return (
+        alt.Chart(frame, height=220)
+        .mark_bar(color=ACCENT)
+        .encode(
+            x=alt.X(f"{time_unit}(time):T", title="Time (UTC)"),
+            y=alt.Y("count():Q", title="Predictions"),
+            tooltip=[alt.Tooltip(f"{time_unit}(time):T", title="From"), "count():Q"],
+        )
+    )

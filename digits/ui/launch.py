@@ -1,0 +1,38 @@
+"""`digits ui [--port P]`: run the Streamlit app in this interpreter's environment."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent / "app.py"
+
+
+def command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(APP),
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        # No file watcher: the installed app does not change under a running server.
+        "--server.fileWatcherType",
+        "none",
+    ]
+
+
+def run(port: int) -> None:
+    """Serve the UI on `port` until interrupted; the API address comes from DIGITS_API_URL."""
+    try:
+        completed = subprocess.run(command(port), check=False)
+    except KeyboardInterrupt:
+        return
+    if completed.returncode not in (0, -2):
+        raise SystemExit(completed.returncode)

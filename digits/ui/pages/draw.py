@@ -1,0 +1,237 @@
+"""Draw (or upload) a digit; the answer appears when a stroke ends; say whether it was right."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from typing import Any, Protocol
+
+import streamlit as st
+
+from digits.schemas import Source
+from digits.ui.client import ApiError
+from digits.ui.pages.result import Shown, error_key, show_answer, show_feedback
+from digits.ui.session import get_client, show_error, show_flash
+
+CANVAS_SIZE = 280
+BRUSH_RANGE = (8, 40)
+DEFAULT_BRUSH = 20
+INK = "#000000"
+PAPER = "#FFFFFF"
+UPLOAD_TYPES = ["png", "jpg", "jpeg"]
+
+# session_state keys, per flow ("draw" / "upload"): f"{flow}_{name}"
+ROUND = "round"  # bumps to give the canvas / uploader / feedback widgets fresh keys
+SENT = "sent"  # digest of the input last sent, so reruns do not resend it
+SHOWN = "shown"  # the Shown answer for that input
+EMPTY = "empty"  # the service said the input holds no digit
+
+
+class Drawing(Protocol):
+    """What the page reads from the canvas (streamlit_drawable_canvas.CanvasResult)."""
+
+    json_data: dict[str, Any] | None
+
+    @property
+    def image_bytes(self) -> bytes | None: ...
+
+
+def canvas(**kwargs: Any) -> Drawing:
+    # Imported on use: the component registers itself with a running Streamlit server.
+    from streamlit_drawable_canvas import st_canvas
+
+    result: Drawing = st_canvas(**kwargs)
+    return result
+
+
+def render() -> None:
+    st.title("Draw a digit")
+    show_flash()
+    draw_tab, upload_tab = st.tabs(["Draw", "Upload an image"])
+    with draw_tab:
+        _draw()
+    with upload_tab:
+        _upload()
+
+
+def _state(flow: str, name: str, default: Any = None) -> Any:
+    return st.session_state.get(f"{flow}_{name}", default)
+
+
+def _set(flow: str, name: str, value: Any) -> None:
+    st.session_state[f"{flow}_{name}"] = value
+
+
+def new_drawing() -> None:
+    """A fresh canvas (new widget key) and a new drawing id; the old answer is dropped."""
+    _next_round("draw")
+    st.session_state["draw_id"] = str(uuid.uuid4())
+    st.session_state.pop("draw_initial", None)
+
+
+def new_upload() -> None:
+    _next_round("upload")
+
+
+def _next_round(flow: str) -> None:
+    _set(flow, ROUND, _state(flow, ROUND, 0) + 1)
+    for name in (SENT, SHOWN, EMPTY):
+        st.session_state.pop(f"{flow}_{name}", None)
+    st.session_state.pop(error_key(flow), None)
+
+
+def _digest(payload: bytes | str) -> str:
+    data = payload.encode() if isinstance(payload, str) else payload
+    return hashlib.sha256(data).hexdigest()
+
+
+def _draw() -> None:
+    if "draw_id" not in st.session_state:
+        st.session_state["draw_id"] = str(uuid.uuid4())
+    round_ = _state("draw", ROUND, 0)
+    canvas_col, answer_col = st.columns([1, 1], gap="large")
+    with canvas_col:
+        st.caption(
+            "Draw one digit (0-9) with the mouse or a finger; the answer comes when you lift."
+        )
+        brush = st.slider(
+            "Brush size",
+            *BRUSH_RANGE,
+            value=DEFAULT_BRUSH,
+            key="draw_brush",
+            help="Stroke width in canvas pixels",
+        )
+        drawing = canvas(
+            stroke_width=brush,
+            stroke_color=INK,
+            background_color=PAPER,
+            update_streamlit=True,
+            height=CANVAS_SIZE,
+            width=CANVAS_SIZE,
+            drawing_mode="freedraw",
+            initial_drawing=st.session_state.get("draw_initial"),
+            return_image_data=True,
+            key=f"draw_canvas_{round_}",
+        )
+        predict_col, undo_col, clear_col = st.columns(3)
+        predict = predict_col.button("Predict", key="draw_predict", icon=":material/send:")
+        undo = undo_col.button("Undo", key="draw_undo", icon=":material/undo:")
+        clear_col.button("Clear", key="draw_clear", icon=":material/delete:", on_click=new_drawing)
+
+    objects: list[Any] = list((drawing.json_data or {}).get("objects") or [])
+    if undo and objects:
+        # A new initial drawing makes the canvas reload without its last stroke, then send it.
+        undo_round = st.session_state.get("draw_undo_round", 0) + 1
+        st.session_state["draw_undo_round"] = undo_round
+        st.session_state["draw_initial"] = {"objects": objects[:-1], "undo_round": undo_round}
+        # Until the canvas sends the shorter drawing, this run's drawing is not worth sending.
+        _set("draw", SENT, _digest(json.dumps(objects, sort_keys=True)))
+        _set("draw", SHOWN, None)
+        _set("draw", EMPTY, False)
+        st.rerun()
+
+    digest = _digest(json.dumps(objects, sort_keys=True)) if objects else None
+    if predict or (digest is not None and digest != _state("draw", SENT)):
+        image = drawing.image_bytes if objects else None
+        if image is None:
+            _set("draw", SHOWN, None)
+            _set("draw", EMPTY, True)
+        else:
+            _predict("draw", image, digest=digest or "", source="canvas")
+    elif digest is None:
+        for name in (SENT, SHOWN, EMPTY):
+            st.session_state.pop(f"draw_{name}", None)
+
+    with answer_col:
+        _show("draw", on_saved=new_drawing, idle="Your answer appears here.")
+
+
+def _upload() -> None:
+    round_ = _state("upload", ROUND, 0)
+    file = st.file_uploader(
+        "A photo or scan of one digit (PNG or JPEG)",
+        type=UPLOAD_TYPES,
+        key=f"upload_file_{round_}",
+    )
+    if file is None:
+        _show("upload", on_saved=new_upload, idle="Choose an image to read the digit in it.")
+        return
+    data = file.getvalue()
+    digest = _digest(data)
+    if digest != _state("upload", SENT):
+        _predict(
+            "upload",
+            data,
+            digest=digest,
+            source="upload",
+            filename=file.name,
+            content_type=file.type or "image/png",
+        )
+    image_col, answer_col = st.columns([1, 2], gap="large")
+    image_col.image(data, caption="Your image", width=160)
+    with answer_col:
+        _show("upload", on_saved=new_upload, idle="")
+        if st.session_state.get(error_key("upload")):
+            st.button("Try again", key="upload_retry", icon=":material/refresh:")
+
+
+def _predict(
+    flow: str,
+    image: bytes,
+    *,
+    digest: str,
+    source: Source,
+    filename: str = "drawing.png",
+    content_type: str = "image/png",
+) -> None:
+    """Send the input once; keep the answer (or why there is none) for the reruns to show."""
+    client = get_client()
+    _set(flow, SENT, digest)
+    _set(flow, SHOWN, None)
+    _set(flow, EMPTY, False)
+    st.session_state.pop(error_key(flow), None)
+    drawing_id = st.session_state.get("draw_id") if flow == "draw" else None
+    try:
+        with st.spinner("Reading the digit..."):
+            prediction = client.predict(
+                image,
+                source=source,
+                drawing_id=drawing_id,
+                filename=filename,
+                content_type=content_type,
+            )
+    except ApiError as err:
+        if err.kind == "empty":
+            _set(flow, EMPTY, True)
+        else:
+            retry = "press Predict" if flow == "draw" else "press Try again"
+            st.session_state[error_key(flow)] = f"{err} Then {retry}."
+            if flow == "upload":
+                # Unsent: the next run (Try again, or any click) sends the image again.
+                st.session_state.pop("upload_sent", None)
+        return
+    try:
+        shown = Shown(prediction, client.input_png(prediction.id))
+    except ApiError as err:
+        shown = Shown(prediction, None, input_error=str(err))
+    _set(flow, SHOWN, shown)
+
+
+def _show(flow: str, *, on_saved: Any, idle: str) -> None:
+    error = st.session_state.get(error_key(flow))
+    if error:
+        show_error(error)
+    shown: Shown | None = _state(flow, SHOWN)
+    if _state(flow, EMPTY):
+        st.info(
+            "Nothing to read yet: the service found no digit in this "
+            + ("drawing. Draw a digit (0-9) on the canvas." if flow == "draw" else "image.")
+            + " Strokes that are tiny or very faint count as empty.",
+            icon=":material/draw:",
+        )
+    elif shown is not None:
+        show_answer(shown)
+        show_feedback(flow, shown.prediction, on_saved, _state(flow, ROUND, 0))
+    elif idle and not error:
+        st.caption(idle)

@@ -1,0 +1,206 @@
+"""Every stored prediction, newest first: filter, page through, correct a label, export CSV."""
+
+from __future__ import annotations
+
+import base64
+import math
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from digits.schemas import Outcome, PredictionRecord
+from digits.ui import present
+from digits.ui.client import ApiClient, ApiError
+from digits.ui.session import flash, get_client, show_error, show_flash
+
+PAGE_SIZES = (10, 20, 50)
+EXPORT_BATCH = 100
+EXPORT_MAX_ROWS = 50_000
+SHOW_OPTIONS: dict[str, Outcome | None] = {
+    "All predictions": None,
+    "Wrong only": "wrong",
+    "Unlabelled only": "unlabelled",
+    "Correct only": "correct",
+}
+PAGE_KEY = "history_page"
+FIX_KEY = "history_fix_id"
+
+
+def render() -> None:
+    st.title("History")
+    show_flash()
+    client = get_client()
+    digit, outcome, size = _filters()
+    page_no = max(1, int(st.session_state.get(PAGE_KEY, 1)))
+    try:
+        page = client.list_predictions(
+            limit=size, offset=(page_no - 1) * size, digit=digit, outcome=outcome
+        )
+    except ApiError as err:
+        show_error(f"The history could not be loaded. {err}")
+        return
+    pages = max(1, math.ceil(page.total / size))
+    if page_no > pages:
+        # Fewer rows than before (new filter, or rows removed): go to the last page there is.
+        st.session_state[PAGE_KEY] = pages
+        st.rerun()
+    if page.total == 0:
+        st.info(
+            "No predictions match these filters yet. Draw a digit on the Draw page, "
+            "or change the filters.",
+            icon=":material/search_off:",
+        )
+        return
+
+    first = (page_no - 1) * size + 1
+    st.caption(f"Showing {first}-{first + len(page.items) - 1} of {page.total} predictions.")
+    zone = present.local_zone(st.context.timezone)
+    table = st.dataframe(
+        _table(client, page.items, zone),
+        hide_index=True,
+        on_select="rerun",
+        selection_mode="single-row",
+        key=f"history_table_{page_no}_{digit}_{outcome}_{size}",
+        column_config=_columns(zone.key),
+        row_height=56,
+    )
+    st.pagination(pages, key=PAGE_KEY)
+    _correction(page.items, list(table.selection.rows), zone)
+    st.download_button(
+        "Export CSV",
+        data=lambda: _export(client, digit, outcome),
+        file_name="digits-history.csv",
+        mime="text/csv",
+        icon=":material/download:",
+        on_click="ignore",
+        help="All predictions matching the filters, not only this page",
+    )
+
+
+def _to_first_page() -> None:
+    st.session_state[PAGE_KEY] = 1
+
+
+def _filters() -> tuple[int | None, Outcome | None, int]:
+    digit_col, show_col, size_col = st.columns(3)
+    digit = digit_col.selectbox(
+        "Predicted digit",
+        [None, *range(10)],
+        format_func=lambda d: "Any" if d is None else str(d),
+        key="history_digit",
+        on_change=_to_first_page,
+    )
+    show = show_col.selectbox(
+        "Show", list(SHOW_OPTIONS), key="history_show", on_change=_to_first_page
+    )
+    size = size_col.selectbox(
+        "Rows per page", PAGE_SIZES, index=1, key="history_size", on_change=_to_first_page
+    )
+    return digit, SHOW_OPTIONS[show], int(size)
+
+
+@st.cache_data(show_spinner=False, max_entries=1000)
+def _thumbnail(_client: ApiClient, prediction_id: str, created_at: str) -> str | None:
+    # Keyed by time too: an unlabelled drawing predicted again keeps its id, not its image.
+    try:
+        png = _client.image_png(prediction_id)
+    except ApiError:
+        return None
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _table(
+    client: ApiClient, items: Sequence[PredictionRecord], zone: present.ZoneInfo
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "Drawing": [_thumbnail(client, str(r.id), r.created_at.isoformat()) for r in items],
+            "Predicted": [r.digit for r in items],
+            "True label": [r.true_label for r in items],
+            "Outcome": [present.outcome_words(r) for r in items],
+            "Confidence": [r.confidence for r in items],
+            "Time": [present.local_time(r.created_at, zone) for r in items],
+            "Model": [r.model_version for r in items],
+            "Source": [r.source for r in items],
+        }
+    )
+
+
+def _columns(zone_name: str) -> dict[str, Any]:
+    return {
+        "Drawing": st.column_config.ImageColumn("Drawing", width="small"),
+        "Predicted": st.column_config.NumberColumn("Predicted", format="%d", width="small"),
+        "True label": st.column_config.NumberColumn("True label", format="%d", width="small"),
+        "Confidence": st.column_config.ProgressColumn(
+            "Confidence", min_value=0.0, max_value=1.0, format="percent"
+        ),
+        "Time": st.column_config.TextColumn(f"Time ({zone_name})"),
+    }
+
+
+def _correction(
+    items: Sequence[PredictionRecord], selected_rows: list[int], zone: present.ZoneInfo
+) -> None:
+    st.subheader("Correct a label")
+    by_id = {str(r.id): r for r in items}
+    # A row clicked in the table chooses the prediction below (before that widget exists).
+    if selected_rows and selected_rows[0] < len(items):
+        picked = str(items[selected_rows[0]].id)
+        if st.session_state.get("history_last_pick") != picked:
+            st.session_state["history_last_pick"] = picked
+            st.session_state[FIX_KEY] = picked
+    if st.session_state.get(FIX_KEY) not in by_id:
+        st.session_state.pop(FIX_KEY, None)
+    choice_col, label_col, save_col = st.columns([3, 2, 1], vertical_alignment="bottom")
+    chosen = choice_col.selectbox(
+        "Prediction (or click a row in the table)",
+        list(by_id),
+        key=FIX_KEY,
+        format_func=lambda i: _describe(by_id[i], zone),
+    )
+    record = by_id[chosen]
+    current = record.true_label if record.true_label is not None else record.digit
+    label = label_col.selectbox(
+        "True digit", list(range(10)), index=current, key=f"history_label_{chosen}"
+    )
+    save_col.button(
+        "Save label",
+        key="history_save",
+        type="primary",
+        on_click=_save,
+        args=(record.id, int(label), record.digit),
+    )
+    error = st.session_state.pop("history_error", None)
+    if error:
+        show_error(error)
+
+
+def _describe(record: PredictionRecord, zone: present.ZoneInfo) -> str:
+    label = "no label" if record.true_label is None else f"labelled {record.true_label}"
+    return f"{present.local_time(record.created_at, zone)}: read as {record.digit}, {label}"
+
+
+def _save(prediction_id: uuid.UUID, true_label: int, predicted: int) -> None:
+    try:
+        get_client().label(prediction_id, true_label)
+    except ApiError as err:
+        st.session_state["history_error"] = f"The label was not saved. {err}"
+        return
+    verdict = "correct" if true_label == predicted else f"wrong (it read {predicted})"
+    flash(f"Saved: that drawing is a {true_label}; the model was {verdict}.")
+
+
+def _export(client: ApiClient, digit: int | None, outcome: Outcome | None) -> str:
+    """All matching rows as CSV, fetched in batches when the button is clicked."""
+    records: list[PredictionRecord] = []
+    while len(records) < EXPORT_MAX_ROWS:
+        batch = client.list_predictions(
+            limit=EXPORT_BATCH, offset=len(records), digit=digit, outcome=outcome
+        )
+        records.extend(batch.items)
+        if not batch.items or len(records) >= batch.total:
+            break
+    return present.records_csv(records)

@@ -1,0 +1,109 @@
+"""The answer panel shared by drawing and upload: digit, confidence, bars, input, feedback."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import streamlit as st
+
+from digits.schemas import PredictionOut
+from digits.ui import charts, present
+from digits.ui.client import ApiError
+from digits.ui.session import flash, get_client
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A prediction as the page keeps it: the answer and the 28x28 image the model read."""
+
+    prediction: PredictionOut
+    model_input: bytes | None
+    input_error: str | None = None
+
+
+def show_answer(shown: Shown) -> None:
+    prediction = shown.prediction
+    if prediction.status == "uncertain":
+        st.warning(present.uncertain_explanation(prediction), icon=":material/help:")
+    else:
+        digit_col, words_col = st.columns([1, 3], vertical_alignment="center")
+        # The answer is the page's headline: a big numeral, with its words for screen readers.
+        digit_col.markdown(
+            f'<div role="img" aria-label="Predicted digit {prediction.digit}" '
+            f'style="font-size:4.5rem;font-weight:700;line-height:1">{prediction.digit}</div>',
+            unsafe_allow_html=True,
+        )
+        words_col.markdown(f"**{present.headline(prediction)}**")
+        words_col.caption(
+            "Confidence is calibrated: answers given at 90 % are right about 9 times in 10."
+        )
+    bars_col, input_col = st.columns([3, 1], vertical_alignment="bottom")
+    bars_col.altair_chart(
+        charts.probabilities(prediction.probabilities, prediction.digit), width="stretch"
+    )
+    if shown.model_input is not None:
+        input_col.image(shown.model_input, caption="What the model saw (28x28)", width=112)
+    elif shown.input_error:
+        input_col.caption(f"The model's 28x28 input could not be loaded. {shown.input_error}")
+
+
+def show_feedback(
+    prefix: str, prediction: PredictionOut, on_saved: Callable[[], None], widget_round: int
+) -> None:
+    """One click for "correct", or the true digit; `on_saved` readies the next input."""
+    st.markdown("**Was it right?**")
+    yes_label = (
+        f"Yes, it is a {prediction.digit}"
+        if prediction.status == "ok"
+        else f"It is a {prediction.digit}"
+    )
+    st.button(
+        yes_label,
+        key=f"{prefix}_yes_{widget_round}",
+        type="primary",
+        icon=":material/check:",
+        on_click=_save_label,
+        args=(prefix, prediction.id, prediction.digit, prediction.digit, on_saved),
+    )
+    fix_key = f"{prefix}_fix_{widget_round}"
+    st.segmented_control(
+        "No, the right digit is",
+        options=list(range(10)),
+        key=fix_key,
+        on_change=_save_choice,
+        args=(prefix, fix_key, prediction.id, prediction.digit, on_saved),
+    )
+
+
+def error_key(prefix: str) -> str:
+    return f"{prefix}_error"
+
+
+def _save_choice(
+    prefix: str,
+    key: str,
+    prediction_id: uuid.UUID,
+    predicted: int,
+    on_saved: Callable[[], None],
+) -> None:
+    chosen = st.session_state.get(key)
+    if chosen is not None:
+        _save_label(prefix, prediction_id, predicted, int(chosen), on_saved)
+
+
+def _save_label(
+    prefix: str,
+    prediction_id: uuid.UUID,
+    predicted: int,
+    true_label: int,
+    on_saved: Callable[[], None],
+) -> None:
+    try:
+        get_client().label(prediction_id, true_label)
+    except ApiError as err:
+        st.session_state[error_key(prefix)] = f"Your answer was not saved. {err}"
+        return
+    flash(present.saved_message(predicted, true_label))
+    on_saved()

@@ -1,0 +1,120 @@
+"""Numbers into words a person reads at a glance: confidence, answers, labels, times."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable
+from datetime import datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from digits.schemas import PredictionOut, PredictionRecord
+
+# Calibrated confidence -> words. The model's probabilities are temperature-scaled, so "0.9"
+# means right about nine times in ten; the words keep that promise roughly.
+CONFIDENCE_WORDS: tuple[tuple[float, str], ...] = (
+    (0.95, "very sure"),
+    (0.8, "fairly sure"),
+    (0.6, "somewhat sure"),
+    (0.0, "unsure"),
+)
+
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "digit",
+    "confidence",
+    "status",
+    "true_label",
+    "labelled_at",
+    "model_version",
+    "source",
+    "drawing_id",
+    *(f"p{digit}" for digit in range(10)),
+)
+
+
+def confidence_words(confidence: float) -> str:
+    for floor, words in CONFIDENCE_WORDS:
+        if confidence >= floor:
+            return words
+    return CONFIDENCE_WORDS[-1][1]
+
+
+def percent(value: float) -> str:
+    """0.934 -> "93 %"; keeps "99.9 %" and "0.4 %" from rounding to certainty or nothing."""
+    share = value * 100
+    if 99 < share < 100 or 0 < share < 1:
+        return f"{share:.1f} %"
+    return f"{share:.0f} %"
+
+
+def runner_up(prediction: PredictionOut) -> tuple[int, float]:
+    """The second most likely digit and its probability."""
+    ranked = sorted(range(10), key=lambda d: prediction.probabilities[d], reverse=True)
+    second = next(d for d in ranked if d != prediction.digit)
+    return second, prediction.probabilities[second]
+
+
+def headline(prediction: PredictionOut) -> str:
+    """One sentence: what the model read and how sure it is."""
+    words = confidence_words(prediction.confidence)
+    return f"The model is {words} it is a {prediction.digit} ({percent(prediction.confidence)})."
+
+
+def uncertain_explanation(prediction: PredictionOut) -> str:
+    second, p_second = runner_up(prediction)
+    return (
+        "The model cannot tell which digit this is, so it gives no answer. "
+        f"Its best guess is {prediction.digit} ({percent(prediction.confidence)}), "
+        f"then {second} ({percent(p_second)}). Try drawing it larger, in the middle, "
+        "with the usual shape, or tell it below which digit you meant."
+    )
+
+
+def outcome_words(record: PredictionRecord) -> str:
+    if record.true_label is None:
+        return "not labelled"
+    return "correct" if record.true_label == record.digit else "wrong"
+
+
+def saved_message(predicted: int, true_label: int) -> str:
+    if predicted == true_label:
+        return f"Saved: a {true_label}, as the model read it. Draw the next digit."
+    return f"Saved: a {true_label} (the model read {predicted}). Draw the next digit."
+
+
+def local_zone(name: str | None) -> ZoneInfo:
+    """The browser's time zone when Streamlit knows it, else UTC."""
+    try:
+        return ZoneInfo(name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def local_time(value: datetime, zone: ZoneInfo) -> str:
+    return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def records_csv(records: Iterable[PredictionRecord]) -> str:
+    """History rows as CSV (UTC ISO times, one column per class probability)."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    for r in records:
+        writer.writerow(
+            [
+                r.id,
+                r.created_at.isoformat(),
+                r.digit,
+                f"{r.confidence:.6f}",
+                r.status,
+                "" if r.true_label is None else r.true_label,
+                "" if r.labelled_at is None else r.labelled_at.isoformat(),
+                r.model_version,
+                r.source,
+                "" if r.drawing_id is None else r.drawing_id,
+                *(f"{p:.6f}" for p in r.probabilities),
+            ]
+        )
+    return out.getvalue()
