@@ -624,14 +624,15 @@ def to_jpeg(image: np.ndarray, quality: int = 80) -> bytes:
 # ---------------------------------------------------------------------------------------------
 def _style_sample(
     digit: int, style: str, rng: np.random.Generator, mode: Mode, canvas: int, strength: float
-) -> np.ndarray:
+) -> tuple[np.ndarray, Look]:
     strokes = glyph_strokes(digit, style, rng, random_quirks(rng, strength))
-    return draw(strokes, random_look(rng, mode), canvas=canvas)
+    look = random_look(rng, mode)
+    return draw(strokes, look, canvas=canvas), look
 
 
 def _mnist_sample(
     image: np.ndarray, rng: np.random.Generator, mode: Mode, canvas: int, strength: float
-) -> np.ndarray:
+) -> tuple[np.ndarray, Look]:
     strokes = mnist_strokes(image)
     if strength > 0:
         q = random_quirks(rng, strength)
@@ -643,7 +644,8 @@ def _mnist_sample(
             )
             for s in strokes
         ]
-    return draw(strokes, random_look(rng, mode), canvas=canvas)
+    look = random_look(rng, mode)
+    return draw(strokes, look, canvas=canvas), look
 
 
 def _balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -654,6 +656,49 @@ def _balanced_indices(labels: np.ndarray, count: int, rng: np.random.Generator) 
         k = count // 10 + (1 if d < count % 10 else 0)
         picks.append(rng.choice(per_digit[d], size=min(k, len(per_digit[d])), replace=False))
     return np.concatenate(picks)
+
+
+@dataclass(frozen=True)
+class BenchmarkItem:
+    """One benchmark drawing with where it came from, for per-style or per-look breakdowns."""
+
+    image: np.ndarray
+    label: int
+    source: str  # "style:<digit>/<style>" or "mnist:<index into the given images>"
+    look: Look
+
+
+def benchmark_items(
+    mnist_test_images: np.ndarray | None,
+    mnist_test_labels: np.ndarray | None,
+    *,
+    mode: Mode,
+    n: int,
+    seed: int,
+) -> list[BenchmarkItem]:
+    """benchmark_set() with each drawing's source and look."""
+    if mode not in ("normal", "careless"):
+        raise ValueError(f"unknown mode {mode!r}; expected 'normal' or 'careless'")
+    mode_key = 0 if mode == "normal" else 1
+    n_mnist = n // 2 if mnist_test_images is not None and mnist_test_labels is not None else 0
+    items: list[BenchmarkItem] = []
+    for i in range(n - n_mnist):
+        digit = i % 10
+        styles = STYLES[digit]
+        style = styles[(i // 10) % len(styles)]
+        rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_STYLE, i])
+        image, look = _style_sample(digit, style, rng, mode, CANVAS, 1.0)
+        items.append(BenchmarkItem(image, digit, f"style:{digit}/{style}", look))
+    if n_mnist:
+        assert mnist_test_images is not None and mnist_test_labels is not None
+        labels = np.asarray(mnist_test_labels)
+        pick_rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_MNIST])
+        for j, index in enumerate(_balanced_indices(labels, n_mnist, pick_rng)):
+            rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_MNIST, j])
+            image, look = _mnist_sample(mnist_test_images[index], rng, mode, CANVAS, 0.0)
+            items.append(BenchmarkItem(image, int(labels[index]), f"mnist:{index}", look))
+    order = np.random.default_rng([seed, _BENCH_STREAM, mode_key, 2]).permutation(len(items))
+    return [items[k] for k in order]
 
 
 def benchmark_set(
@@ -669,25 +714,8 @@ def benchmark_set(
     About half are glyph styles (every style, labels balanced), half re-drawn skeletons of the
     given MNIST test images (labels balanced); without images all are glyph styles.
     """
-    mode_key = 0 if mode == "normal" else 1
-    n_mnist = n // 2 if mnist_test_images is not None and mnist_test_labels is not None else 0
-    samples: list[DrawingSample] = []
-    for i in range(n - n_mnist):
-        digit = i % 10
-        styles = STYLES[digit]
-        style = styles[(i // 10) % len(styles)]
-        rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_STYLE, i])
-        samples.append((_style_sample(digit, style, rng, mode, CANVAS, 1.0), digit))
-    if n_mnist:
-        assert mnist_test_images is not None and mnist_test_labels is not None
-        labels = np.asarray(mnist_test_labels)
-        pick_rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_MNIST])
-        for j, index in enumerate(_balanced_indices(labels, n_mnist, pick_rng)):
-            rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_MNIST, j])
-            image = _mnist_sample(mnist_test_images[index], rng, mode, CANVAS, 0.0)
-            samples.append((image, int(labels[index])))
-    order = np.random.default_rng([seed, _BENCH_STREAM, mode_key, 2]).permutation(len(samples))
-    return [samples[k] for k in order]
+    items = benchmark_items(mnist_test_images, mnist_test_labels, mode=mode, n=n, seed=seed)
+    return [(item.image, item.label) for item in items]
 
 
 def training_set(
@@ -716,11 +744,11 @@ def training_set(
             assert mnist_train_images is not None and mnist_train_labels is not None
             index = int(rng.integers(len(mnist_train_images)))
             digit = int(mnist_train_labels[index])
-            image = _mnist_sample(mnist_train_images[index], rng, mode, canvas, 1.0)
+            image, _ = _mnist_sample(mnist_train_images[index], rng, mode, canvas, 1.0)
         else:
             digit = int(rng.integers(10))
             style = STYLES[digit][int(rng.integers(len(STYLES[digit])))]
-            image = _style_sample(digit, style, rng, mode, canvas, 1.3)
+            image, _ = _style_sample(digit, style, rng, mode, canvas, 1.3)
         x[i] = to_model_input(image)
         y[i] = digit
     return x, y
