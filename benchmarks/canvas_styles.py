@@ -35,7 +35,7 @@ def table(title: str, groups: dict[str, list[bool]]) -> None:
 
 
 def error_grid(items: list[synth.BenchmarkItem], predicted: np.ndarray, path: Path) -> None:
-    tiles = []
+    tiles: list[np.ndarray] = []
     for item, guess in zip(items, predicted, strict=True):
         if guess == item.label or len(tiles) >= 60:
             continue
