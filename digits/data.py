@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import logging
-import os
 import struct
 import tempfile
 import urllib.error
@@ -119,17 +118,15 @@ def ensure_files(
     A given ``mnist_dir`` (or ``DIGITS_MNIST_DIR``) is read-only: it is checked, never written.
     Otherwise the files are downloaded into ``cache_dir`` (verified copies are reused).
     """
-    local = mnist_dir or (
-        Path(os.environ["DIGITS_MNIST_DIR"]) if os.environ.get("DIGITS_MNIST_DIR") else None
-    )
+    from digits.config import get_settings
+
+    settings = get_settings()
+    local = mnist_dir or settings.mnist_dir
     if local is not None:
         for name in FILES:
             verify(local / name)
         return local
-    if cache_dir is None:
-        from digits.config import get_settings
-
-        cache_dir = get_settings().resolved_cache_dir
+    cache_dir = cache_dir or settings.resolved_cache_dir
     cache_dir.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         path = cache_dir / name

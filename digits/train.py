@@ -89,8 +89,11 @@ def framed_mnist(
     return data.Dataset(framed, raw.labels)
 
 
-def synthetic_drawings(n: int, seed: int, cache_dir: Path) -> data.Dataset:
-    """Canvas-like drawings of our own making (digits.synth), framed like served drawings."""
+def synthetic_drawings(
+    n: int, seed: int, cache_dir: Path, mnist_train: data.Dataset
+) -> data.Dataset:
+    """Canvas-like drawings of our own making (digits.synth), framed like served drawings:
+    stroke-font glyphs in many writing styles, and MNIST training digits re-drawn as pen strokes."""
     from digits import synth
 
     code = hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:8]
@@ -98,7 +101,9 @@ def synthetic_drawings(n: int, seed: int, cache_dir: Path) -> data.Dataset:
     if cache.exists():
         stored = np.load(cache)
         return data.Dataset(stored["images"], stored["labels"])
-    images, labels = synth.training_set(n, seed)
+    images, labels = synth.training_set(
+        n, seed, mnist_train_images=mnist_train.images, mnist_train_labels=mnist_train.labels
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, images=images, labels=labels)
     return data.Dataset(images.astype(np.float32), labels.astype(np.int64))
@@ -215,7 +220,8 @@ def fit(
     val_parts = [val_mnist]
     if config.synthetic > 0:
         n_synth = min(config.synthetic, 500) if config.dry_run else config.synthetic
-        synthetic = synthetic_drawings(n_synth, config.seed + 1, cache_dir)
+        raw_train = data.load_mnist("train", mnist_dir, cache_dir)
+        synthetic = synthetic_drawings(n_synth, config.seed + 1, cache_dir, raw_train)
         synth_train, synth_val = _split(synthetic, n_synth // 10, config.seed)
         parts.append(synth_train)
         val_parts.append(synth_val)

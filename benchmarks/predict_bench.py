@@ -1,0 +1,118 @@
+"""Prediction speed: `digits predict --json` over many 280x280 PNGs, and single-image latency.
+
+    .venv/bin/python benchmarks/predict_bench.py [--files 6000] [--repeats 2000]
+
+Single-image latency is preprocess + forward on one intra-op thread, from PNG bytes (what the API
+receives) and from a decoded RGBA array (what a canvas holds). In the same run, as the baseline,
+the forward pass of the typical MNIST CNN (pytorch/examples mnist `Net`: 2 conv layers, 1.2 M
+parameters) on an already-framed 28x28 input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class TypicalNet(nn.Module):
+    """pytorch/examples mnist/main.py Net, the usual baseline."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, 1)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1)
+        self.fc1 = nn.Linear(9216, 128)
+        self.fc2 = nn.Linear(128, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.conv1(x))
+        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
+        x = torch.relu(self.fc1(torch.flatten(x, 1)))
+        return torch.log_softmax(self.fc2(x), dim=1)
+
+
+def percentiles(samples: list[float]) -> str:
+    p50, p95, p99 = np.percentile(np.array(samples) * 1e3, [50, 95, 99])
+    return f"p50 {p50:.3f} ms  p95 {p95:.3f} ms  p99 {p99:.3f} ms"
+
+
+def timed(fn, repeats: int) -> list[float]:  # type: ignore[no-untyped-def]
+    for _ in range(min(50, repeats)):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--files", type=int, default=6000)
+    parser.add_argument("--repeats", type=int, default=2000)
+    args = parser.parse_args()
+
+    from digits import synth
+    from digits.predict import Predictor
+
+    torch.set_num_threads(1)
+    predictor = Predictor.from_checkpoint()
+    drawings = synth.benchmark_set(None, None, mode="careless", n=200, seed=7)
+    rgba = next(image for image, _ in drawings if image.ndim == 3 and image.shape[2] == 4)
+    png = synth.to_png(rgba)
+    framed = torch.zeros(1, 1, 28, 28)
+    typical = TypicalNet().eval()
+
+    print(f"single image, one thread ({predictor.version}):")
+    print(
+        f"  ours, preprocess + forward from RGBA PNG bytes: {percentiles(timed(lambda: predictor.predict(png), args.repeats))}"
+    )
+    print(
+        f"  ours, preprocess + forward from RGBA array:     {percentiles(timed(lambda: predictor.predict(rgba), args.repeats))}"
+    )
+    with torch.inference_mode():
+        print(
+            f"  ours, forward only:                             {percentiles(timed(lambda: predictor.model(framed), args.repeats))}"
+        )
+        print(
+            f"  baseline typical CNN, forward only:             {percentiles(timed(lambda: typical(framed), args.repeats))}"
+        )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        drawings = synth.benchmark_set(None, None, mode="normal", n=min(args.files, 500), seed=11)
+        paths = []
+        for i in range(args.files):
+            path = Path(tmp) / f"{i:05d}.png"
+            path.write_bytes(synth.to_png(drawings[i % len(drawings)][0]))
+            paths.append(str(path))
+        start = time.perf_counter()
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "digits"), "predict", "--json", *paths],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        elapsed = time.perf_counter() - start
+        lines = [json.loads(line) for line in result.stdout.splitlines()]
+        statuses = {
+            s: sum(1 for line in lines if line["status"] == s)
+            for s in ("ok", "uncertain", "empty", "error")
+        }
+        print(
+            f"digits predict --json over {args.files} PNG files (280x280): {elapsed:.1f} s wall, "
+            f"{len(lines)} lines, {statuses}"
+        )
+
+
+if __name__ == "__main__":
+    main()

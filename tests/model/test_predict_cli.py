@@ -1,0 +1,75 @@
+"""The `digits predict --json` contract: one object per input file, one per line, in order."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from digits import synth
+
+KEYS = {"file", "digit", "confidence", "probabilities", "status"}
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "digits.cli", "predict", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_json_lines_for_every_kind_of_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    good = []
+    for digit in (1, 4, 7):
+        path = tmp_path / f"d{digit}.png"
+        path.write_bytes(
+            synth.to_png(
+                synth.draw(synth.glyph_strokes(digit, synth.STYLES[digit][0], rng), synth.Look())
+            )
+        )
+        good.append(path)
+    blank = tmp_path / "blank.png"
+    blank.write_bytes(synth.to_png(np.full((280, 280), 255, np.uint8)))
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    missing = tmp_path / "missing.png"
+    files = [good[0], blank, text, good[1], missing, good[2]]
+
+    result = _run("--json", *map(str, files))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == [str(f) for f in files]
+
+    for line, digit in zip([lines[0], lines[3], lines[5]], (1, 4, 7), strict=True):
+        assert set(line) == KEYS
+        assert line["status"] in ("ok", "uncertain")
+        assert line["digit"] == digit
+        assert len(line["probabilities"]) == 10
+        assert abs(sum(line["probabilities"]) - 1) < 1e-4
+        assert line["confidence"] == max(line["probabilities"])
+    assert lines[1] == {
+        "file": str(blank),
+        "digit": None,
+        "confidence": None,
+        "probabilities": None,
+        "status": "empty",
+    }
+    for line in (lines[2], lines[4]):
+        assert set(line) == KEYS | {"error"}
+        assert line["status"] == "error" and line["digit"] is None and line["probabilities"] is None
+        assert line["error"]
+    assert "No such file" in lines[4]["error"]
+
+
+def test_plain_output(tmp_path: Path) -> None:
+    path = tmp_path / "one.png"
+    path.write_bytes(
+        synth.to_png(synth.draw(synth.glyph_strokes(1, synth.STYLES[1][0]), synth.Look()))
+    )
+    result = _run(str(path))
+    assert result.returncode == 0
+    assert result.stdout.startswith(f"{path}: 1 (")

@@ -1,0 +1,178 @@
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from digits import preprocess as pp
+
+
+def draw_seven(
+    size: int = 280,
+    *,
+    offset: tuple[int, int] = (0, 0),
+    scale: float = 1.0,
+    width: int = 18,
+    mode: str = "L",
+    ink: int = 0,
+    paper: int = 255,
+) -> Image.Image:
+    """A "7" drawn like a canvas stroke."""
+    canvas = Image.new("L", (size, size), paper)
+    dx, dy = offset
+    points = [(90, 60), (190, 60), (120, 220)]
+    points = [
+        (size / 2 + (x - 140) * scale + dx, size / 2 + (y - 140) * scale + dy) for x, y in points
+    ]
+    ImageDraw.Draw(canvas).line(points, fill=ink, width=width, joint="curve")
+    return canvas.convert(mode)
+
+
+def png(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def close(a: np.ndarray, b: np.ndarray, tol: float = 0.06) -> bool:
+    return float(np.abs(a - b).mean()) < tol
+
+
+def test_output_is_mnist_framed() -> None:
+    out = pp.to_model_input(png(draw_seven()))
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert out.max() == pytest.approx(1.0) and out.min() == 0.0
+    rows = np.flatnonzero(out.max(axis=1) > 0.05)
+    cols = np.flatnonzero(out.max(axis=0) > 0.05)
+    assert max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 <= 21  # fits the 20x20 box
+    ys, xs = np.mgrid[:28, :28]
+    com = (float((out * ys).sum() / out.sum()), float((out * xs).sum() / out.sum()))
+    assert abs(com[0] - 14) <= 1 and abs(com[1] - 14) <= 1
+
+
+def test_translation_invariance() -> None:
+    centred = pp.to_model_input(png(draw_seven()))
+    for offset in [(-70, -60), (60, 50), (75, -70)]:
+        assert close(pp.to_model_input(png(draw_seven(offset=offset, scale=0.5))), centred, 0.08)
+
+
+def test_scale_invariance() -> None:
+    big = pp.to_model_input(png(draw_seven(scale=1.0, width=18)))
+    small = pp.to_model_input(png(draw_seven(scale=0.3, width=6)))
+    assert close(big, small, 0.08)
+
+
+def test_polarity_and_encodings_agree() -> None:
+    reference = pp.to_model_input(png(draw_seven()))
+    inverted = pp.to_model_input(png(draw_seven(ink=255, paper=0)))
+    rgb = pp.to_model_input(png(draw_seven(mode="RGB")))
+    jpeg = pp.to_model_input(png(draw_seven(mode="RGB"), "JPEG"))
+    array = pp.to_model_input(np.asarray(draw_seven()))
+    for other in (inverted, rgb, array):
+        assert close(other, reference, 0.01)
+    assert close(jpeg, reference, 0.05)
+
+
+@pytest.mark.parametrize("stroke_rgb", [(0, 0, 0), (255, 255, 255), (30, 60, 200)])
+def test_transparent_canvas_is_composited(stroke_rgb: tuple[int, int, int]) -> None:
+    """Canvas exports: transparent background (alpha 0, often colour 0,0,0) and opaque strokes."""
+    reference = pp.to_model_input(png(draw_seven()))
+    mask = np.asarray(draw_seven(ink=255, paper=0))
+    rgba = np.zeros((280, 280, 4), np.uint8)
+    rgba[..., :3] = stroke_rgb
+    rgba[..., 3] = mask
+    assert close(pp.to_model_input(png(Image.fromarray(rgba, "RGBA"))), reference, 0.02)
+    assert close(pp.to_model_input(rgba), reference, 0.02)
+
+
+def test_stroke_width_is_normalised() -> None:
+    thin = pp.to_model_input(png(draw_seven(width=3)))
+    thick = pp.to_model_input(png(draw_seven(width=45)))
+    for out in (thin, thick):
+        width = pp.stroke_width(out)
+        assert pp.STROKE_THIN - 0.6 <= width <= pp.STROKE_THICK + 0.6, width
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((280, 280), np.uint8),
+        np.full((280, 280), 255, np.uint8),
+        np.full((280, 280, 4), 0, np.uint8),  # fully transparent canvas
+        (np.random.default_rng(0).random((280, 280)) * 12).astype(np.uint8),  # faint noise
+    ],
+    ids=["black", "white", "transparent", "faint-noise"],
+)
+def test_blank_raises_empty(image: np.ndarray) -> None:
+    with pytest.raises(pp.EmptyImageError):
+        pp.to_model_input(image)
+    with pytest.raises(pp.EmptyImageError):
+        pp.to_model_input(png(Image.fromarray(image)))
+
+
+def test_tiny_speck_is_empty() -> None:
+    image = np.full((280, 280), 255, np.uint8)
+    image[100:102, 100:102] = 0
+    with pytest.raises(pp.EmptyImageError):
+        pp.to_model_input(image)
+
+
+def test_oversized_bytes_refused() -> None:
+    with pytest.raises(pp.ImageTooLargeError, match="bytes"):
+        pp.to_model_input(b"\x89PNG" + b"\0" * 100, max_bytes=50)
+
+
+def test_decompression_bomb_refused_before_decoding() -> None:
+    """An 8000x8000 PNG (64 Mpixels) that compresses to about 60 KB."""
+    width = height = 8_000
+    raw = zlib.compress(b"\0" * ((width + 1) * height), 9)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+        )
+
+    bomb = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(
+            b"IHDR", width.to_bytes(4, "big") + height.to_bytes(4, "big") + b"\x08\x00\x00\x00\x00"
+        )
+        + chunk(b"IDAT", raw)
+        + chunk(b"IEND", b"")
+    )
+    assert len(bomb) < pp.DEFAULT_MAX_BYTES
+    with pytest.raises(pp.ImageTooLargeError, match="pixels"):
+        pp.to_model_input(bomb)
+
+
+def test_array_pixel_limit() -> None:
+    with pytest.raises(pp.ImageTooLargeError):
+        pp.to_model_input(np.zeros((100, 100), np.uint8), max_pixels=5000)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"", b"hello", png(draw_seven())[:200], b"GIF89a" + b"\0" * 50, png(draw_seven(), "BMP")],
+    ids=["empty", "text", "truncated-png", "gif", "bmp"],
+)
+def test_corrupt_or_unsupported_bytes(payload: bytes) -> None:
+    with pytest.raises(pp.UnsupportedImageError):
+        pp.to_model_input(payload)
+
+
+@pytest.mark.parametrize(
+    "array",
+    [np.zeros((0, 5)), np.zeros((5, 5, 7)), np.full((5, 5), np.nan), np.zeros((2, 2, 2, 2))],
+    ids=["no-pixels", "seven-channels", "nan", "4d"],
+)
+def test_bad_arrays(array: np.ndarray) -> None:
+    with pytest.raises(pp.UnsupportedImageError):
+        pp.to_model_input(array)
+
+
+def test_input_png_round_trip() -> None:
+    out = pp.to_model_input(png(draw_seven()))
+    back = np.asarray(Image.open(io.BytesIO(pp.input_to_png(out)))).astype(np.float32) / 255
+    assert back.shape == (28, 28)
+    assert np.abs(back - out).max() <= 1 / 255 + 1e-6

@@ -1,0 +1,71 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from digits import checkpoint as ckpt
+from digits import train
+
+
+def test_dry_run_writes_a_loadable_calibrated_checkpoint(tmp_path: Path, mnist_dir: Path) -> None:
+    out = tmp_path / "model.pt"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "digits.cli",
+            "train",
+            "--dry-run",
+            "--mnist-dir",
+            str(mnist_dir),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={"DIGITS_DATA_DIR": str(tmp_path / "data"), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    loaded = ckpt.load(out)
+    assert summary["version"] == loaded.version
+    assert loaded.temperature > 0
+    assert loaded.train_config["dry_run"] is True
+    assert "epoch 1/1" in result.stderr  # progress is shown
+    assert loaded.metrics["val_accuracy"] > 0.5  # a small pass already learns something
+
+
+def test_temperature_scaling_recovers_known_temperature() -> None:
+    """Labels sampled from softmax(z / 2): the fitted temperature for logits z is about 2."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(20000, 10, generator=gen) * 4
+    labels = torch.multinomial(torch.softmax(logits / 2.0, dim=1), 1, generator=gen).squeeze(1)
+    assert train.fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.08)
+
+
+def test_augment_keeps_shape_range_and_mass() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 6:22, 12:16] = 1.0
+    out = train.augment(x, train.TrainConfig().augment, gen)
+    assert out.shape == x.shape
+    assert float(out.min()) >= 0.0 and float(out.amax(dim=(1, 2, 3)).min()) == pytest.approx(1.0)
+    assert not torch.equal(out, x)
+    mass = out.sum(dim=(1, 2, 3)) / x.sum(dim=(1, 2, 3))
+    assert float(mass.min()) > 0.3 and float(mass.max()) < 3.0
+
+
+def test_split_is_disjoint_and_seeded() -> None:
+    from digits.data import Dataset
+
+    ds = Dataset(np.arange(100, dtype=np.float32).reshape(100, 1, 1), np.arange(100))
+    a_train, a_val = train._split(ds, 10, seed=1)
+    _, b_val = train._split(ds, 10, seed=1)
+    assert np.array_equal(a_val.labels, b_val.labels)
+    assert not set(a_train.labels) & set(a_val.labels)
+    assert len(a_train.labels) + len(a_val.labels) == 100
