@@ -33,6 +33,8 @@ from PIL import Image, ImageDraw
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
+# Settings that describe the machine, not the run: passed through to the servers started here.
+KEEP = {"DIGITS_MODEL_PATH", "DIGITS_MNIST_DIR"}
 ADMIN_URL = os.environ.get("DIGITS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MAX_DURATION_S = 600.0
 
@@ -78,7 +80,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
 @contextmanager
 def api_server(database_url: str, workers: int, data_dir: Path) -> Iterator[str]:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
     env.update(
         DIGITS_ENV="test",
         DIGITS_DATABASE_URL=database_url,

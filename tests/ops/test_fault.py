@@ -30,6 +30,8 @@ from PIL import Image, ImageDraw
 pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.slow]
 
 DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
+# Settings that describe the machine, not the run: passed through to the servers started here.
+KEEP = {"DIGITS_MODEL_PATH", "DIGITS_MNIST_DIR"}
 CLIENTS = 4
 WORKERS = 2  # each worker has its own spool file: the test covers more than one
 HEALTHY_S, OUTAGE_S, RECOVERED_S = 4.0, 8.0, 4.0
@@ -194,7 +196,7 @@ def fault_database(pg_control: tuple[list[str], list[str]]) -> Iterator[str]:
 def server(fault_database: str, tmp_path: Path) -> Iterator[str]:
     require(DIGITS.exists(), "the project is not installed in .venv")
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
     env.update(
         DIGITS_ENV="test",
         DIGITS_DATABASE_URL=fault_database,

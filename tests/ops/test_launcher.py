@@ -18,6 +18,8 @@ import pytest
 from conftest import REPO_ROOT, require
 
 DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
+# Settings that describe the machine, not the run: passed through to the servers started here.
+KEEP = {"DIGITS_MODEL_PATH", "DIGITS_MNIST_DIR"}
 MARKER = "DIGITS_OPS_TEST_MARKER"
 
 
@@ -44,9 +46,7 @@ def processes_with_marker(value: str) -> list[int]:
 
 
 def launcher_env(tmp_path: Path, api_port: int, ui_port: int, marker: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
-    if "DIGITS_MNIST_DIR" in os.environ:
-        env["DIGITS_MNIST_DIR"] = os.environ["DIGITS_MNIST_DIR"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
     env.update(
         {
             "DIGITS_DATA_DIR": str(tmp_path / "data"),
