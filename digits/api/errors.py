@@ -33,6 +33,8 @@ def _error(status: int, detail: str, *, retry: bool = False) -> JSONResponse:
 
 
 async def _preprocess(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc.__cause__, ImageTooLargeError):
+        exc = exc.__cause__  # a size refusal wrapped on its way out of the decoder
     if isinstance(exc, EmptyImageError):
         return _error(422, f"empty drawing: {exc}")
     if isinstance(exc, ImageTooLargeError):

@@ -15,7 +15,10 @@ from digits.schemas import DeletedCount, PurgedCount
 
 router = APIRouter(tags=["admin"])
 logger = logging.getLogger(__name__)
-_AUTH: dict[int | str, dict[str, Any]] = {401: {"description": "No bearer token"}, 403: {"description": "Wrong or disabled"}}
+_AUTH: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No bearer token"},
+    403: {"description": "Wrong or disabled"},
+}
 
 
 @router.delete("/api/predictions", response_model=DeletedCount, responses=_AUTH)

@@ -84,7 +84,7 @@ def _parse_fields(source: Any, drawing_id: Any) -> tuple[str, uuid.UUID | None]:
 
 async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
+    if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
         form = await request.form(max_files=1, max_fields=8)
         upload = form.get("image")
         if isinstance(upload, UploadFile):

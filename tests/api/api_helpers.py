@@ -1,0 +1,38 @@
+"""Test images and request helpers for the API suite."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+
+
+def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def drawing(size: int = 280, *, mode: str = "RGBA") -> bytes:
+    """A canvas-like drawing: a dark stroke (a '7') on a transparent or white background."""
+    background = (0, 0, 0, 0) if mode == "RGBA" else "white"
+    image = Image.new(mode, (size, size), background)
+    ink = (0, 0, 0, 255) if mode == "RGBA" else "black"
+    s = size / 280
+    pen = ImageDraw.Draw(image)
+    pen.line([(70 * s, 60 * s), (210 * s, 60 * s), (120 * s, 230 * s)], fill=ink, width=int(18 * s))
+    return png_bytes(image)
+
+
+def blank(size: int = 280) -> bytes:
+    return png_bytes(Image.new("RGBA", (size, size), (0, 0, 0, 0)))
+
+
+def post_drawing(client: TestClient, image: bytes | None = None, **form: str) -> Any:
+    return client.post(
+        "/api/predictions",
+        files={"image": ("drawing.png", image or drawing(), "image/png")},
+        data=form,
+    )

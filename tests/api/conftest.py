@@ -1,0 +1,108 @@
+"""The API against a real database of each backend (SQLite always; PostgreSQL where it runs,
+and always with CI=true), a small checkpoint, and helpers that draw test images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from sqlalchemy import delete
+
+from digits import checkpoint as ckpt
+from digits.api import create_app
+from digits.config import Settings
+from digits.db.migrate import upgrade_head
+from digits.db.models import PredictionRow
+from digits.db.session import Database
+from digits.db.testing import temporary_postgres_database
+from digits.model import DigitNet
+from digits.predict import Predictor
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="session")
+def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A narrow, untrained network: the API's behaviour, not the model's accuracy, is tested."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "model.pt"
+    ckpt.save(ckpt.from_model(DigitNet(width=8), {"width": 8}), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def predictor(checkpoint_path: Path) -> Predictor:
+    # threshold 0: an untrained model's answers still count as "ok" unless a test says otherwise
+    return Predictor(ckpt.load(checkpoint_path), uncertain_threshold=0.0, source=checkpoint_path)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'digits.sqlite3'}"
+        upgrade_head(url)
+        yield url
+        return
+    with temporary_postgres_database(request.getfixturevalue("postgres_url")) as url:
+        upgrade_head(url)
+        yield url
+
+
+@pytest.fixture
+def backend(database_url: str) -> str:
+    return "sqlite" if database_url.startswith("sqlite") else "postgres"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, checkpoint_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        model_path=checkpoint_path,
+        spool_dir=tmp_path / "spool",
+        log_json=True,
+    )
+
+
+def clear_database(url: str) -> None:
+    database = Database(url)
+    try:
+        with database.write() as session:
+            session.execute(delete(PredictionRow))
+    finally:
+        database.dispose()
+
+
+MakeClient = Callable[..., AbstractContextManager[TestClient]]
+
+
+@pytest.fixture
+def make_client(settings: Settings, predictor: Predictor) -> MakeClient:
+    """``with make_client(max_body_bytes=...) as client:`` an app on a cleared database."""
+
+    @contextmanager
+    def make(
+        *, predictor_override: Predictor | None = None, **overrides: Any
+    ) -> Iterator[TestClient]:
+        clear_database(settings.resolved_database_url)
+        app_settings = settings.model_copy(update=overrides)
+        app = create_app(
+            app_settings, predictor=predictor_override or predictor, run_maintenance=False
+        )
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield client
+
+    return make
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> Iterator[TestClient]:
+    with make_client() as client:
+        yield client
