@@ -41,6 +41,11 @@ def confidence_words(confidence: float) -> str:
     return CONFIDENCE_WORDS[-1][1]
 
 
+def a_digit(digit: int) -> str:
+    """ "a 7", "an 8": the article the digit's spoken name takes."""
+    return f"an {digit}" if digit == 8 else f"a {digit}"
+
+
 def percent(value: float) -> str:
     """0.934 -> "93 %"; keeps "99.9 %" and "0.4 %" from rounding to certainty or nothing."""
     share = value * 100
@@ -59,7 +64,7 @@ def runner_up(prediction: PredictionOut) -> tuple[int, float]:
 def headline(prediction: PredictionOut) -> str:
     """One sentence: what the model read and how sure it is."""
     words = confidence_words(prediction.confidence)
-    return f"The model is {words} it is a {prediction.digit} ({percent(prediction.confidence)})."
+    return f"The model is {words} it is {a_digit(prediction.digit)} ({percent(prediction.confidence)})."
 
 
 def uncertain_explanation(prediction: PredictionOut) -> str:
@@ -80,8 +85,8 @@ def outcome_words(record: PredictionRecord) -> str:
 
 def saved_message(predicted: int, true_label: int) -> str:
     if predicted == true_label:
-        return f"Saved: a {true_label}, as the model read it. Draw the next digit."
-    return f"Saved: a {true_label} (the model read {predicted}). Draw the next digit."
+        return f"Saved: {a_digit(true_label)}, as the model read it. Draw the next digit."
+    return f"Saved: {a_digit(true_label)} (the model read {predicted}). Draw the next digit."
 
 
 def local_zone(name: str | None) -> ZoneInfo:

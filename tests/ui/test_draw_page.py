@@ -164,6 +164,7 @@ def test_uncertain_answer_is_explained_not_shown_as_a_digit(
     assert "cannot tell" in warning
     assert "best guess is 4 (41 %)" in warning
     assert any(b.label == "It is a 4" for b in app.button)
+    assert app.get("button_group")[0].label == "Or pick the digit you drew"
 
 
 def test_blank_drawing_is_explained(app: AppTest, fake: FakeClient, canvas: FakeCanvas) -> None:

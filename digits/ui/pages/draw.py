@@ -90,8 +90,8 @@ def _draw() -> None:
     if "draw_id" not in st.session_state:
         st.session_state["draw_id"] = str(uuid.uuid4())
     round_ = _state("draw", ROUND, 0)
-    canvas_col, answer_col = st.columns([1, 1], gap="large")
-    with canvas_col:
+    canvas_col, answer_col = st.columns([2, 3], gap="large")
+    with canvas_col, st.container(width=CANVAS_SIZE + 20):
         st.caption(
             "Draw one digit (0-9) with the mouse or a finger; the answer comes when you lift."
         )
@@ -114,10 +114,10 @@ def _draw() -> None:
             return_image_data=True,
             key=f"draw_canvas_{round_}",
         )
-        predict_col, undo_col, clear_col = st.columns(3)
-        predict = predict_col.button("Predict", key="draw_predict", icon=":material/send:")
-        undo = undo_col.button("Undo", key="draw_undo", icon=":material/undo:")
-        clear_col.button("Clear", key="draw_clear", icon=":material/delete:", on_click=new_drawing)
+        with st.container(horizontal=True, gap="small"):
+            predict = st.button("Predict", key="draw_predict", icon=":material/send:")
+            undo = st.button("Undo", key="draw_undo", icon=":material/undo:")
+            st.button("Clear", key="draw_clear", icon=":material/delete:", on_click=new_drawing)
 
     objects: list[Any] = list((drawing.json_data or {}).get("objects") or [])
     if undo and objects:

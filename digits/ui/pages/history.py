@@ -190,7 +190,7 @@ def _save(prediction_id: uuid.UUID, true_label: int, predicted: int) -> None:
         st.session_state["history_error"] = f"The label was not saved. {err}"
         return
     verdict = "correct" if true_label == predicted else f"wrong (it read {predicted})"
-    flash(f"Saved: that drawing is a {true_label}; the model was {verdict}.")
+    flash(f"Saved: that drawing is {present.a_digit(true_label)}; the model was {verdict}.")
 
 
 def _export(client: ApiClient, digit: int | None, outcome: Outcome | None) -> str:

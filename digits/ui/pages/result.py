@@ -54,11 +54,9 @@ def show_feedback(
 ) -> None:
     """One click for "correct", or the true digit; `on_saved` readies the next input."""
     st.markdown("**Was it right?**")
-    yes_label = (
-        f"Yes, it is a {prediction.digit}"
-        if prediction.status == "ok"
-        else f"It is a {prediction.digit}"
-    )
+    sure = prediction.status == "ok"
+    named = present.a_digit(prediction.digit)
+    yes_label = f"Yes, it is {named}" if sure else f"It is {named}"
     st.button(
         yes_label,
         key=f"{prefix}_yes_{widget_round}",
@@ -69,7 +67,7 @@ def show_feedback(
     )
     fix_key = f"{prefix}_fix_{widget_round}"
     st.segmented_control(
-        "No, the right digit is",
+        "No, the right digit is" if sure else "Or pick the digit you drew",
         options=list(range(10)),
         key=fix_key,
         on_change=_save_choice,
