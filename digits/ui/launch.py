@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 from pathlib import Path
 
@@ -37,10 +37,10 @@ def command(port: int) -> list[str]:
 
 
 def run(port: int) -> None:
-    """Serve the UI on `port` until interrupted; the API address comes from DIGITS_API_URL."""
-    try:
-        completed = subprocess.run(command(port), check=False)
-    except KeyboardInterrupt:
-        return
-    if completed.returncode not in (0, -2):
-        raise SystemExit(completed.returncode)
+    """Become the Streamlit server on `port`; the API address comes from DIGITS_API_URL.
+
+    The process is replaced rather than given a child, so a supervisor's SIGTERM or Ctrl-C
+    reaches Streamlit itself and no orphan server is left holding the port.
+    """
+    cmd = command(port)
+    os.execv(cmd[0], cmd)
