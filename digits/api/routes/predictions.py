@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.encoders import jsonable_encoder
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
@@ -99,8 +99,9 @@ async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | No
         try:
             payload = PredictionJsonIn.model_validate_json(await request.body())
         except ValidationError as exc:
-            errors = json.loads(exc.json(include_url=False, include_context=False))
-            raise HTTPException(422, errors) from exc
+            # No input echoed back: it may be binary junk, and it is the client's own anyway.
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            raise HTTPException(422, jsonable_encoder(errors)) from exc
         source = payload.source
         return decode_base64_image(payload.image), source, payload.drawing_id
     if content_type in {"image/png", "image/jpeg"}:

@@ -1,0 +1,60 @@
+"""Many clients at once: every acknowledged prediction is a row, no correction is lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+from api_helpers import drawing
+from conftest import clear_database
+from sqlalchemy import func, select
+
+from digits.api import create_app
+from digits.config import Settings
+from digits.db.models import PredictionRow
+from digits.db.session import Database
+from digits.predict import Predictor
+
+N = 200
+
+
+async def _run(app, body: bytes) -> tuple[list[dict], list[int], dict]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+
+            async def predict() -> httpx.Response:
+                return await client.post(
+                    "/api/predictions", files={"image": ("d.png", body, "image/png")}
+                )
+
+            created = await asyncio.gather(*(predict() for _ in range(N)))
+            assert all(r.status_code == 201 for r in created), {r.status_code for r in created}
+            made = [r.json() for r in created]
+
+            async def label(i: int, item: dict) -> httpx.Response:
+                return await client.patch(
+                    f"/api/predictions/{item['id']}", json={"true_label": i % 10}
+                )
+
+            labelled = await asyncio.gather(*(label(i, m) for i, m in enumerate(made)))
+            page = (await client.get("/api/predictions", params={"limit": 500})).json()
+            return made, [r.status_code for r in labelled], page
+
+
+def test_parallel_predictions_and_corrections(settings: Settings, predictor: Predictor) -> None:
+    clear_database(settings.resolved_database_url)
+    app = create_app(settings, predictor=predictor, run_maintenance=False)
+    made, label_statuses, page = asyncio.run(_run(app, drawing()))
+    assert set(label_statuses) == {200}
+    assert len({m["id"] for m in made}) == N
+    assert page["total"] == N
+    by_id = {item["id"]: item for item in page["items"]}
+    assert set(by_id) == {m["id"] for m in made}
+    assert all(by_id[m["id"]]["true_label"] == i % 10 for i, m in enumerate(made))
+    database = Database(settings.resolved_database_url)
+    try:
+        with database.read() as session:
+            assert session.scalar(select(func.count()).select_from(PredictionRow)) == N
+    finally:
+        database.dispose()
