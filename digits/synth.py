@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -61,11 +61,13 @@ def _c(x: float, y: float) -> Pt:
 _ZERO = _arc(0.5, 0.5, 0.3, 0.5, -80, -445, 11)
 _LOOP9 = _arc(0.48, 0.26, 0.24, 0.25, 10, -340, 10)
 
+# fmt: off
 GLYPHS: dict[int, dict[str, list[StrokeSpec]]] = {
     0: {
         "plain": [_ZERO],
         "slashed": [_ZERO, [(0.78, 0.12), (0.22, 0.88)]],
         "dotted": [_ZERO, [(0.49, 0.5), (0.51, 0.51)]],
+        "open": [_arc(0.5, 0.5, 0.3, 0.5, -60, -395, 11)],
     },
     1: {
         "bar": [[(0.5, 0.0), (0.5, 1.0)]],
@@ -74,79 +76,22 @@ GLYPHS: dict[int, dict[str, list[StrokeSpec]]] = {
         "flag_base": [[(0.3, 0.2), _c(0.52, 0.0), (0.52, 1.0)], [(0.25, 1.0), (0.8, 1.0)]],
     },
     2: {
-        "plain": [
-            [
-                (0.2, 0.26),
-                (0.36, 0.05),
-                (0.58, 0.0),
-                (0.77, 0.13),
-                (0.78, 0.33),
-                (0.62, 0.56),
-                (0.38, 0.8),
-                _c(0.15, 1.0),
-                (0.86, 0.98),
-            ]
-        ],
-        "loop": [
-            [
-                (0.2, 0.26),
-                (0.36, 0.05),
-                (0.58, 0.0),
-                (0.77, 0.13),
-                (0.78, 0.33),
-                (0.6, 0.58),
-                (0.38, 0.8),
-                (0.2, 0.96),
-                (0.1, 0.93),
-                (0.16, 0.82),
-                (0.3, 0.88),
-                (0.48, 0.98),
-                (0.68, 1.0),
-                (0.88, 0.97),
-            ]
-        ],
-        "swan": [
-            [
-                (0.18, 0.2),
-                (0.42, 0.0),
-                (0.7, 0.05),
-                (0.76, 0.28),
-                (0.55, 0.6),
-                (0.25, 0.9),
-                (0.3, 0.98),
-                (0.6, 0.95),
-                (0.88, 1.0),
-            ]
-        ],
+        "plain": [[(0.2, 0.26), (0.36, 0.05), (0.58, 0.0), (0.77, 0.13), (0.78, 0.33),
+                   (0.62, 0.56), (0.38, 0.8), _c(0.15, 1.0), (0.86, 0.98)]],
+        "loop": [[(0.2, 0.26), (0.36, 0.05), (0.58, 0.0), (0.77, 0.13), (0.78, 0.33),
+                  (0.6, 0.58), (0.38, 0.8), (0.2, 0.96), (0.1, 0.93), (0.16, 0.82), (0.3, 0.88),
+                  (0.48, 0.98), (0.68, 1.0), (0.88, 0.97)]],
+        "swan": [[(0.18, 0.2), (0.42, 0.0), (0.7, 0.05), (0.76, 0.28), (0.55, 0.6), (0.25, 0.9),
+                  (0.3, 0.98), (0.6, 0.95), (0.88, 1.0)]],
     },
     3: {
-        "round": [
-            [
-                (0.2, 0.14),
-                (0.45, 0.0),
-                (0.7, 0.06),
-                (0.76, 0.25),
-                (0.62, 0.42),
-                _c(0.42, 0.48),
-                (0.7, 0.57),
-                (0.8, 0.77),
-                (0.64, 0.96),
-                (0.38, 1.0),
-                (0.16, 0.88),
-            ]
-        ],
-        "flat_top": [
-            [
-                _c(0.2, 0.02),
-                _c(0.78, 0.02),
-                _c(0.42, 0.42),
-                (0.7, 0.52),
-                (0.8, 0.75),
-                (0.62, 0.96),
-                (0.36, 1.0),
-                (0.15, 0.87),
-            ]
-        ],
+        "round": [[(0.2, 0.14), (0.45, 0.0), (0.7, 0.06), (0.76, 0.25), (0.62, 0.42),
+                   _c(0.42, 0.48), (0.7, 0.57), (0.8, 0.77), (0.64, 0.96), (0.38, 1.0),
+                   (0.16, 0.88)]],
+        "pointy": [[(0.2, 0.12), (0.48, 0.0), (0.72, 0.1), (0.7, 0.3), _c(0.3, 0.48),
+                    (0.72, 0.6), (0.78, 0.82), (0.55, 1.0), (0.18, 0.9)]],
+        "flat_top": [[_c(0.2, 0.02), _c(0.78, 0.02), _c(0.42, 0.42), (0.7, 0.52), (0.8, 0.75),
+                      (0.62, 0.96), (0.36, 1.0), (0.15, 0.87)]],
     },
     4: {
         "open": [[(0.48, 0.0), _c(0.12, 0.66), (0.88, 0.66)], [(0.68, 0.28), (0.66, 1.0)]],
@@ -154,60 +99,22 @@ GLYPHS: dict[int, dict[str, list[StrokeSpec]]] = {
         "parallel": [[(0.2, 0.0), _c(0.18, 0.55), (0.85, 0.55)], [(0.72, 0.0), (0.72, 1.0)]],
     },
     5: {
-        "flag": [
-            [
-                (0.32, 0.02),
-                _c(0.26, 0.46),
-                (0.5, 0.38),
-                (0.74, 0.5),
-                (0.78, 0.74),
-                (0.6, 0.96),
-                (0.36, 1.0),
-                (0.16, 0.88),
-            ],
-            [(0.32, 0.02), (0.8, 0.0)],
-        ],
-        "one_stroke": [
-            [
-                _c(0.8, 0.02),
-                _c(0.3, 0.02),
-                _c(0.25, 0.44),
-                (0.52, 0.38),
-                (0.76, 0.52),
-                (0.76, 0.78),
-                (0.56, 0.97),
-                (0.32, 0.98),
-                (0.16, 0.86),
-            ]
-        ],
+        "flag": [[(0.32, 0.02), _c(0.26, 0.46), (0.5, 0.38), (0.74, 0.5), (0.78, 0.74),
+                  (0.6, 0.96), (0.36, 1.0), (0.16, 0.88)],
+                 [(0.32, 0.02), (0.8, 0.0)]],
+        "detached_flag": [[(0.3, 0.06), _c(0.26, 0.46), (0.5, 0.38), (0.74, 0.5), (0.78, 0.74),
+                           (0.6, 0.96), (0.36, 1.0), (0.16, 0.88)],
+                          [(0.42, 0.02), (0.84, 0.0)]],
+        "one_stroke": [[_c(0.8, 0.02), _c(0.3, 0.02), _c(0.25, 0.44), (0.52, 0.38), (0.76, 0.52),
+                        (0.76, 0.78), (0.56, 0.97), (0.32, 0.98), (0.16, 0.86)]],
     },
     6: {
-        "curved": [
-            [
-                (0.72, 0.02),
-                (0.46, 0.14),
-                (0.27, 0.42),
-                (0.22, 0.72),
-                (0.36, 0.97),
-                (0.6, 0.97),
-                (0.76, 0.78),
-                (0.66, 0.56),
-                (0.42, 0.54),
-                (0.24, 0.7),
-            ]
-        ],
-        "straight": [
-            [
-                _c(0.62, 0.0),
-                (0.28, 0.62),
-                (0.3, 0.9),
-                (0.5, 1.0),
-                (0.72, 0.88),
-                (0.7, 0.66),
-                (0.5, 0.56),
-                (0.3, 0.66),
-            ]
-        ],
+        "curved": [[(0.72, 0.02), (0.46, 0.14), (0.27, 0.42), (0.22, 0.72), (0.36, 0.97),
+                    (0.6, 0.97), (0.76, 0.78), (0.66, 0.56), (0.42, 0.54), (0.24, 0.7)]],
+        "open_loop": [[(0.72, 0.02), (0.46, 0.14), (0.27, 0.42), (0.22, 0.72), (0.36, 0.97),
+                       (0.6, 0.97), (0.76, 0.8), (0.66, 0.6), (0.46, 0.58)]],
+        "straight": [[_c(0.62, 0.0), (0.28, 0.62), (0.3, 0.9), (0.5, 1.0), (0.72, 0.88),
+                      (0.7, 0.66), (0.5, 0.56), (0.3, 0.66)]],
     },
     7: {
         "plain": [[(0.15, 0.04), _c(0.85, 0.04), (0.42, 1.0)]],
@@ -216,36 +123,21 @@ GLYPHS: dict[int, dict[str, list[StrokeSpec]]] = {
         "curved": [[(0.15, 0.05), _c(0.85, 0.04), (0.62, 0.42), (0.5, 1.0)]],
     },
     8: {
-        "one_stroke": [
-            [
-                (0.72, 0.13),
-                (0.5, 0.0),
-                (0.28, 0.13),
-                (0.32, 0.34),
-                (0.5, 0.47),
-                (0.72, 0.64),
-                (0.76, 0.87),
-                (0.5, 1.0),
-                (0.24, 0.87),
-                (0.28, 0.64),
-                (0.5, 0.47),
-                (0.68, 0.34),
-                (0.72, 0.13),
-            ]
-        ],
-        "two_loops": [
-            _arc(0.5, 0.24, 0.2, 0.24, 90, -275, 9),
-            _arc(0.5, 0.74, 0.27, 0.26, -90, -455, 10),
-        ],
+        "one_stroke": [[(0.72, 0.13), (0.5, 0.0), (0.28, 0.13), (0.32, 0.34), (0.5, 0.47),
+                        (0.72, 0.64), (0.76, 0.87), (0.5, 1.0), (0.24, 0.87), (0.28, 0.64),
+                        (0.5, 0.47), (0.68, 0.34), (0.72, 0.13)]],
+        "two_loops": [_arc(0.5, 0.24, 0.2, 0.24, 90, -275, 9),
+                      _arc(0.5, 0.74, 0.27, 0.26, -90, -455, 10)],
     },
     9: {
         "straight": [[*_LOOP9[:-1], _c(*_LOOP9[-1]), (0.7, 1.0)]],
-        "curled": [
-            [*_LOOP9[:-1], _c(*_LOOP9[-1]), (0.72, 0.66), (0.6, 0.94), (0.4, 1.0), (0.26, 0.9)]
-        ],
+        "curled": [[*_LOOP9[:-1], _c(*_LOOP9[-1]), (0.72, 0.66), (0.6, 0.94), (0.4, 1.0),
+                    (0.26, 0.9)]],
+        "open_loop": [_arc(0.46, 0.27, 0.24, 0.25, -40, -320, 9), [(0.72, 0.02), (0.7, 1.0)]],
         "stick": [_arc(0.46, 0.26, 0.24, 0.25, -20, -380, 10), [(0.72, 0.02), (0.7, 1.0)]],
     },
 }
+# fmt: on
 
 STYLES: dict[int, tuple[str, ...]] = {d: tuple(styles) for d, styles in GLYPHS.items()}
 """Every style name per digit, in a fixed order."""
@@ -296,6 +188,8 @@ class Quirks:
     slant: float = 0.12  # x shift per unit of height going up (right-leaning handwriting)
     aspect: float = 1.0  # width multiplier
     wobble: float = 0.015  # amplitude of a smooth, low-frequency displacement field
+    stroke_shift: float = 0.0  # where a pen lifts, the next stroke lands this far off (sd)
+    tail: float = 0.0  # chance that a stroke ends in a short flick as the pen lifts
 
 
 def random_quirks(rng: np.random.Generator, strength: float = 1.0) -> Quirks:
@@ -304,20 +198,38 @@ def random_quirks(rng: np.random.Generator, strength: float = 1.0) -> Quirks:
         slant=float(np.clip(rng.normal(0.1, 0.12 * strength), -0.25, 0.4)),
         aspect=float(np.exp(rng.normal(0.0, 0.15 * strength))),
         wobble=strength * rng.uniform(0.0, 0.025),
+        stroke_shift=strength * rng.uniform(0.0, 0.035),
+        tail=0.25 * strength,
     )
 
 
-def _wobble(points: np.ndarray, amplitude: float, rng: np.random.Generator) -> np.ndarray:
-    """Smooth elastic displacement: two random plane waves per axis."""
-    if amplitude <= 0:
-        return points
-    out = points.copy()
-    for axis in (0, 1):
-        for _ in range(2):
-            k = rng.normal(0.0, 2.0, size=2)
-            phase = rng.uniform(0, 2 * np.pi)
-            out[:, axis] += amplitude / 2 * np.sin(points @ k + phase)
-    return out
+def _wobble(amplitude: float, rng: np.random.Generator) -> Callable[[np.ndarray], np.ndarray]:
+    """A smooth elastic displacement field (the same for every stroke of a drawing)."""
+    # Two slow plane waves per axis bend the whole glyph; a fast faint one is hand tremor.
+    waves = [
+        (axis, rng.normal(0.0, scale, size=2), rng.uniform(0, 2 * np.pi), amp)
+        for axis in (0, 1)
+        for scale, amp in ((2.0, amplitude / 2), (2.0, amplitude / 2), (8.0, amplitude / 4))
+    ]
+
+    def field(points: np.ndarray) -> np.ndarray:
+        out = points.copy()
+        for axis, k, phase, amp in waves:
+            out[:, axis] += amp * np.sin(points @ k + phase)
+        return out
+
+    return field
+
+
+def _flick(curve: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Append a short tail bending away from the stroke's last direction."""
+    direction = curve[-1] - curve[-2]
+    direction /= max(float(np.linalg.norm(direction)), 1e-9)
+    angle = rng.choice([-1.0, 1.0]) * rng.uniform(0.3, 1.6)
+    c, s = math.cos(angle), math.sin(angle)
+    bent = np.array([c * direction[0] - s * direction[1], s * direction[0] + c * direction[1]])
+    steps = np.linspace(0.0, 1.0, 5)[1:, None]
+    return np.vstack([curve, curve[-1] + rng.uniform(0.02, 0.06) * steps * bent])
 
 
 def glyph_strokes(
@@ -330,13 +242,19 @@ def glyph_strokes(
         quirks = quirks or Quirks(point_noise=0.0, slant=0.0, wobble=0.0)
     quirks = quirks or random_quirks(rng)
     strokes = []
-    for stroke in spec:
+    for number, stroke in enumerate(spec):
         pts = np.array([p[:2] for p in stroke], dtype=np.float64)
         corners = np.array([len(p) == 3 for p in stroke])
         pts += rng.normal(0.0, quirks.point_noise, size=pts.shape)
+        if number > 0:
+            pts += rng.normal(0.0, quirks.stroke_shift, size=2)
         pts[:, 0] = 0.5 + (pts[:, 0] - 0.5) * quirks.aspect + quirks.slant * (0.5 - pts[:, 1])
-        strokes.append(_stroke_curve(pts, corners))
-    return [_wobble(s, quirks.wobble, rng) for s in strokes]
+        curve = _stroke_curve(pts, corners)
+        if len(curve) > 1 and rng.random() < quirks.tail:
+            curve = _flick(curve, rng)
+        strokes.append(curve)
+    field = _wobble(quirks.wobble, rng)
+    return [field(s) for s in strokes]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -636,12 +554,9 @@ def _mnist_sample(
     strokes = mnist_strokes(image)
     if strength > 0:
         q = random_quirks(rng, strength)
+        field = _wobble(q.wobble * 0.5, rng)
         strokes = [
-            _wobble(
-                np.column_stack([s[:, 0] + q.slant * 0.3 * (0.5 - s[:, 1]), s[:, 1]]),
-                q.wobble * 0.5,
-                rng,
-            )
+            field(np.column_stack([s[:, 0] + q.slant * 0.3 * (0.5 - s[:, 1]), s[:, 1]]))
             for s in strokes
         ]
     look = random_look(rng, mode)
