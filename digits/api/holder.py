@@ -17,14 +17,15 @@ from digits.predict import Predictor
 logger = logging.getLogger(__name__)
 
 
-def _fingerprint(path: Path | None) -> tuple[int, int] | None:
+def _fingerprint(path: Path | None) -> tuple[int, int, int] | None:
+    # The inode catches an atomic replace (write + rename) within one coarse mtime tick.
     if path is None:
         return None
     try:
         stat = path.stat()
     except OSError:
         return None
-    return stat.st_mtime_ns, stat.st_size
+    return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
 class ModelHolder:

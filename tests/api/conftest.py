@@ -89,13 +89,12 @@ def make_client(settings: Settings, predictor: Predictor) -> MakeClient:
 
     @contextmanager
     def make(
-        *, predictor_override: Predictor | None = None, **overrides: Any
+        *, predictor_override: Predictor | None = None, load_model: bool = False, **overrides: Any
     ) -> Iterator[TestClient]:
         clear_database(settings.resolved_database_url)
         app_settings = settings.model_copy(update=overrides)
-        app = create_app(
-            app_settings, predictor=predictor_override or predictor, run_maintenance=False
-        )
+        served = None if load_model else predictor_override or predictor
+        app = create_app(app_settings, predictor=served, run_maintenance=False)
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client
 
