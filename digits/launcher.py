@@ -184,6 +184,8 @@ def up(
         STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
         STREAMLIT_SERVER_ADDRESS=host,
     )
+    # A person reads this terminal: plain log lines unless JSON was asked for explicitly.
+    env.setdefault("DIGITS_LOG_JSON", "false")
     children: list[Child] = []
     with _sigterm_as_stop():
         try:
