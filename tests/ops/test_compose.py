@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, require
+from ops_support import REPO_ROOT, require
 
 from digits.config import Settings
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import POSTGRES_ADMIN_URL, REPO_ROOT, postgres_reachable, require
+from ops_support import POSTGRES_ADMIN_URL, REPO_ROOT, postgres_reachable, require
 from PIL import Image, ImageDraw
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.slow]

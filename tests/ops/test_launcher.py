@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO_ROOT, require
+from ops_support import REPO_ROOT, require
 
 DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
 # Settings that describe the machine, not the run: passed through to the servers started here.

@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT, require
+from ops_support import REPO_ROOT, require
 
 SCRIPTS = [REPO_ROOT / "scripts" / name for name in ("setup.sh", "run.sh", "test.sh")]
 CI_RUN = REPO_ROOT / ".ci" / "run"
