@@ -278,6 +278,35 @@ def stats(session: Session) -> dict[str, Any]:
     }
 
 
+def labelled_outcomes(session: Session) -> list[tuple[datetime, str, int, int]]:
+    """(labelled_at, model_version, digit, true_label) of every correction, oldest first."""
+    rows = session.execute(
+        select(
+            PredictionRow.labelled_at,
+            PredictionRow.model_version,
+            PredictionRow.digit,
+            PredictionRow.true_label,
+        )
+        .where(PredictionRow.true_label.is_not(None), PredictionRow.labelled_at.is_not(None))
+        .order_by(PredictionRow.labelled_at)
+    ).all()
+    return [
+        (at, version, digit, label)
+        for at, version, digit, label in rows
+        if at is not None and label is not None  # filtered in the query; narrows the types
+    ]
+
+
+def labelled_inputs(session: Session) -> list[tuple[uuid.UUID, bytes, int]]:
+    """(id, 28x28 input PNG, true_label) of every labelled prediction: retraining data."""
+    rows = session.execute(
+        select(PredictionRow.id, PredictionRow.input_png, PredictionRow.true_label)
+        .where(PredictionRow.true_label.is_not(None))
+        .order_by(PredictionRow.created_at, PredictionRow.id)
+    ).all()
+    return [(row_id, png, label) for row_id, png, label in rows if label is not None]
+
+
 def delete_all(session: Session) -> int:
     result = session.execute(delete(PredictionRow))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
