@@ -34,6 +34,11 @@ class FakeCanvas:
         return str(self.calls[-1]["key"])
 
 
+@pytest.fixture
+def fake() -> FakeClient:
+    return FakeClient()
+
+
 def _page() -> None:
     from digits.ui.pages import draw
 

@@ -119,7 +119,7 @@ def _table(
         {
             "Drawing": [_thumbnail(client, str(r.id), r.created_at.isoformat()) for r in items],
             "Predicted": [r.digit for r in items],
-            "True label": [r.true_label for r in items],
+            "True label": ["" if r.true_label is None else str(r.true_label) for r in items],
             "Outcome": [present.outcome_words(r) for r in items],
             "Confidence": [r.confidence for r in items],
             "Time": [present.local_time(r.created_at, zone) for r in items],
@@ -133,7 +133,7 @@ def _columns(zone_name: str) -> dict[str, Any]:
     return {
         "Drawing": st.column_config.ImageColumn("Drawing", width="small"),
         "Predicted": st.column_config.NumberColumn("Predicted", format="%d", width="small"),
-        "True label": st.column_config.NumberColumn("True label", format="%d", width="small"),
+        "True label": st.column_config.TextColumn("True label", width="small"),
         "Confidence": st.column_config.ProgressColumn(
             "Confidence", min_value=0.0, max_value=1.0, format="percent"
         ),
