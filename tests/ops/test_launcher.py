@@ -11,6 +11,8 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -73,8 +75,27 @@ def installed() -> Path:
     return DIGITS
 
 
-@pytest.mark.slow
-def test_up_serves_api_and_ui_and_sigint_stops_both(installed: Path, tmp_path: Path) -> None:
+@dataclass
+class Running:
+    process: subprocess.Popen[str]
+    api_port: int
+    ui_port: int
+    marker: str
+    output: list[str]
+
+    def children(self) -> list[int]:
+        return [pid for pid in processes_with_marker(self.marker) if pid != self.process.pid]
+
+    def collect(self, lines: queue.Queue[str]) -> str:
+        while not lines.empty():
+            self.output.append(lines.get())
+        return "".join(self.output)
+
+
+@pytest.fixture
+def running_up(installed: Path, tmp_path: Path) -> Iterator[Running]:
+    """`digits up` on free ports, once it has printed its URL; afterwards, nothing it started
+    may be left running, however the test ended."""
     api_port, ui_port = free_port(), free_port()
     marker = uuid.uuid4().hex
     process = subprocess.Popen(
@@ -88,42 +109,55 @@ def test_up_serves_api_and_ui_and_sigint_stops_both(installed: Path, tmp_path: P
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=drain, args=(process.stdout, lines), daemon=True).start()
-    seen: list[str] = []
+    running = Running(process, api_port, ui_port, marker, [])
     try:
         deadline = time.monotonic() + 240
-        while not any("Digits is running" in line for line in seen):
-            assert process.poll() is None, "digits up exited:\n" + "".join(seen)
-            assert time.monotonic() < deadline, "no URL printed in 240 s:\n" + "".join(seen)
+        while "Digits is running" not in "".join(running.output):
+            assert process.poll() is None, "digits up exited:\n" + running.collect(lines)
+            assert time.monotonic() < deadline, "no URL in 240 s:\n" + running.collect(lines)
             with contextlib.suppress(queue.Empty):
-                seen.append(lines.get(timeout=1))
-        time.sleep(0.5)
-        while not lines.empty():
-            seen.append(lines.get())
-        output = "".join(seen)
-        assert f"http://127.0.0.1:{ui_port}" in output
-
-        with httpx.Client(timeout=10, trust_env=False) as client:
-            assert client.get(f"http://127.0.0.1:{api_port}/healthz").status_code == 200
-            page = client.get(f"http://127.0.0.1:{ui_port}/")
-            assert page.status_code == 200 and "<html" in page.text.lower()
-        assert (tmp_path / "data" / "digits.sqlite3").exists(), "default database not migrated"
-        children = [pid for pid in processes_with_marker(marker) if pid != process.pid]
-        assert len(children) >= 2, "expected the API and the UI as children"
-
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
+                running.output.append(lines.get(timeout=1))
+        yield running
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-
-    deadline = time.monotonic() + 10
-    while processes_with_marker(marker) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_with_marker(marker) == [], "orphan processes after Ctrl-C"
+        deadline = time.monotonic() + 10
+        while processes_with_marker(marker) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        leftovers = processes_with_marker(marker)
+        for pid in leftovers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert leftovers == [], "processes left behind:\n" + running.collect(lines)
     for port in (api_port, ui_port):
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             pass
+
+
+@pytest.mark.slow
+def test_up_serves_api_and_ui_and_sigint_stops_both(running_up: Running, tmp_path: Path) -> None:
+    assert f"http://127.0.0.1:{running_up.ui_port}" in "".join(running_up.output)
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        assert client.get(f"http://127.0.0.1:{running_up.api_port}/healthz").status_code == 200
+        page = client.get(f"http://127.0.0.1:{running_up.ui_port}/")
+        assert page.status_code == 200 and "<html" in page.text.lower()
+    assert (tmp_path / "data" / "digits.sqlite3").exists(), "default database not migrated"
+    assert len(running_up.children()) >= 2, "expected the API and the UI as children"
+
+    running_up.process.send_signal(signal.SIGINT)
+    assert running_up.process.wait(timeout=60) == 0
+
+
+@pytest.mark.slow
+def test_up_stops_the_ui_and_fails_when_the_api_dies(running_up: Running) -> None:
+    (api,) = [
+        pid
+        for pid in running_up.children()
+        if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    ]
+    os.kill(api, signal.SIGKILL)
+    assert running_up.process.wait(timeout=60) == 1
 
 
 def test_up_refuses_a_taken_port_with_a_clear_message(installed: Path, tmp_path: Path) -> None:
