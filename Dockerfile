@@ -11,7 +11,7 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY digits ./digits
-RUN pip install . && find /opt/venv -name '__pycache__' -prune -exec rm -rf {} +
+RUN pip install .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 --user-group digits \
