@@ -1,0 +1,264 @@
+"""Latency and throughput of the prediction API, on SQLite and PostgreSQL, loopback only.
+
+For each database: start `digits serve` (uvicorn) on 127.0.0.1 with a fresh database, then for
+concurrency 1, 4 and 16 send POST /api/predictions with a 280x280 PNG drawing for a fixed time
+(every request is stored; the row count is checked against the 201s), and the same load on
+GET /healthz as the floor. Prints one table.
+
+    .venv/bin/python benchmarks/api_bench.py                    # ~3 s per cell, both databases
+    .venv/bin/python benchmarks/api_bench.py --seconds 2 --backends sqlite --workers 2
+
+The load generator is a minimal asyncio HTTP/1.1 keep-alive client in this process (the server
+is another process), so the client costs as little CPU as possible on a small machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+from PIL import Image, ImageDraw
+from sqlalchemy import func, select
+
+from digits.config import SHIPPED_WEIGHTS
+from digits.db.models import PredictionRow
+from digits.db.session import Database
+from digits.db.testing import temporary_postgres_database
+
+TARGETS = "targets: p50 <= 4 ms at c=1; >= 300 stored predictions/s at c=4; p99 <= 30 ms at c=4"
+
+
+def drawing_png() -> bytes:
+    image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
+    pen = ImageDraw.Draw(image)
+    pen.line([(70, 60), (210, 60), (120, 230)], fill=(0, 0, 0, 255), width=18)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def multipart_request(port: int, png: bytes) -> bytes:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="source"\r\n\r\ncanvas\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        f"POST /api/predictions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+def get_request(port: int, path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+
+async def _client(
+    port: int, request: bytes, deadline: float, out: list[float], codes: list[int]
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            out.append(time.perf_counter() - started)
+            codes.append(status)
+    finally:
+        writer.close()
+
+
+def warm_up(port: int, request: bytes, concurrency: int, seconds: float) -> None:
+    async def main() -> None:
+        deadline = time.perf_counter() + seconds
+        await asyncio.gather(
+            *(_client(port, request, deadline, [], []) for _ in range(concurrency))
+        )
+
+    asyncio.run(main())
+
+
+def run_load(port: int, request: bytes, concurrency: int, seconds: float) -> dict[str, float]:
+    latencies: list[float] = []
+    codes: list[int] = []
+
+    async def main() -> float:
+        started = time.perf_counter()
+        deadline = started + seconds
+        await asyncio.gather(
+            *(_client(port, request, deadline, latencies, codes) for _ in range(concurrency))
+        )
+        return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    return {
+        "n": len(ordered),
+        "ok": sum(1 for c in codes if c < 300),
+        "errors": sum(1 for c in codes if c >= 300),
+        "rps": len(ordered) / elapsed,
+        "p50": statistics.median(ordered) * 1000,
+        "p95": pct(0.95),
+        "p99": pct(0.99),
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ensure_model(workdir: Path) -> Path:
+    if SHIPPED_WEIGHTS.exists():
+        return SHIPPED_WEIGHTS
+    # No shipped weights yet: an untrained network of the same architecture costs the same.
+    from digits import checkpoint
+    from digits.model import DigitNet
+
+    path = workdir / "model.pt"
+    checkpoint.save(checkpoint.from_model(DigitNet(), {}), path)
+    return path
+
+
+def start_server(
+    url: str, workdir: Path, model: Path, workers: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "DIGITS_DATABASE_URL": url,
+        "DIGITS_DATA_DIR": str(workdir / "data"),
+        "DIGITS_MODEL_PATH": str(model),
+        "DIGITS_LOG_LEVEL": "WARNING",
+        "DIGITS_UNCERTAIN_THRESHOLD": "0",
+    }
+    code = f"from digits.api.server import serve; serve('127.0.0.1', {port}, {workers})"
+    process = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process, port
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError("the server exited during startup")
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError("the server did not become ready within 60 s")
+
+
+def stored_rows(url: str) -> int:
+    database = Database(url)
+    try:
+        with database.read() as session:
+            return session.scalar(select(func.count()).select_from(PredictionRow)) or 0
+    finally:
+        database.dispose()
+
+
+def bench_backend(
+    name: str, url: str, workdir: Path, model: Path, args: argparse.Namespace
+) -> list[tuple[str, str, int, dict[str, float]]]:
+    process, port = start_server(url, workdir, model, args.workers)
+    rows = []
+    try:
+        predict = multipart_request(port, drawing_png())
+        health = get_request(port, "/healthz")
+        for concurrency in args.concurrency:
+            warm_up(port, predict, concurrency, 0.5)
+            before = stored_rows(url)
+            result = run_load(port, predict, concurrency, args.seconds)
+            stored = stored_rows(url) - before
+            result["stored"] = stored
+            rows.append((name, "POST /api/predictions", concurrency, result))
+            rows.append(
+                (
+                    name,
+                    "GET /healthz",
+                    concurrency,
+                    run_load(port, health, concurrency, args.seconds),
+                )
+            )
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured time per cell")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--postgres-admin-url",
+        default=os.environ.get(
+            "DIGITS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = parser.parse_args()
+
+    results = []
+    with tempfile.TemporaryDirectory(prefix="digits-bench-") as tmp, ExitStack() as stack:
+        workdir = Path(tmp)
+        model = ensure_model(workdir)
+        for backend in args.backends:
+            if backend == "sqlite":
+                url = f"sqlite:///{workdir / 'bench.sqlite3'}"
+            else:
+                url = stack.enter_context(
+                    temporary_postgres_database(args.postgres_admin_url, prefix="digits_bench")
+                )
+            results += bench_backend(backend, url, workdir / backend, model, args)
+
+    print(f"\nworkers={args.workers}, {args.seconds:g} s per cell, model={model.name}; {TARGETS}")
+    header = f"{'db':9} {'endpoint':22} {'c':>3} {'n':>6} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'stored':>6}"
+    print(header)
+    print("-" * len(header))
+    for backend, endpoint, concurrency, r in results:
+        stored = str(int(r["stored"])) if "stored" in r else "-"
+        print(
+            f"{backend:9} {endpoint:22} {concurrency:>3} {int(r['n']):>6} {r['rps']:>8.1f} "
+            f"{r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} {int(r['errors']):>6} {stored:>6}"
+        )
+    bad = [r for *_, r in results if r["errors"] or ("stored" in r and r["stored"] != r["ok"])]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
