@@ -17,12 +17,15 @@ ensure_postgres() {
     pg_ctlcluster --skip-systemctl-redirect "$version" main start \
         || echo "test.sh: could not start PostgreSQL $version" >&2
 }
-trap ensure_postgres EXIT
+
+reports="$(mktemp -d)"
+trap 'ensure_postgres; rm -rf "$reports"' EXIT
 
 # pytest's exit code 5 means "nothing collected" (e.g. a filter matched no fault test): not a failure.
 run_phase() {
-    local rc=0
-    .venv/bin/pytest "$@" || rc=$?
+    local name="$1" rc=0
+    shift
+    .venv/bin/pytest --junitxml="$reports/$name.xml" "$@" || rc=$?
     if [[ $rc -eq 5 ]]; then
         echo "test.sh: no tests selected in this phase" >&2
         rc=0
@@ -31,10 +34,27 @@ run_phase() {
 }
 
 main_rc=0
-run_phase -m "not fault" "$@" || main_rc=$?
+run_phase main -m "not fault" "$@" || main_rc=$?
 ensure_postgres
 fault_rc=0
-run_phase -m fault "$@" || fault_rc=$?
+run_phase fault -m fault "$@" || fault_rc=$?
+
+# One closing line for the two phases together.
+if .venv/bin/python - "$reports" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+for report in sorted(Path(sys.argv[1]).glob("*.xml")):
+    for suite in ET.parse(report).getroot().iter("testsuite"):
+        for key in totals:
+            totals[key] += int(suite.get(key, 0))
+failed = totals["failures"] + totals["errors"]
+passed = totals["tests"] - failed - totals["skipped"]
+print(f"total: {passed} passed, {failed} failed, {totals['skipped']} skipped")
+PY
+then :; else echo "test.sh: no summary (unreadable reports)" >&2; fi
 
 if [[ $main_rc -ne 0 || $fault_rc -ne 0 ]]; then
     echo "test.sh: FAILED (main suite exit $main_rc, fault test exit $fault_rc)" >&2

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import hashlib
+import platform
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,17 @@ CI_RUN = REPO_ROOT / ".ci" / "run"
 RUN_COMMAND = "./scripts/run.sh"
 TEST_COMMAND = "./scripts/test.sh"
 
-# Records its arguments, one call per line, and exits with the code the test asked for.
+# Records its arguments (less --junitxml), one call per line, writes a JUnit report of 3 tests
+# (1 skipped, 1 failed if it fails), and exits with the code the test asked for.
 FAKE_PYTEST = """#!/usr/bin/env bash
+report="${1#--junitxml=}"
+shift
 echo "$*" >> "$CALLS"
-if [[ "$*" == *"not fault"* ]]; then exit "${MAIN_RC:-0}"; else exit "${FAULT_RC:-0}"; fi
+if [[ "$*" == *"not fault"* ]]; then rc="${MAIN_RC:-0}"; else rc="${FAULT_RC:-0}"; fi
+failures=$(( rc == 1 ? 1 : 0 ))
+echo "<testsuites><testsuite tests='3' failures='$failures' errors='0' skipped='1'/></testsuites>" \
+    > "$report"
+exit "$rc"
 """
 
 
@@ -52,21 +61,19 @@ def scratch_repo(tmp_path: Path) -> Path:
     pyproject.write_text('[project]\nname = "scratch"\n')
     bin_dir = tmp_path / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    executables = {
-        "python": "#!/usr/bin/env bash\necho 'Python 3.11.0'\n",
-        "digits": "#!/usr/bin/env bash\n",
-        "pytest": FAKE_PYTEST,
-    }
+    (bin_dir / "python").symlink_to(sys.executable)
+    executables = {"digits": "#!/usr/bin/env bash\n", "pytest": FAKE_PYTEST}
     for name, text in executables.items():
         path = bin_dir / name
         path.write_text(text)
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
     digest = hashlib.sha256(pyproject.read_bytes()).hexdigest()
-    (tmp_path / ".venv" / ".digits-install-stamp").write_text(f"{digest} Python 3.11.0\n")
+    version = f"Python {platform.python_version()}"
+    (tmp_path / ".venv" / ".digits-install-stamp").write_text(f"{digest} {version}\n")
     return tmp_path
 
 
-def run_test_sh(repo: Path, **codes: str) -> tuple[int, list[str]]:
+def run_test_sh(repo: Path, **codes: str) -> tuple[int, list[str], str]:
     calls = repo / "calls.txt"
     env = {"PATH": "/usr/bin:/bin", "CALLS": str(calls), **codes}
     result = subprocess.run(
@@ -77,17 +84,19 @@ def run_test_sh(repo: Path, **codes: str) -> tuple[int, list[str]]:
         timeout=60,
         check=False,
     )
-    return result.returncode, calls.read_text().splitlines()
+    return result.returncode, calls.read_text().splitlines(), result.stdout
 
 
 def test_test_sh_runs_the_suite_then_the_fault_test_alone(scratch_repo: Path) -> None:
-    rc, calls = run_test_sh(scratch_repo)
+    rc, calls, stdout = run_test_sh(scratch_repo)
     assert rc == 0
     assert calls == ["-m not fault -q", "-m fault -q"]
+    # One closing line that counts both phases.
+    assert stdout.splitlines()[-1] == "total: 4 passed, 0 failed, 2 skipped"
 
 
 def test_test_sh_treats_nothing_collected_as_success(scratch_repo: Path) -> None:
-    rc, _ = run_test_sh(scratch_repo, FAULT_RC="5")
+    rc, _, _ = run_test_sh(scratch_repo, FAULT_RC="5")
     assert rc == 0
 
 
@@ -95,6 +104,8 @@ def test_test_sh_treats_nothing_collected_as_success(scratch_repo: Path) -> None
 def test_test_sh_fails_when_either_phase_fails(
     scratch_repo: Path, main_rc: str, fault_rc: str
 ) -> None:
-    rc, calls = run_test_sh(scratch_repo, MAIN_RC=main_rc, FAULT_RC=fault_rc)
+    rc, calls, stdout = run_test_sh(scratch_repo, MAIN_RC=main_rc, FAULT_RC=fault_rc)
     assert rc == 1
     assert len(calls) == 2, "the fault phase runs even after a failing main phase"
+    if "1" in (main_rc, fault_rc):
+        assert stdout.splitlines()[-1] == "total: 3 passed, 1 failed, 2 skipped"
