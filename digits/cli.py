@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("--epochs", type=int, default=3)
     retrain.add_argument("--report-dir", type=Path, default=None)
     retrain.add_argument("--no-promote", action="store_true")
+    retrain.add_argument(
+        "--canvas-n", type=int, default=200, help="drawings per canvas benchmark set (0: skip)"
+    )
     retrain.set_defaults(func=cmd_retrain)
     return parser
 
