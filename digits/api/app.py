@@ -29,19 +29,22 @@ from digits.db.models import utcnow
 from digits.db.session import Database, is_connection_error
 from digits.logs import configure_logging
 from digits.predict import Predictor
+from digits.registry import active_path
 from digits.spool import Spool
 
 logger = logging.getLogger(__name__)
 
 REPLAY_INTERVAL_S = 2.0
-MODEL_CHECK_INTERVAL_S = 5.0
+MODEL_CHECK_INTERVAL_S = 2.0
 RETENTION_INTERVAL_S = 3600.0
 
 
 def _loader(settings: Settings) -> Callable[[], Predictor]:
     def load() -> Predictor:
+        # DIGITS_MODEL_PATH, else the registry's active.pt: a promotion replaces that file and
+        # the holder's file watch swaps the new model in.
         return Predictor.from_checkpoint(
-            settings.model_path, uncertain_threshold=settings.uncertain_threshold
+            active_path(settings), uncertain_threshold=settings.uncertain_threshold
         )
 
     return load
