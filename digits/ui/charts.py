@@ -47,26 +47,39 @@ def probabilities(probs: Sequence[float], chosen: int) -> alt.Chart:
     )
 
 
-def per_digit_accuracy(per_digit: dict[str, float | None]) -> alt.Chart:
+def per_digit_accuracy(
+    per_digit: dict[str, float | None], labelled: Sequence[int]
+) -> alt.LayerChart:
+    """Accuracy per true digit, each bar labelled with its accuracy and how many labels."""
     rows = [
-        {"digit": str(d), "accuracy": per_digit.get(str(d))}
+        {
+            "digit": str(d),
+            "accuracy": per_digit.get(str(d)),
+            "text": f"{per_digit[str(d)]:.0%} of {labelled[d]}",
+        }
         for d in range(10)
         if per_digit.get(str(d)) is not None
     ]
-    return (
-        alt.Chart(pd.DataFrame(rows, columns=["digit", "accuracy"]), height=220)
-        .mark_bar(color=ACCENT)
-        .encode(
-            x=alt.X("digit:N", title="True digit", sort=None, axis=alt.Axis(labelAngle=0)),
-            y=alt.Y(
-                "accuracy:Q",
-                title="Accuracy",
-                scale=alt.Scale(domain=[0, 1]),
-                axis=alt.Axis(format="%"),
-            ),
-            tooltip=["digit:N", alt.Tooltip("accuracy:Q", format=".1%")],
-        )
+    frame = pd.DataFrame(rows, columns=["digit", "accuracy", "text"])
+    base = alt.Chart(frame, height=240).encode(
+        x=alt.X(
+            "digit:N",
+            title="True digit",
+            sort=None,
+            scale=alt.Scale(domain=[str(d) for d in range(10)]),
+            axis=alt.Axis(labelAngle=0),
+        ),
+        y=alt.Y(
+            "accuracy:Q",
+            title="Accuracy",
+            scale=alt.Scale(domain=[0, 1]),
+            axis=alt.Axis(format="%"),
+        ),
+        tooltip=["digit:N", alt.Tooltip("accuracy:Q", format=".1%"), "text:N"],
     )
+    bars = base.mark_bar(color=ACCENT)
+    labels = base.mark_text(dy=-8, fontSize=11, color="#111827").encode(text="text:N")
+    return bars + labels
 
 
 def confusion(matrix: Sequence[Sequence[int]]) -> alt.LayerChart:
@@ -84,7 +97,10 @@ def confusion(matrix: Sequence[Sequence[int]]) -> alt.LayerChart:
     )
     cells = base.mark_rect().encode(
         color=alt.Color(
-            "count:Q", title="Count", scale=alt.Scale(scheme="blues", domain=[0, peak])
+            "count:Q",
+            title="Count",
+            scale=alt.Scale(scheme="blues", domain=[0, peak]),
+            legend=alt.Legend(format="d", tickMinStep=1),
         ),
         tooltip=["true:N", "predicted:N", "count:Q"],
     )
@@ -108,7 +124,7 @@ def confidence_histogram(confidences: Sequence[float]) -> alt.Chart:
                 title="Confidence",
                 axis=alt.Axis(format="%"),
             ),
-            y=alt.Y("count():Q", title="Predictions"),
+            y=alt.Y("count():Q", title="Predictions", axis=alt.Axis(format="d", tickMinStep=1)),
         )
     )
 
@@ -162,7 +178,7 @@ def over_time(times: Sequence[datetime], *, unit: str = "hours") -> alt.Chart:
         .mark_bar(color=ACCENT)
         .encode(
             x=alt.X(f"{time_unit}(time):T", title="Time (UTC)"),
-            y=alt.Y("count():Q", title="Predictions"),
+            y=alt.Y("count():Q", title="Predictions", axis=alt.Axis(format="d", tickMinStep=1)),
             tooltip=[alt.Tooltip(f"{time_unit}(time):T", title="From"), "count():Q"],
         )
     )

@@ -132,8 +132,18 @@ def browser(chromium_path: str) -> Iterator[Browser]:
 
 
 def _shot(page: Page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its own container, so grow the viewport."""
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    size = page.viewport_size
+    assert size is not None
+    height = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('[data-testid=stMain], section')]"
+        ".map(e => e.scrollHeight), document.body.scrollHeight)"
+    )
+    page.set_viewport_size({"width": size["width"], "height": max(size["height"], int(height))})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+    page.set_viewport_size(size)
 
 
 def _canvas_origin(page: Page) -> tuple[float, float]:

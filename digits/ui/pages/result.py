@@ -41,7 +41,10 @@ def show_answer(shown: Shown) -> None:
         )
     bars_col, input_col = st.columns([3, 1], vertical_alignment="bottom")
     bars_col.altair_chart(
-        charts.probabilities(prediction.probabilities, prediction.digit), width="stretch"
+        charts.probabilities(prediction.probabilities, prediction.digit),
+        width="stretch",
+        alt="Probability of each digit: "
+        + ", ".join(f"{d}: {present.percent(p)}" for d, p in enumerate(prediction.probabilities)),
     )
     if shown.model_input is not None:
         input_col.image(shown.model_input, caption="What the model saw (28x28)", width=112)

@@ -34,21 +34,31 @@ def render() -> None:
     st.subheader("How sure the model is")
     hist_col, rel_col = st.columns(2, gap="large")
     with hist_col:
-        st.markdown(f"**Confidence of the latest {len(recent)} predictions**")
+        st.markdown(f"**Confidence of the latest predictions** ({len(recent)})")
         st.altair_chart(
-            charts.confidence_histogram([r.confidence for r in recent]), width="stretch"
+            charts.confidence_histogram([r.confidence for r in recent]),
+            width="stretch",
+            alt="Histogram of the confidence of recent predictions",
         )
     with rel_col:
         st.markdown("**Reliability: stated confidence against accuracy**")
         if stats.labelled:
-            st.altair_chart(charts.reliability(stats.reliability), width="stretch")
+            st.altair_chart(
+                charts.reliability(stats.reliability),
+                width="stretch",
+                alt="Reliability diagram: accuracy of labelled answers per confidence band",
+            )
             st.caption("On the dashed diagonal, a 90 % answer is right 9 times in 10.")
         else:
             st.caption("Appears once some predictions are labelled.")
     st.subheader("Predictions over time")
     span = max(r.created_at for r in recent) - min(r.created_at for r in recent)
     unit = "hours" if span.days < 3 else "days"
-    st.altair_chart(charts.over_time([r.created_at for r in recent], unit=unit), width="stretch")
+    st.altair_chart(
+        charts.over_time([r.created_at for r in recent], unit=unit),
+        width="stretch",
+        alt=f"Bar chart of predictions per {unit[:-1]}",
+    )
     st.caption(f"The latest {len(recent)} predictions, per {unit[:-1]} (UTC).")
 
 
@@ -91,7 +101,17 @@ def _accuracy(stats: Stats) -> None:
     digit_col, matrix_col = st.columns(2, gap="large")
     with digit_col:
         st.markdown("**Per true digit**")
-        st.altair_chart(charts.per_digit_accuracy(stats.per_digit_accuracy), width="stretch")
+        labelled = [sum(row) for row in stats.confusion_matrix]
+        st.altair_chart(
+            charts.per_digit_accuracy(stats.per_digit_accuracy, labelled),
+            width="stretch",
+            alt="Accuracy per true digit: "
+            + ", ".join(
+                f"{d}: {present.percent(a)}"
+                for d, a in sorted(stats.per_digit_accuracy.items())
+                if a is not None
+            ),
+        )
         if len(stats.per_model_version) > 1:
             st.markdown("**Per model version**")
             st.dataframe(
@@ -114,4 +134,8 @@ def _accuracy(stats: Stats) -> None:
             )
     with matrix_col:
         st.markdown("**Confusion matrix** (rows: what was drawn; columns: the model's answer)")
-        st.altair_chart(charts.confusion(stats.confusion_matrix), width="stretch")
+        st.altair_chart(
+            charts.confusion(stats.confusion_matrix),
+            width="stretch",
+            alt="Confusion matrix heatmap of true digit against the model's answer",
+        )
