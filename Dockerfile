@@ -27,7 +27,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     STREAMLIT_SERVER_HEADLESS=true \
     STREAMLIT_BROWSER_GATHER_USAGE_STATS=false \
     STREAMLIT_SERVER_ADDRESS=0.0.0.0
-USER digits
+USER 10001:10001
 WORKDIR /home/digits
 EXPOSE 8000 8501
 # /readyz: the model is loaded and predictions can be stored (the spool counts when the DB is down).
