@@ -189,6 +189,8 @@ class Quirks:
     aspect: float = 1.0  # width multiplier
     wobble: float = 0.015  # amplitude of a smooth, low-frequency displacement field
     stroke_shift: float = 0.0  # where a pen lifts, the next stroke lands this far off (sd)
+    waist: float = 0.0  # > 0 moves the middle of the glyph down (a big top, small bottom)
+    taper: float = 0.0  # > 0 makes the bottom wider than the top
     tail: float = 0.0  # chance that a stroke ends in a short flick as the pen lifts
 
 
@@ -199,6 +201,8 @@ def random_quirks(rng: np.random.Generator, strength: float = 1.0) -> Quirks:
         aspect=float(np.exp(rng.normal(0.0, 0.15 * strength))),
         wobble=strength * rng.uniform(0.0, 0.025),
         stroke_shift=strength * rng.uniform(0.0, 0.035),
+        waist=float(np.clip(rng.normal(0.0, 0.25 * strength), -0.5, 0.5)),
+        taper=float(np.clip(rng.normal(0.0, 0.2 * strength), -0.4, 0.4)),
         tail=0.25 * strength,
     )
 
@@ -248,7 +252,12 @@ def glyph_strokes(
         pts += rng.normal(0.0, quirks.point_noise, size=pts.shape)
         if number > 0:
             pts += rng.normal(0.0, quirks.stroke_shift, size=2)
-        pts[:, 0] = 0.5 + (pts[:, 0] - 0.5) * quirks.aspect + quirks.slant * (0.5 - pts[:, 1])
+        # Writers differ in proportions as much as in slant: where the middle of a 3, 8 or 9
+        # sits, and whether the glyph is wider at the top or at the bottom.
+        y = pts[:, 1]
+        pts[:, 0] = 0.5 + (pts[:, 0] - 0.5) * quirks.aspect * (1 + quirks.taper * (y - 0.5))
+        pts[:, 0] += quirks.slant * (0.5 - y)
+        pts[:, 1] = y + quirks.waist * np.clip(y, 0, 1) * (1 - np.clip(y, 0, 1))
         curve = _stroke_curve(pts, corners)
         if len(curve) > 1 and rng.random() < quirks.tail:
             curve = _flick(curve, rng)
