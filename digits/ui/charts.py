@@ -170,15 +170,22 @@ def reliability(bins: Sequence[ReliabilityBin]) -> alt.LayerChart:
 
 
 def over_time(times: Sequence[datetime], *, unit: str = "hours") -> alt.Chart:
-    """Predictions per hour (or per day) as bars."""
-    frame = pd.DataFrame({"time": pd.to_datetime(list(times), utc=True)}, columns=["time"])
-    time_unit = "yearmonthdatehours" if unit == "hours" else "yearmonthdate"
+    """Predictions per hour (or per day), quiet periods included as empty bars."""
+    stamps = pd.to_datetime(pd.Series(list(times), dtype="object"), utc=True)
+    freq, label = ("h", "%b %d %H:00") if unit == "hours" else ("D", "%b %d")
+    counts = stamps.dt.floor(freq).value_counts()
+    if counts.empty:
+        frame = pd.DataFrame(columns=["period", "predictions"])
+    else:
+        periods = pd.date_range(counts.index.min(), counts.index.max(), freq=freq)
+        counts = counts.reindex(periods, fill_value=0)
+        frame = pd.DataFrame({"period": periods.strftime(label), "predictions": counts.to_numpy()})
     return (
         alt.Chart(frame, height=220)
         .mark_bar(color=ACCENT)
         .encode(
-            x=alt.X(f"{time_unit}(time):T", title="Time (UTC)"),
-            y=alt.Y("count():Q", title="Predictions", axis=alt.Axis(format="d", tickMinStep=1)),
-            tooltip=[alt.Tooltip(f"{time_unit}(time):T", title="From"), "count():Q"],
+            x=alt.X("period:O", title="Time (UTC)", sort=None, axis=alt.Axis(labelAngle=-30)),
+            y=alt.Y("predictions:Q", title="Predictions", axis=alt.Axis(format="d", tickMinStep=1)),
+            tooltip=["period:O", "predictions:Q"],
         )
     )

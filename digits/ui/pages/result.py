@@ -73,6 +73,7 @@ def show_feedback(
         "No, the right digit is" if sure else "Or pick the digit you drew",
         options=list(range(10)),
         key=fix_key,
+        width="stretch",  # ten equal buttons that fit a phone's width instead of overflowing
         on_change=_save_choice,
         args=(prefix, fix_key, prediction.id, prediction.digit, on_saved),
     )
