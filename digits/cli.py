@@ -164,11 +164,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="model registry: list | promote VERSION | rollback")
     models_sub = models.add_subparsers(dest="models_command", required=True)
-    models_sub.add_parser("list", help="list registered models")
-    promote = models_sub.add_parser("promote", help="make VERSION the active model")
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    models_sub.add_parser("list", parents=[as_json], help="list registered models")
+    promote = models_sub.add_parser(
+        "promote", parents=[as_json], help="make VERSION the active model"
+    )
     promote.add_argument("version")
-    models_sub.add_parser("rollback", help="re-activate the previously active model")
-    models.add_argument("--json", action="store_true")
+    models_sub.add_parser(
+        "rollback", parents=[as_json], help="re-activate the previously active model"
+    )
     models.set_defaults(func=cmd_models)
 
     retrain = sub.add_parser("retrain", help="fine-tune on users' corrections; promote if better")
