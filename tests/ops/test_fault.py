@@ -98,6 +98,7 @@ class Ledger:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     predictions: list[str] = field(default_factory=list)  # ids from 2xx POSTs
+    answers: dict[str, tuple[int, str]] = field(default_factory=dict)  # id -> digit, version
     labels: dict[str, int] = field(default_factory=dict)  # id -> last acknowledged label
     failures: list[str] = field(default_factory=list)
     posts: int = 0
@@ -126,8 +127,10 @@ def _client_loop(base: str, stop: threading.Event, ledger: Ledger, seed: int) ->
                 if answer.status_code // 100 != 2:
                     ledger.failures.append(f"POST {answer.status_code}: {answer.text[:200]}")
                     continue
-                prediction_id = answer.json()["id"]
+                body = answer.json()
+                prediction_id = body["id"]
                 ledger.predictions.append(prediction_id)
+                ledger.answers[prediction_id] = (body["digit"], body["model_version"])
             # A third stay unlabelled, a third are labelled once, a third labelled then changed.
             labels = [[], [n % 10], [n % 10, (n + 3) % 10]][n % 3]
             for label in labels:
@@ -292,8 +295,11 @@ def test_no_acknowledged_write_is_lost_when_postgres_stops(
             assert time.monotonic() < deadline, "the spool was not replayed in time"
             time.sleep(0.5)
     with psycopg.connect(fault_database) as conn:
-        rows = conn.execute("SELECT id::text, true_label FROM predictions").fetchall()
-    stored = {row_id: label for row_id, label in rows}
+        rows = conn.execute(
+            "SELECT id::text, true_label, digit, model_version, input_png IS NOT NULL"
+            " FROM predictions"
+        ).fetchall()
+    stored = {row[0]: row[1] for row in rows}
 
     acknowledged = set(ledger.predictions)
     assert len(acknowledged) == len(ledger.predictions), "the API gave one id twice"
@@ -301,6 +307,9 @@ def test_no_acknowledged_write_is_lost_when_postgres_stops(
     missing = acknowledged - stored.keys()
     assert not missing, f"{len(missing)} acknowledged predictions have no row"
     assert stored.keys() == acknowledged, "rows that no 2xx answer acknowledged"
+    # Replayed rows are whole: the answer the client got, and the model input kept.
+    garbled = [r[0] for r in rows if (r[2], r[3]) != ledger.answers[r[0]] or not r[4]]
+    assert not garbled, f"{len(garbled)} rows differ from their answers"
     wrong = {
         pid: (stored[pid], label) for pid, label in ledger.labels.items() if stored[pid] != label
     }
