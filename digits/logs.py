@@ -55,8 +55,17 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     handler.addFilter(RequestIdFilter())
     handler.set_name("digits")
     root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if h.get_name() != "digits"] + [handler]
+    # Replace console handlers (ours from an earlier call, or a CLI's basicConfig) so each line
+    # is printed once, in one format; other handlers (files, test capture) stay.
+    kept = [
+        h
+        for h in root.handlers
+        if h.get_name() != "digits"
+        and not (type(h) is logging.StreamHandler and h.stream in (sys.stderr, sys.stdout))
+    ]
+    root.handlers = [*kept, handler]
     root.setLevel(level.upper())
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # import-time noise
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers = []

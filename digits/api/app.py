@@ -115,11 +115,12 @@ def create_app(
 ) -> FastAPI:
     """The API. ``predictor`` replaces loading from ``settings.model_path`` (tests)."""
     settings = settings or get_settings()
+    # Here rather than in the lifespan so that uvicorn's own startup lines are JSON too.
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging(settings.log_level, json_lines=settings.log_json)
         torch.set_num_threads(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = await asyncio.to_thread(_migrate, settings)

@@ -9,7 +9,6 @@ import shutil
 import uvicorn
 
 from digits.config import get_settings
-from digits.db.migrate import upgrade_head
 from digits.logs import configure_logging
 
 logger = logging.getLogger(__name__)
@@ -29,6 +28,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     """Blocks until stopped. Arguments left out come from the settings (DIGITS_HOST/PORT/WORKERS)."""
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    from digits.db.migrate import upgrade_head  # after logging: alembic logs as it imports
+
     host = host or settings.host
     port = port or settings.port
     workers = max(1, workers or settings.workers)

@@ -1,0 +1,107 @@
+"""`digits serve` end to end: several uvicorn workers on a fresh SQLite file, migrated first,
+metrics aggregated over workers, JSON log lines that all carry a request id field."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from api_helpers import drawing
+
+from digits.config import InsecureSettingsError, Settings
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_serve_with_two_workers(tmp_path: Path, checkpoint_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DIGITS_DATA_DIR": str(tmp_path / "data"),
+        "DIGITS_MODEL_PATH": str(checkpoint_path),
+        "DIGITS_DATABASE_URL": "",
+    }
+    env.pop("DIGITS_DATABASE_URL")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = (tmp_path / "server.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digits.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, "the server exited during startup"
+            assert time.monotonic() < deadline, "not ready within 60 s"
+            time.sleep(0.3)
+        assert (tmp_path / "data" / "digits.sqlite3").exists()  # the default database, migrated
+
+        with httpx.Client(base_url=base, timeout=10) as client:
+            ids = []
+            for _ in range(12):
+                response = client.post(
+                    "/api/predictions",
+                    files={"image": ("d.png", drawing(), "image/png")},
+                    headers={"X-Request-ID": "bench-req-1"},
+                )
+                assert response.status_code == 201
+                ids.append(response.json()["id"])
+            assert client.get("/api/predictions").json()["total"] == 12
+            # Whichever worker answers /metrics reports all workers' predictions.
+            for _ in range(4):
+                text = client.get("/metrics", headers={"Connection": "close"}).text
+                counted = sum(
+                    float(v)
+                    for v in re.findall(r"^digits_predictions_total\{[^}]*\} (\S+)$", text, re.M)
+                )
+                assert counted == 12
+                assert "digits_spool_depth" in text
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert process.returncode == 0
+    log.seek(0)
+    lines = [line for line in log.read().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is JSON
+    assert all("request_id" in record for record in records)
+    served = [r for r in records if r.get("logger") == "digits.access" and r.get("status") == 201]
+    assert served and all(r["request_id"] == "bench-req-1" for r in served)
+
+
+def test_production_refuses_default_secrets() -> None:
+    with pytest.raises(InsecureSettingsError):
+        Settings(env="production")
+    with pytest.raises(InsecureSettingsError):
+        Settings(
+            env="production", admin_token="changeme", database_url="postgresql://u:postgres@db/x"
+        )
+    Settings(
+        env="production", admin_token="a-long-random-token", database_url="postgresql://u:Xy9@db/x"
+    )
