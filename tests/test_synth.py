@@ -206,3 +206,16 @@ def test_benchmark_and_training_streams_differ() -> None:
 
     bench_inputs = np.stack([to_model_input(image) for image, _ in bench])
     assert not any(np.allclose(b, t) for b in bench_inputs for t in x)
+
+
+def test_benchmark_covers_every_style_and_names_its_sources(
+    mnist_test: tuple[np.ndarray, np.ndarray],
+) -> None:
+    images, labels = mnist_test
+    items = synth.benchmark_items(images, labels, mode="normal", n=80, seed=0)
+    sources = {item.source for item in items}
+    styles = {f"style:{d}/{s}" for d, names in synth.STYLES.items() for s in names}
+    assert styles <= sources
+    redrawn = [item for item in items if item.source.startswith("mnist:")]
+    assert len(redrawn) == 40
+    assert all(labels[int(item.source[6:])] == item.label for item in redrawn)
