@@ -12,6 +12,7 @@ A sample is ``DrawingSample = tuple[np.ndarray, int]``: the raw canvas image (ui
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import math
@@ -182,12 +183,12 @@ def _stroke_curve(points: np.ndarray, corners: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Quirks:
-    """How one writer deforms a glyph; units are the glyph's height."""
+    """How one writer deforms a glyph; units are the glyph's height. Defaults: none at all."""
 
-    point_noise: float = 0.02  # independent wobble of each control point
-    slant: float = 0.12  # x shift per unit of height going up (right-leaning handwriting)
+    point_noise: float = 0.0  # independent wobble of each control point
+    slant: float = 0.0  # x shift per unit of height going up (right-leaning handwriting)
     aspect: float = 1.0  # width multiplier
-    wobble: float = 0.015  # amplitude of a smooth, low-frequency displacement field
+    wobble: float = 0.0  # amplitude of a smooth, low-frequency displacement field
     stroke_shift: float = 0.0  # where a pen lifts, the next stroke lands this far off (sd)
     waist: float = 0.0  # > 0 moves the middle of the glyph down (a big top, small bottom)
     taper: float = 0.0  # > 0 makes the bottom wider than the top
@@ -239,11 +240,14 @@ def _flick(curve: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def glyph_strokes(
     digit: int, style: str, rng: np.random.Generator | None = None, quirks: Quirks | None = None
 ) -> list[np.ndarray]:
-    """The strokes of one glyph style, deformed by a writer's quirks -> (M, 2) polylines."""
+    """The strokes of one glyph style, deformed by a writer's quirks -> (M, 2) polylines.
+
+    Without rng the glyph is drawn as authored; with rng and no quirks, a random writer's.
+    """
     spec = GLYPHS[digit][style]
     if rng is None:
         rng = np.random.default_rng(0)
-        quirks = quirks or Quirks(point_noise=0.0, slant=0.0, wobble=0.0)
+        quirks = quirks or Quirks()
     quirks = quirks or random_quirks(rng)
     strokes = []
     for number, stroke in enumerate(spec):
@@ -273,7 +277,9 @@ _UPSAMPLE = 3
 _NEIGHBOURS = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))  # P2..P9
 
 
+@functools.cache
 def _zhang_suen_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Which 8-neighbourhoods (P2..P9 as bits) each Zhang-Suen sub-iteration deletes."""
     first = np.zeros(256, dtype=bool)
     second = np.zeros(256, dtype=bool)
     for code in range(256):
@@ -288,9 +294,6 @@ def _zhang_suen_tables() -> tuple[np.ndarray, np.ndarray]:
     return first, second
 
 
-_ZS_TABLES = _zhang_suen_tables()
-
-
 def skeletonize(mask: np.ndarray) -> np.ndarray:
     """Zhang-Suen thinning of a boolean image to 1-pixel-wide lines."""
     h, w = mask.shape
@@ -301,7 +304,7 @@ def skeletonize(mask: np.ndarray) -> np.ndarray:
     changed = True
     while changed:
         changed = False
-        for table in _ZS_TABLES:
+        for table in _zhang_suen_tables():
             code[:] = 0
             for bit, (dy, dx) in enumerate(_NEIGHBOURS):
                 code |= padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] << bit
