@@ -69,11 +69,11 @@ def show_feedback(
         args=(prefix, prediction.id, prediction.digit, prediction.digit, on_saved),
     )
     fix_key = f"{prefix}_fix_{widget_round}"
-    st.segmented_control(
+    st.pills(
         "No, the right digit is" if sure else "Or pick the digit you drew",
         options=list(range(10)),
         key=fix_key,
-        width="stretch",  # ten equal buttons that fit a phone's width instead of overflowing
+        wrap=True,  # onto a second row on a phone, instead of scrolling sideways
         on_change=_save_choice,
         args=(prefix, fix_key, prediction.id, prediction.digit, on_saved),
     )
