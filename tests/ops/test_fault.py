@@ -9,6 +9,7 @@ DIGITS_TEST_PG_START (shell strings) where the server is not a local pg_ctlclust
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -19,6 +20,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,20 +197,23 @@ def fault_database(pg_control: tuple[list[str], list[str]]) -> Iterator[str]:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture
-def server(fault_database: str, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def api_server(
+    database_url: str, tmp_path: Path, *, workers: int, name: str = "server"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`digits serve` on a free port with its spool in tmp_path/spool; stopped on exit."""
     require(DIGITS.exists(), "the project is not installed in .venv")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
     env.update(
         DIGITS_ENV="test",
-        DIGITS_DATABASE_URL=fault_database,
+        DIGITS_DATABASE_URL=database_url,
         DIGITS_DATA_DIR=str(tmp_path / "data"),
         DIGITS_SPOOL_DIR=str(tmp_path / "spool"),
     )
-    log_path = tmp_path / "server.log"
+    log_path = tmp_path / f"{name}.log"
     argv = [str(DIGITS), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", str(WORKERS)]
+    argv += ["--workers", str(workers)]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             argv,
@@ -224,16 +229,15 @@ def server(fault_database: str, tmp_path: Path) -> Iterator[str]:
         with httpx.Client(base_url=base, timeout=5.0, trust_env=False) as client:
             while True:
                 assert process.poll() is None, log_path.read_text()[-4000:]
-                try:
+                with contextlib.suppress(httpx.HTTPError):
                     if client.get("/readyz").status_code == 200:
                         break
-                except httpx.HTTPError:
-                    pass
                 assert time.monotonic() < deadline, "API not ready:\n" + log_path.read_text()
                 time.sleep(0.5)
-        yield base
+        yield base, process
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -241,11 +245,55 @@ def server(fault_database: str, tmp_path: Path) -> Iterator[str]:
             process.wait()
 
 
-def test_no_acknowledged_write_is_lost_when_postgres_stops(
-    pg_control: tuple[list[str], list[str]], server: str, fault_database: str
-) -> None:
+@pytest.fixture
+def server(fault_database: str, tmp_path: Path) -> Iterator[str]:
+    with api_server(fault_database, tmp_path, workers=WORKERS) as (base, _):
+        yield base
+
+
+def _wait_replayed(base: str, spool_dir: Path) -> None:
+    """Until the servers report nothing pending and no spool file holds an entry (files left
+    by a stopped process count until a live one has adopted and replayed them)."""
+    deadline = time.monotonic() + REPLAY_DEADLINE_S
+    with httpx.Client(base_url=base, timeout=10.0, trust_env=False) as probe:
+        while _spool_depth(probe) > 0 or any(
+            path.stat().st_size > 0 for path in spool_dir.glob("*.jsonl")
+        ):
+            assert time.monotonic() < deadline, "the spool was not replayed in time"
+            time.sleep(0.5)
+
+
+def _assert_database_matches(database_url: str, ledger: Ledger) -> None:
+    """Every acknowledged prediction has exactly its row, every acknowledged label is there."""
     import psycopg
 
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT id::text, true_label, digit, model_version, input_png IS NOT NULL"
+            " FROM predictions"
+        ).fetchall()
+    stored = {row[0]: row[1] for row in rows}
+
+    acknowledged = set(ledger.predictions)
+    assert len(acknowledged) == len(ledger.predictions), "the API gave one id twice"
+    assert len(rows) == len(stored), "duplicate rows"
+    missing = acknowledged - stored.keys()
+    assert not missing, f"{len(missing)} acknowledged predictions have no row"
+    assert stored.keys() == acknowledged, "rows that no 2xx answer acknowledged"
+    # Replayed rows are whole: the answer the client got, and the model input kept.
+    garbled = [r[0] for r in rows if (r[2], r[3]) != ledger.answers[r[0]] or not r[4]]
+    assert not garbled, f"{len(garbled)} rows differ from their answers"
+    wrong = {
+        pid: (stored[pid], label) for pid, label in ledger.labels.items() if stored[pid] != label
+    }
+    assert not wrong, f"labels lost or stale (stored, acknowledged): {list(wrong.items())[:10]}"
+    unlabelled = [pid for pid in acknowledged - ledger.labels.keys() if stored[pid] is not None]
+    assert not unlabelled, "labels nobody sent"
+
+
+def test_no_acknowledged_write_is_lost_when_postgres_stops(
+    pg_control: tuple[list[str], list[str]], server: str, fault_database: str, tmp_path: Path
+) -> None:
     stop_pg, start_pg = pg_control
 
     ledger = Ledger()
@@ -289,35 +337,44 @@ def test_no_acknowledged_write_is_lost_when_postgres_stops(
     assert float(during_outage["depth"]) > 0, during_outage  # type: ignore[arg-type]
 
     # Replay: wait until the spools are empty, then compare the database with the ledger.
-    deadline = time.monotonic() + REPLAY_DEADLINE_S
-    with httpx.Client(base_url=server, timeout=10.0, trust_env=False) as probe:
-        while _spool_depth(probe) > 0:
-            assert time.monotonic() < deadline, "the spool was not replayed in time"
-            time.sleep(0.5)
-    with psycopg.connect(fault_database) as conn:
-        rows = conn.execute(
-            "SELECT id::text, true_label, digit, model_version, input_png IS NOT NULL"
-            " FROM predictions"
-        ).fetchall()
-    stored = {row[0]: row[1] for row in rows}
-
-    acknowledged = set(ledger.predictions)
-    assert len(acknowledged) == len(ledger.predictions), "the API gave one id twice"
-    assert len(rows) == len(stored), "duplicate rows"
-    missing = acknowledged - stored.keys()
-    assert not missing, f"{len(missing)} acknowledged predictions have no row"
-    assert stored.keys() == acknowledged, "rows that no 2xx answer acknowledged"
-    # Replayed rows are whole: the answer the client got, and the model input kept.
-    garbled = [r[0] for r in rows if (r[2], r[3]) != ledger.answers[r[0]] or not r[4]]
-    assert not garbled, f"{len(garbled)} rows differ from their answers"
-    wrong = {
-        pid: (stored[pid], label) for pid, label in ledger.labels.items() if stored[pid] != label
-    }
-    assert not wrong, f"labels lost or stale (stored, acknowledged): {list(wrong.items())[:10]}"
-    unlabelled = [pid for pid in acknowledged - ledger.labels.keys() if stored[pid] is not None]
-    assert not unlabelled, "labels nobody sent"
+    _wait_replayed(server, tmp_path / "spool")
+    _assert_database_matches(fault_database, ledger)
     print(
-        f"\nfault test: {len(acknowledged)} predictions ({during} during the outage), "
+        f"\nfault test: {len(ledger.predictions)} predictions ({during} during the outage), "
         f"{len(ledger.labels)} labelled, {ledger.posts} POSTs, {ledger.patches} PATCHes, "
         f"spool depth at mid-outage {during_outage['depth']:.0f}, all rows present"
     )
+
+
+def test_a_crashed_servers_spool_is_replayed_by_the_next_one(
+    pg_control: tuple[list[str], list[str]], fault_database: str, tmp_path: Path
+) -> None:
+    """The database and the API both go down: what the API acknowledged survives in its spool
+    file, and the next server adopts and replays it."""
+    stop_pg, start_pg = pg_control
+    ledger = Ledger()
+    try:
+        with api_server(fault_database, tmp_path, workers=1, name="first") as (base, process):
+            subprocess.run(stop_pg, check=True, capture_output=True, timeout=60)
+            _wait_postgres(up=False)
+            stop = threading.Event()
+            client = threading.Thread(target=_client_loop, args=(base, stop, ledger, 0))
+            client.start()
+            time.sleep(3.0)
+            stop.set()
+            client.join(timeout=30)
+            os.killpg(process.pid, signal.SIGKILL)  # a crash: no shutdown code runs
+            process.wait()
+        subprocess.run(start_pg, check=True, capture_output=True, timeout=60)
+        _wait_postgres(up=True)
+    finally:
+        _ensure_started(start_pg)
+
+    assert ledger.failures == [], ledger.failures[:20]
+    assert len(ledger.predictions) > 10
+    left = [p for p in (tmp_path / "spool").glob("*.jsonl") if p.stat().st_size > 0]
+    assert left, "the crashed server left no spool file"
+
+    with api_server(fault_database, tmp_path, workers=1, name="second") as (base, _):
+        _wait_replayed(base, tmp_path / "spool")
+    _assert_database_matches(fault_database, ledger)
