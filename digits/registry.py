@@ -306,6 +306,24 @@ class Registry:
                 raise RegistryError("nothing to roll back to: no earlier active model")
             return self._activate(index, stack[-2], "rollback", reason)
 
+    def card(self, version: str) -> str | None:
+        """The model card (shipped weights) or retraining report (Markdown) of ``version``,
+        without its image links: the text stands alone wherever it is shown."""
+        entry = self.read().models.get(version)
+        if entry is None:
+            return None
+        if entry.origin == "shipped":
+            path = self.shipped.parent / "MODEL_CARD.md"
+        elif entry.report is not None:
+            path = Path(entry.report) / "retrain.md"
+        else:
+            return None
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        return "\n".join(line for line in text.splitlines() if not line.startswith("![")) + "\n"
+
     @staticmethod
     def _resolve(index: Index, version: str) -> str:
         matches = [v for v in index.models if v.startswith(version)] if version else []

@@ -134,3 +134,51 @@ class PurgedCount(BaseModel):
 
 class ErrorOut(BaseModel):
     detail: Any
+
+
+class RegisteredModel(BaseModel):
+    """A model in the registry (``digits models list``)."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    version: str
+    origin: Literal["shipped", "retrain", "manual"]
+    created_at: UtcDatetime
+    registered_at: UtcDatetime
+    parent: str | None
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    active: bool
+
+
+class ActivationEvent(BaseModel):
+    """A model became active: the first (shipped) model, a promotion or a rollback."""
+
+    at: UtcDatetime
+    action: Literal["initial", "promote", "rollback"]
+    version: str
+    previous: str | None
+    reason: str
+
+
+class ModelRegistry(BaseModel):
+    active: str | None = Field(description="the registry's active version")
+    serving: str = Field(description="the version this API process answers with now")
+    models: list[RegisteredModel]
+    events: list[ActivationEvent]
+    card: str | None = Field(description="the active model's card or retraining report (Markdown)")
+
+
+class AccuracyPoint(BaseModel):
+    """Corrections of one model version's predictions made in [start, start + bucket)."""
+
+    model_version: str
+    start: UtcDatetime
+    labelled: int
+    correct: int
+    accuracy: float
+
+
+class ModelAccuracy(BaseModel):
+    bucket: Literal["hour", "day"]
+    points: list[AccuracyPoint]

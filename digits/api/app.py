@@ -20,7 +20,7 @@ from digits.api import errors
 from digits.api.holder import ModelHolder
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
-from digits.api.routes import admin, health, predictions, stats
+from digits.api.routes import admin, health, models, predictions, stats
 from digits.api.store import PredictionStore
 from digits.config import Settings, get_settings
 from digits.db import crud
@@ -166,7 +166,7 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     errors.install(app)
-    for router in (predictions.router, admin.router, stats.router, health.router):
+    for router in (predictions.router, admin.router, stats.router, models.router, health.router):
         app.include_router(router)
     if settings.cors_origins:
         app.add_middleware(

@@ -279,21 +279,22 @@ def stats(session: Session) -> dict[str, Any]:
 
 
 def labelled_outcomes(session: Session) -> list[tuple[datetime, str, int, int]]:
-    """(labelled_at, model_version, digit, true_label) of every correction, oldest first."""
+    """(created_at, model_version, digit, true_label) of every labelled prediction, oldest
+    first: the accuracy of each model version over the time it served."""
     rows = session.execute(
         select(
-            PredictionRow.labelled_at,
+            PredictionRow.created_at,
             PredictionRow.model_version,
             PredictionRow.digit,
             PredictionRow.true_label,
         )
-        .where(PredictionRow.true_label.is_not(None), PredictionRow.labelled_at.is_not(None))
-        .order_by(PredictionRow.labelled_at)
+        .where(PredictionRow.true_label.is_not(None))
+        .order_by(PredictionRow.created_at)
     ).all()
     return [
         (at, version, digit, label)
         for at, version, digit, label in rows
-        if at is not None and label is not None  # filtered in the query; narrows the types
+        if label is not None  # filtered in the query; narrows the type
     ]
 
 
