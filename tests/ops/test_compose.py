@@ -118,6 +118,10 @@ def test_api_migrates_serves_scales_and_spools(raw: dict[str, Any]) -> None:
     spool_mounts = [v for v in api["volumes"] if v.endswith(":/data/spool")]
     assert spool_mounts and spool_mounts[0].split(":")[0] in raw["volumes"]
     assert api["environment"]["DIGITS_SPOOL_DIR"] == "/data/spool"
+    # The registry lives in DIGITS_DATA_DIR/models and is shared by every replica.
+    assert api["environment"]["DIGITS_DATA_DIR"] == "/data"
+    registry_mounts = [v for v in api["volumes"] if v.endswith(":/data/models")]
+    assert registry_mounts and registry_mounts[0].split(":")[0] in raw["volumes"]
     assert "${POSTGRES_PASSWORD:?" in api["environment"]["DIGITS_DATABASE_URL"]
 
 
