@@ -14,7 +14,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from digits.schemas import (
+    ModelAccuracy,
     ModelInfo,
+    ModelRegistry,
     Outcome,
     PredictionOut,
     PredictionPage,
@@ -30,7 +32,9 @@ __all__ = [
     "ApiClient",
     "ApiError",
     "ErrorKind",
+    "ModelAccuracy",
     "ModelInfo",
+    "ModelRegistry",
     "Outcome",
     "PredictionOut",
     "PredictionPage",
@@ -134,6 +138,14 @@ class ApiClient:
 
     def model_info(self) -> ModelInfo:
         return self._parse(ModelInfo, self._send("GET", "/api/model"))
+
+    def models(self) -> ModelRegistry:
+        """Registered model versions, promotions and rollbacks, the active model's card."""
+        return self._parse(ModelRegistry, self._send("GET", "/api/models"))
+
+    def model_accuracy(self) -> ModelAccuracy:
+        """Accuracy from corrections per model version over time."""
+        return self._parse(ModelAccuracy, self._send("GET", "/api/models/accuracy"))
 
     def health(self) -> bool:
         """True when the service answers /healthz; never raises."""
