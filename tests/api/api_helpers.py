@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
+from sqlalchemy import delete
+
+from digits.db.models import PredictionRow
+from digits.db.session import Database
+
+MakeClient = Callable[..., AbstractContextManager[TestClient]]
 
 
 def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -36,3 +44,12 @@ def post_drawing(client: TestClient, image: bytes | None = None, **form: str) ->
         files={"image": ("drawing.png", image or drawing(), "image/png")},
         data=form,
     )
+
+
+def clear_database(url: str) -> None:
+    database = Database(url)
+    try:
+        with database.write() as session:
+            session.execute(delete(PredictionRow))
+    finally:
+        database.dispose()

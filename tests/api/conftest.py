@@ -3,22 +3,20 @@ and always with CI=true), a small checkpoint, and helpers that draw test images.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from api_helpers import MakeClient, clear_database
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
 
 from digits import checkpoint as ckpt
 from digits.api import create_app
 from digits.config import Settings
 from digits.db.migrate import upgrade_head
-from digits.db.models import PredictionRow
-from digits.db.session import Database
 from digits.db.testing import temporary_postgres_database
 from digits.model import DigitNet
 from digits.predict import Predictor
@@ -69,18 +67,6 @@ def settings(database_url: str, tmp_path: Path, checkpoint_path: Path) -> Settin
         spool_dir=tmp_path / "spool",
         log_json=True,
     )
-
-
-def clear_database(url: str) -> None:
-    database = Database(url)
-    try:
-        with database.write() as session:
-            session.execute(delete(PredictionRow))
-    finally:
-        database.dispose()
-
-
-MakeClient = Callable[..., AbstractContextManager[TestClient]]
 
 
 @pytest.fixture

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from api_helpers import drawing
-from conftest import clear_database
+from api_helpers import clear_database, drawing
 from sqlalchemy import func, select
 
 from digits.api import create_app

@@ -8,8 +8,7 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import drawing
-from conftest import MakeClient
+from api_helpers import MakeClient, drawing
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -6,8 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from api_helpers import drawing, post_drawing
-from conftest import MakeClient
+from api_helpers import MakeClient, drawing, post_drawing
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 

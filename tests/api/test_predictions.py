@@ -8,8 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from api_helpers import blank, drawing, png_bytes, post_drawing
-from conftest import MakeClient
+from api_helpers import MakeClient, blank, drawing, png_bytes, post_drawing
 from fastapi.testclient import TestClient
 from PIL import Image
 

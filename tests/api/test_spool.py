@@ -7,8 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from api_helpers import drawing, post_drawing
-from conftest import MakeClient
+from api_helpers import MakeClient, drawing, post_drawing
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
