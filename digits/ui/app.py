@@ -1,10 +1,10 @@
-"""The Streamlit entry point (`streamlit run digits/ui/app.py`, or `digits ui`): three pages."""
+"""The Streamlit entry point (`streamlit run digits/ui/app.py`, or `digits ui`): four pages."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from digits.ui.pages import draw, history, stats
+from digits.ui.pages import draw, history, models, stats
 
 
 def main() -> None:
@@ -17,6 +17,9 @@ def main() -> None:
             st.Page(history.render, title="History", icon=":material/history:", url_path="history"),
             st.Page(
                 stats.render, title="Statistics", icon=":material/bar_chart:", url_path="statistics"
+            ),
+            st.Page(
+                models.render, title="Models", icon=":material/model_training:", url_path="models"
             ),
         ],
         position="top",

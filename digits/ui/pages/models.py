@@ -1,0 +1,158 @@
+"""Which model answers, where it came from, and how each version did on what people drew."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from digits.schemas import ModelAccuracy, ModelRegistry
+from digits.ui import present
+from digits.ui.charts import ACCENT, MUTED
+from digits.ui.client import ApiError
+from digits.ui.session import get_client, show_error
+
+
+def render() -> None:
+    st.title("Models")
+    client = get_client()
+    try:
+        registry = client.models()
+        accuracy = client.model_accuracy()
+    except ApiError as err:
+        show_error(f"The model registry could not be loaded. {err}")
+        return
+    _active(registry)
+    st.subheader("Accuracy from corrections, per model version")
+    if accuracy.points:
+        st.altair_chart(
+            accuracy_chart(accuracy, registry),
+            width="stretch",
+            alt="Accuracy per model version over time, with promotions and rollbacks marked",
+        )
+        st.caption(
+            f"Share of labelled predictions each version got right, per {accuracy.bucket} of "
+            "the prediction (UTC). Vertical rules: a version became active."
+        )
+    else:
+        st.info("Appears once some predictions are labelled.", icon=":material/fact_check:")
+    _versions(registry)
+
+
+def _active(registry: ModelRegistry) -> None:
+    active = next((m for m in registry.models if m.active), None)
+    version_col, origin_col, mnist_col, since_col = st.columns(4)
+    version_col.metric("Active model", registry.serving)
+    if registry.active is not None and registry.active != registry.serving:
+        st.warning(
+            f"The registry's active model is {registry.active}; this API process still serves "
+            f"{registry.serving} (it switches within seconds, or DIGITS_MODEL_PATH pins it).",
+            icon=":material/sync:",
+        )
+    if active is None:
+        return
+    origin_col.metric("Origin", active.origin, help=f"parent: {active.parent or 'none'}")
+    mnist = active.metrics.get("mnist_accuracy")
+    mnist_col.metric("MNIST test accuracy", present.percent(mnist) if mnist else "-")
+    activated = [e.at for e in registry.events if e.version == active.version]
+    since_col.metric("Active since", f"{max(activated):%b %d %H:%M} UTC" if activated else "-")
+    if registry.card:
+        with st.expander("Model card", icon=":material/description:"):
+            st.markdown(registry.card)
+
+
+def accuracy_chart(accuracy: ModelAccuracy, registry: ModelRegistry) -> alt.LayerChart:
+    points = pd.DataFrame(
+        [
+            {
+                "start": p.start,
+                "version": p.model_version,
+                "accuracy": p.accuracy,
+                "labelled": p.labelled,
+            }
+            for p in accuracy.points
+        ]
+    )
+    events = pd.DataFrame(
+        [{"at": e.at, "what": f"{e.action} {e.version}"} for e in registry.events]
+    )
+    lines = (
+        alt.Chart(points, height=260)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("start:T", title="Time (UTC)"),
+            y=alt.Y(
+                "accuracy:Q",
+                title="Accuracy",
+                scale=alt.Scale(domain=[0, 1]),
+                axis=alt.Axis(format="%"),
+            ),
+            color=alt.Color("version:N", title="Model version"),
+            tooltip=[
+                "version:N",
+                alt.Tooltip("start:T", title="from", format="%b %d %H:%M"),
+                alt.Tooltip("accuracy:Q", format=".1%"),
+                "labelled:Q",
+            ],
+        )
+    )
+    rules = (
+        alt.Chart(events)
+        .mark_rule(color=MUTED, strokeDash=[4, 3])
+        .encode(x="at:T", tooltip=["what:N", alt.Tooltip("at:T", format="%b %d %H:%M")])
+    )
+    labels = (
+        alt.Chart(events)
+        .mark_text(align="left", dx=3, dy=-110, color=ACCENT, fontSize=11)
+        .encode(x="at:T", text="what:N")
+    )
+    return lines + rules + labels
+
+
+def _versions(registry: ModelRegistry) -> None:
+    st.subheader("Versions")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "Active": "active" if m.active else "",
+                    "Version": m.version,
+                    "Origin": m.origin,
+                    "Parent": m.parent or "",
+                    "Trained": m.created_at,
+                    "MNIST accuracy": m.metrics.get("mnist_accuracy"),
+                    "Held-out corrections": m.metrics.get("heldout_accuracy"),
+                    "Corrections trained on": m.data.get("corrections_train"),
+                }
+                for m in reversed(registry.models)
+            ]
+        ),
+        hide_index=True,
+        column_config={
+            "MNIST accuracy": st.column_config.NumberColumn(format="percent"),
+            "Held-out corrections": st.column_config.NumberColumn(format="percent"),
+            "Trained": st.column_config.DatetimeColumn(format="MMM D HH:mm"),
+        },
+    )
+    st.markdown("**Activations**")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "When": e.at,
+                    "What": e.action,
+                    "Version": e.version,
+                    "Previous": e.previous or "",
+                    "Why": e.reason,
+                }
+                for e in reversed(registry.events)
+            ]
+        ),
+        hide_index=True,
+        column_config={"When": st.column_config.DatetimeColumn(format="MMM D HH:mm:ss")},
+    )
+    st.caption(
+        "`digits retrain` proposes a new version from the corrections and promotes it only when "
+        "it beats the active one; `digits models promote VERSION` and `digits models rollback` "
+        "switch by hand. The API follows within seconds, without a restart."
+    )
