@@ -68,7 +68,7 @@ def test_blank_canvas_sends_nothing_and_invites_drawing(app: AppTest, fake: Fake
     assert fake.posts == []
     assert any("answer appears here" in c.value for c in app.caption)
     assert app.slider(key="draw_brush").label == "Brush size"
-    assert {b.label for b in app.button} >= {"Predict", "Undo", "Clear"}
+    assert {b.label for b in app.button} >= {"Predict", "Undo stroke", "Clear"}
 
 
 def test_a_stroke_is_predicted_once_with_the_drawing_id(

@@ -37,6 +37,7 @@ ANSWER_TIMEOUT_MS = 30_000
 # Strokes in canvas pixels (280x280): a "1" as one vertical line with a short flag, and a "7".
 ONE = [[(150, 45), (128, 70)], [(150, 45), (150, 235)]]
 SEVEN = [[(70, 60), (210, 60), (125, 235)]]
+STRAY = [(40, 262), (240, 262)]
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,14 @@ def _canvas_origin(page: Page) -> tuple[float, float]:
     return box["x"], box["y"]
 
 
+def _ink_at(page: Page, x: int, y: int) -> bool:
+    """Whether the drawing layer is dark at canvas pixel (x, y) (it lives in a shadow root)."""
+    red = page.locator("canvas.dc-canvas.lower-canvas").evaluate(
+        "(canvas, [x, y]) => canvas.getContext('2d').getImageData(x, y, 1, 1).data[0]", [x, y]
+    )
+    return int(red) < 100
+
+
 def _path(points: list[tuple[int, int]], steps: int = 8) -> list[tuple[float, float]]:
     """The polyline through `points`, as evenly spaced intermediate points."""
     out: list[tuple[float, float]] = [points[0]]
@@ -209,12 +218,20 @@ def _draw_label_and_check(
     page.goto(stack.ui_url, wait_until="domcontentloaded")
     _canvas_origin(page)
     _shot(page, f"{name}-draw-empty")
+    feedback = page.get_by_text("Was it right?")
     if touch:
         _draw_with_touch(page, strokes)
     else:
-        _draw_with_mouse(page, strokes)
-
-    feedback = page.get_by_text("Was it right?")
+        # A stray stroke, answered, then taken back with Undo: the answer is for the digit.
+        _draw_with_mouse(page, [*strokes, STRAY])
+        feedback.wait_for(timeout=ANSWER_TIMEOUT_MS)
+        assert _ink_at(page, *STRAY[1])
+        page.get_by_role("button", name="Undo stroke").click()
+        deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
+        while _ink_at(page, *STRAY[1]) and time.monotonic() < deadline:
+            page.wait_for_timeout(200)
+        assert not _ink_at(page, *STRAY[1]), "Undo did not take the last stroke away"
+        assert _ink_at(page, *strokes[-1][-1]), "Undo took more than the last stroke"
     feedback.wait_for(timeout=ANSWER_TIMEOUT_MS)
     page.wait_for_timeout(1000)
     _shot(page, f"{name}-draw-answer")

@@ -116,7 +116,7 @@ def _draw() -> None:
         )
         with st.container(horizontal=True, gap="small"):
             predict = st.button("Predict", key="draw_predict", icon=":material/send:")
-            undo = st.button("Undo", key="draw_undo", icon=":material/undo:")
+            undo = st.button("Undo stroke", key="draw_undo", icon=":material/undo:")
             st.button("Clear", key="draw_clear", icon=":material/delete:", on_click=new_drawing)
 
     objects: list[Any] = list((drawing.json_data or {}).get("objects") or [])
