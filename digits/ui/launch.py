@@ -30,6 +30,10 @@ def command(port: int) -> list[str]:
         "#1d4ed8",
         "--client.toolbarMode",
         "minimal",
+        # Expected failures are shown by the pages as messages; an unexpected one must not
+        # put a traceback in front of a user (it goes to the server's log).
+        "--client.showErrorDetails",
+        "type",
         # No file watcher: the installed app does not change under a running server.
         "--server.fileWatcherType",
         "none",

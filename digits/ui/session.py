@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import streamlit as st
+from pydantic import ValidationError
 
-from digits.config import get_settings
+from digits.config import InsecureSettingsError, get_settings
 from digits.ui.client import ApiClient, ApiError
 
 # Tests (and embedders) put their own client here before the script runs.
@@ -22,7 +23,14 @@ def get_client() -> ApiClient:
     injected = st.session_state.get(CLIENT_KEY)
     if isinstance(injected, ApiClient):
         return injected
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except (ValidationError, InsecureSettingsError) as err:
+        show_error(
+            f"This app's settings are invalid: {err}. Fix the DIGITS_* environment variables "
+            "(DIGITS_API_URL gives the prediction service's address) and restart `digits ui`."
+        )
+        st.stop()
     return _shared_client(settings.api_url, settings.api_timeout_s)
 
 
