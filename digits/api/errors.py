@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -70,12 +72,28 @@ async def _database(_: Request, exc: Exception) -> JSONResponse:
     return _error(500, "internal error while reading or writing the database")
 
 
+async def _validation(_: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's default echoes each bad input back; that fails on NaN/inf (not JSON) and is
+    # the client's own data anyway, so only the location, message and type are returned.
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", "")),
+            "type": str(e.get("type", "")),
+        }
+        for e in exc.errors()
+    ]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
     return _error(500, "internal server error")
 
 
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(PreprocessError, _preprocess)
     app.add_exception_handler(PredictionNotFoundError, _not_found)
     app.add_exception_handler(PredictionSpooledError, _spooled)

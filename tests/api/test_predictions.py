@@ -215,3 +215,14 @@ def test_stored_images(client: TestClient) -> None:
     small = drawing(280)
     created = post_drawing(client, small).json()
     assert client.get(f"/api/predictions/{created['id']}/image").content == small
+
+
+@pytest.mark.parametrize("raw", [b'{"true_label": Infinity}', b'{"true_label": NaN}', b"\xff\xfe"])
+def test_non_json_numbers_and_bytes_are_422_not_500(client: TestClient, raw: bytes) -> None:
+    created = post_drawing(client).json()
+    response = client.patch(
+        f"/api/predictions/{created['id']}",
+        content=raw,
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422 and "detail" in response.json()
