@@ -25,7 +25,7 @@ trap 'ensure_postgres; rm -rf "$reports"' EXIT
 run_phase() {
     local name="$1" rc=0
     shift
-    .venv/bin/pytest --junitxml="$reports/$name.xml" "$@" || rc=$?
+    .venv/bin/pytest --junitxml="$reports/$name.xml" --durations=10 "$@" || rc=$?
     if [[ $rc -eq 5 ]]; then
         echo "test.sh: no tests selected in this phase" >&2
         rc=0

@@ -19,11 +19,19 @@ CI_RUN = REPO_ROOT / ".ci" / "run"
 RUN_COMMAND = "./scripts/run.sh"
 TEST_COMMAND = "./scripts/test.sh"
 
-# Records its arguments (less --junitxml), one call per line, writes a JUnit report of 3 tests
-# (1 skipped, 1 failed if it fails), and exits with the code the test asked for.
+# Records the arguments test.sh passes through (not its own --junitxml/--durations), one call
+# per line, writes a JUnit report of 3 tests (1 skipped, 1 failed if it fails), and exits with
+# the code the test asked for.
 FAKE_PYTEST = """#!/usr/bin/env bash
-report="${1#--junitxml=}"
-shift
+args=()
+for arg in "$@"; do
+    case "$arg" in
+        --junitxml=*) report="${arg#--junitxml=}" ;;
+        --durations=*) ;;
+        *) args+=("$arg") ;;
+    esac
+done
+set -- "${args[@]}"
 echo "$*" >> "$CALLS"
 if [[ "$*" == *"not fault"* ]]; then rc="${MAIN_RC:-0}"; else rc="${FAULT_RC:-0}"; fi
 failures=$(( rc == 1 ? 1 : 0 ))
