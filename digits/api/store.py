@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api.metrics import Metrics
 from digits.db import crud
+from digits.db.batch import GroupCommitter
 from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database, is_connection_error
 from digits.schemas import PredictionRecord
@@ -122,13 +123,27 @@ def label_entry(prediction_id: uuid.UUID, true_label: int, labelled_at: datetime
 
 class PredictionStore:
     def __init__(self, database: Database, spool: Spool, metrics: Metrics) -> None:
-        self.database = database
+        self._database = database
         self.spool = spool
         self.metrics = metrics
         # Recently answered records (no images), so a correction can still be acknowledged with
         # the whole record while the database is down.
         self._recent: OrderedDict[uuid.UUID, PredictionRecord] = OrderedDict()
         self._recent_lock = threading.Lock()
+        self._inserts: GroupCommitter[crud.NewPrediction, PredictionRecord] = GroupCommitter(
+            database,
+            lambda session, new: record_from_row(crud.record_prediction(session, new=new)),
+        )
+
+    @property
+    def database(self) -> Database:
+        return self._database
+
+    @database.setter
+    def database(self, database: Database) -> None:
+        """Point at another database (tests simulate outages this way)."""
+        self._database = database
+        self._inserts.database = database
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _remember(self, record: PredictionRecord) -> None:
@@ -185,8 +200,7 @@ class PredictionStore:
         when the same drawing was predicted before and not yet corrected."""
         if self.spool.depth == 0:
             try:
-                with self.database.write() as session:
-                    record = record_from_row(crud.record_prediction(session, new=new))
+                record = self._inserts.submit(new)
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -74,6 +75,10 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        # SQLite has one writer at a time. Queueing this process's writers on a lock wakes the
+        # next one the moment the previous commits; SQLite's own busy handler would sleep-poll
+        # with growing back-off (tens of ms), which is what long tail latencies are made of.
+        self._write_lock = threading.Lock() if self.is_sqlite else None
 
     @property
     def is_sqlite(self) -> bool:
@@ -87,7 +92,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on error."""
-        with self._sessions() as session, session.begin():
+        with self._write_lock or nullcontext(), self._sessions() as session, session.begin():
             if self.is_sqlite:
                 session.connection(execution_options={"sqlite_immediate": True})
             yield session
