@@ -47,11 +47,11 @@ def a_digit(digit: int) -> str:
 
 
 def percent(value: float) -> str:
-    """0.934 -> "93 %"; keeps "99.9 %" and "0.4 %" from rounding to certainty or nothing."""
+    """0.934 -> "93%"; keeps "99.9%" and "0.4%" from rounding to certainty or nothing."""
     share = value * 100
     if 99 < share < 100 or 0 < share < 1:
-        return f"{share:.1f} %"
-    return f"{share:.0f} %"
+        return f"{share:.1f}%"
+    return f"{share:.0f}%"
 
 
 def runner_up(prediction: PredictionOut) -> tuple[int, float]:

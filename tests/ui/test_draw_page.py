@@ -84,7 +84,7 @@ def test_a_stroke_is_predicted_once_with_the_drawing_id(
     assert uuid.UUID(post["drawing_id"]) == uuid.UUID(app.session_state["draw_id"])
     assert answer_markdown(app) == [answer_markdown(app)[0]]
     assert ">7</div>" in answer_markdown(app)[0]
-    assert any("very sure it is a 7 (95 %)" in m.value for m in app.markdown)
+    assert any("very sure it is a 7 (95%)" in m.value for m in app.markdown)
     assert len(app.get("vega_lite_chart")) == 1
     assert len(app.get("image")) == 1
 
@@ -167,9 +167,9 @@ def test_uncertain_answer_is_explained_not_shown_as_a_digit(
     assert answer_markdown(app) == []
     warning = app.warning[0].value
     assert "cannot tell" in warning
-    assert "best guess is 4 (41 %)" in warning
+    assert "best guess is 4 (41%)" in warning
     assert any(b.label == "It is a 4" for b in app.button)
-    assert app.get("button_group")[0].label == "Or pick the digit you drew"
+    assert app.get("button_group")[0].label == "Or pick the right digit"
 
 
 def test_blank_drawing_is_explained(app: AppTest, fake: FakeClient, canvas: FakeCanvas) -> None:

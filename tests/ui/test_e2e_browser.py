@@ -7,6 +7,8 @@ with touch events on a phone-sized one. Screenshots of every page go to test-art
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 import os
 import re
@@ -269,6 +271,10 @@ def _draw_label_and_check(
     )
     page.wait_for_timeout(1500)
     _shot(page, f"{name}-history")
+    with page.expect_download(timeout=ANSWER_TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Export CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [r["true_label"] for r in rows if r["drawing_id"]].count(str(digit)) == 1
 
     page.goto(f"{stack.ui_url}/statistics", wait_until="domcontentloaded")
     page.get_by_text("Accuracy from corrections").wait_for(timeout=ANSWER_TIMEOUT_MS)
@@ -282,6 +288,45 @@ def _run(page: Page, stack: Stack, *, name: str, **flow: Any) -> None:
     except BaseException:
         _shot(page, f"{name}-failure")
         raise
+
+
+def _digit_photo() -> bytes:
+    """A dark "4" on light grey paper, as a JPEG: what a phone photo of a digit looks like."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (200, 240), (228, 226, 220))
+    pen = ImageDraw.Draw(image)
+    for line in [(130, 30, 130, 210), (130, 30, 50, 150), (50, 150, 170, 150)]:
+        pen.line(line, fill=(30, 30, 40), width=16)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=90)
+    return out.getvalue()
+
+
+def test_upload_a_photo_and_correct_it(browser: Browser, stack: Stack) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(stack.ui_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Upload an image").click()
+        page.locator("input[type=file]").set_input_files(
+            files=[{"name": "four.jpg", "mimeType": "image/jpeg", "buffer": _digit_photo()}]
+        )
+        page.get_by_text("Was it right?").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        page.wait_for_timeout(1000)
+        _shot(page, "upload-answer")
+        page.get_by_role("radiogroup").last.get_by_role("radio", name="4", exact=True).click()
+        page.get_by_text("Saved: a 4").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        with sqlite3.connect(stack.database) as db:
+            rows = db.execute(
+                "SELECT source, drawing_id FROM predictions WHERE true_label = 4"
+            ).fetchall()
+        assert rows == [("upload", None)]
+    except BaseException:
+        _shot(page, "upload-failure")
+        raise
+    finally:
+        context.close()
 
 
 def test_desktop_mouse_draw_correct_and_find_it(browser: Browser, stack: Stack) -> None:

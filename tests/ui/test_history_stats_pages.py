@@ -130,7 +130,7 @@ def test_statistics_draws_charts_from_corrections(fake: FakeClient) -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Predictions"] == "20"
     assert metrics["Labelled by people"] == "20"
-    assert metrics["Accuracy"] == "75 %"
+    assert metrics["Accuracy"] == "75%"
     # per-digit accuracy, confusion matrix, confidence histogram, reliability, over time
     assert len(at.get("vega_lite_chart")) == 5
 

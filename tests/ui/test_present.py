@@ -30,7 +30,7 @@ def test_confidence_words(confidence: float, words: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0.934, "93 %"), (0.9994, "99.9 %"), (1.0, "100 %"), (0.004, "0.4 %"), (0.0, "0 %")],
+    [(0.934, "93%"), (0.9994, "99.9%"), (1.0, "100%"), (0.004, "0.4%"), (0.0, "0%")],
 )
 def test_percent_never_rounds_to_certainty(value: float, text: str) -> None:
     assert present.percent(value) == text
@@ -52,7 +52,7 @@ def test_articles_and_uncertain_explanation() -> None:
     )
     assert present.runner_up(prediction) == (5, 0.35)
     text = present.uncertain_explanation(prediction)
-    assert "best guess is 3 (45 %), then 5 (35 %)" in text
+    assert "best guess is 3 (45%), then 5 (35%)" in text
 
 
 def test_records_csv_round_trips() -> None:

@@ -37,7 +37,7 @@ def show_answer(shown: Shown) -> None:
         )
         words_col.markdown(f"**{present.headline(prediction)}**")
         words_col.caption(
-            "Confidence is calibrated: answers given at 90 % are right about 9 times in 10."
+            "Confidence is calibrated: answers given at 90% are right about 9 times in 10."
         )
     bars_col, input_col = st.columns([3, 1], vertical_alignment="bottom")
     bars_col.altair_chart(
@@ -70,7 +70,7 @@ def show_feedback(
     )
     fix_key = f"{prefix}_fix_{widget_round}"
     st.pills(
-        "No, the right digit is" if sure else "Or pick the digit you drew",
+        "No, the right digit is" if sure else "Or pick the right digit",
         options=list(range(10)),
         key=fix_key,
         wrap=True,  # onto a second row on a phone, instead of scrolling sideways

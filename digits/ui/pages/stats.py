@@ -48,7 +48,7 @@ def render() -> None:
                 width="stretch",
                 alt="Reliability diagram: accuracy of labelled answers per confidence band",
             )
-            st.caption("On the dashed diagonal, a 90 % answer is right 9 times in 10.")
+            st.caption("On the dashed diagonal, a 90% answer is right 9 times in 10.")
         else:
             st.caption("Appears once some predictions are labelled.")
     st.subheader("Predictions over time")
