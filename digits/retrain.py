@@ -288,7 +288,11 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     if train.pick_device().type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     cache_dir = settings.resolved_cache_dir
-    mnist = train.framed_mnist("train", options.mnist_dir, cache_dir)
+    # The first images of the training set (framed now, a few seconds) rather than the framed
+    # 60 000 (a minute to make where no cache exists yet).
+    mnist = train.framed_mnist(
+        "train", options.mnist_dir, cache_dir, limit=REPLAY + CALIBRATION_MNIST
+    )
     order = np.random.default_rng(options.seed).permutation(len(mnist.labels))
     replay_idx, calib_idx = order[:REPLAY], order[REPLAY : REPLAY + CALIBRATION_MNIST]
     replay = data.Dataset(mnist.images[replay_idx], mnist.labels[replay_idx])
