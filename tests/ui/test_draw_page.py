@@ -178,7 +178,7 @@ def test_blank_drawing_is_explained(app: AppTest, fake: FakeClient, canvas: Fake
     app.run()
 
     assert len(fake.posts) == 1
-    assert "Nothing to read yet" in app.info[0].value
+    assert "this drawing is empty" in app.info[0].value
     assert answer_markdown(app) == []
 
 
@@ -244,6 +244,21 @@ def test_undo_reloads_the_canvas_without_the_last_stroke(
     canvas.objects = [kept]  # the canvas reloads and sends the shorter drawing
     app.run()
     assert len(fake.posts) == 2
+
+
+def test_an_emptied_canvas_starts_a_new_drawing(
+    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+) -> None:
+    canvas.stroke()
+    app.run()
+    first = app.session_state["draw_id"]
+    canvas.objects = []  # the canvas toolbar's reset
+    app.run()
+    assert app.session_state["draw_id"] != first
+    canvas.stroke()
+    app.run()
+    assert fake.posts[-1]["drawing_id"] == app.session_state["draw_id"]
+    assert len(fake.records) == 2
 
 
 def test_brush_size_reaches_the_canvas(app: AppTest, canvas: FakeCanvas) -> None:

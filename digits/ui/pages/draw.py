@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import streamlit as st
@@ -140,6 +141,10 @@ def _draw() -> None:
         else:
             _predict("draw", image, digest=digest or "", source="canvas")
     elif digest is None:
+        if _state("draw", SENT) is not None:
+            # Emptied (the canvas's own reset, or undoing every stroke): what comes next is a
+            # new drawing, stored as its own prediction.
+            st.session_state["draw_id"] = str(uuid.uuid4())
         for name in (SENT, SHOWN, EMPTY):
             st.session_state.pop(f"draw_{name}", None)
 
@@ -218,16 +223,18 @@ def _predict(
     _set(flow, SHOWN, shown)
 
 
-def _show(flow: str, *, on_saved: Any, idle: str) -> None:
+def _show(flow: str, *, on_saved: Callable[[], None], idle: str) -> None:
     error = st.session_state.get(error_key(flow))
     if error:
         show_error(error)
     shown: Shown | None = _state(flow, SHOWN)
     if _state(flow, EMPTY):
         st.info(
-            "Nothing to read yet: the service found no digit in this "
-            + ("drawing. Draw a digit (0-9) on the canvas." if flow == "draw" else "image.")
-            + " Strokes that are tiny or very faint count as empty.",
+            "Nothing to read: this drawing is empty (tiny or very faint strokes count as "
+            "empty). Draw a digit (0-9) on the canvas."
+            if flow == "draw"
+            else "Nothing to read: no digit was found in this image. Try a photo of one dark "
+            "digit on light paper that fills most of the picture.",
             icon=":material/draw:",
         )
     elif shown is not None:
