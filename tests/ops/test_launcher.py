@@ -81,14 +81,15 @@ class Running:
     api_port: int
     ui_port: int
     marker: str
+    lines: queue.Queue[str]
     output: list[str]
 
     def children(self) -> list[int]:
         return [pid for pid in processes_with_marker(self.marker) if pid != self.process.pid]
 
-    def collect(self, lines: queue.Queue[str]) -> str:
-        while not lines.empty():
-            self.output.append(lines.get())
+    def collect(self) -> str:
+        while not self.lines.empty():
+            self.output.append(self.lines.get())
         return "".join(self.output)
 
 
@@ -109,12 +110,12 @@ def running_up(installed: Path, tmp_path: Path) -> Iterator[Running]:
     )
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=drain, args=(process.stdout, lines), daemon=True).start()
-    running = Running(process, api_port, ui_port, marker, [])
+    running = Running(process, api_port, ui_port, marker, lines, [])
     try:
         deadline = time.monotonic() + 240
         while "Digits is running" not in "".join(running.output):
-            assert process.poll() is None, "digits up exited:\n" + running.collect(lines)
-            assert time.monotonic() < deadline, "no URL in 240 s:\n" + running.collect(lines)
+            assert process.poll() is None, "digits up exited:\n" + running.collect()
+            assert time.monotonic() < deadline, "no URL in 240 s:\n" + running.collect()
             with contextlib.suppress(queue.Empty):
                 running.output.append(lines.get(timeout=1))
         yield running
@@ -129,7 +130,7 @@ def running_up(installed: Path, tmp_path: Path) -> Iterator[Running]:
         for pid in leftovers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-    assert leftovers == [], "processes left behind:\n" + running.collect(lines)
+    assert leftovers == [], "processes left behind:\n" + running.collect()
     for port in (api_port, ui_port):
         with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
             pass
@@ -158,6 +159,8 @@ def test_up_stops_the_ui_and_fails_when_the_api_dies(running_up: Running) -> Non
     ]
     os.kill(api, signal.SIGKILL)
     assert running_up.process.wait(timeout=60) == 1
+    time.sleep(0.5)  # the reader thread catches up with the last lines
+    assert "digits up: the API exited with code -9" in running_up.collect()
 
 
 def test_up_refuses_a_taken_port_with_a_clear_message(installed: Path, tmp_path: Path) -> None:
