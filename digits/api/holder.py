@@ -13,6 +13,7 @@ from pathlib import Path
 
 from digits.checkpoint import CheckpointError
 from digits.predict import Predictor
+from digits.registry import RegistryError
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class ModelHolder:
             return False
         try:
             predictor = self._loader()
-        except CheckpointError as exc:
+        except (CheckpointError, RegistryError, OSError) as exc:
             logger.error("model reload failed; still serving the previous model: %s", exc)
             self._fingerprint = current
             return False
