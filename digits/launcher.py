@@ -87,6 +87,12 @@ def _spawn(name: str, args: list[str], env: dict[str, str], health_url: str) -> 
     return Child(name=name, process=process, health_url=health_url)
 
 
+def _how_it_ended(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    return f"exited with code {returncode}"
+
+
 def _answers_ok(url: str) -> bool:
     # urllib rather than httpx: no proxy from the environment, and no log line per poll.
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -104,7 +110,7 @@ def _wait_healthy(children: list[Child], timeout_s: float) -> None:
         for child in list(pending):
             if not child.alive():
                 raise LaunchError(
-                    f"the {child.name} exited with code {child.process.returncode} "
+                    f"the {child.name} {_how_it_ended(child.process.returncode)} "
                     "while starting (its output is above)"
                 )
             if _answers_ok(child.health_url):
@@ -215,7 +221,7 @@ def up(
             while all(child.alive() for child in children):
                 time.sleep(POLL_INTERVAL_S)
             dead = next(child for child in children if not child.alive())
-            err.write(f"digits up: the {dead.name} exited with code {dead.process.returncode}\n")
+            err.write(f"digits up: the {dead.name} {_how_it_ended(dead.process.returncode)}\n")
             return 1
         except (KeyboardInterrupt, _Stop):
             out.write("\nStopping...\n")
