@@ -14,7 +14,6 @@ import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from digits.api import errors
 from digits.api.holder import ModelHolder
@@ -175,9 +174,10 @@ def create_app(
             allow_methods=["GET", "POST", "PATCH"],
             allow_headers=["Content-Type", "X-Request-ID"],
         )
-    if settings.trusted_hosts and settings.trusted_hosts != ["*"]:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.trusted_hosts)
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        trusted_hosts=settings.trusted_hosts,
     )
     return app

@@ -1,5 +1,6 @@
-"""One pure-ASGI middleware for what every request needs: a request id, the body limit,
-security headers, the access log line and the latency histogram.
+"""One pure-ASGI middleware for what every request needs: a request id, trusted hosts, the body
+limit, security headers, the access log line and the latency histogram (errors it answers
+itself are JSON with a ``detail``, like every other error of the API).
 
 The body limit is enforced on the raw bytes before any parser sees them: a declared
 Content-Length over the limit is refused at once, and a chunked body is read only up to the
@@ -54,10 +55,29 @@ def _json_response(status: int, detail: str, request_id: str) -> tuple[Message, 
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: Metrics,
+        trusted_hosts: list[str] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        hosts = [h.lower() for h in trusted_hosts or ["*"]]
+        self.trusted_hosts = None if "*" in hosts else hosts
+
+    def _host_allowed(self, headers: dict[bytes, bytes]) -> bool:
+        if self.trusted_hosts is None:
+            return True
+        host = headers.get(b"host", b"").decode("latin-1").lower()
+        host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        return any(
+            host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+            for pattern in self.trusted_hosts
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,6 +90,11 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder = [500]
         try:
+            if not self._host_allowed(headers):
+                status_holder[0] = 400
+                for message in _json_response(400, "invalid Host header", request_id):
+                    await send(message)
+                return
             if scope["method"] in _BODY_METHODS:
                 body = await self._read_body(headers, receive)
                 if body is None:
