@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -75,10 +78,17 @@ class Database:
         self.url = normalize_url(url)
         self.engine = make_engine(self.url, **engine_kwargs)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
-        # SQLite has one writer at a time. Queueing this process's writers on a lock wakes the
-        # next one the moment the previous commits; SQLite's own busy handler would sleep-poll
-        # with growing back-off (tens of ms), which is what long tail latencies are made of.
+        # SQLite has one writer at a time. Queueing writers on a thread lock (this process) and
+        # an flock (other worker processes) wakes the next one the moment the previous commits;
+        # SQLite's own busy handler sleep-polls with growing back-off (tens of ms), which is
+        # what long tail latencies are made of. busy_timeout stays as the last resort.
         self._write_lock = threading.Lock() if self.is_sqlite else None
+        self._lock_file: Any = None
+        database = self.url.database
+        if self.is_sqlite and database and database != ":memory:":
+            lock_path = Path(database).with_name(Path(database).name + ".write.lock")
+            with contextlib.suppress(OSError):  # a read-only or missing directory: no flock
+                self._lock_file = lock_path.open("a")
 
     @property
     def is_sqlite(self) -> bool:
@@ -92,10 +102,25 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on error."""
-        with self._write_lock or nullcontext(), self._sessions() as session, session.begin():
+        with self._writer(), self._sessions() as session, session.begin():
             if self.is_sqlite:
                 session.connection(execution_options={"sqlite_immediate": True})
             yield session
+
+    @contextmanager
+    def _writer(self) -> Iterator[None]:
+        if self._write_lock is None:
+            yield
+            return
+        with self._write_lock:
+            if self._lock_file is None:
+                yield
+                return
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
 
     def ping(self) -> None:
         """Raise the driver's error when the database cannot answer."""
@@ -104,6 +129,9 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
 
 def is_connection_error(error: BaseException) -> bool:
