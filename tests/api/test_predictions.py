@@ -226,3 +226,11 @@ def test_non_json_numbers_and_bytes_are_422_not_500(client: TestClient, raw: byt
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 422 and "detail" in response.json()
+
+
+def test_decompression_bomb_is_refused_before_decoding(client: TestClient) -> None:
+    bomb = png_bytes(Image.new("1", (5000, 5000), 1))  # a few KB on the wire, 25 Mpx decoded
+    assert len(bomb) < 100_000
+    response = post_drawing(client, bomb)
+    assert response.status_code == 413
+    assert "pixels" in response.json()["detail"]
