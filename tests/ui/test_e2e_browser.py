@@ -92,8 +92,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
         "DIGITS_DATABASE_URL": f"sqlite:///{database}",
         "DIGITS_LOG_JSON": "false",
     }
-    shipped = SHIPPED_WEIGHTS.exists()
-    if not shipped:
+    # A trained checkpoint (the shipped one, or DIGITS_TEST_MODEL_PATH) must also read the
+    # drawn digits right; random weights only prove the flow.
+    trained = os.environ.get("DIGITS_TEST_MODEL_PATH")
+    shipped = bool(trained) or SHIPPED_WEIGHTS.exists()
+    if trained:
+        env["DIGITS_MODEL_PATH"] = trained
+    elif not shipped:
         _random_checkpoint(work / "random.pt")
         env["DIGITS_MODEL_PATH"] = str(work / "random.pt")
     api_port, ui_port = _free_port(), _free_port()

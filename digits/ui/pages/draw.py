@@ -92,7 +92,7 @@ def _draw() -> None:
         st.session_state["draw_id"] = str(uuid.uuid4())
     round_ = _state("draw", ROUND, 0)
     canvas_col, answer_col = st.columns([2, 3], gap="large")
-    with canvas_col, st.container(width=CANVAS_SIZE + 20):
+    with canvas_col, st.container(width=CANVAS_SIZE + 50):  # room for three buttons in a row
         st.caption(
             "Draw one digit (0-9) with the mouse or a finger; the answer comes when you lift."
         )
