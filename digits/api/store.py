@@ -12,6 +12,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -132,7 +133,9 @@ class PredictionStore:
         self._recent_lock = threading.Lock()
         self._inserts: GroupCommitter[crud.NewPrediction, PredictionRecord] = GroupCommitter(
             database,
-            lambda session, new: record_from_row(crud.record_prediction(session, new=new)),
+            lambda session, new: record_from_new(
+                replace(new, id=crud.record_prediction(session, new=new))
+            ),
         )
 
     @property
@@ -211,7 +214,7 @@ class PredictionStore:
         if new.drawing_id is not None:
             earlier = self._open_for_drawing(new.drawing_id)
             if earlier is not None:
-                new = crud.NewPrediction(**{**new.__dict__, "id": earlier.id})
+                new = replace(new, id=earlier.id)
         self._spool(prediction_entry(new))
         record = record_from_new(new)
         self._remember(record)

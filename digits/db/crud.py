@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, text, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from digits.db.models import PredictionRow
@@ -61,31 +61,29 @@ def _lock_drawing(session: Session, drawing_id: uuid.UUID) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def open_prediction_for_drawing(session: Session, *, drawing_id: uuid.UUID) -> PredictionRow | None:
-    """The newest prediction of this drawing that has no correction yet."""
-    return session.scalars(
-        select(PredictionRow)
-        .options(defer(PredictionRow.image_png), defer(PredictionRow.input_png))
-        .where(PredictionRow.drawing_id == drawing_id, PredictionRow.true_label.is_(None))
-        .order_by(PredictionRow.created_at.desc())
-        .limit(1)
-    ).first()
+def record_prediction(session: Session, *, new: NewPrediction) -> uuid.UUID:
+    """Insert ``new``, or replace the open prediction of the same drawing (keeping its id).
 
-
-def record_prediction(session: Session, *, new: NewPrediction) -> PredictionRow:
-    """Insert ``new``, or replace the open prediction of the same drawing (keeping its id)."""
+    Returns the id the prediction is stored under. A plain Core INSERT: this is the hot path,
+    and the ORM's unit of work would cost more than the statement itself.
+    """
     if new.drawing_id is not None:
         _lock_drawing(session, new.drawing_id)
-        existing = open_prediction_for_drawing(session, drawing_id=new.drawing_id)
+        existing = session.scalar(
+            select(PredictionRow.id)
+            .where(PredictionRow.drawing_id == new.drawing_id, PredictionRow.true_label.is_(None))
+            .order_by(PredictionRow.created_at.desc())
+            .limit(1)
+        )
         if existing is not None:
-            for key, value in new.content().items():
-                setattr(existing, key, value)
-            session.flush()
+            session.execute(
+                update(PredictionRow).where(PredictionRow.id == existing).values(**new.content())
+            )
             return existing
-    row = PredictionRow(id=new.id, drawing_id=new.drawing_id, **new.content())
-    session.add(row)
-    session.flush()
-    return row
+    session.execute(
+        insert(PredictionRow).values(id=new.id, drawing_id=new.drawing_id, **new.content())
+    )
+    return new.id
 
 
 def upsert_prediction(session: Session, *, new: NewPrediction) -> bool:

@@ -40,7 +40,7 @@ def test_concurrent_inserts_share_commits_and_bad_ones_fail_alone(empty_database
 
     def write(session: Session, new: crud.NewPrediction) -> uuid.UUID:
         gate.wait(5)  # hold the first leader so the others queue up behind it
-        return crud.record_prediction(session, new=new).id
+        return crud.record_prediction(session, new=new)
 
     committer: GroupCommitter[crud.NewPrediction, uuid.UUID] = GroupCommitter(database, write)
     duplicate = uuid.uuid4()
