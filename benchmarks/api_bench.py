@@ -132,6 +132,30 @@ def run_load(port: int, request: bytes, concurrency: int, seconds: float) -> dic
     }
 
 
+def _tree(pid: int) -> list[int]:
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            pids += _tree(int(child))
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server and its workers: robust to a busy machine, unlike wall time."""
+    total = 0
+    for each in _tree(pid):
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -187,6 +211,15 @@ def stored_rows(url: str) -> int:
         database.dispose()
 
 
+def measure(
+    pid: int, port: int, request: bytes, concurrency: int, seconds: float
+) -> dict[str, float]:
+    cpu = cpu_seconds(pid)
+    result = run_load(port, request, concurrency, seconds)
+    result["cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / max(1, result["n"])
+    return result
+
+
 def bench_backend(
     name: str, url: str, workdir: Path, model: Path, args: argparse.Namespace
 ) -> list[tuple[str, str, int, dict[str, float]]]:
@@ -198,18 +231,11 @@ def bench_backend(
         for concurrency in args.concurrency:
             warm_up(port, predict, concurrency, 0.5)
             before = stored_rows(url)
-            result = run_load(port, predict, concurrency, args.seconds)
-            stored = stored_rows(url) - before
-            result["stored"] = stored
+            result = measure(process.pid, port, predict, concurrency, args.seconds)
+            result["stored"] = stored_rows(url) - before
             rows.append((name, "POST /api/predictions", concurrency, result))
-            rows.append(
-                (
-                    name,
-                    "GET /healthz",
-                    concurrency,
-                    run_load(port, health, concurrency, args.seconds),
-                )
-            )
+            result = measure(process.pid, port, health, concurrency, args.seconds)
+            rows.append((name, "GET /healthz", concurrency, result))
     finally:
         process.terminate()
         try:
@@ -246,15 +272,20 @@ def main() -> int:
                 )
             results += bench_backend(backend, url, workdir / backend, model, args)
 
-    print(f"\nworkers={args.workers}, {args.seconds:g} s per cell, model={model.name}; {TARGETS}")
-    header = f"{'db':9} {'endpoint':22} {'c':>3} {'n':>6} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'stored':>6}"
+    load = os.getloadavg()[0]
+    print(
+        f"\nworkers={args.workers}, {args.seconds:g} s per cell, model={model.name}, "
+        f"load average {load:.1f} on {os.cpu_count()} CPUs; {TARGETS}"
+    )
+    header = f"{'db':9} {'endpoint':22} {'c':>3} {'n':>6} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'stored':>6} {'cpu ms/req':>10}"
     print(header)
     print("-" * len(header))
     for backend, endpoint, concurrency, r in results:
         stored = str(int(r["stored"])) if "stored" in r else "-"
         print(
             f"{backend:9} {endpoint:22} {concurrency:>3} {int(r['n']):>6} {r['rps']:>8.1f} "
-            f"{r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} {int(r['errors']):>6} {stored:>6}"
+            f"{r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} {int(r['errors']):>6} {stored:>6} "
+            f"{r['cpu_ms']:>10.2f}"
         )
     bad = [r for *_, r in results if r["errors"] or ("stored" in r and r["stored"] != r["ok"])]
     return 1 if bad else 0
