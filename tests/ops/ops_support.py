@@ -2,7 +2,8 @@
 
 Several folders have a conftest.py, and pytest imports each of them as a module named
 ``conftest``, so ``from conftest import ...`` finds whichever came first. This loads the root one
-by path under a name of its own.
+by path under a name of its own. (In a whole-suite run, ``from conftest import`` in a test
+module gets the conftest of the last folder collected before it, e.g. tests/registry's.)
 """
 
 from __future__ import annotations
