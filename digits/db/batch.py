@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from digits.db.session import Database, is_connection_error
 
@@ -32,9 +32,9 @@ class _Item(Generic[In, Out]):
 
 
 class GroupCommitter(Generic[In, Out]):
-    """``submit(x)`` runs ``write(session, x)`` inside a transaction shared with other callers."""
+    """``submit(x)`` runs ``write(connection, x)`` inside a transaction shared with others."""
 
-    def __init__(self, database: Database, write: Callable[[Session, In], Out]) -> None:
+    def __init__(self, database: Database, write: Callable[[Connection, In], Out]) -> None:
         self.database = database
         self._write = write
         self._cv = threading.Condition()
@@ -66,8 +66,8 @@ class GroupCommitter(Generic[In, Out]):
 
     def _commit(self, batch: list[_Item[In, Out]]) -> None:
         try:
-            with self.database.write() as session:
-                results = [self._write(session, item.value) for item in batch]
+            with self.database.write_connection() as connection:
+                results = [self._write(connection, item.value) for item in batch]
         except SQLAlchemyError as exc:
             if len(batch) == 1 or is_connection_error(exc):
                 for item in batch:

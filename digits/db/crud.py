@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select, text, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session, defer
 
 from digits.db.models import PredictionRow
@@ -53,15 +53,16 @@ class NewPrediction:
         }
 
 
-def _lock_drawing(session: Session, drawing_id: uuid.UUID) -> None:
+def _lock_drawing(session: Session | Connection, drawing_id: uuid.UUID) -> None:
     # Two POSTs of the same drawing must not both insert. SQLite writers are already serialised
     # (BEGIN IMMEDIATE); PostgreSQL gets a transaction-scoped advisory lock on the drawing.
-    if session.get_bind().dialect.name == "postgresql":
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql":
         key = int.from_bytes(drawing_id.bytes[:8], "big", signed=True)
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def record_prediction(session: Session, *, new: NewPrediction) -> uuid.UUID:
+def record_prediction(session: Session | Connection, *, new: NewPrediction) -> uuid.UUID:
     """Insert ``new``, or replace the open prediction of the same drawing (keeping its id).
 
     Returns the id the prediction is stored under. A plain Core INSERT: this is the hot path,

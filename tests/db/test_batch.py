@@ -7,9 +7,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import Connection, event, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from digits.db import crud
 from digits.db.batch import GroupCommitter
@@ -38,7 +37,7 @@ def test_concurrent_inserts_share_commits_and_bad_ones_fail_alone(empty_database
     event.listen(database.engine, "commit", lambda conn: commits.append(1))
     gate = threading.Event()
 
-    def write(session: Session, new: crud.NewPrediction) -> uuid.UUID:
+    def write(session: Connection, new: crud.NewPrediction) -> uuid.UUID:
         gate.wait(5)  # hold the first leader so the others queue up behind it
         return crud.record_prediction(session, new=new)
 
@@ -66,7 +65,7 @@ def test_errors_reach_the_caller(empty_database_url: str) -> None:
     upgrade_head(empty_database_url)
     database = Database(empty_database_url)
 
-    def boom(session: Session, value: int) -> int:
+    def boom(session: Connection, value: int) -> int:
         raise ValueError(value)
 
     try:
