@@ -172,7 +172,8 @@ def create_app(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "PATCH"],
-            allow_headers=["Content-Type", "X-Request-ID"],
+            allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
+            expose_headers=["X-Request-ID", "Location"],
         )
     app.add_middleware(
         RequestContextMiddleware,
