@@ -57,3 +57,35 @@ def test_parallel_predictions_and_corrections(settings: Settings, predictor: Pre
             assert session.scalar(select(func.count()).select_from(PredictionRow)) == N
     finally:
         database.dispose()
+
+
+async def _same_drawing(app, body: bytes, drawing_id: str) -> list[httpx.Response]:  # type: ignore[no-untyped-def]
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await asyncio.gather(
+                *(
+                    client.post(
+                        "/api/predictions",
+                        files={"image": ("d.png", body, "image/png")},
+                        data={"drawing_id": drawing_id, "source": "canvas"},
+                    )
+                    for _ in range(20)
+                )
+            )
+
+
+def test_parallel_posts_of_one_drawing_keep_one_row(
+    settings: Settings, predictor: Predictor
+) -> None:
+    clear_database(settings.resolved_database_url)
+    app = create_app(settings, predictor=predictor, run_maintenance=False)
+    responses = asyncio.run(_same_drawing(app, drawing(), "6f1c2a7e-0000-4000-8000-000000000001"))
+    assert {r.status_code for r in responses} == {201}
+    assert len({r.json()["id"] for r in responses}) == 1
+    database = Database(settings.resolved_database_url)
+    try:
+        with database.read() as session:
+            assert session.scalar(select(func.count()).select_from(PredictionRow)) == 1
+    finally:
+        database.dispose()
