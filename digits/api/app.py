@@ -89,7 +89,7 @@ class _Maintenance:
         store: PredictionStore = self.app.state.store
         try:
             if not self.migrated:
-                self.migrated = _migrate(self.settings)
+                self.migrated = store.schema_ready = _migrate(self.settings)
             if self.migrated:
                 store.replay()
                 if self.settings.retention_days is not None and (
@@ -128,6 +128,7 @@ def create_app(
         spool = Spool(settings.resolved_spool_dir)
         spool.open()
         store = PredictionStore(database, spool, metrics)
+        store.schema_ready = migrated
         app.state.holder = holder
         app.state.database = database
         app.state.store = store

@@ -131,6 +131,9 @@ class PredictionStore:
         # the whole record while the database is down.
         self._recent: OrderedDict[uuid.UUID, PredictionRecord] = OrderedDict()
         self._recent_lock = threading.Lock()
+        # False until the schema is known to be at head (the database was down at startup):
+        # writes go to the spool meanwhile instead of failing on a missing table.
+        self.schema_ready = True
         self._inserts: GroupCommitter[crud.NewPrediction, PredictionRecord] = GroupCommitter(
             database,
             lambda session, new: record_from_new(
@@ -201,7 +204,7 @@ class PredictionStore:
     def save_prediction(self, new: crud.NewPrediction) -> PredictionRecord:
         """Store durably (database or spool) and return the record; its id may be an older one
         when the same drawing was predicted before and not yet corrected."""
-        if self.spool.depth == 0:
+        if self.schema_ready and self.spool.depth == 0:
             try:
                 record = self._inserts.submit(new)
             except SQLAlchemyError as exc:
@@ -222,7 +225,7 @@ class PredictionStore:
 
     def label(self, prediction_id: uuid.UUID, true_label: int) -> PredictionRecord:
         labelled_at = utcnow()
-        if self.spool.depth == 0:
+        if self.schema_ready and self.spool.depth == 0:
             try:
                 with self.database.write() as session:
                     row = crud.set_label(

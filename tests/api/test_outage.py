@@ -171,3 +171,35 @@ def test_postgres_outage_mid_stream_loses_nothing(
     assert set(rows) == set(created)
     assert {i: rows[i].true_label for i in labels} == labels
     assert all(str(rows[i].drawing_id) == d for i, d in drawing_ids.items())
+
+
+def test_database_down_at_startup_is_migrated_and_filled_later(
+    postgres_url: str,
+    tmp_path,  # type: ignore[no-untyped-def]
+    predictor: Predictor,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "REPLAY_INTERVAL_S", 0.2)
+    with temporary_postgres_database(postgres_url, prefix="digits_late") as real_url:
+        parsed = make_url(real_url)
+        proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432))  # not listening yet
+        url = parsed.set(port=proxy.port).render_as_string(hide_password=False)
+        settings = Settings(data_dir=tmp_path / "data", database_url=url, spool_dir=tmp_path / "s")
+        with TestClient(create_app(settings, predictor=predictor)) as client:
+            ready = client.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json()["checks"]["database"]["status"] == "degraded"
+            ids = [
+                client.post(
+                    "/api/predictions", files={"image": ("d.png", drawing(), "image/png")}
+                ).json()["id"]
+                for _ in range(3)
+            ]
+            proxy.restore()
+            deadline = time.monotonic() + 30
+            while client.get("/readyz").json()["status"] != "ok" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert client.get("/readyz").json()["status"] == "ok"
+            assert client.get("/api/predictions").json()["total"] == 3
+            assert {client.get(f"/api/predictions/{i}").status_code for i in ids} == {200}
+        proxy.cut()

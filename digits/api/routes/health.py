@@ -14,6 +14,10 @@ from digits.schemas import DependencyCheck, Readiness
 router = APIRouter(tags=["health"])
 
 
+class DatabaseNotMigratedError(Exception):
+    """The database was unreachable at startup and has not been migrated yet."""
+
+
 @router.get("/healthz")
 async def healthz() -> dict[str, str]:
     """The process is alive (says nothing about the model or the database)."""
@@ -31,11 +35,13 @@ async def readyz(request: Request, store: StoreDep) -> JSONResponse:
     else:
         checks["model"] = DependencyCheck(status="ok", detail=holder.predictor.version)
     try:
+        if not store.schema_ready:
+            raise DatabaseNotMigratedError
         await run_in_threadpool(store.database.ping)
         checks["database"] = DependencyCheck(
             status="ok", detail=store.database.url.get_backend_name()
         )
-    except SQLAlchemyError as exc:
+    except (SQLAlchemyError, DatabaseNotMigratedError) as exc:
         checks["database"] = DependencyCheck(
             status="degraded", detail=f"unreachable ({exc.__class__.__name__}); writes are spooled"
         )
