@@ -48,6 +48,7 @@ REPLAY = 4000  # MNIST training images replayed per epoch
 CALIBRATION_MNIST = 2000  # MNIST training images (not replayed) for the temperature
 BATCH_MNIST, BATCH_CORRECTIONS = 96, 32
 MAX_LR = 1e-3
+DISTILL_WEIGHT, DISTILL_T = 3.0, 2.0
 WEIGHT_DECAY = 5e-4
 CANVAS_N = 200  # drawings per canvas benchmark mode: enough to see a regression, and quick
 
@@ -105,11 +106,19 @@ def fine_tune(
     *,
     epochs: int,
     seed: int,
+    max_lr: float = MAX_LR,
+    distill: float = DISTILL_WEIGHT,
 ) -> nn.Module:
     """Each step: a batch of replayed MNIST plus a batch of corrections (drawn with replacement,
-    so a few hundred corrections weigh about a quarter of every batch), both augmented."""
+    so a few hundred corrections weigh about a quarter of every batch), both augmented.
+
+    On the replayed images the candidate is also pulled towards the parent's own answers
+    (distillation, as in "Learning without Forgetting"), which keeps what the parent knew far
+    better than the labels alone.
+    """
     device = train.pick_device()
     torch.manual_seed(seed)
+    teacher = parent.build_model().to(device).eval()
     model = parent.build_model().to(device)
     model.train()
     for module in model.modules():
@@ -118,9 +127,9 @@ def fine_tune(
         if isinstance(module, nn.BatchNorm2d):
             module.eval()
     steps_per_epoch = math.ceil(len(replay.labels) / BATCH_MNIST)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=MAX_LR, weight_decay=WEIGHT_DECAY)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=WEIGHT_DECAY)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=MAX_LR, epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2
+        optimiser, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=0.2
     )
     gen = torch.Generator(device=device).manual_seed(seed)
     cpu_gen = torch.Generator().manual_seed(seed)
@@ -137,12 +146,21 @@ def fine_tune(
             user_idx = torch.randint(len(y_user), (BATCH_CORRECTIONS,), generator=cpu_gen)
             x = torch.cat([x_mnist[mnist_idx], x_user[user_idx]]).to(device)
             y = torch.cat([y_mnist[mnist_idx], y_user[user_idx]]).to(device)
-            loss = F.cross_entropy(model(train.standardise(train.augment(x, augment, gen))), y)
+            x = train.standardise(train.augment(x, augment, gen))
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            if distill > 0:
+                n_mnist = len(mnist_idx)
+                with torch.no_grad():
+                    target = F.softmax(teacher(x[:n_mnist]) / DISTILL_T, dim=1)
+                student = F.log_softmax(logits[:n_mnist] / DISTILL_T, dim=1)
+                kl = F.kl_div(student, target, reduction="batchmean") * DISTILL_T**2
+                loss = loss + distill * kl
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
             scheduler.step()
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{loss.item():.4f}")
     return model.cpu().eval()
 
 
@@ -241,7 +259,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"- Fine-tuned from `{report['active_before']}` for {d['epochs']} epochs on "
         f"{d['corrections_train']} corrections and {d['mnist_replay']} replayed MNIST images "
-        f"(held out: {d['corrections_heldout']} corrections).",
+        f"(held out: {d['corrections_heldout']} corrections), distilling the parent's answers "
+        "on the replayed images.",
         f"- Temperature {report['temperature']:.4f}, fitted on {d['calibration']} images "
         "(MNIST training images not replayed, and the held-out corrections; temperature does "
         "not change any accuracy above).",
