@@ -85,15 +85,15 @@ def _parse_fields(source: Any, drawing_id: Any) -> tuple[str, uuid.UUID | None]:
 async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
-        form = await request.form(max_files=1, max_fields=8)
-        upload = form.get("image")
-        if isinstance(upload, UploadFile):
-            data = await upload.read()
-        elif isinstance(upload, str):
-            data = decode_base64_image(upload)
-        else:
-            raise _invalid("image", "the multipart field 'image' is required")
-        source, drawing_id = _parse_fields(form.get("source"), form.get("drawing_id"))
+        async with request.form(max_files=1, max_fields=8) as form:  # closes temp files
+            upload = form.get("image")
+            if isinstance(upload, UploadFile):
+                data = await upload.read()
+            elif isinstance(upload, str):
+                data = decode_base64_image(upload)
+            else:
+                raise _invalid("image", "the multipart field 'image' is required")
+            source, drawing_id = _parse_fields(form.get("source"), form.get("drawing_id"))
         return data, source, drawing_id
     if content_type == "application/json" or content_type.endswith("+json"):
         try:
