@@ -12,6 +12,7 @@ crash between a successful replay and the truncation replays the same entries ag
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -58,7 +59,11 @@ def _read_entries(handle: Any) -> list[Entry]:
 
 
 class Spool:
-    """This process's spool file plus the orphans of stopped processes in the same directory."""
+    """This process's spool file plus the orphans of stopped processes in the same directory.
+
+    The file is the only copy of the entries (nothing is kept in memory but their count), so a
+    long outage costs disk, not RAM.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -66,7 +71,7 @@ class Spool:
         self.path = directory / name
         self._lock = threading.RLock()
         self._replay_lock = threading.Lock()
-        self._pending: list[Entry] = []
+        self._count = 0
         self._handle: Any = None
 
     def open(self) -> None:
@@ -82,38 +87,49 @@ class Spool:
         with self._lock:
             if self._handle is None:
                 return
-            empty = not self._pending
             self._handle.close()
             self._handle = None
-            if empty:
+            if self._count == 0:
                 self.path.unlink(missing_ok=True)
 
     @property
     def depth(self) -> int:
         """Entries acknowledged to clients but not yet in the database."""
-        return len(self._pending)
+        return self._count
 
     @property
     def writable(self) -> bool:
         return self._handle is not None and os.access(self.directory, os.W_OK)
 
     def pending(self) -> list[Entry]:
+        """This process's entries, oldest first (read back from the file)."""
         with self._lock:
-            return list(self._pending)
+            return [] if self._handle is None else _read_entries(self._handle)
 
     def append(self, entry: Entry) -> None:
         """Write one entry and fsync it; raises SpoolError when that is impossible."""
-        line = json.dumps(entry, separators=(",", ":")).encode() + b"\n"
+        self.append_many([entry])
+
+    def append_many(self, entries: list[Entry]) -> None:
+        """Write entries with one fsync; all of them or (after a failed write) none."""
+        if not entries:
+            return
+        data = b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n" for e in entries)
         with self._lock:
             if self._handle is None:
                 raise SpoolError("the spool is not open")
+            size = os.fstat(self._handle.fileno()).st_size
             try:
-                self._handle.write(line)
+                self._handle.seek(0, os.SEEK_END)
+                self._handle.write(data)
                 self._handle.flush()
                 os.fsync(self._handle.fileno())
             except OSError as exc:
+                # Cut a partial line off, or the next entry would be glued to it and lost.
+                with contextlib.suppress(OSError):
+                    self._handle.truncate(size)
                 raise SpoolError(f"cannot write the spool at {self.path}: {exc}") from exc
-            self._pending.append(entry)
+            self._count += len(entries)
 
     def others(self) -> Iterator[Entry]:
         """Entries in other processes' files (live or not), read-only, for lookups."""
@@ -144,8 +160,7 @@ class Spool:
                 if os.fstat(handle.fileno()).st_nlink == 0:
                     continue  # another process adopted and deleted it meanwhile
                 entries = _read_entries(handle)
-                for entry in entries:
-                    self.append(entry)
+                self.append_many(entries)
                 # Only after our copies are on disk; a crash in between duplicates, never loses.
                 path.unlink(missing_ok=True)
                 adopted += len(entries)
@@ -169,7 +184,7 @@ class Spool:
             results = apply(snapshot)
             kept = [e for e, r in zip(snapshot, results, strict=True) if r is Applied.DEFERRED]
             with self._lock:
-                arrived = self._pending[len(snapshot) :]
+                arrived = self.pending()[len(snapshot) :]
                 self._rewrite(kept + arrived)
             return len(snapshot) - len(kept)
 
@@ -179,7 +194,7 @@ class Spool:
             self._handle.truncate(0)
             self._handle.flush()
             os.fsync(self._handle.fileno())
-            self._pending = []
+            self._count = 0
             return
         tmp = self.path.with_suffix(".tmp")
         handle = tmp.open("w+b")
@@ -191,4 +206,4 @@ class Spool:
         tmp.replace(self.path)
         self._handle.close()
         self._handle = handle
-        self._pending = list(remaining)
+        self._count = len(remaining)
