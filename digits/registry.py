@@ -350,9 +350,14 @@ def active_path(settings: Settings | None = None) -> Path:
 
 def _table(index: Index) -> str:
     promoted = {e.version: e.at for e in index.events}
-    rows = [("", "version", "origin", "parent", "created", "activated", "mnist acc", "data")]
+    rows = [
+        ("", "version", "origin", "parent", "created", "activated", "MNIST", "held-out", "data")
+    ]
+
+    def percent(value: Any) -> str:
+        return f"{value:.2%}" if isinstance(value, float) else "-"
+
     for entry in sorted(index.models.values(), key=lambda m: m.registered_at):
-        accuracy = entry.metrics.get("mnist_accuracy")
         rows.append(
             (
                 "*" if entry.version == index.active else "",
@@ -361,7 +366,8 @@ def _table(index: Index) -> str:
                 entry.parent or "-",
                 entry.created_at[:19],
                 promoted.get(entry.version, "-")[:19],
-                f"{accuracy:.4%}" if isinstance(accuracy, float) else "-",
+                percent(entry.metrics.get("mnist_accuracy")),
+                percent(entry.metrics.get("heldout_accuracy")),
                 ", ".join(f"{k}={v}" for k, v in entry.data.items()) or "-",
             )
         )
