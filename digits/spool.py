@@ -175,7 +175,9 @@ class Spool:
         """Apply pending entries in order; keep deferred ones. Returns how many were applied.
 
         ``apply`` gets a batch and returns one result per entry; an exception (the database is
-        still down) leaves everything pending for the next try.
+        still down) leaves the unapplied entries pending for the next try. The bulk is applied
+        while requests keep appending; what arrived meanwhile is applied with appends held
+        back, so a busy process does end with an empty spool and goes back to direct writes.
         """
         with self._replay_lock:
             snapshot = self.pending()
@@ -183,10 +185,18 @@ class Spool:
                 return 0
             results = apply(snapshot)
             kept = [e for e, r in zip(snapshot, results, strict=True) if r is Applied.DEFERRED]
+            applied = len(snapshot) - len(kept)
             with self._lock:
                 arrived = self.pending()[len(snapshot) :]
-                self._rewrite(kept + arrived)
-            return len(snapshot) - len(kept)
+                try:
+                    late = apply(arrived) if arrived else []
+                except BaseException:
+                    self._rewrite(kept + arrived)
+                    raise
+                kept += [e for e, r in zip(arrived, late, strict=True) if r is Applied.DEFERRED]
+                applied += sum(1 for r in late if r is not Applied.DEFERRED)
+                self._rewrite(kept)
+            return applied
 
     def _rewrite(self, remaining: list[Entry]) -> None:
         """Make the file hold exactly ``remaining``; called with the lock held."""
