@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from streamlit.testing.v1 import AppTest
 
 from digits.schemas import ModelAccuracy, ModelRegistry
+from digits.ui import present
 from digits.ui.client import ApiClient, ApiError
 
 T0 = datetime(2026, 11, 28, 1, 0, tzinfo=UTC)
@@ -24,7 +26,7 @@ class RegistryClient(ApiClient):
     def models(self) -> ModelRegistry:
         if self.fail:
             raise ApiError("The API is not reachable.", kind="unreachable")
-        model = {"parent": None, "data": {}, "created_at": T0, "registered_at": T0}
+        model: dict[str, Any] = {"parent": None, "data": {}, "created_at": T0, "registered_at": T0}
         return ModelRegistry.model_validate(
             {
                 "active": "bbbbbbbbbbbb",
@@ -112,7 +114,7 @@ def test_models_page_shows_the_active_model_history_and_versions() -> None:
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Active model"] == "bbbbbbbbbbbb"
     assert metrics["Origin"] == "retrain"
-    assert metrics["MNIST test accuracy"] == "99.4 %"
+    assert metrics["MNIST test accuracy"] == present.percent(0.9943)
     assert "Retraining report" in at.expander[0].markdown[0].value
     versions, events = (frame.value for frame in at.dataframe)
     assert list(versions["Version"]) == ["bbbbbbbbbbbb", "aaaaaaaaaaaa"]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import multiprocessing
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -93,10 +94,14 @@ def test_active_path_prefers_digits_model_path(tmp_path: Path, shipped: Path) ->
     assert not (tmp_path / "models").exists()
 
 
-def _roll_back(root: str, shipped: str, rounds: int) -> None:
-    registry = Registry(Path(root), shipped=Path(shipped))
-    for _ in range(rounds):
-        registry.rollback()
+ROLL_BACK = """
+import sys
+from pathlib import Path
+from digits.registry import Registry
+registry = Registry(Path(sys.argv[1]), shipped=Path(sys.argv[2]))
+for _ in range(int(sys.argv[3])):
+    registry.rollback()
+"""
 
 
 def test_concurrent_processes_lose_no_update(
@@ -107,16 +112,10 @@ def test_concurrent_processes_lose_no_update(
     workers, rounds = 4, 8
     for i in range(workers * rounds):  # an activation stack workers * rounds deep
         registry.promote(other if i % 2 == 0 else str(first))
-    context = multiprocessing.get_context("spawn")  # separate processes, as API workers are
-    processes = [
-        context.Process(target=_roll_back, args=(str(registry.root), str(shipped), rounds))
-        for _ in range(workers)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(timeout=120)
-        assert process.exitcode == 0
+    # Separate interpreters, as API workers and the retrain command are.
+    command = [sys.executable, "-c", ROLL_BACK, str(registry.root), str(shipped), str(rounds)]
+    processes = [subprocess.Popen(command) for _ in range(workers)]
+    assert [process.wait(timeout=120) for process in processes] == [0] * workers
     # Each rollback popped a different activation: a lost read-modify-write would leave the
     # stack higher (and a different model active) or fail a rollback for want of history.
     index = registry.read()
