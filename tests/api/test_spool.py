@@ -204,3 +204,37 @@ def test_model_swap_and_reload(make_client: MakeClient, tmp_path: Path) -> None:
         path.write_bytes(b"corrupt")
         assert holder.reload_if_changed() is False  # a broken file never replaces a good model
         assert post_drawing(client).json()["model_version"] == version
+
+
+def test_busy_process_goes_back_to_direct_writes(
+    client: TestClient, backend: str, tmp_path: Path
+) -> None:
+    import threading
+
+    store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
+    healthy = store.database
+    store.database = _unreachable(backend, tmp_path)
+    for _ in range(5):
+        assert post_drawing(client).status_code == 201
+    store.database = healthy
+    stop, statuses = threading.Event(), []
+
+    def traffic() -> None:
+        while not stop.is_set():
+            statuses.append(post_drawing(client).status_code)
+
+    worker = threading.Thread(target=traffic)
+    worker.start()
+    try:
+        for _ in range(5):
+            store.replay()
+            if store.spool.depth == 0:
+                break
+        drained = store.spool.depth == 0
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    store.replay()
+    assert drained
+    assert set(statuses) == {201}
+    assert _count(store) == 5 + len(statuses)
