@@ -276,37 +276,16 @@ def _write_report(report: dict[str, Any], report_dir: Path) -> None:
     (report_dir / "retrain.md").write_text(report_markdown(report))
 
 
-def retrain(settings: Settings, options: Options) -> dict[str, Any]:
-    """The whole loop; returns the report (also written to the report folder)."""
-    started = time.perf_counter()
-    if settings.model_path is not None:
-        log.warning("DIGITS_MODEL_PATH is set: the API serves that file, not the registry's model")
-    registry = Registry.from_settings(settings)
-    index = registry.ensure()
-    assert index.active is not None  # ensure() activates the shipped weights at least
-    active_path = registry.checkpoint_path(index.active)
-    parent = ckpt.load(active_path)
-    training, heldout = load_corrections(settings.resolved_database_url)
-    log.info("corrections: %d for training, %d held out", len(training.labels), len(heldout.labels))
-    summary: dict[str, Any] = {
-        "active_before": index.active,
-        "corrections_train": len(training.labels),
-        "corrections_heldout": len(heldout.labels),
-    }
-    if len(training.labels) < MIN_TRAIN or len(heldout.labels) < MIN_HELDOUT:
-        return summary | {
-            "decision": "skipped",
-            "promoted": False,
-            "active": index.active,
-            "reasons": [
-                f"too few corrections: need {MIN_TRAIN} for training and {MIN_HELDOUT} held out"
-            ],
-            "seconds": round(time.perf_counter() - started, 1),
-        }
-
+def train_candidate(
+    parent: ckpt.Checkpoint,
+    training: data.Dataset,
+    heldout: data.Dataset,
+    options: Options,
+    cache_dir: Path,
+) -> ckpt.Checkpoint:
+    """Fine-tune from ``parent`` with MNIST replay, then fit the temperature."""
     if train.pick_device().type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
-    cache_dir = settings.resolved_cache_dir
     # The first images of the training set (framed now, a few seconds) rather than the framed
     # 60 000 (a minute to make where no cache exists yet).
     mnist = train.framed_mnist(
@@ -321,14 +300,7 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     calibration_y = np.concatenate([mnist.labels[calib_idx], heldout.labels])
     logits = train.logits_of(model, calibration_x, torch.device("cpu"))
     temperature = train.fit_temperature(logits, torch.from_numpy(calibration_y))
-    data_summary = {
-        "corrections_train": len(training.labels),
-        "corrections_heldout": len(heldout.labels),
-        "mnist_replay": len(replay.labels),
-        "calibration": len(calibration_y),
-        "epochs": options.epochs,
-    }
-    candidate = ckpt.from_model(
+    return ckpt.from_model(
         model,
         parent.model_args,
         temperature=temperature,
@@ -336,62 +308,100 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
             "fine_tune": True,
             "epochs": options.epochs,
             "max_lr": MAX_LR,
+            "distill": DISTILL_WEIGHT,
             "seed": options.seed,
         },
         parent=parent.version,
-        data=data_summary,
+        data={
+            "corrections_train": len(training.labels),
+            "corrections_heldout": len(heldout.labels),
+            "mnist_replay": len(replay.labels),
+            "calibration": len(calibration_y),
+            "epochs": options.epochs,
+        },
     )
 
-    mnist_test = train.framed_mnist("test", options.mnist_dir, cache_dir)
-    canvas = _canvas_sets(options.mnist_dir, cache_dir, options.canvas_n)
+
+def _candidate_metrics(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    candidate, active = results["candidate"], results["active"]
+    return {
+        "mnist_accuracy": candidate["mnist"]["accuracy"],
+        "heldout_accuracy": candidate["heldout"]["accuracy"],
+        "parent_mnist_accuracy": active["mnist"]["accuracy"],
+        "parent_heldout_accuracy": active["heldout"]["accuracy"],
+        **{
+            f"{key}_accuracy": row["accuracy"]
+            for key, row in candidate.items()
+            if key.startswith("canvas_")
+        },
+    }
+
+
+def retrain(settings: Settings, options: Options) -> dict[str, Any]:
+    """The whole loop; returns the report (also written to the report folder)."""
+    started = time.perf_counter()
+    if settings.model_path is not None:
+        log.warning("DIGITS_MODEL_PATH is set: the API serves that file, not the registry's model")
+    registry = Registry.from_settings(settings)
+    active = registry.ensure().active
+    assert active is not None  # ensure() activates the shipped weights at least
+    parent = ckpt.load(registry.checkpoint_path(active))
+    training, heldout = load_corrections(settings.resolved_database_url)
+    log.info("corrections: %d for training, %d held out", len(training.labels), len(heldout.labels))
+    report: dict[str, Any] = {
+        "active_before": active,
+        "corrections_train": len(training.labels),
+        "corrections_heldout": len(heldout.labels),
+    }
+    if len(training.labels) < MIN_TRAIN or len(heldout.labels) < MIN_HELDOUT:
+        return report | {
+            "decision": "skipped",
+            "promoted": False,
+            "active": active,
+            "reasons": [
+                f"too few corrections: need {MIN_TRAIN} for training and {MIN_HELDOUT} held out"
+            ],
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+
+    cache_dir = settings.resolved_cache_dir
+    candidate = train_candidate(parent, training, heldout, options, cache_dir)
     threshold = settings.uncertain_threshold
     results = compare(
         {
             "active": Predictor(parent, uncertain_threshold=threshold),
             "candidate": Predictor(candidate, uncertain_threshold=threshold),
         },
-        mnist_test=mnist_test,
+        mnist_test=train.framed_mnist("test", options.mnist_dir, cache_dir),
         heldout=heldout,
-        canvas=canvas,
+        canvas=_canvas_sets(options.mnist_dir, cache_dir, options.canvas_n),
     )
     accept, reasons = decide(results)
-    candidate.metrics = {
-        "mnist_accuracy": results["candidate"]["mnist"]["accuracy"],
-        "heldout_accuracy": results["candidate"]["heldout"]["accuracy"],
-        "parent_heldout_accuracy": results["active"]["heldout"]["accuracy"],
-        "parent_mnist_accuracy": results["active"]["mnist"]["accuracy"],
-        **{
-            f"{key}_accuracy": results["candidate"][key]["accuracy"]
-            for key in results["candidate"]
-            if key.startswith("canvas_")
-        },
-    }
+    candidate.metrics = _candidate_metrics(results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report_dir = options.report_dir or registry.root / "reports" / f"{stamp}-{candidate.version}"
-    candidate_file = report_dir / "candidate.pt"
-    report_dir.mkdir(parents=True, exist_ok=True)
-    ckpt.save(candidate, candidate_file)
-    registry.register(candidate_file, origin="retrain", report=str(report_dir))
-    candidate_file.unlink()
-
-    promoted = accept and options.promote
-    if promoted:
-        registry.promote(candidate.version, reason="; ".join(reasons))
-    decision = "promoted" if promoted else ("accepted, not promoted" if accept else "rejected")
-    report = summary | {
-        "decision": decision,
-        "promoted": promoted,
+    promote = accept and options.promote
+    report |= {
+        "decision": "promoted" if promote else ("accepted, not promoted" if accept else "rejected"),
+        "promoted": promote,
         "candidate": candidate.version,
-        "active": registry.active_version(),
+        "active": candidate.version if promote else active,
         "reasons": reasons,
-        "temperature": temperature,
-        "data": data_summary,
+        "temperature": candidate.temperature,
+        "data": candidate.data,
         "results": results,
         "report": str(report_dir),
         "seconds": round(time.perf_counter() - started, 1),
     }
+    # The report first: the registry entry points at it, and the API shows it as the card.
     _write_report(report, report_dir)
-    log.info("%s: candidate %s (%s)", decision, candidate.version, "; ".join(reasons))
+    candidate_file = report_dir / "candidate.pt"
+    ckpt.save(candidate, candidate_file)
+    registry.register(candidate_file, origin="retrain", report=str(report_dir))
+    candidate_file.unlink()
+    if promote:
+        registry.promote(candidate.version, reason="; ".join(reasons))
+    log.info("%s: candidate %s (%s)", report["decision"], candidate.version, "; ".join(reasons))
     return report
 
 
