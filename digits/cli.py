@@ -22,6 +22,7 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from digits.checkpoint import load
     from digits.train import TrainConfig, fit
 
     config = TrainConfig(dry_run=args.dry_run, seed=args.seed)
@@ -29,7 +30,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.epochs = args.epochs
     if args.synthetic is not None:
         config.synthetic = args.synthetic
-    result = fit(config, args.output, mnist_dir=args.mnist_dir)
+    if args.max_lr is not None:
+        config.max_lr = args.max_lr
+    init = load(args.init) if args.init else None
+    result = fit(config, args.output, mnist_dir=args.mnist_dir, init=init)
     print(
         json.dumps(
             {
@@ -126,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--synthetic", type=int, default=None, help="synthetic drawings to mix in")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-lr", type=float, default=None, help="peak of the one-cycle schedule")
+    train.add_argument("--init", type=Path, default=None, help="start from this checkpoint (fine-tune)")
     train.add_argument("--output", type=Path, default=Path("var/models/model.pt"))
     train.add_argument("--dry-run", action="store_true", help="one small pass (for CI)")
     train.set_defaults(func=cmd_train)
