@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import CHROMIUM_ARGS, REPO_ROOT
+from support import CHROMIUM_ARGS, REPO_ROOT
 from playwright.sync_api import Browser, Page, expect
 
 from digits.config import SHIPPED_WEIGHTS
