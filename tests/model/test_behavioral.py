@@ -25,11 +25,11 @@ def test_shipped_weights_are_small_and_self_describing(predictor: Predictor) -> 
     assert predictor.metrics["val_accuracy"] > 0.99
 
 
-def test_mnist_test_subset_accuracy(predictor: Predictor, mnist_dir: Path) -> None:
+def test_mnist_test_accuracy(predictor: Predictor, mnist_dir: Path) -> None:
     test = load_mnist("test", mnist_dir)
-    inputs = np.stack([preprocess.to_model_input(image) for image in test.images[:3000]])
+    inputs = np.stack([preprocess.to_model_input(image) for image in test.images])
     predicted = predictor.probabilities(inputs).argmax(axis=1)
-    assert (predicted == test.labels[:3000]).mean() >= 0.993
+    assert (predicted == test.labels).mean() >= 0.995
 
 
 @pytest.fixture(scope="module")
