@@ -24,8 +24,8 @@ from typing import Any
 
 import httpx
 import pytest
-from support import CHROMIUM_ARGS, REPO_ROOT
 from playwright.sync_api import Browser, Page, expect
+from support import CHROMIUM_ARGS, REPO_ROOT
 
 from digits.config import SHIPPED_WEIGHTS
 
