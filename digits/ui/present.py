@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -47,10 +48,13 @@ def a_digit(digit: int) -> str:
 
 
 def percent(value: float) -> str:
-    """0.934 -> "93%"; keeps "99.9%" and "0.4%" from rounding to certainty or nothing."""
+    """0.934 -> "93%"; 0.99997 -> "99.9%" and 0.0004 -> "0.1%": never rounded to certainty
+    or to nothing, which the model never is."""
     share = value * 100
-    if 99 < share < 100 or 0 < share < 1:
-        return f"{share:.1f}%"
+    if 99 < share < 100:
+        return f"{math.floor(share * 10) / 10:.1f}%"
+    if 0 < share < 1:
+        return f"{max(math.ceil(share * 10) / 10, 0.1):.1f}%"
     return f"{share:.0f}%"
 
 

@@ -30,7 +30,15 @@ def test_confidence_words(confidence: float, words: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(0.934, "93%"), (0.9994, "99.9%"), (1.0, "100%"), (0.004, "0.4%"), (0.0, "0%")],
+    [
+        (0.934, "93%"),
+        (0.9994, "99.9%"),
+        (0.99997, "99.9%"),
+        (1.0, "100%"),
+        (0.004, "0.4%"),
+        (0.00001, "0.1%"),
+        (0.0, "0%"),
+    ],
 )
 def test_percent_never_rounds_to_certainty(value: float, text: str) -> None:
     assert present.percent(value) == text
