@@ -15,6 +15,7 @@ ACCENT = "#1d4ed8"
 MUTED = "#6b7280"
 GOOD = "#15803d"
 BAD = "#b91c1c"
+MIN_PERIODS = {"h": 12, "D": 7}
 
 
 def probabilities(probs: Sequence[float], chosen: int) -> alt.Chart:
@@ -177,7 +178,10 @@ def over_time(times: Sequence[datetime], *, unit: str = "hours") -> alt.Chart:
     if counts.empty:
         frame = pd.DataFrame(columns=["period", "predictions"])
     else:
-        periods = pd.date_range(counts.index.min(), counts.index.max(), freq=freq)
+        # At least a half-day (or a week) of periods, so one busy hour is one bar among others.
+        last = counts.index.max()
+        first = min(counts.index.min(), last - pd.Timedelta(1, freq) * (MIN_PERIODS[freq] - 1))
+        periods = pd.date_range(first, last, freq=freq)
         counts = counts.reindex(periods, fill_value=0)
         frame = pd.DataFrame({"period": periods.strftime(label), "predictions": counts.to_numpy()})
     return (

@@ -18,8 +18,16 @@ def test_over_time_counts_per_hour_with_quiet_hours_as_zero() -> None:
     start = datetime(2026, 11, 28, 1, 5, tzinfo=UTC)
     times = [start, start + timedelta(minutes=10), start + timedelta(hours=3)]
     data = charts.over_time(times).data
-    assert list(data["predictions"]) == [2, 0, 0, 1]
-    assert list(data["period"]) == ["Nov 28 01:00", "Nov 28 02:00", "Nov 28 03:00", "Nov 28 04:00"]
+    assert list(data["predictions"]) == [0] * 8 + [2, 0, 0, 1]  # 12 hours at least
+    assert list(data["period"])[-4:] == [
+        "Nov 28 01:00",
+        "Nov 28 02:00",
+        "Nov 28 03:00",
+        "Nov 28 04:00",
+    ]
+    days = charts.over_time([start - timedelta(days=20), start], unit="days").data
+    assert len(days) == 21
+    assert days["predictions"].sum() == 2
     assert charts.over_time([]).data.empty
 
 
