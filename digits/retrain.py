@@ -46,9 +46,9 @@ MNIST_TOLERANCE = 0.001  # 0.1 percentage point
 MIN_TRAIN, MIN_HELDOUT = 10, 5
 REPLAY = 4000  # MNIST training images replayed per epoch
 CALIBRATION_MNIST = 2000  # MNIST training images (not replayed) for the temperature
-BATCH_MNIST, BATCH_CORRECTIONS = 96, 32
+BATCH_MNIST, BATCH_CORRECTIONS = 112, 16
 MAX_LR = 1e-3
-DISTILL_WEIGHT, DISTILL_T = 3.0, 2.0
+DISTILL_WEIGHT, DISTILL_T = 10.0, 2.0
 WEIGHT_DECAY = 5e-4
 CANVAS_N = 200  # drawings per canvas benchmark mode: enough to see a regression, and quick
 
@@ -110,7 +110,7 @@ def fine_tune(
     distill: float = DISTILL_WEIGHT,
 ) -> nn.Module:
     """Each step: a batch of replayed MNIST plus a batch of corrections (drawn with replacement,
-    so a few hundred corrections weigh about a quarter of every batch), both augmented.
+    so a few hundred corrections weigh an eighth of every batch), both augmented.
 
     On the replayed images the candidate is also pulled towards the parent's own answers
     (distillation, as in "Learning without Forgetting"), which keeps what the parent knew far
