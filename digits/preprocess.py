@@ -130,32 +130,52 @@ def _array_to_planes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if channels == 2:
         return array[..., 0], array[..., 1]
     # Pillow's C conversion is several times faster than the same weighted sum in numpy.
-    color = Image.fromarray(np.ascontiguousarray(array[..., :3]), mode="RGB")
+    mode = "RGBA" if channels == 4 else "RGB"
+    color = Image.fromarray(np.ascontiguousarray(array), mode=mode)
     alpha = array[..., 3] if channels == 4 else None
     return np.asarray(color.convert("L")), alpha
+
+
+def _ink_table(background: int) -> np.ndarray:
+    """Lookup table luminance -> ink for a background level, either polarity."""
+    levels = np.arange(256, dtype=np.int32)
+    if background >= 128:
+        table = (background - levels) * 255 // max(background, 1)
+    else:
+        table = (levels - background) * 255 // (255 - background)
+    return np.clip(table, 0, 255).astype(np.uint8)
+
+
+def _transparent_ink(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Ink of strokes on a transparent canvas, composited over the colour that contrasts with
+    them (black ink reads as black on white, white ink as white on black). Only the box that
+    holds any alpha is composited: the rest of the canvas is background by definition."""
+    rows = np.flatnonzero(alpha.max(axis=1) > 0)
+    cols = np.flatnonzero(alpha.max(axis=0) > 0)
+    if rows.size == 0:
+        raise EmptyImageError("the image is fully transparent: nothing was drawn")
+    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    lum, a = luminance[box], alpha[box].astype(np.uint16)
+    opaque = a > 127
+    dark = float(lum[opaque].mean()) < 128 if opaque.any() else True
+    background = 255 if dark else 0
+    composite = (a * lum + (255 - a) * background) // 255
+    ink = np.zeros(luminance.shape, dtype=np.uint8)
+    ink[box] = _ink_table(background)[composite]
+    return ink
 
 
 def ink_map(luminance: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
     """uint8 planes -> ink as uint8 (255 where the pen was), whatever the polarity or alpha."""
     if alpha is not None and int(alpha.min()) < 250:
-        opaque = alpha > 127
-        if not opaque.any():
-            raise EmptyImageError("the image is fully transparent: nothing was drawn")
-        # Composite over the colour that contrasts with the strokes: a transparent canvas with
-        # black ink reads as black on white, one with white ink as white on black.
+        border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
+        if np.median(border) < 128:
+            return _transparent_ink(luminance, alpha)
+        # An opaque canvas with a few see-through pixels: flatten them onto white.
         a = alpha.astype(np.uint16)
-        if float(luminance[opaque].mean()) < 128:
-            luminance = (255 - (a * (255 - luminance)) // 255).astype(np.uint8)
-        else:
-            luminance = ((a * luminance) // 255).astype(np.uint8)
+        luminance = (255 - (a * (255 - luminance)) // 255).astype(np.uint8)
     border = np.concatenate([luminance[0], luminance[-1], luminance[:, 0], luminance[:, -1]])
-    background = int(np.median(border))
-    levels = np.arange(256, dtype=np.int32)
-    if background >= 128:
-        table = (background - levels) * 255 // background
-    else:
-        table = (levels - background) * 255 // (255 - background)
-    return np.clip(table, 0, 255).astype(np.uint8)[luminance]
+    return _ink_table(int(np.median(border)))[luminance]
 
 
 def _dilate(image: np.ndarray, steps: int) -> np.ndarray:

@@ -58,3 +58,18 @@ def test_foreign_file(tmp_path: Path) -> None:
     torch.save({"state_dict": {}}, path)
     with pytest.raises(ckpt.CheckpointError, match="not a digits-checkpoint"):
         ckpt.load(path)
+
+
+def test_predictor_serves_the_same_outputs_as_the_eager_model() -> None:
+    from digits.predict import Predictor
+
+    original = _checkpoint()
+    predictor = Predictor(original)
+    eager = original.build_model()
+    for batch in (1, 7, 300):
+        x = torch.rand(batch, 28, 28)
+        with torch.no_grad():
+            expected = torch.softmax(eager(((x - 0.1307) / 0.3081).unsqueeze(1)) / 1.3, dim=1)
+        assert torch.allclose(
+            torch.from_numpy(predictor.probabilities(x.numpy())), expected, atol=1e-5
+        )
