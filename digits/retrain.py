@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 HELDOUT_PERCENT = 25
 MNIST_TOLERANCE = 0.001  # 0.1 percentage point
 MIN_TRAIN, MIN_HELDOUT = 10, 5
-REPLAY = 4000  # MNIST training images replayed per epoch
+REPLAY = 6000  # MNIST training images replayed per epoch
 CALIBRATION_MNIST = 2000  # MNIST training images (not replayed) for the temperature
 BATCH_MNIST, BATCH_CORRECTIONS = 112, 16
 MAX_LR = 1e-3
@@ -56,7 +56,7 @@ CANVAS_N = 200  # drawings per canvas benchmark mode: enough to see a regression
 @dataclass(frozen=True)
 class Options:
     mnist_dir: Path | None = None
-    epochs: int = 3
+    epochs: int = 2
     report_dir: Path | None = None
     promote: bool = True
     canvas_n: int = CANVAS_N

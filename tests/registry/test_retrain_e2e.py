@@ -192,7 +192,7 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
     with Hammer(server, hammer_image) as hammer:
         started = time.monotonic()
         done = subprocess.run(
-            [*DIGITS, "retrain", "--epochs", "3", "--canvas-n", "100"],
+            [*DIGITS, "retrain", "--canvas-n", "100"],
             env=env,
             capture_output=True,
             text=True,
