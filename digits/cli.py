@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict the digit in image files")
     predict.add_argument("files", nargs="+", type=Path)
     predict.add_argument("--json", action="store_true", help="one JSON object per file per line")
-    predict.add_argument("--model", type=Path, default=None)
+    predict.add_argument("--model", type=Path, default=None, help="default: the active model")
     predict.set_defaults(func=cmd_predict)
 
     serve = sub.add_parser("serve", help="run the prediction API (migrates the database first)")

@@ -45,7 +45,10 @@ def _lines(predictor: Predictor, files: Sequence[Path]) -> Iterator[dict[str, An
 
 
 def run_predict(files: Sequence[Path], *, as_json: bool, model: Path | None = None) -> int:
-    predictor = Predictor.from_checkpoint(model)
+    from digits.registry import active_path
+
+    # The model the API serves: DIGITS_MODEL_PATH, else the registry's active one.
+    predictor = Predictor.from_checkpoint(model or active_path())
     for line in _lines(predictor, files):
         if as_json:
             sys.stdout.write(json.dumps(line) + "\n")
