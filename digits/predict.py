@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -106,11 +105,6 @@ class Predictor:
         """Raises preprocess.PreprocessError (EmptyImageError for a blank drawing)."""
         model_input = preprocess.to_model_input(image, **limits)
         return self._prediction(self.probabilities(model_input[None])[0], model_input)
-
-    def predict_batch(self, images: Sequence[preprocess.ImageInput]) -> list[Prediction]:
-        """All inputs must be valid; callers that need per-item errors preprocess first."""
-        inputs = np.stack([preprocess.to_model_input(image) for image in images])
-        return self.predict_inputs(inputs)
 
     def predict_inputs(self, inputs: np.ndarray) -> list[Prediction]:
         probs = self.probabilities(inputs)

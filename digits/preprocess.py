@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -41,6 +41,7 @@ NOISE_FLOOR = 0.15  # after stretching, lighter pixels are compression noise or 
 MIN_INK_FRACTION = 3e-4  # less ink mass than this share of the canvas is a blank drawing
 BBOX_THRESHOLD = 0.25
 
+ArrayOrTensor = TypeVar("ArrayOrTensor", bound=Any)
 ImageInput = bytes | bytearray | memoryview | np.ndarray | Image.Image
 
 
@@ -297,8 +298,10 @@ def to_model_input(
     return frame(crop)
 
 
-def normalize(batch: np.ndarray) -> np.ndarray:
-    """Model inputs in [0, 1] -> the standardised values the network was trained on."""
+def normalize(batch: ArrayOrTensor) -> ArrayOrTensor:
+    """Model inputs in [0, 1] -> the standardised values the network was trained on.
+
+    Works on numpy arrays (serving) and torch tensors (training) alike: one formula for both."""
     return (batch - MNIST_MEAN) / MNIST_STD
 
 

@@ -33,7 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from digits import checkpoint as ckpt
-from digits import data, train
+from digits import data, preprocess, train
 from digits.config import Settings, get_settings
 from digits.evaluate import CANVAS_MODES, CANVAS_SEED, canvas_probabilities, summarise
 from digits.predict import Predictor
@@ -146,7 +146,7 @@ def fine_tune(
             user_idx = torch.randint(len(y_user), (BATCH_CORRECTIONS,), generator=cpu_gen)
             x = torch.cat([x_mnist[mnist_idx], x_user[user_idx]]).to(device)
             y = torch.cat([y_mnist[mnist_idx], y_user[user_idx]]).to(device)
-            x = train.standardise(train.augment(x, augment, gen))
+            x = preprocess.normalize(train.augment(x, augment, gen))
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             if distill > 0:

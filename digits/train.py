@@ -149,10 +149,6 @@ def augment(batch: torch.Tensor, params: dict[str, float], gen: torch.Generator)
     return out / peak
 
 
-def standardise(x: torch.Tensor) -> torch.Tensor:
-    return (x - preprocess.MNIST_MEAN) / preprocess.MNIST_STD
-
-
 @torch.no_grad()
 def logits_of(
     model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 1000
@@ -161,7 +157,7 @@ def logits_of(
     chunks = []
     for start in range(0, len(images), batch):
         x = torch.from_numpy(images[start : start + batch]).unsqueeze(1).to(device)
-        chunks.append(model(standardise(x)).float().cpu())
+        chunks.append(model(preprocess.normalize(x)).float().cpu())
     return torch.cat(chunks)
 
 
@@ -271,7 +267,7 @@ def fit(
             idx = order[step * config.batch_size : (step + 1) * config.batch_size]
             x = augment(x_all[idx].to(device), config.augment, gen)
             y = y_all[idx].to(device)
-            logits = model(standardise(x))
+            logits = model(preprocess.normalize(x))
             loss = F.cross_entropy(logits, y)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
