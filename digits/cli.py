@@ -131,7 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--synthetic", type=int, default=None, help="synthetic drawings to mix in")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--max-lr", type=float, default=None, help="peak of the one-cycle schedule")
-    train.add_argument("--init", type=Path, default=None, help="start from this checkpoint (fine-tune)")
+    train.add_argument(
+        "--init", type=Path, default=None, help="start from this checkpoint (fine-tune)"
+    )
     train.add_argument("--output", type=Path, default=Path("var/models/model.pt"))
     train.add_argument("--dry-run", action="store_true", help="one small pass (for CI)")
     train.set_defaults(func=cmd_train)
