@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import io
 import os
 import signal
 import socket
@@ -29,7 +28,8 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from PIL import Image, ImageDraw
+
+from digits import synth
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
@@ -40,23 +40,13 @@ MAX_DURATION_S = 600.0
 
 
 def drawings() -> list[bytes]:
-    """280x280 canvas-like PNGs (black strokes on transparency), a few shapes."""
-    shapes = [
-        [((140, 40), (140, 240))],
-        [((80, 50), (200, 50)), ((200, 50), (110, 240))],
-        [((90, 60), (190, 60)), ((190, 60), (190, 230)), ((90, 140), (190, 140))],
-        [((100, 50), (100, 150)), ((100, 150), (200, 150)), ((180, 40), (180, 240))],
+    """A few 280x280 canvas-like drawings (the project's own generator): black strokes on a
+    transparent background, as the web canvas sends them."""
+    look = synth.Look(encoding="RGBA")
+    return [
+        synth.to_png(synth.draw(synth.glyph_strokes(d, synth.STYLES[d][0]), look))
+        for d in (1, 7, 4, 3)
     ]
-    out = []
-    for lines in shapes:
-        image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
-        pen = ImageDraw.Draw(image)
-        for start, end in lines:
-            pen.line([start, end], fill=(0, 0, 0, 255), width=18)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out
 
 
 def free_port() -> int:

@@ -10,7 +10,6 @@ DIGITS_TEST_PG_START (shell strings) where the server is not a local pg_ctlclust
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import shutil
 import signal
@@ -27,7 +26,8 @@ from pathlib import Path
 import httpx
 import pytest
 from ops_support import POSTGRES_ADMIN_URL, REPO_ROOT, postgres_reachable, require
-from PIL import Image, ImageDraw
+
+from digits import synth
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.slow]
 
@@ -76,22 +76,13 @@ def _free_port() -> int:
 
 
 def drawings() -> list[bytes]:
-    """A few 280x280 canvas-like drawings: black strokes on a transparent background."""
-    shapes = [
-        [((140, 40), (140, 240))],  # a 1
-        [((80, 50), (200, 50)), ((200, 50), (110, 240))],  # a 7
-        [((90, 60), (190, 60)), ((190, 60), (190, 230)), ((90, 140), (190, 140))],
+    """A few 280x280 canvas-like drawings (the project's own generator): black strokes on a
+    transparent background, as the web canvas sends them."""
+    look = synth.Look(encoding="RGBA")
+    return [
+        synth.to_png(synth.draw(synth.glyph_strokes(d, synth.STYLES[d][0]), look))
+        for d in (1, 7, 4)
     ]
-    out = []
-    for lines in shapes:
-        image = Image.new("RGBA", (280, 280), (0, 0, 0, 0))
-        pen = ImageDraw.Draw(image)
-        for start, end in lines:
-            pen.line([start, end], fill=(0, 0, 0, 255), width=18)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        out.append(buffer.getvalue())
-    return out
 
 
 @dataclass
