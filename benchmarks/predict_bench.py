@@ -82,7 +82,7 @@ def main() -> None:
     )
     with torch.inference_mode():
         print(
-            f"  ours, forward only:                             {percentiles(timed(lambda: predictor.model(framed), args.repeats))}"
+            f"  ours, forward only:                             {percentiles(timed(lambda: predictor.logits(framed[:, 0].numpy()), args.repeats))}"
         )
         print(
             f"  baseline typical CNN, forward only:             {percentiles(timed(lambda: typical(framed), args.repeats))}"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from digits import checkpoint as ckpt
@@ -15,6 +17,7 @@ from digits import preprocess
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD, SHIPPED_WEIGHTS
 
 Status = Literal["ok", "uncertain"]
+_INPUT = "input"
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,36 @@ class Prediction:
         }
 
 
-def _for_inference(model: torch.nn.Module) -> torch.nn.Module:
-    """Trace and freeze the eval-mode network for serving: batch norm folded into the
-    convolutions and oneDNN kernels, about 1.5x faster for one image and 2.5x for a batch
-    on CPU, with the same outputs (tests compare them with the eager model)."""
+def _inference_session(model: torch.nn.Module) -> ort.InferenceSession:
+    """The eval-mode network as an ONNX Runtime session on one CPU thread.
+
+    For one 28x28 image ONNX Runtime runs this network about 3x faster than torch (traced or
+    eager): torch's per-operator dispatch costs more than the arithmetic at this size. The
+    export happens in memory, once per loaded checkpoint; tests compare the outputs with the
+    eager model.
+    """
     example = torch.zeros(1, 1, preprocess.IMAGE_SIZE, preprocess.IMAGE_SIZE)
-    # TorchScript is deprecated in favour of torch.compile, which needs a C compiler and
-    # seconds of warm-up per process; torch is pinned (pyproject.toml), so this stays valid.
+    buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.inference_mode():
+        # The TorchScript-based exporter: no onnxscript or C compiler needed, and torch is
+        # pinned (pyproject.toml), so its deprecation does not bite.
         warnings.simplefilter("ignore", DeprecationWarning)
-        traced = torch.jit.trace(model.eval(), example)
-        return cast(torch.nn.Module, torch.jit.optimize_for_inference(traced))
+        torch.onnx.export(
+            model.eval(),
+            (example,),
+            buffer,
+            input_names=[_INPUT],
+            output_names=["logits"],
+            dynamic_axes={_INPUT: {0: "batch"}},
+            dynamo=False,
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
 
 
 class Predictor:
@@ -56,7 +78,7 @@ class Predictor:
         source: Path | None = None,
     ) -> None:
         self.checkpoint = checkpoint
-        self.model = _for_inference(checkpoint.build_model())
+        self._session = _inference_session(checkpoint.build_model())
         self.temperature = float(checkpoint.temperature)
         self.uncertain_threshold = uncertain_threshold
         self.version = checkpoint.version
@@ -88,12 +110,17 @@ class Predictor:
             "uncertain_threshold": self.uncertain_threshold,
         }
 
+    def logits(self, inputs: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) model inputs in [0, 1] -> (N, 10) raw logits."""
+        batch = preprocess.normalize(inputs.astype(np.float32, copy=False))[:, None]
+        logits: np.ndarray = self._session.run(None, {_INPUT: batch})[0]
+        return logits
+
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """(N, 28, 28) model inputs in [0, 1] -> (N, 10) calibrated probabilities."""
-        batch = torch.from_numpy(preprocess.normalize(inputs.astype(np.float32))).unsqueeze(1)
-        with torch.inference_mode():
-            logits = self.model(batch)
-            return torch.softmax(logits / self.temperature, dim=1).numpy()
+        scaled = self.logits(inputs) / self.temperature
+        exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
 
     def _prediction(self, probs: np.ndarray, model_input: np.ndarray) -> Prediction:
         digit = int(probs.argmax())

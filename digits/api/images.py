@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import struct
 
 from PIL import Image
 
@@ -36,9 +37,12 @@ def stored_png(data: bytes, *, max_side: int) -> bytes:
 
     Called after the predictor decoded ``data`` successfully, so it is a valid PNG or JPEG.
     """
+    if data.startswith(_PNG_MAGIC):
+        # Width and height are the first fields of IHDR, which a PNG must start with.
+        width, height = struct.unpack(">II", data[16:24])
+        if max(width, height) <= max_side:
+            return data
     image: Image.Image = Image.open(io.BytesIO(data))
-    if data.startswith(_PNG_MAGIC) and max(image.size) <= max_side:
-        return data
     image.load()
     if image.mode not in {"L", "LA", "RGB", "RGBA"}:
         image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
