@@ -206,7 +206,7 @@ class PredictionStore:
         when the same drawing was predicted before and not yet corrected."""
         if self.schema_ready and self.spool.depth == 0:
             try:
-                record = self._inserts.submit(new)
+                record = self._insert(new)
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
@@ -222,6 +222,16 @@ class PredictionStore:
         record = record_from_new(new)
         self._remember(record)
         return record
+
+    def _insert(self, new: crud.NewPrediction) -> PredictionRecord:
+        if new.drawing_id is None and not self.database.is_sqlite:
+            # A plain insert is one statement: PostgreSQL commits it in one round trip, and its
+            # WAL flush is already shared by concurrent commits. SQLite, with one writer at a
+            # time, needs the group commit to share its flushes.
+            with self.database.autocommit_connection() as connection:
+                crud.record_prediction(connection, new=new)
+            return record_from_new(new)
+        return self._inserts.submit(new)
 
     def label(self, prediction_id: uuid.UUID, true_label: int) -> PredictionRecord:
         labelled_at = utcnow()
