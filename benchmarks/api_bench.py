@@ -144,16 +144,17 @@ def _tree(pid: int) -> list[int]:
     return pids
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of the server and its workers: robust to a busy machine, unlike wall time."""
-    total = 0
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """User + system CPU of the server and each of its workers, by pid: robust to a busy
+    machine, unlike wall time."""
+    ticks = {}
     for each in _tree(pid):
         try:
             fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
-    return total / os.sysconf("SC_CLK_TCK")
+        ticks[each] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return ticks
 
 
 def free_port() -> int:
@@ -214,9 +215,13 @@ def stored_rows(url: str) -> int:
 def measure(
     pid: int, port: int, request: bytes, concurrency: int, seconds: float
 ) -> dict[str, float]:
-    cpu = cpu_seconds(pid)
+    before = cpu_seconds(pid)
     result = run_load(port, request, concurrency, seconds)
-    result["cpu_ms"] = (cpu_seconds(pid) - cpu) * 1000 / max(1, result["n"])
+    used = [cpu - before.get(each, 0.0) for each, cpu in cpu_seconds(pid).items()]
+    result["cpu_ms"] = sum(used) * 1000 / max(1, result["n"])
+    # Keep-alive connections stay with the worker that accepted them: when one worker holds
+    # most of them, it is the bottleneck while the other core idles.
+    result["busiest"] = 100 * max(used) / max(sum(used), 1e-9)
     return result
 
 
@@ -277,7 +282,7 @@ def main() -> int:
         f"\nworkers={args.workers}, {args.seconds:g} s per cell, model={model.name}, "
         f"load average {load:.1f} on {os.cpu_count()} CPUs; {TARGETS}"
     )
-    header = f"{'db':9} {'endpoint':22} {'c':>3} {'n':>6} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'stored':>6} {'cpu ms/req':>10}"
+    header = f"{'db':9} {'endpoint':22} {'c':>3} {'n':>6} {'req/s':>8} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'errors':>6} {'stored':>6} {'cpu ms/req':>10} {'busiest worker':>14}"
     print(header)
     print("-" * len(header))
     for backend, endpoint, concurrency, r in results:
@@ -285,7 +290,7 @@ def main() -> int:
         print(
             f"{backend:9} {endpoint:22} {concurrency:>3} {int(r['n']):>6} {r['rps']:>8.1f} "
             f"{r['p50']:>7.2f} {r['p95']:>7.2f} {r['p99']:>7.2f} {int(r['errors']):>6} {stored:>6} "
-            f"{r['cpu_ms']:>10.2f}"
+            f"{r['cpu_ms']:>10.2f} {r['busiest']:>13.0f}%"
         )
     bad = [r for *_, r in results if r["errors"] or ("stored" in r and r["stored"] != r["ok"])]
     return 1 if bad else 0

@@ -38,6 +38,12 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     # which keeps replicas safe: the migration itself is serialised by a lock.
     upgrade_head(settings.resolved_database_url)
     _prepare_multiprocess_metrics(workers)
+    if workers > 1:
+        # The workers share one listening socket, and a woken worker's event loop (libuv, under
+        # uvloop) accepts every pending connection at once: four clients connecting together
+        # could all land on one worker, leaving the other core idle for the connections' whole
+        # keep-alive life. One accept per wake-up lets the other workers take their share.
+        os.environ.setdefault("UV_TCP_SINGLE_ACCEPT", "1")
     logger.info("serving", extra={"host": host, "port": port, "workers": workers})
     uvicorn.run(
         "digits.api.app:create_app",
