@@ -7,9 +7,11 @@ the project lives in this module; training and serving both import it.
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
+import zlib
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,6 +32,7 @@ ACCEPTED_FORMATS = ("PNG", "JPEG")
 # Pillow's mode for an 8-bit PNG -> the libspng output with the same pixels. Grey+alpha, palette,
 # 1-bit and 16-bit PNGs are rare and take Pillow's path (its conversions decide their pixels).
 _SPNG_FORMATS = {"L": "L", "RGB": "RGB", "RGBA": "RGBA"}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_BIT_DEPTH = 24  # offset in the file: 8-byte signature, IHDR length and type, width, height
 
 # Framing is done at WORK_SCALE times the 20x20 box, so stroke width can be adjusted in
@@ -126,7 +129,8 @@ def _image_to_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]
     return luminance, alpha
 
 
-def _array_to_planes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    """Check an array's shape and values -> uint8 (H, W) or (H, W, 2|3|4)."""
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
@@ -136,8 +140,8 @@ def _array_to_planes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise UnsupportedImageError("the array has no pixels")
     if array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    elif array.dtype != np.uint8:
+        return array.astype(np.uint8) * 255
+    if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.number):
             raise UnsupportedImageError(f"unsupported array dtype {array.dtype}")
         values = array.astype(np.float32)
@@ -145,59 +149,133 @@ def _array_to_planes(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
             raise UnsupportedImageError("the array holds NaN or infinite values")
         if values.max(initial=0.0) <= 1.0:
             values = values * 255.0
-        array = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return array
+
+
+def _split_alpha(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 array -> colour and alpha. Colour stays grey (H, W) or RGB[A] (H, W, 3|4): its
+    luminance is computed later, and for a transparent canvas only where something was drawn.
+    Alpha is copied out of the interleaved channels: the few reductions over it run several
+    times faster on a contiguous plane."""
     if array.ndim == 2:
         return array, None
     channels = array.shape[2]
-    if channels == 2:
-        return array[..., 0], array[..., 1]
-    # Pillow's C conversion is several times faster than the same weighted sum in numpy.
-    mode = "RGBA" if channels == 4 else "RGB"
-    color = Image.fromarray(np.ascontiguousarray(array), mode=mode)
-    alpha = array[..., 3] if channels == 4 else None
-    return np.asarray(color.convert("L")), alpha
+    if channels == 3:
+        return array, None
+    alpha = np.ascontiguousarray(array[..., -1])
+    return (array[..., 0] if channels == 2 else array), alpha
 
 
+def _luminance(colour: np.ndarray) -> np.ndarray:
+    """Grey or RGB[A] uint8 -> luminance (H, W) uint8.
+
+    Pillow's C conversion is several times faster than the same weighted sum in numpy, and it
+    works pixel by pixel: the luminance of a crop is the crop of the luminance."""
+    if colour.ndim == 2:
+        return colour
+    mode = "RGBA" if colour.shape[2] == 4 else "RGB"
+    color = Image.fromarray(np.ascontiguousarray(colour), mode=mode)
+    return np.asarray(color.convert("L"))
+
+
+@functools.cache
 def _ink_table(background: int) -> np.ndarray:
-    """Lookup table luminance -> ink for a background level, either polarity."""
+    """Lookup table luminance -> ink for a background level, either polarity.
+
+    Monotonic: decreasing for dark ink on a light background, increasing otherwise."""
     levels = np.arange(256, dtype=np.int32)
     if background >= 128:
         table = (background - levels) * 255 // max(background, 1)
     else:
         table = (levels - background) * 255 // (255 - background)
-    return np.clip(table, 0, 255).astype(np.uint8)
+    table = np.clip(table, 0, 255).astype(np.uint8)
+    table.flags.writeable = False  # cached: every call with this background shares it
+    return table
 
 
-def _transparent_ink(luminance: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Ink of strokes on a transparent canvas, composited over the colour that contrasts with
-    them (black ink reads as black on white, white ink as white on black). Only the box that
-    holds any alpha is composited: the rest of the canvas is background by definition."""
-    rows = np.flatnonzero(alpha.max(axis=1) > 0)
-    cols = np.flatnonzero(alpha.max(axis=0) > 0)
+def _border_level(plane: np.ndarray) -> int:
+    """int(np.median(border pixels)) at a fraction of its cost: the border holds 2 * (H + W)
+    pixels, an even count, so the median is the mean of the two middle values."""
+    border = np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]])
+    middle = border.size // 2
+    low, high = np.partition(border, (middle - 1, middle))[middle - 1 : middle + 1]
+    return (int(low) + int(high)) // 2
+
+
+def _transparent_plane(colour: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarray, int]:
+    """Strokes on a transparent canvas, composited over the colour that contrasts with them
+    (black ink reads as black on white, white ink as white on black) -> (plane, background).
+
+    Only the box that holds any alpha is converted and composited: the rest of the canvas is
+    background by definition, so it holds no ink."""
+    rows = np.flatnonzero(alpha.max(axis=1))
     if rows.size == 0:
         raise EmptyImageError("the image is fully transparent: nothing was drawn")
-    box = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    lum, a = luminance[box], alpha[box].astype(np.uint16)
+    band = np.s_[rows[0] : rows[-1] + 1]
+    cols = np.flatnonzero(alpha[band].max(axis=0))
+    box = np.s_[band, cols[0] : cols[-1] + 1]
+    lum, a = _luminance(colour[box]), alpha[box].astype(np.uint16)
     opaque = a > 127
     dark = float(lum[opaque].mean()) < 128 if opaque.any() else True
     background = 255 if dark else 0
     composite = (a * lum + (255 - a) * background) // 255
-    ink = np.zeros(luminance.shape, dtype=np.uint8)
-    ink[box] = _ink_table(background)[composite]
-    return ink
+    return composite.astype(np.uint8), background
 
 
-def ink_map(luminance: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
-    """uint8 planes -> ink as uint8 (255 where the pen was), whatever the polarity or alpha."""
+def _ink_plane(colour: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """Colour and alpha -> (plane, background): the ink is _ink_table(background)[plane], and
+    where the plane covers only part of the canvas, the rest holds no ink."""
     if alpha is not None and int(alpha.min()) < 250:
-        border = np.concatenate([alpha[0], alpha[-1], alpha[:, 0], alpha[:, -1]])
-        if np.median(border) < 128:
-            return _transparent_ink(luminance, alpha)
+        if _border_level(alpha) < 128:
+            return _transparent_plane(colour, alpha)
         # An opaque canvas with a few see-through pixels: flatten them onto white.
         a = alpha.astype(np.uint16)
-        luminance = (255 - (a * (255 - luminance)) // 255).astype(np.uint8)
-    border = np.concatenate([luminance[0], luminance[-1], luminance[:, 0], luminance[:, -1]])
-    return _ink_table(int(np.median(border)))[luminance]
+        plane = (255 - (a * (255 - _luminance(colour))) // 255).astype(np.uint8)
+    else:
+        plane = _luminance(colour)
+    return plane, _border_level(plane)
+
+
+def _span(flags: np.ndarray, empty: str = "the image holds no drawing") -> slice:
+    """From the first true flag to the last; EmptyImageError(empty) if none is true."""
+    (indices,) = flags.nonzero()
+    if indices.size == 0:
+        raise EmptyImageError(empty)
+    return slice(indices[0], indices[-1] + 1)
+
+
+def _ink_crop(
+    plane: np.ndarray, table: np.ndarray, canvas_size: int
+) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """-> the ink, 1.0 at its peak and 0 below NOISE_FLOOR, cropped to the rows and columns
+    that reach the floor, and the box within it of the pixels above BBOX_THRESHOLD.
+
+    The table is monotonic, so the strongest ink of a row is the table at the row's darkest
+    pixel (lightest, for light ink): one min (max) reduction per axis finds both boxes, and
+    only the cropped pixels are mapped. Columns are reduced over the band of rows that reach
+    the floor; no pixel outside it does. Pixels left and right of the crop are below the
+    floor, so also below BBOX_THRESHOLD: the rows' extremes serve for the inner box too."""
+    extreme = np.minimum if table[0] > table[255] else np.maximum
+    row_levels = extreme.reduce(plane, axis=1)
+    peak = int(table[row_levels].max())
+    if peak < CONTRAST_MIN * 255:
+        raise EmptyImageError("the image is blank: no stroke stands out from the background")
+    floor = NOISE_FLOOR * peak
+    rows = _span(table[row_levels] >= floor)
+    col_levels = extreme.reduce(plane[rows], axis=0)
+    cols = _span(table[col_levels] >= floor)
+    # Scaling by the peak and the noise floor act on each level alike: apply them to the
+    # table's 256 entries rather than to every pixel.
+    levels = table.astype(np.float32) / peak
+    levels[levels < NOISE_FLOOR] = 0.0
+    ink = np.take(levels, plane[rows, cols])
+    # Blank or not is judged against the whole canvas, not the crop.
+    if float(ink.sum()) < max(3.0, MIN_INK_FRACTION * canvas_size):
+        raise EmptyImageError("the image is nearly blank: draw a digit")
+    inner_rows = _span(levels[row_levels[rows]] > BBOX_THRESHOLD)
+    inner_cols = _span(levels[col_levels[cols]] > BBOX_THRESHOLD)
+    return ink, (inner_rows, inner_cols)
 
 
 def _dilate(image: np.ndarray, steps: int) -> np.ndarray:
@@ -218,7 +296,7 @@ def _erode(image: np.ndarray, steps: int) -> np.ndarray:
 def stroke_width(ink: np.ndarray, threshold: float = 0.5) -> float:
     """Mean stroke width in pixels: a stroke of width w and length L has area wL and ~2L edge."""
     mask = ink > threshold
-    area = int(mask.sum())
+    area = int(np.count_nonzero(mask))
     if area == 0:
         return 0.0
     inner = mask.copy()
@@ -226,69 +304,71 @@ def stroke_width(ink: np.ndarray, threshold: float = 0.5) -> float:
     inner[:-1] &= mask[1:]
     inner[:, 1:] &= mask[:, :-1]
     inner[:, :-1] &= mask[:, 1:]
-    edge = area - int(inner.sum())
+    edge = area - int(np.count_nonzero(inner))
     return 2.0 * area / max(edge, 1)
 
 
 def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    pil = Image.fromarray(image.astype(np.float32, copy=False), mode="F")
+    pil = Image.frombytes("F", image.shape[::-1], np.ascontiguousarray(image, dtype=np.float32))
     resample = Image.Resampling.BOX if width < image.shape[1] else Image.Resampling.BILINEAR
     return np.asarray(pil.resize((width, height), resample), dtype=np.float32)
 
 
-def frame(ink: np.ndarray) -> np.ndarray:
-    """Crop to the ink, fit the 20x20 box, even out the stroke, centre by mass in 28x28."""
-    rows = np.flatnonzero(ink.max(axis=1) > BBOX_THRESHOLD)
-    cols = np.flatnonzero(ink.max(axis=0) > BBOX_THRESHOLD)
-    if rows.size == 0:
-        raise EmptyImageError("the image holds no drawing")
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+def _block_mean(work: np.ndarray) -> np.ndarray:
+    """Mean of each WORK_SCALE x WORK_SCALE block. Adding strided slices, columns then rows,
+    sums each block in the order numpy's reshape(...).mean(axis=(1, 3)) does, so the float32
+    results are the same, at half the cost."""
+    step = WORK_SCALE
+    across = sum((work[:, k::step] for k in range(1, step)), work[:, 0::step])
+    down = sum((across[k::step] for k in range(1, step)), across[0::step])
+    return down / step**2
+
+
+def frame(crop: np.ndarray) -> np.ndarray:
+    """Ink cropped to its pixels above BBOX_THRESHOLD -> fit the 20x20 box, even out the
+    stroke, centre by mass in 28x28."""
     height, width = crop.shape
     work_box = BOX_SIZE * WORK_SCALE
     scale = work_box / max(height, width)
     work_h = max(WORK_SCALE, round(height * scale / WORK_SCALE) * WORK_SCALE)
     work_w = max(WORK_SCALE, round(width * scale / WORK_SCALE) * WORK_SCALE)
-    work = _resize(crop, work_w, work_h)
 
     pad = WORK_SCALE * 2  # room for dilation without clipping the stroke
-    work = np.pad(work, pad)
+    work = np.zeros((work_h + 2 * pad, work_w + 2 * pad), dtype=np.float32)
+    work[pad:-pad, pad:-pad] = _resize(crop, work_w, work_h)
     width_px = stroke_width(work) / WORK_SCALE
     if 0 < width_px < STROKE_THIN:
         work = _dilate(work, round((STROKE_TARGET - width_px) * WORK_SCALE / 2))
     elif width_px > STROKE_THICK:
         work = _erode(work, round((width_px - STROKE_TARGET) * WORK_SCALE / 2))
 
-    # Area-average WORK_SCALE x WORK_SCALE blocks down to the 20x20 scale (MNIST's anti-aliasing).
-    small_h, small_w = work.shape[0] // WORK_SCALE, work.shape[1] // WORK_SCALE
-    small = work.reshape(small_h, WORK_SCALE, small_w, WORK_SCALE).mean(axis=(1, 3))
-    small_rows = np.flatnonzero(small.max(axis=1) > 0.05)
-    small_cols = np.flatnonzero(small.max(axis=0) > 0.05)
-    if small_rows.size == 0:
-        raise EmptyImageError("the drawing vanished when scaled down: nothing was drawn")
-    small = small[small_rows[0] : small_rows[-1] + 1, small_cols[0] : small_cols[-1] + 1]
+    # Area-average down to the 20x20 scale (MNIST's anti-aliasing). The result is at most
+    # BOX_SIZE + 2 * pad / WORK_SCALE = 24 pixels a side, so it fits the 28x28 field.
+    small = _block_mean(work)
+    vanished = "the drawing vanished when scaled down: nothing was drawn"
+    small = small[_span(small.max(axis=1) > 0.05, vanished), _span(small.max(axis=0) > 0.05)]
     small_h, small_w = small.shape
-    if max(small_h, small_w) > IMAGE_SIZE:
-        small = small[:IMAGE_SIZE, :IMAGE_SIZE]
-        small_h, small_w = small.shape
 
     mass = float(small.sum())
     com_y = float((small.sum(axis=1) * np.arange(small_h)).sum()) / mass
     com_x = float((small.sum(axis=0) * np.arange(small_w)).sum()) / mass
     centre = IMAGE_SIZE / 2
-    top = int(np.clip(round(centre - com_y), 0, IMAGE_SIZE - small_h))
-    left = int(np.clip(round(centre - com_x), 0, IMAGE_SIZE - small_w))
+    top = min(max(round(centre - com_y), 0), IMAGE_SIZE - small_h)
+    left = min(max(round(centre - com_x), 0), IMAGE_SIZE - small_w)
     out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
-    out[top : top + small_h, left : left + small_w] = small
-    return out / max(float(out.max()), 1e-6)
+    # All values are >= 0, so the peak of out is the peak of small.
+    out[top : top + small_h, left : left + small_w] = small / max(float(small.max()), 1e-6)
+    return out
 
 
-def to_planes(
-    image: ImageInput, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+def _colour_and_alpha(
+    image: ImageInput, *, max_bytes: int, max_pixels: int
 ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any accepted input -> colour (grey, or RGB[A] for arrays) and alpha, limits enforced."""
     if isinstance(image, bytes | bytearray | memoryview):
         decoded = decode(image, max_bytes=max_bytes, max_pixels=max_pixels)
         if isinstance(decoded, np.ndarray):
-            return _array_to_planes(decoded)
+            return _split_alpha(decoded)
         return _image_to_planes(decoded)
     if isinstance(image, Image.Image):
         if image.width * image.height > max_pixels:
@@ -301,25 +381,27 @@ def to_planes(
             raise ImageTooLargeError(
                 f"the array {image.shape} is over the limit of {max_pixels} pixels"
             )
-        return _array_to_planes(image)
+        return _split_alpha(_as_uint8(image))
     raise UnsupportedImageError(f"cannot read an image from {type(image).__name__}")
+
+
+def to_planes(
+    image: ImageInput, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """-> luminance (H, W) uint8 and alpha (H, W) uint8 or None."""
+    colour, alpha = _colour_and_alpha(image, max_bytes=max_bytes, max_pixels=max_pixels)
+    return _luminance(colour), alpha
 
 
 def to_model_input(
     image: ImageInput, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:
     """PNG/JPEG bytes, a PIL image or an array -> (28, 28) float32, ink 1.0 on 0.0."""
-    ink = ink_map(*to_planes(image, max_bytes=max_bytes, max_pixels=max_pixels))
-    peak = int(ink.max())
-    if peak < CONTRAST_MIN * 255:
-        raise EmptyImageError("the image is blank: no stroke stands out from the background")
-    rows = np.flatnonzero(ink.max(axis=1) >= NOISE_FLOOR * peak)
-    cols = np.flatnonzero(ink.max(axis=0) >= NOISE_FLOOR * peak)
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32) / peak
-    crop[crop < NOISE_FLOOR] = 0.0
-    if float(crop.sum()) < max(3.0, MIN_INK_FRACTION * ink.size):
-        raise EmptyImageError("the image is nearly blank: draw a digit")
-    return frame(crop)
+    colour, alpha = _colour_and_alpha(image, max_bytes=max_bytes, max_pixels=max_pixels)
+    plane, background = _ink_plane(colour, alpha)
+    canvas_size = colour.shape[0] * colour.shape[1]
+    ink, box = _ink_crop(plane, _ink_table(background), canvas_size)
+    return frame(ink[box])
 
 
 def normalize(batch: ArrayOrTensor) -> ArrayOrTensor:
@@ -330,11 +412,27 @@ def normalize(batch: ArrayOrTensor) -> ArrayOrTensor:
 
 
 def input_to_png(model_input: np.ndarray) -> bytes:
-    """A (28, 28) model input -> PNG bytes (white ink on black, as the model sees it)."""
+    """A (28, 28) model input -> PNG bytes (white ink on black, as the model sees it).
+
+    Written directly (8-bit grey, no row filters): a PNG this small costs ~10x less CPU this
+    way than through Pillow's encoder set-up, and it is written once per prediction."""
     pixels = np.clip(np.rint(np.asarray(model_input, dtype=np.float32) * 255.0), 0, 255)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels.astype(np.uint8), mode="L").save(buffer, format="PNG")
-    return buffer.getvalue()
+    height, width = pixels.shape
+    rows = np.zeros((height, width + 1), dtype=np.uint8)  # each row: filter type 0, pixels
+    rows[:, 1:] = pixels
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit, grey, no interlace
+    return b"".join(
+        (
+            PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            _png_chunk(b"IDAT", zlib.compress(rows.tobytes())),
+            _png_chunk(b"IEND", b""),
+        )
+    )
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
 
 def describe() -> dict[str, Any]:

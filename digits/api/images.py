@@ -9,9 +9,7 @@ import struct
 
 from PIL import Image
 
-from digits.preprocess import UnsupportedImageError
-
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+from digits.preprocess import PNG_SIGNATURE, UnsupportedImageError
 
 
 def decode_base64_image(value: str) -> bytes:
@@ -37,7 +35,7 @@ def stored_png(data: bytes, *, max_side: int) -> bytes:
 
     Called after the predictor decoded ``data`` successfully, so it is a valid PNG or JPEG.
     """
-    if data.startswith(_PNG_MAGIC):
+    if data.startswith(PNG_SIGNATURE):
         # Width and height are the first fields of IHDR, which a PNG must start with.
         width, height = struct.unpack(">II", data[16:24])
         if max(width, height) <= max_side:

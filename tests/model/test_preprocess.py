@@ -190,7 +190,9 @@ def test_fast_png_decoding_reads_the_same_pixels_as_pillow(mode: str) -> None:
     rng = np.random.default_rng(0)
     noise = rng.integers(0, 256, (37, 53, 4), dtype=np.uint8)
     if mode == "RGBA-16":  # 16-bit RGBA, written by hand (Pillow cannot save it)
-        rows = b"".join(b"\0" + row.astype(">u2").tobytes() for row in noise.astype(np.uint16) * 257)
+        rows = b"".join(
+            b"\0" + row.astype(">u2").tobytes() for row in noise.astype(np.uint16) * 257
+        )
         header = (53).to_bytes(4, "big") + (37).to_bytes(4, "big") + bytes([16, 6, 0, 0, 0])
 
         def chunk(kind: bytes, body: bytes) -> bytes:
@@ -209,3 +211,40 @@ def test_fast_png_decoding_reads_the_same_pixels_as_pillow(mode: str) -> None:
     else:
         assert alpha is not None
         np.testing.assert_array_equal(alpha, expected_alpha)
+
+
+def test_block_mean_is_numpys_block_mean_bit_for_bit() -> None:
+    rng = np.random.default_rng(0)
+    for h, w in [(5, 5), (24, 17), (9, 24)]:
+        work = (rng.random((h * pp.WORK_SCALE, w * pp.WORK_SCALE)) ** 3).astype(np.float32)
+        expected = work.reshape(h, pp.WORK_SCALE, w, pp.WORK_SCALE).mean(axis=(1, 3))
+        np.testing.assert_array_equal(pp._block_mean(work), expected)
+
+
+def test_border_level_is_the_truncated_median() -> None:
+    rng = np.random.default_rng(1)
+    for shape in [(1, 1), (1, 7), (6, 1), (13, 40), (280, 280)]:
+        plane = rng.integers(0, 256, shape, dtype=np.uint8)
+        border = np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]])
+        assert pp._border_level(plane) == int(np.median(border))
+
+
+@pytest.mark.parametrize("background", [0, 40, 127, 128, 200, 255])
+def test_ink_crop_matches_mapping_every_pixel(background: int) -> None:
+    """_ink_crop maps only the cropped pixels: it must agree with mapping the whole plane."""
+    rng = np.random.default_rng(background)
+    plane = np.full((90, 70), background, np.uint8)
+    plane[20:60, 15:50] = rng.integers(0, 256, (40, 35), dtype=np.uint8)
+    table = pp._ink_table(background)
+    ink = table[plane]
+    peak = int(ink.max())
+    rows = np.flatnonzero(ink.max(axis=1) >= pp.NOISE_FLOOR * peak)
+    cols = np.flatnonzero(ink.max(axis=0) >= pp.NOISE_FLOOR * peak)
+    expected = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].astype(np.float32) / peak
+    expected[expected < pp.NOISE_FLOOR] = 0.0
+    rows = np.flatnonzero(expected.max(axis=1) > pp.BBOX_THRESHOLD)
+    cols = np.flatnonzero(expected.max(axis=0) > pp.BBOX_THRESHOLD)
+    expected_box = expected[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop, box = pp._ink_crop(plane, table, plane.size)
+    np.testing.assert_array_equal(crop, expected)
+    np.testing.assert_array_equal(crop[box], expected_box)
