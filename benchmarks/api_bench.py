@@ -3,9 +3,11 @@
 For each database: start `digits serve` (uvicorn) on 127.0.0.1 with a fresh database, then for
 concurrency 1, 4 and 16 send POST /api/predictions with a 280x280 PNG drawing for a fixed time
 (every request is stored; the row count is checked against the 201s), and the same load on
-GET /healthz as the floor. Prints one table.
+GET /healthz as the floor. In the same run, the same load against the typical implementation
+the issue measured (typical_server.py: one sync worker, eager torch, no database write), so
+both come from the same machine state. Prints one table.
 
-    .venv/bin/python benchmarks/api_bench.py                    # ~3 s per cell, both databases
+    .venv/bin/python benchmarks/api_bench.py --workers 2        # ~3 s per cell, all backends
     .venv/bin/python benchmarks/api_bench.py --seconds 2 --backends sqlite --workers 2
 
 The load generator is a minimal asyncio HTTP/1.1 keep-alive client in this process (the server
@@ -75,22 +77,32 @@ def get_request(port: int, path: str) -> bytes:
 async def _client(
     port: int, request: bytes, deadline: float, out: list[float], codes: list[int]
 ) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    """Requests back to back on one keep-alive connection, reconnecting (inside the timed
+    request, as a real client would) when the server closes it after a response."""
+    connection = None
     try:
         while time.perf_counter() < deadline:
             started = time.perf_counter()
+            if connection is None:
+                connection = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = connection
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             status = int(head.split(b" ", 2)[1])
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
+            length, close = 0, False
+            for line in head.lower().split(b"\r\n"):
+                if line.startswith(b"content-length:"):
                     length = int(line[15:])
+                close = close or line.replace(b" ", b"") == b"connection:close"
             await reader.readexactly(length)
             out.append(time.perf_counter() - started)
             codes.append(status)
+            if close:
+                writer.close()
+                connection = None
     finally:
-        writer.close()
+        if connection is not None:
+            connection[1].close()
 
 
 def warm_up(port: int, request: bytes, concurrency: int, seconds: float) -> None:
@@ -176,19 +188,25 @@ def ensure_model(workdir: Path) -> Path:
 
 
 def start_server(
-    url: str, workdir: Path, model: Path, workers: int
+    url: str | None, workdir: Path, model: Path, workers: int
 ) -> tuple[subprocess.Popen[bytes], int]:
+    """Our server on a fresh database, or (url None) the typical implementation."""
     port = free_port()
-    env = {
-        **os.environ,
-        "DIGITS_DATABASE_URL": url,
-        "DIGITS_DATA_DIR": str(workdir / "data"),
-        "DIGITS_MODEL_PATH": str(model),
-        "DIGITS_LOG_LEVEL": "WARNING",
-        "DIGITS_UNCERTAIN_THRESHOLD": "0",
-    }
-    code = f"from digits.api.server import serve; serve('127.0.0.1', {port}, {workers})"
-    process = subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.DEVNULL)
+    if url is None:
+        command = [sys.executable, str(Path(__file__).with_name("typical_server.py")), str(port)]
+        env = dict(os.environ)
+    else:
+        code = f"from digits.api.server import serve; serve('127.0.0.1', {port}, {workers})"
+        command = [sys.executable, "-c", code]
+        env = {
+            **os.environ,
+            "DIGITS_DATABASE_URL": url,
+            "DIGITS_DATA_DIR": str(workdir / "data"),
+            "DIGITS_MODEL_PATH": str(model),
+            "DIGITS_LOG_LEVEL": "WARNING",
+            "DIGITS_UNCERTAIN_THRESHOLD": "0",
+        }
+    process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -226,7 +244,7 @@ def measure(
 
 
 def bench_backend(
-    name: str, url: str, workdir: Path, model: Path, args: argparse.Namespace
+    name: str, url: str | None, workdir: Path, model: Path, args: argparse.Namespace
 ) -> list[tuple[str, str, int, dict[str, float]]]:
     process, port = start_server(url, workdir, model, args.workers)
     rows = []
@@ -235,9 +253,10 @@ def bench_backend(
         health = get_request(port, "/healthz")
         for concurrency in args.concurrency:
             warm_up(port, predict, concurrency, 0.5)
-            before = stored_rows(url)
+            before = stored_rows(url) if url else 0
             result = measure(process.pid, port, predict, concurrency, args.seconds)
-            result["stored"] = stored_rows(url) - before
+            if url:
+                result["stored"] = stored_rows(url) - before
             rows.append((name, "POST /api/predictions", concurrency, result))
             result = measure(process.pid, port, health, concurrency, args.seconds)
             rows.append((name, "GET /healthz", concurrency, result))
@@ -254,7 +273,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="measured time per cell")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgres"])
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=["sqlite", "postgres", "typical"],
+        default=["sqlite", "postgres", "typical"],
+        help="typical: the baseline of the issue (one sync worker, eager torch, no database)",
+    )
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
         "--postgres-admin-url",
@@ -269,9 +294,10 @@ def main() -> int:
         workdir = Path(tmp)
         model = ensure_model(workdir)
         for backend in args.backends:
+            url: str | None = None
             if backend == "sqlite":
                 url = f"sqlite:///{workdir / 'bench.sqlite3'}"
-            else:
+            elif backend == "postgres":
                 url = stack.enter_context(
                     temporary_postgres_database(args.postgres_admin_url, prefix="digits_bench")
                 )

@@ -20,24 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
-
-
-class TypicalNet(nn.Module):
-    """pytorch/examples mnist/main.py Net, the usual baseline."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.relu(self.conv1(x))
-        x = torch.max_pool2d(torch.relu(self.conv2(x)), 2)
-        x = torch.relu(self.fc1(torch.flatten(x, 1)))
-        return torch.log_softmax(self.fc2(x), dim=1)
+from typical_server import TypicalNet
 
 
 def percentiles(samples: list[float]) -> str:
