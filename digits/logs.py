@@ -66,7 +66,12 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = True) -> None:
     root.handlers = [*kept, handler]
     root.setLevel(level.upper())
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # import-time noise
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)
         logger.handlers = []
         logger.propagate = True
+    # digits.access writes the access line (with the request id, route and duration);
+    # uvicorn's own would be a second line per request.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False

@@ -28,6 +28,29 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _connections_by_worker(supervisor: int, port: int) -> list[int]:
+    """How many established connections to ``port`` each worker process holds."""
+    established = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "01":
+            established.add(fields[9])  # the socket's inode
+    held = []
+    for child in Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split():
+        if b"spawn_main" not in Path(f"/proc/{child}/cmdline").read_bytes():
+            continue  # multiprocessing's resource tracker
+        inodes = set()
+        for fd in Path(f"/proc/{child}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[len("socket:[") : -1])
+        held.append(len(inodes & established))
+    return held
+
+
 def test_serve_with_two_workers(tmp_path: Path, checkpoint_path: Path) -> None:
     port = _free_port()
     env = {
@@ -58,6 +81,25 @@ def test_serve_with_two_workers(tmp_path: Path, checkpoint_path: Path) -> None:
             assert time.monotonic() < deadline, "not ready within 60 s"
             time.sleep(0.3)
         assert (tmp_path / "data" / "digits.sqlite3").exists()  # the default database, migrated
+        # Clients that connect at the same moment are spread over the workers (each accepts on
+        # a thread blocked in accept(), which the kernel serves in turn), once both are up:
+        # /readyz answered as soon as the first one was.
+        spread, deadline = 0, time.monotonic() + 60
+        while spread < 3:
+            connections = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+            for connection in connections:
+                connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            for connection in connections:
+                assert connection.recv(4096).startswith(b"HTTP/1.1 200")
+            held = _connections_by_worker(process.pid, port)
+            for connection in connections:
+                connection.close()
+            assert len(held) == 2 and sum(held) == 4, held
+            if min(held) == 0:  # the second worker may still be starting; never after that
+                assert spread == 0 and time.monotonic() < deadline, held
+                time.sleep(0.5)
+                continue
+            spread += 1
 
         with httpx.Client(base_url=base, timeout=10) as client:
             ids = []
