@@ -42,6 +42,7 @@ def _prepare_multiprocess_metrics(workers: int) -> None:
 
 
 ACCEPT_PAUSE_S = 0.001  # caps a worker at 1,000 new connections/s, far above what it serves
+CRASH_LOOP_S = 10.0  # a worker that dies this soon after starting is not restarted: all stop
 
 
 class _Worker(uvicorn.Server):
@@ -104,8 +105,6 @@ def _run_worker(config: uvicorn.Config, sock: socket.socket, supervisor: int) ->
 class _Supervisor:
     """Starts the workers, restarts one that dies, stops them all on SIGINT or SIGTERM."""
 
-    CRASH_LOOP_S = 10.0  # a worker that dies this soon after starting is not restarted
-
     def __init__(self, config: uvicorn.Config, workers: int) -> None:
         self.config = config
         self.workers = workers
@@ -132,7 +131,7 @@ class _Supervisor:
             for index, (process, started) in enumerate(running):
                 if process.is_alive() or self.stopping.is_set():
                     continue
-                if time.monotonic() - started < self.CRASH_LOOP_S:
+                if time.monotonic() - started < CRASH_LOOP_S:
                     logger.error("a worker exited during startup; stopping")
                     self.stopping.set()
                     status = 1
