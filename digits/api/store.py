@@ -134,12 +134,20 @@ class PredictionStore:
         # False until the schema is known to be at head (the database was down at startup):
         # writes go to the spool meanwhile instead of failing on a missing table.
         self.schema_ready = True
-        self._inserts: GroupCommitter[crud.NewPrediction, PredictionRecord] = GroupCommitter(
-            database,
-            lambda session, new: record_from_new(
-                replace(new, id=crud.record_prediction(session, new=new))
-            ),
+        # Predictions of a drawing may replace an earlier one (SQLAlchemy Core); the others are
+        # plain inserts on a DBAPI cursor (crud.PredictionInsert), the hot path.
+        self._drawing_inserts: GroupCommitter[crud.NewPrediction, PredictionRecord] = (
+            GroupCommitter(
+                database,
+                lambda connection, new: record_from_new(
+                    replace(new, id=crud.record_prediction(connection, new=new))
+                ),
+            )
         )
+        self._plain_inserts: GroupCommitter[crud.NewPrediction, PredictionRecord] = GroupCommitter(
+            database, self._insert_row, transaction=Database.dbapi_write
+        )
+        self._insert_sql = crud.PredictionInsert(database.engine.dialect)
 
     @property
     def database(self) -> Database:
@@ -149,7 +157,9 @@ class PredictionStore:
     def database(self, database: Database) -> None:
         """Point at another database (tests simulate outages this way)."""
         self._database = database
-        self._inserts.database = database
+        self._drawing_inserts.database = database
+        self._plain_inserts.database = database
+        self._insert_sql = crud.PredictionInsert(database.engine.dialect)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _remember(self, record: PredictionRecord) -> None:
@@ -224,14 +234,19 @@ class PredictionStore:
         return record
 
     def _insert(self, new: crud.NewPrediction) -> PredictionRecord:
-        if new.drawing_id is None and not self.database.is_sqlite:
-            # A plain insert is one statement: PostgreSQL commits it in one round trip, and its
-            # WAL flush is already shared by concurrent commits. SQLite, with one writer at a
-            # time, needs the group commit to share its flushes.
-            with self.database.autocommit_connection() as connection:
-                crud.record_prediction(connection, new=new)
-            return record_from_new(new)
-        return self._inserts.submit(new)
+        if new.drawing_id is not None:
+            return self._drawing_inserts.submit(new)
+        if self.database.is_sqlite:
+            # One writer at a time: the group commit shares its flushes between requests.
+            return self._plain_inserts.submit(new)
+        # A plain insert is one statement: PostgreSQL commits it in one round trip, and its
+        # WAL flush is already shared by concurrent commits.
+        with self.database.dbapi_autocommit() as cursor:
+            return self._insert_row(cursor, new)
+
+    def _insert_row(self, cursor: Any, new: crud.NewPrediction) -> PredictionRecord:
+        self._insert_sql.execute(cursor, new)
+        return record_from_new(new)
 
     def label(self, prediction_id: uuid.UUID, true_label: int) -> PredictionRecord:
         labelled_at = utcnow()

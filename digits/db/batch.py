@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from digits.db.session import Database, is_connection_error
@@ -32,11 +32,23 @@ class _Item(Generic[In, Out]):
 
 
 class GroupCommitter(Generic[In, Out]):
-    """``submit(x)`` runs ``write(connection, x)`` inside a transaction shared with others."""
+    """``submit(x)`` runs ``write(connection, x)`` inside a transaction shared with others.
 
-    def __init__(self, database: Database, write: Callable[[Connection, In], Out]) -> None:
+    ``transaction(database)`` opens that transaction and gives what ``write`` writes with:
+    ``Database.write_connection`` (a SQLAlchemy Connection, the default) or
+    ``Database.dbapi_write`` (a DBAPI cursor).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        write: Callable[[Any, In], Out],
+        *,
+        transaction: Callable[[Database], AbstractContextManager[Any]] = Database.write_connection,
+    ) -> None:
         self.database = database
         self._write = write
+        self._transaction = transaction
         self._cv = threading.Condition()
         self._queue: list[_Item[In, Out]] = []
         self._leading = False
@@ -66,7 +78,7 @@ class GroupCommitter(Generic[In, Out]):
 
     def _commit(self, batch: list[_Item[In, Out]]) -> None:
         try:
-            with self.database.write_connection() as connection:
+            with self._transaction(self.database) as connection:
                 results = [self._write(connection, item.value) for item in batch]
         except SQLAlchemyError as exc:
             if len(batch) == 1 or is_connection_error(exc):

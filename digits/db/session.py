@@ -120,13 +120,60 @@ class Database:
             yield connection
 
     @contextmanager
-    def autocommit_connection(self) -> Iterator[Connection]:
-        """PostgreSQL only: for one statement that is atomic on its own, committed as it runs,
-        in one round trip instead of three (BEGIN, statement, COMMIT)."""
+    def dbapi_write(self) -> Iterator[Any]:
+        """SQLite only: like ``write_connection()``, but a bare DBAPI cursor, for the hot insert
+        path (see ``crud.PredictionInsert``): BEGIN IMMEDIATE under the writer lock, COMMIT on
+        success, ROLLBACK on error. Driver errors come out as SQLAlchemy's exceptions."""
+        if not self.is_sqlite:
+            raise RuntimeError("on PostgreSQL a single insert goes through dbapi_autocommit()")
+        with self._writer(), self._dbapi_cursor() as (connection, cursor):
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+            except BaseException:
+                if connection.in_transaction:
+                    cursor.execute("ROLLBACK")
+                raise
+            cursor.execute("COMMIT")
+
+    @contextmanager
+    def dbapi_autocommit(self) -> Iterator[Any]:
+        """PostgreSQL only: a bare DBAPI cursor in autocommit mode, for one statement that is
+        atomic on its own: committed as it runs, in one round trip instead of three (BEGIN,
+        statement, COMMIT). Driver errors come out as SQLAlchemy's exceptions."""
         if self.is_sqlite:
-            raise RuntimeError("SQLite writes go through write() or write_connection()")
-        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            yield connection
+            raise RuntimeError("SQLite writes go through write() or dbapi_write()")
+        with self._dbapi_cursor() as (connection, cursor):
+            connection.autocommit = True
+            try:
+                yield cursor
+            finally:
+                connection.autocommit = False  # as the pool hands connections out
+
+    @contextmanager
+    def _dbapi_cursor(self) -> Iterator[tuple[Any, Any]]:
+        """(driver connection, cursor) from the engine's pool, given back afterwards."""
+        dialect = self.engine.dialect
+        driver_error = dialect.loaded_dbapi.Error
+        pooled = None
+        try:
+            pooled = self.engine.raw_connection()
+            connection: Any = pooled.driver_connection
+            cursor = connection.cursor()
+            try:
+                yield connection, cursor
+            finally:
+                cursor.close()
+        except driver_error as exc:
+            lost = pooled is not None and dialect.is_disconnect(exc, pooled.dbapi_connection, None)
+            if lost and pooled is not None:
+                pooled.invalidate(exc)
+            raise DBAPIError.instance(
+                None, None, exc, driver_error, connection_invalidated=lost, dialect=dialect
+            ) from exc
+        finally:
+            if pooled is not None:
+                pooled.close()
 
     @contextmanager
     def _writer(self) -> Iterator[None]:
