@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
@@ -48,8 +49,15 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def _to_json(value: Any) -> str:
+    """JSON columns' serializer: pydantic-core's writes floats ~5x faster than ``json.dumps``
+    (the ten probabilities of every prediction), and they read back as the same floats."""
+    return pydantic_core.to_json(value).decode()
+
+
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     parsed = normalize_url(url)
+    kwargs.setdefault("json_serializer", _to_json)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             parsed,
