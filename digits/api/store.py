@@ -233,6 +233,24 @@ class PredictionStore:
         self._remember(record)
         return record
 
+    def save_prediction_now(self, new: crud.NewPrediction) -> PredictionRecord | None:
+        """``save_prediction`` for a caller that must not block (the event loop): a plain insert
+        into SQLite while no other writer holds it, which costs a fraction of a millisecond;
+        else None, and nothing was stored. A thread hand-over costs about as much again, and
+        the model's next run finds colder CPU caches. Errors are left to ``save_prediction``."""
+        if not (self.database.is_sqlite and new.drawing_id is None):
+            return None
+        if not self.schema_ready or self.spool.depth:
+            return None
+        try:
+            done = self._plain_inserts.submit_now(new)
+        except SQLAlchemyError:
+            return None  # save_prediction tries again, and spools or raises as it should
+        if done is None:
+            return None
+        self._remember(done[0])
+        return done[0]
+
     def _insert(self, new: crud.NewPrediction) -> PredictionRecord:
         if new.drawing_id is not None:
             return self._drawing_inserts.submit(new)

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from digits.db.session import Database, is_connection_error
+from digits.db.session import Database, WriterBusyError, is_connection_error
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -36,7 +36,8 @@ class GroupCommitter(Generic[In, Out]):
 
     ``transaction(database)`` opens that transaction and gives what ``write`` writes with:
     ``Database.write_connection`` (a SQLAlchemy Connection, the default) or
-    ``Database.dbapi_write`` (a DBAPI cursor).
+    ``Database.dbapi_write`` (a DBAPI cursor). ``submit_now`` needs a ``transaction`` that
+    takes ``wait=False`` and then raises WriterBusyError rather than wait, as the latter does.
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class GroupCommitter(Generic[In, Out]):
         database: Database,
         write: Callable[[Any, In], Out],
         *,
-        transaction: Callable[[Database], AbstractContextManager[Any]] = Database.write_connection,
+        transaction: Callable[..., AbstractContextManager[Any]] = Database.write_connection,
     ) -> None:
         self.database = database
         self._write = write
@@ -54,8 +55,21 @@ class GroupCommitter(Generic[In, Out]):
         self._leading = False
 
     def submit(self, value: In) -> Out:
+        result = self._submit(value, wait=True)
+        assert result is not None
+        return result[0]
+
+    def submit_now(self, value: In) -> tuple[Out] | None:
+        """Write ``value`` now if no other write is queued or running, in this process or (with
+        ``transaction(database, wait=False)`` refusing) another; else None, nothing written.
+        For a caller that must not block, such as an event loop."""
+        return self._submit(value, wait=False)
+
+    def _submit(self, value: In, *, wait: bool) -> tuple[Out] | None:
         item: _Item[In, Out] = _Item(value)
         with self._cv:
+            if not wait and (self._leading or self._queue):
+                return None
             self._queue.append(item)
             while self._leading and not item.done:
                 self._cv.wait()
@@ -66,7 +80,9 @@ class GroupCommitter(Generic[In, Out]):
                 batch = []
         if batch:
             try:
-                self._commit(batch)
+                self._commit(batch, wait=wait)
+            except WriterBusyError:
+                return None  # only when not waiting: then the batch is this one item
             finally:
                 with self._cv:
                     self._leading = False
@@ -74,11 +90,12 @@ class GroupCommitter(Generic[In, Out]):
         if item.error is not None:
             raise item.error
         assert item.done
-        return item.result  # type: ignore[return-value]
+        return (item.result,)  # type: ignore[return-value]
 
-    def _commit(self, batch: list[_Item[In, Out]]) -> None:
+    def _commit(self, batch: list[_Item[In, Out]], *, wait: bool = True) -> None:
+        options = {} if wait else {"wait": False}
         try:
-            with self._transaction(self.database) as connection:
+            with self._transaction(self.database, **options) as connection:
                 results = [self._write(connection, item.value) for item in batch]
         except SQLAlchemyError as exc:
             if len(batch) == 1 or is_connection_error(exc):
@@ -89,6 +106,8 @@ class GroupCommitter(Generic[In, Out]):
             for item in batch:
                 self._commit([item])
             return
+        except WriterBusyError:
+            raise
         except BaseException as exc:
             for item in batch:
                 item.error, item.done = exc, True

@@ -20,6 +20,10 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 POSTGRES_CONNECT_TIMEOUT_S = 3
 
 
+class WriterBusyError(RuntimeError):
+    """A write that was asked not to wait found another writer holding SQLite."""
+
+
 def normalize_url(url: str | URL) -> URL:
     """Accept a plain ``postgresql://`` (or ``postgres://``) URL and use the psycopg 3 driver."""
     parsed = make_url(url) if isinstance(url, str) else url
@@ -128,13 +132,16 @@ class Database:
             yield connection
 
     @contextmanager
-    def dbapi_write(self) -> Iterator[Any]:
+    def dbapi_write(self, *, wait: bool = True) -> Iterator[Any]:
         """SQLite only: like ``write_connection()``, but a bare DBAPI cursor, for the hot insert
         path (see ``crud.PredictionInsert``): BEGIN IMMEDIATE under the writer lock, COMMIT on
-        success, ROLLBACK on error. Driver errors come out as SQLAlchemy's exceptions."""
+        success, ROLLBACK on error. Driver errors come out as SQLAlchemy's exceptions.
+
+        ``wait=False``: WriterBusyError at once, rather than waiting, while another writer of
+        this or another process holds the lock."""
         if not self.is_sqlite:
             raise RuntimeError("on PostgreSQL a single insert goes through dbapi_autocommit()")
-        with self._writer(), self._dbapi_cursor() as (connection, cursor):
+        with self._writer(wait=wait), self._dbapi_cursor() as (connection, cursor):
             cursor.execute("BEGIN IMMEDIATE")
             try:
                 yield cursor
@@ -184,19 +191,28 @@ class Database:
                 pooled.close()
 
     @contextmanager
-    def _writer(self) -> Iterator[None]:
+    def _writer(self, *, wait: bool = True) -> Iterator[None]:
         if self._write_lock is None:
             yield
             return
-        with self._write_lock:
+        if not self._write_lock.acquire(blocking=wait):
+            raise WriterBusyError("another thread of this process is writing")
+        try:
             if self._lock_file is None:
                 yield
                 return
-            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
+            try:
+                fcntl.flock(
+                    self._lock_file.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
+                )
+            except BlockingIOError:
+                raise WriterBusyError("another process is writing") from None
             try:
                 yield
             finally:
                 fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
+        finally:
+            self._write_lock.release()
 
     def ping(self) -> None:
         """Raise the driver's error when the database cannot answer."""

@@ -5,9 +5,12 @@ from __future__ import annotations
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, event, func, select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
 from digits.db import crud
@@ -73,3 +76,50 @@ def test_errors_reach_the_caller(empty_database_url: str) -> None:
             GroupCommitter(database, boom).submit(1)
     finally:
         database.dispose()
+
+
+_SQLITE_INSERT = crud.PredictionInsert(sqlite.dialect())
+
+
+def _insert(cursor: Any, new: crud.NewPrediction) -> uuid.UUID:
+    _SQLITE_INSERT.execute(cursor, new)
+    return new.id
+
+
+def test_submit_now_writes_only_when_no_other_writer_holds_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
+    upgrade_head(url)
+    database, other_process = Database(url), Database(url)  # two lock files: as two workers
+    committer: GroupCommitter[crud.NewPrediction, uuid.UUID] = GroupCommitter(
+        database, _insert, transaction=Database.dbapi_write
+    )
+    try:
+        first = _new()
+        assert committer.submit_now(first) == (first.id,)
+
+        with other_process.write():  # another worker's transaction holds the writer lock
+            assert committer.submit_now(_new()) is None
+
+        gate, entered = threading.Event(), threading.Event()
+
+        def slow(cursor: Any, new: crud.NewPrediction) -> uuid.UUID:
+            entered.set()
+            gate.wait(5)
+            return _insert(cursor, new)
+
+        slow_committer: GroupCommitter[crud.NewPrediction, uuid.UUID] = GroupCommitter(
+            database, slow, transaction=Database.dbapi_write
+        )
+        with ThreadPoolExecutor(1) as pool:
+            leader = pool.submit(slow_committer.submit, _new())
+            assert entered.wait(5)
+            assert slow_committer.submit_now(_new()) is None  # a write of this process runs
+            gate.set()
+            leader.result(timeout=10)
+
+        last = _new()
+        assert committer.submit_now(last) == (last.id,)  # the locks were all given back
+        assert _count(database) == 3
+    finally:
+        database.dispose()
+        other_process.dispose()
