@@ -268,7 +268,7 @@ def bench_backend(
         loads = [("POST /api/predictions", predict, c) for c in args.concurrency]
         loads.insert(1, ("POST (pillow png)", multipart_request(port, drawing_png()), 1))
         for endpoint, request, concurrency in loads:
-            warm_up(port, request, concurrency, 0.5)
+            warm_up(port, request, concurrency, 1.0)
             before = stored_rows(url) if url else 0
             result = measure(process.pid, port, request, concurrency, args.seconds)
             if url:
