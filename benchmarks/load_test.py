@@ -14,13 +14,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,11 +26,9 @@ import httpx
 import psycopg
 
 from digits import synth
+from digits.api.testing import serve_process
+from digits.db.testing import temporary_postgres_database
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
-# Settings that describe the machine, not the run: passed through to the servers started here.
-KEEP = {"DIGITS_MODEL_PATH", "DIGITS_MNIST_DIR"}
 ADMIN_URL = os.environ.get("DIGITS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MAX_DURATION_S = 600.0
 
@@ -49,68 +43,16 @@ def drawings() -> list[bytes]:
     ]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    name = f"digits_load_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield str(httpx.URL(admin_url).copy_with(path=f"/{name}"))
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 @contextmanager
 def api_server(database_url: str, workers: int, data_dir: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
-    env.update(
-        DIGITS_ENV="test",
-        DIGITS_DATABASE_URL=database_url,
-        DIGITS_DATA_DIR=str(data_dir),
-        DIGITS_LOG_LEVEL="WARNING",
-    )
-    log = (data_dir / "server.log").open("wb")
-    argv = [str(DIGITS), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = subprocess.Popen(
-        [*argv, "--workers", str(workers)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        with httpx.Client(base_url=base, timeout=5, trust_env=False) as client:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError("the API exited:\n" + (data_dir / "server.log").read_text())
-                try:
-                    if client.get("/readyz").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the API was not ready within 180 s")
-                time.sleep(0.5)
+    with serve_process(
+        database_url,
+        data_dir,
+        workers=workers,
+        log_path=data_dir / "server.log",
+        env={"DIGITS_LOG_LEVEL": "WARNING"},
+    ) as (base, _):
         yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
 
 
 async def drive(
@@ -171,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with (
         tempfile.TemporaryDirectory(prefix="digits-load-") as tmp,
-        fresh_database(args.postgres_url) as database_url,
+        temporary_postgres_database(args.postgres_url, prefix="digits_load") as database_url,
         api_server(database_url, args.workers, Path(tmp)) as base,
     ):
         print(

@@ -248,3 +248,23 @@ def test_ink_crop_matches_mapping_every_pixel(background: int) -> None:
     crop, box = pp._ink_crop(plane, table, plane.size)
     np.testing.assert_array_equal(crop, expected)
     np.testing.assert_array_equal(crop[box], expected_box)
+
+
+def test_black_strokes_on_a_transparent_canvas_take_a_shortcut_to_the_same_input(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Black ink skips the luminance and compositing: it must give what they give. Ink of
+    (0, 0, 1) has luminance 0 too, but goes the long way."""
+    mask = np.asarray(draw_seven(ink=255, paper=0))
+    black, near_black = np.zeros((2, 280, 280, 4), np.uint8)
+    black[..., 3] = near_black[..., 3] = mask
+    near_black[..., 2] = 1
+    luminance_calls = []
+    luminance = pp._luminance
+    monkeypatch.setattr(pp, "_luminance", lambda c: luminance_calls.append(1) or luminance(c))
+    shortcut = pp.to_model_input(png(Image.fromarray(black, "RGBA")))
+    assert not luminance_calls
+    assert np.array_equal(shortcut, pp.to_model_input(png(Image.fromarray(near_black, "RGBA"))))
+    assert luminance_calls
+    grey_alpha = np.stack([black[..., 0], mask], axis=-1)  # LA: grey ink, alpha
+    assert np.array_equal(shortcut, pp.to_model_input(grey_alpha))

@@ -9,11 +9,9 @@ DIGITS_TEST_PG_START (shell strings) where the server is not a local pg_ctlclust
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,15 +23,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ops_support import POSTGRES_ADMIN_URL, REPO_ROOT, postgres_reachable, require
+from ops_support import POSTGRES_ADMIN_URL, postgres_reachable, require
 
 from digits import synth
+from digits.api.testing import DIGITS, serve_process
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.slow]
 
-DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
-# Settings that describe the machine, not the run: passed through to the servers started here.
-KEEP = {"DIGITS_MODEL_PATH", "DIGITS_MNIST_DIR"}
 CLIENTS = 4
 WORKERS = 2  # each worker has its own spool file: the test covers more than one
 HEALTHY_S, OUTAGE_S, RECOVERED_S = 4.0, 8.0, 4.0
@@ -67,12 +63,6 @@ def _wait_postgres(up: bool, timeout_s: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"PostgreSQL still {'down' if up else 'up'} after {timeout_s} s")
         time.sleep(0.2)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def drawings() -> list[bytes]:
@@ -194,46 +184,14 @@ def api_server(
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """`digits serve` on a free port with its spool in tmp_path/spool; stopped on exit."""
     require(DIGITS.exists(), "the project is not installed in .venv")
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
-    env.update(
-        DIGITS_ENV="test",
-        DIGITS_DATABASE_URL=database_url,
-        DIGITS_DATA_DIR=str(tmp_path / "data"),
-        DIGITS_SPOOL_DIR=str(tmp_path / "spool"),
-    )
-    log_path = tmp_path / f"{name}.log"
-    argv = [str(DIGITS), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    argv += ["--workers", str(workers)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        with httpx.Client(base_url=base, timeout=5.0, trust_env=False) as client:
-            while True:
-                assert process.poll() is None, log_path.read_text()[-4000:]
-                with contextlib.suppress(httpx.HTTPError):
-                    if client.get("/readyz").status_code == 200:
-                        break
-                assert time.monotonic() < deadline, "API not ready:\n" + log_path.read_text()
-                time.sleep(0.5)
-        yield base, process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with serve_process(
+        database_url,
+        tmp_path / "data",
+        workers=workers,
+        log_path=tmp_path / f"{name}.log",
+        env={"DIGITS_SPOOL_DIR": str(tmp_path / "spool")},
+    ) as running:
+        yield running
 
 
 @pytest.fixture
