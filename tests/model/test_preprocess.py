@@ -268,3 +268,18 @@ def test_black_strokes_on_a_transparent_canvas_take_a_shortcut_to_the_same_input
     assert luminance_calls
     grey_alpha = np.stack([black[..., 0], mask], axis=-1)  # LA: grey ink, alpha
     assert np.array_equal(shortcut, pp.to_model_input(grey_alpha))
+
+
+def test_8_bit_pngs_are_read_without_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Their header is read by hand and libspng decodes them; Pillow opens only the others."""
+    seven = draw_seven()
+    expected = pp.to_model_input(png(seven))
+
+    def no_pillow(data: bytes, max_pixels: int) -> Image.Image:
+        raise AssertionError("Pillow opened an 8-bit PNG")
+
+    monkeypatch.setattr(pp, "_open", no_pillow)
+    for mode in ("L", "RGB", "RGBA"):
+        assert np.array_equal(pp.to_model_input(png(seven.convert(mode))), expected)
+    with pytest.raises(AssertionError, match="Pillow opened"):
+        pp.to_model_input(png(seven.convert("P")))  # palette: Pillow's path
