@@ -283,3 +283,13 @@ def test_8_bit_pngs_are_read_without_pillow(monkeypatch: pytest.MonkeyPatch) -> 
         assert np.array_equal(pp.to_model_input(png(seven.convert(mode))), expected)
     with pytest.raises(AssertionError, match="Pillow opened"):
         pp.to_model_input(png(seven.convert("P")))  # palette: Pillow's path
+
+
+@pytest.mark.parametrize("channel", [0, 1, 2, 3])
+def test_black_is_judged_on_the_colour_channels_only(channel: int) -> None:
+    rgba = np.zeros((6, 5, 4), np.uint8)
+    rgba[2, 3, channel] = 1
+    views = [rgba, rgba[1:5, 1:4], np.asfortranarray(rgba)]  # words, a crop, a strided layout
+    assert all(pp._black(view) == (channel == 3) for view in views)
+    grey = rgba[..., 0]
+    assert pp._black(grey) == (channel != 0)
