@@ -7,6 +7,7 @@ database in the order they were acknowledged. A background task replays the spoo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import threading
@@ -20,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api.metrics import Metrics
 from digits.db import crud
+from digits.db.aio import AsyncPostgresWriter
 from digits.db.batch import GroupCommitter
 from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database, is_connection_error
@@ -148,6 +150,7 @@ class PredictionStore:
             database, self._insert_row, transaction=Database.dbapi_write
         )
         self._insert_sql = crud.PredictionInsert(database.engine.dialect)
+        self._async_writer: AsyncPostgresWriter | None = None  # made on the event loop
 
     @property
     def database(self) -> Database:
@@ -233,15 +236,20 @@ class PredictionStore:
         self._remember(record)
         return record
 
-    def save_prediction_now(self, new: crud.NewPrediction) -> PredictionRecord | None:
-        """``save_prediction`` for a caller that must not block (the event loop): a plain insert
-        into SQLite while no other writer holds it, which costs a fraction of a millisecond;
-        else None, and nothing was stored. A thread hand-over costs about as much again, and
-        the model's next run finds colder CPU caches. Errors are left to ``save_prediction``."""
-        if not (self.database.is_sqlite and new.drawing_id is None):
+    async def save_prediction_on_loop(self, new: crud.NewPrediction) -> PredictionRecord | None:
+        """``save_prediction`` for the event loop, where nothing may block: a plain insert into
+        SQLite while no other writer holds it (a fraction of a millisecond), or into PostgreSQL
+        through this worker's AsyncPostgresWriter while it is free. Else None, and nothing was
+        stored: the caller takes ``save_prediction`` to a thread. A hand-over to a thread and
+        back costs about as much as the insert, and the model's next run finds colder caches.
+        """
+        if new.drawing_id is not None or not self.schema_ready or self.spool.depth:
             return None
-        if not self.schema_ready or self.spool.depth:
-            return None
+        if self.database.is_sqlite:
+            return self._save_now(new)
+        return await self._save_async(new)
+
+    def _save_now(self, new: crud.NewPrediction) -> PredictionRecord | None:
         try:
             done = self._plain_inserts.submit_now(new)
         except SQLAlchemyError:
@@ -250,6 +258,32 @@ class PredictionStore:
             return None
         self._remember(done[0])
         return done[0]
+
+    async def _save_async(self, new: crud.NewPrediction) -> PredictionRecord | None:
+        if self._async_writer is None or self._async_writer.url != self.database.url:
+            await self.aclose()  # the database was replaced (tests simulate outages so)
+            self._async_writer = AsyncPostgresWriter(self.database.url)
+        insert = self._insert_sql
+        try:
+            sent = await self._async_writer.execute(insert.sql, insert.parameters(new))
+        except SQLAlchemyError as exc:
+            if not is_connection_error(exc):
+                raise
+            # The insert may have been committed before the connection went: not sent again,
+            # but spooled, whose replay inserts it only if it is absent.
+            self._db_failed(exc)
+            await asyncio.to_thread(self._spool, prediction_entry(new))
+        else:
+            if not sent:
+                return None
+        record = record_from_new(new)
+        self._remember(record)
+        return record
+
+    async def aclose(self) -> None:
+        writer, self._async_writer = self._async_writer, None
+        if writer is not None:
+            await writer.aclose()
 
     def _insert(self, new: crud.NewPrediction) -> PredictionRecord:
         if new.drawing_id is not None:

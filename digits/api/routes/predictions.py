@@ -192,11 +192,12 @@ async def create_prediction(request: Request) -> Response:
         settings=state.settings,
     )
     new = job() if _predict_inline(data) else await asyncio.to_thread(job)
-    # An uncontended SQLite insert is done here. Anything that may wait (another writer, the
-    # network, the spool) goes to a thread: asyncio's hand-over, which copies the context so
-    # logs keep the request id (Starlette's run_in_threadpool costs twice as much).
+    # A plain insert is done on the event loop when it cannot block it (SQLite) or is awaited
+    # (PostgreSQL). Anything else (another writer, a drawing's earlier prediction, the spool)
+    # goes to a thread: asyncio's hand-over, which copies the context so logs keep the
+    # request id (Starlette's run_in_threadpool costs twice as much).
     store: PredictionStore = state.store
-    now = store.save_prediction_now(new)
+    now = await store.save_prediction_on_loop(new)
     if now is not None:
         record = _counted(now, state.metrics)
     else:
