@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import base64
 import itertools
-import sys
+import os
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from support import CHROMIUM, CHROMIUM_ARGS  # the UI tests' browser set-up
-
 OUT = Path(__file__).with_name("drawings") / "canvas_7.png"
+CHROMIUM = os.environ.get("DIGITS_TEST_CHROMIUM", "/usr/bin/chromium")  # as the UI tests
 CORNERS = [(70, 60), (210, 60), (120, 230)]
 STEP = 4  # pixels between the pointer events of a drag
 DRAW = """([points, width]) => {
@@ -46,7 +44,9 @@ def drag(corners: list[tuple[int, int]], step: int) -> list[tuple[float, float]]
 
 def main() -> None:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
         page = browser.new_page()
         page.set_content('<canvas id="c" width="280" height="280"></canvas>')
         url = page.evaluate(DRAW, [drag(CORNERS, STEP), 20])
