@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
@@ -55,7 +56,9 @@ class AsyncPostgresWriter:
 
     async def _connect(self) -> psycopg.AsyncConnection[Any] | None:
         if self._connection is not None and not self._connection.closed:
-            return self._connection
+            if self._connection.info.transaction_status == TransactionStatus.IDLE:
+                return self._connection
+            await self._connection.close()  # a statement was interrupted (task cancelled)
         try:
             self._connection = await psycopg.AsyncConnection.connect(
                 self._conninfo, autocommit=True, connect_timeout=POSTGRES_CONNECT_TIMEOUT_S

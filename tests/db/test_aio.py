@@ -113,3 +113,24 @@ def test_an_unreachable_server_sends_nothing_and_is_not_retried_at_once(
 
     assert asyncio.run(main()) == [False, False, False]
     assert len(attempts) == 1  # then RETRY_AFTER_S of the thread path alone
+
+
+def test_a_statement_interrupted_by_cancellation_leaves_a_usable_writer(
+    database: Database,
+) -> None:
+    insert = crud.PredictionInsert(database.engine.dialect)
+
+    async def main() -> bool:
+        writer = aio.AsyncPostgresWriter(database.url)
+        try:
+            slow = asyncio.create_task(writer.execute("SELECT pg_sleep(2)", None))
+            await asyncio.sleep(0.3)
+            slow.cancel()  # as a server shutting down cancels its requests
+            with pytest.raises(asyncio.CancelledError):
+                await slow
+            return await writer.execute(insert.sql, insert.parameters(_new()))
+        finally:
+            await writer.aclose()
+
+    assert asyncio.run(main())
+    assert _count(database) == 1
