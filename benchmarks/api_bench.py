@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import io
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ import httpx
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
+from digits.api.testing import free_port
 from digits.config import SHIPPED_WEIGHTS
 from digits.db.models import PredictionRow
 from digits.db.session import Database
@@ -181,12 +181,6 @@ def cpu_seconds(pid: int) -> dict[int, float]:
             continue
         ticks[each] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
     return ticks
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ensure_model(workdir: Path) -> Path:

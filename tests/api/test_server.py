@@ -18,15 +18,10 @@ import pytest
 from api_helpers import drawing
 
 from digits.api.server import CRASH_LOOP_S
+from digits.api.testing import free_port
 from digits.config import InsecureSettingsError, Settings
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _workers(supervisor: int) -> list[int]:
@@ -78,7 +73,7 @@ def _connections_by_worker(supervisor: int, port: int) -> list[int]:
 
 
 def test_serve_with_two_workers(tmp_path: Path, checkpoint_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DIGITS_DATA_DIR": str(tmp_path / "data"),

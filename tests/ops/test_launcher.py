@@ -19,16 +19,12 @@ import httpx
 import pytest
 from ops_support import REPO_ROOT, require
 
+from digits.api.testing import free_port
+
 DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
 # Settings that describe the machine, not the run: passed through to the servers started here.
 KEEP = {"DIGITS_MODEL_PATH", "DIGITS_MNIST_DIR"}
 MARKER = "DIGITS_OPS_TEST_MARKER"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def processes_with_marker(value: str) -> list[int]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ import numpy as np
 import pytest
 
 from digits import preprocess, synth
+from digits.api.testing import free_port
 from digits.config import SHIPPED_WEIGHTS
 from digits.predict import Predictor
 from digits.registry import Registry
@@ -100,12 +100,6 @@ class Hammer:
         self.thread.join(timeout=60)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def env(tmp_path: Path, mnist_dir: Path) -> dict[str, str]:
     base = Path(os.environ.get("DIGITS_TEST_BASE_MODEL", SHIPPED_WEIGHTS))
@@ -125,7 +119,7 @@ def env(tmp_path: Path, mnist_dir: Path) -> dict[str, str]:
 
 @pytest.fixture
 def server(env: dict[str, str], tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "server.log").open("w")
     process = subprocess.Popen(
         [*DIGITS, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT

@@ -12,7 +12,6 @@ import io
 import itertools
 import os
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from support import CHROMIUM_ARGS, REPO_ROOT
 
+from digits.api.testing import free_port
 from digits.config import SHIPPED_WEIGHTS
 
 pytestmark = pytest.mark.browser
@@ -48,12 +48,6 @@ class Stack:
     ui_url: str
     database: Path
     shipped_weights: bool
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -101,7 +95,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
     elif not shipped:
         _random_checkpoint(work / "random.pt")
         env["DIGITS_MODEL_PATH"] = str(work / "random.pt")
-    api_port, ui_port = _free_port(), _free_port()
+    api_port, ui_port = free_port(), free_port()
     api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
     env["DIGITS_API_URL"] = api_url
 
