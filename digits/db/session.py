@@ -95,8 +95,9 @@ def _ping_when_idle(engine: Engine) -> None:
     once (the pool retries on DisconnectionError); one that died in use is invalidated by the
     error, and the write that met it goes to the spool."""
 
+    @event.listens_for(engine, "connect")  # just opened: nothing to test yet
     @event.listens_for(engine, "checkin")
-    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+    def _idle_from_now(_dbapi_connection: Any, record: Any) -> None:
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine, "checkout")
