@@ -7,10 +7,11 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg.types.json import set_json_dumps
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from digits.db.session import POSTGRES_CONNECT_TIMEOUT_S
+from digits.db.session import POSTGRES_CONNECT_TIMEOUT_S, to_json
 
 RETRY_AFTER_S = 1.0  # after a failed connect, the thread path alone for this long
 
@@ -66,6 +67,10 @@ class AsyncPostgresWriter:
         except (psycopg.Error, OSError):
             self._connection = None
             self._retry_at = time.monotonic() + RETRY_AFTER_S
+            return None
+        # JSON values come in wrapped by SQLAlchemy's bind processor, to be written by the
+        # connection's serializer: the engine's, as on the engine's own connections.
+        set_json_dumps(to_json, self._connection)
         return self._connection
 
     async def aclose(self) -> None:

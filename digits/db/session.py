@@ -55,7 +55,7 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def _to_json(value: Any) -> str:
+def to_json(value: Any) -> str:
     """JSON columns' serializer: pydantic-core's writes floats ~5x faster than ``json.dumps``
     (the ten probabilities of every prediction), and they read back as the same floats."""
     return pydantic_core.to_json(value).decode()
@@ -63,7 +63,7 @@ def _to_json(value: Any) -> str:
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     parsed = normalize_url(url)
-    kwargs.setdefault("json_serializer", _to_json)
+    kwargs.setdefault("json_serializer", to_json)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
             parsed,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -65,6 +66,34 @@ def test_inserts_and_steps_aside_while_busy(database: Database) -> None:
     assert first
     assert together.count(True) == 1  # one used the connection; the others sent nothing
     assert _count(database) == 3
+
+
+def test_stores_what_a_core_insert_stores(database: Database) -> None:
+    """Column by column, as the database holds it (JSON as its text): the writer's connection
+    is not the engine's, yet it must serialise JSON as the engine does."""
+    through_core = _new()
+    through_writer = replace(through_core, id=uuid.uuid4())
+    with database.write() as session:
+        crud.record_prediction(session.connection(), new=through_core)
+    insert = crud.PredictionInsert(database.engine.dialect)
+
+    async def main() -> bool:
+        writer = aio.AsyncPostgresWriter(database.url)
+        try:
+            return await writer.execute(insert.sql, insert.parameters(through_writer))
+        finally:
+            await writer.aclose()
+
+    assert asyncio.run(main())
+    columns = [column.name for column in PredictionRow.__table__.columns if column.name != "id"]
+    query = text(f"SELECT {', '.join(f'CAST({c} AS TEXT)' for c in columns)} FROM predictions "
+                 "WHERE id = :id")  # fmt: skip
+    with database.engine.connect() as connection:
+        core, written = (
+            connection.execute(query, {"id": new.id}).one()
+            for new in (through_core, through_writer)
+        )
+    assert dict(zip(columns, written, strict=True)) == dict(zip(columns, core, strict=True))
 
 
 def test_a_lost_connection_is_a_connection_error_and_is_replaced(
