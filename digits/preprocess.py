@@ -87,16 +87,27 @@ def _open(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _spng_format(data: bytes, max_pixels: int) -> str | None:
-    """The libspng output format for an 8-bit grey, RGB or RGBA PNG within the pixel limit,
-    read off its header (a fraction of the CPU of Pillow's ``Image.open``); None otherwise."""
+def png_header(data: bytes) -> tuple[int, int, int, int] | None:
+    """(width, height, bit depth, colour type) as a PNG's header declares them, read without
+    decoding (a fraction of the CPU of Pillow's ``Image.open``); None if ``data`` does not
+    start like a PNG. Not validated further: a corrupt file fails later, in the decoder."""
     if len(data) < _PNG_IHDR.size:
         return None
     signature, length, kind, width, height, depth, colour = _PNG_IHDR.unpack_from(data)
-    if signature != PNG_SIGNATURE or length != 13 or kind != b"IHDR" or depth != 8:
+    if signature != PNG_SIGNATURE or length != 13 or kind != b"IHDR":
         return None
-    if not 0 < width * height <= max_pixels:
-        return None  # Pillow's path says why
+    return width, height, depth, colour
+
+
+def _spng_format(data: bytes, max_pixels: int) -> str | None:
+    """The libspng output format for an 8-bit grey, RGB or RGBA PNG within the pixel limit;
+    None otherwise."""
+    header = png_header(data)
+    if header is None:
+        return None
+    width, height, depth, colour = header
+    if depth != 8 or not 0 < width * height <= max_pixels:
+        return None  # Pillow's path decodes it, or says why not
     return _SPNG_FORMATS.get(colour)
 
 

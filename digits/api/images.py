@@ -5,11 +5,10 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import struct
 
 from PIL import Image
 
-from digits.preprocess import PNG_SIGNATURE, UnsupportedImageError
+from digits.preprocess import UnsupportedImageError, png_header
 
 
 def decode_base64_image(value: str) -> bytes:
@@ -30,23 +29,13 @@ def decode_base64_image(value: str) -> bytes:
     return data
 
 
-def png_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) as a PNG's header declares them, without decoding; None if ``data``
-    does not start like a PNG. Not validated: a corrupt file fails later, in the decoder."""
-    if not data.startswith(PNG_SIGNATURE) or len(data) < 24:
-        return None
-    # IHDR must be the first chunk; width and height are its first fields.
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
 def stored_png(data: bytes, *, max_side: int) -> bytes:
     """The submitted image as PNG no larger than ``max_side`` (already-small PNGs kept as is).
 
     Called after the predictor decoded ``data`` successfully, so it is a valid PNG or JPEG.
     """
-    size = png_size(data)
-    if size is not None and max(size) <= max_side:
+    header = png_header(data)
+    if header is not None and max(header[:2]) <= max_side:
         return data
     image: Image.Image = Image.open(io.BytesIO(data))
     image.load()

@@ -285,6 +285,16 @@ def test_8_bit_pngs_are_read_without_pillow(monkeypatch: pytest.MonkeyPatch) -> 
         pp.to_model_input(png(seven.convert("P")))  # palette: Pillow's path
 
 
+def test_png_header_is_read_without_decoding() -> None:
+    data = png(Image.new("LA", (53, 37)))
+    assert pp.png_header(data) == (53, 37, 8, 4)  # width, height, bit depth, grey + alpha
+    assert pp.png_header(data[:32]) == (53, 37, 8, 4)  # the rest is not read
+    assert pp.png_header(data[:20]) is None  # cut inside the header
+    assert pp.png_header(b"\xff\xd8\xff\xe0" + data[4:]) is None  # not a PNG signature
+    assert pp.png_header(data[:8] + (14).to_bytes(4, "big") + data[12:]) is None  # not IHDR's size
+    assert pp.png_header(data[:12] + b"IDAT" + data[16:]) is None  # IHDR is not the first chunk
+
+
 @pytest.mark.parametrize("channel", [0, 1, 2, 3])
 def test_black_is_judged_on_the_colour_channels_only(channel: int) -> None:
     rgba = np.zeros((6, 5, 4), np.uint8)

@@ -15,14 +15,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from digits.api.deps import StoreDep
 from digits.api.forms import FormError, Part, parse_form
-from digits.api.images import decode_base64_image, png_size, stored_png
+from digits.api.images import decode_base64_image, stored_png
 from digits.api.metrics import Metrics
 from digits.api.store import PredictionNotFoundError, PredictionStore, record_from_row
 from digits.config import Settings
 from digits.db import crud
 from digits.db.models import utcnow
 from digits.predict import Predictor
-from digits.preprocess import input_to_png
+from digits.preprocess import input_to_png, png_header
 from digits.schemas import (
     CorrectionIn,
     Label,
@@ -165,8 +165,8 @@ def _predict_inline(data: bytes) -> bool:
     thread costs more than it saves (~0.3 ms, and the model runs ~40 % slower on a thread whose
     CPU caches are cold). Bigger or other images go to a thread, so they cannot stall the
     other requests of this worker."""
-    size = png_size(data)
-    return size is not None and size[0] * size[1] <= INLINE_MAX_PIXELS
+    header = png_header(data)
+    return header is not None and header[0] * header[1] <= INLINE_MAX_PIXELS
 
 
 @router.post(
