@@ -21,6 +21,13 @@ find_python() {
     return 1
 }
 
+# A .venv whose creation was cut short (Ctrl-C, a killed job) has no pip; nothing was
+# installed into it yet (no stamp), so it is made again rather than failing every run.
+if [[ -x "$venv/bin/python" && ! -f "$stamp" ]] \
+    && ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+    echo "setup: $venv is incomplete (no pip); creating it again" >&2
+    rm -rf "$venv"
+fi
 if [[ ! -x "$venv/bin/python" ]]; then
     python="$(find_python)"
     echo "setup: creating $venv with $python" >&2
