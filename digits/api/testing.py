@@ -22,6 +22,14 @@ KEEP = {"DIGITS_MODEL_PATH", "DIGITS_MNIST_DIR"}
 READY_TIMEOUT_S = 180
 
 
+def child_environ(**settings: str) -> dict[str, str]:
+    """The environment for a `digits` child: this one without its DIGITS_* settings (except
+    those in KEEP), plus ``settings``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
+    environ.update(settings)
+    return environ
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -41,8 +49,7 @@ def serve_process(
     can signal the whole process group) -> (base URL, process) once /readyz answers 200.
     Its output goes to ``log_path``; it is stopped (SIGTERM, then SIGKILL) on exit."""
     port = free_port()
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
-    environ.update(
+    environ = child_environ(
         DIGITS_ENV="test", DIGITS_DATABASE_URL=database_url, DIGITS_DATA_DIR=str(data_dir)
     )
     environ.update(env or {})

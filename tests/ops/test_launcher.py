@@ -17,13 +17,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ops_support import REPO_ROOT, require
+from ops_support import require
 
-from digits.api.testing import free_port
+from digits.api.testing import DIGITS, child_environ, free_port
 
-DIGITS = REPO_ROOT / ".venv" / "bin" / "digits"
-# Settings that describe the machine, not the run: passed through to the servers started here.
-KEEP = {"DIGITS_MODEL_PATH", "DIGITS_MNIST_DIR"}
 MARKER = "DIGITS_OPS_TEST_MARKER"
 
 
@@ -44,18 +41,14 @@ def processes_with_marker(value: str) -> list[int]:
 
 
 def launcher_env(tmp_path: Path, api_port: int, ui_port: int, marker: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_") or k in KEEP}
-    env.update(
-        {
-            "DIGITS_DATA_DIR": str(tmp_path / "data"),
-            "DIGITS_HOST": "127.0.0.1",
-            "DIGITS_PORT": str(api_port),
-            "DIGITS_UI_PORT": str(ui_port),
-            "DIGITS_LOG_JSON": "false",
-            MARKER: marker,
-        }
+    return child_environ(
+        DIGITS_DATA_DIR=str(tmp_path / "data"),
+        DIGITS_HOST="127.0.0.1",
+        DIGITS_PORT=str(api_port),
+        DIGITS_UI_PORT=str(ui_port),
+        DIGITS_LOG_JSON="false",
+        **{MARKER: marker},
     )
-    return env
 
 
 def drain(stream: object, lines: queue.Queue[str]) -> None:

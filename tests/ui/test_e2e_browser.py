@@ -14,7 +14,6 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,13 +25,12 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 from support import CHROMIUM_ARGS, REPO_ROOT
 
-from digits.api.testing import free_port
+from digits.api.testing import DIGITS, free_port
 from digits.config import SHIPPED_WEIGHTS
 
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
-DIGITS = Path(sys.executable).with_name("digits")
 STARTUP_S = 90
 ANSWER_TIMEOUT_MS = 30_000
 
