@@ -32,6 +32,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.synthetic = args.synthetic
     if args.max_lr is not None:
         config.max_lr = args.max_lr
+    if args.pen_renders is not None:
+        config.pen_renders = args.pen_renders
     init = load(args.init) if args.init else None
     result = fit(config, args.output, mnist_dir=args.mnist_dir, init=init)
     print(
@@ -130,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--synthetic", type=int, default=None, help="synthetic drawings to mix in")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--pen-renders", type=int, default=None, help="drawings of each real pen digit"
+    )
     train.add_argument("--max-lr", type=float, default=None, help="peak of the one-cycle schedule")
     train.add_argument(
         "--init", type=Path, default=None, help="start from this checkpoint (fine-tune)"
