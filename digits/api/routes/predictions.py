@@ -10,11 +10,11 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from starlette.datastructures import UploadFile
 from fastapi.encoders import jsonable_encoder
 from pydantic import TypeAdapter, ValidationError
 
 from digits.api.deps import StoreDep
-from digits.api.forms import FormError, Part, parse_form
 from digits.api.images import decode_base64_image, stored_png
 from digits.api.metrics import Metrics
 from digits.api.store import PredictionNotFoundError, PredictionStore, record_from_row
@@ -41,6 +41,7 @@ _ANSWER_FIELDS = set(PredictionOut.model_fields)
 INLINE_MAX_PIXELS = 1024 * 1024  # decoded and framed in a few ms at most
 _UUID = TypeAdapter(uuid.UUID)
 MAX_PAGE = 500
+MAX_FORM_FIELDS = 8
 
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
@@ -85,22 +86,18 @@ def _parse_fields(source: Any, drawing_id: Any) -> tuple[str, uuid.UUID | None]:
         raise _invalid("drawing_id", "drawing_id must be a UUID") from exc
 
 
-def _text(part: Part | None) -> str | None:
-    return None if part is None else part.text()
-
-
 async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
-        try:
-            form = parse_form(request.headers["content-type"], await request.body())
-        except FormError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        upload = form.get("image")
-        if upload is None:
-            raise _invalid("image", "the multipart field 'image' is required")
-        data = upload.data if upload.is_file else decode_base64_image(upload.text())
-        source, drawing_id = _parse_fields(_text(form.get("source")), _text(form.get("drawing_id")))
+        async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+            upload = form.get("image")
+            if upload is None:
+                raise _invalid("image", "the multipart field 'image' is required")
+            if isinstance(upload, UploadFile):
+                data = await upload.read()
+            else:
+                data = decode_base64_image(upload)
+            source, drawing_id = _parse_fields(form.get("source"), form.get("drawing_id"))
         return data, source, drawing_id
     if content_type == "application/json" or content_type.endswith("+json"):
         try:
