@@ -158,7 +158,6 @@ def create_app(
             with contextlib.suppress(SQLAlchemyError):
                 if spool.depth:
                     await asyncio.to_thread(store.replay)
-            await store.aclose()
             spool.close()
             database.dispose()
             metrics.process_exited()

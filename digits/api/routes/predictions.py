@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from starlette.datastructures import UploadFile
 from fastapi.encoders import jsonable_encoder
 from pydantic import TypeAdapter, ValidationError
+from starlette.datastructures import UploadFile
 
 from digits.api.deps import StoreDep
 from digits.api.images import decode_base64_image, stored_png
@@ -22,7 +21,7 @@ from digits.config import Settings
 from digits.db import crud
 from digits.db.models import utcnow
 from digits.predict import Predictor
-from digits.preprocess import input_to_png, png_header
+from digits.preprocess import input_to_png
 from digits.schemas import (
     CorrectionIn,
     Label,
@@ -38,7 +37,6 @@ router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
 _SOURCE = TypeAdapter(Source)
 _ANSWER_FIELDS = set(PredictionOut.model_fields)
-INLINE_MAX_PIXELS = 1024 * 1024  # decoded and framed in a few ms at most
 _UUID = TypeAdapter(uuid.UUID)
 MAX_PAGE = 500
 MAX_FORM_FIELDS = 8
@@ -120,19 +118,22 @@ async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | No
     )
 
 
-def _predict(
+def _predict_and_save(
     *,
     data: bytes,
     source: str,
     drawing_id: uuid.UUID | None,
     predictor: Predictor,
     settings: Settings,
-) -> crud.NewPrediction:
+    store: PredictionStore,
+    metrics: Metrics,
+) -> PredictionRecord:
+    """Predict, then store durably (database or spool)."""
     started = time.perf_counter()
     prediction = predictor.predict(
         data, max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels
     )
-    return crud.NewPrediction(
+    new = crud.NewPrediction(
         id=uuid.uuid4(),
         created_at=utcnow(),
         digit=prediction.digit,
@@ -146,24 +147,9 @@ def _predict(
         input_png=input_to_png(prediction.model_input),
         latency_ms=(time.perf_counter() - started) * 1000,
     )
-
-
-def _counted(record: PredictionRecord, metrics: Metrics) -> PredictionRecord:
+    record = store.save_prediction(new)
     metrics.predictions.labels(digit=str(record.digit), status=record.status).inc()
     return record
-
-
-def _save(new: crud.NewPrediction, *, store: PredictionStore, metrics: Metrics) -> PredictionRecord:
-    return _counted(store.save_prediction(new), metrics)
-
-
-def _predict_inline(data: bytes) -> bool:
-    """Whether to predict on the event loop itself: for a drawing-sized PNG, a hand-over to a
-    thread costs more than it saves (~0.3 ms, and the model runs ~40 % slower on a thread whose
-    CPU caches are cold). Bigger or other images go to a thread, so they cannot stall the
-    other requests of this worker."""
-    header = png_header(data)
-    return header is not None and header[0] * header[1] <= INLINE_MAX_PIXELS
 
 
 @router.post(
@@ -176,29 +162,21 @@ def _predict_inline(data: bytes) -> bool:
 )
 async def create_prediction(request: Request) -> Response:
     # The hot path reads app.state directly and serialises the answer itself: FastAPI's
-    # dependency solving and response validation would add ~0.3 ms of CPU to every request.
+    # dependency solving and response validation would add CPU to every request.
     state = request.app.state
-    predictor: Predictor = state.holder.predictor  # once: a model swap cannot change it halfway
     data, source, drawing_id = await _read_submission(request)
-    job = functools.partial(
-        _predict,
+    # Model and insert run on a thread so that neither blocks this worker's other requests;
+    # asyncio's hand-over copies the context, so the logs keep the request id.
+    record = await asyncio.to_thread(
+        _predict_and_save,
         data=data,
         source=source,
         drawing_id=drawing_id,
-        predictor=predictor,
+        predictor=state.holder.predictor,  # once: a model swap cannot change it halfway
         settings=state.settings,
+        store=state.store,
+        metrics=state.metrics,
     )
-    new = job() if _predict_inline(data) else await asyncio.to_thread(job)
-    # A plain insert is done on the event loop when it cannot block it (SQLite) or is awaited
-    # (PostgreSQL). Anything else (another writer, a drawing's earlier prediction, the spool)
-    # goes to a thread: asyncio's hand-over, which copies the context so logs keep the
-    # request id (Starlette's run_in_threadpool costs twice as much).
-    store: PredictionStore = state.store
-    now = await store.save_prediction_on_loop(new)
-    if now is not None:
-        record = _counted(now, state.metrics)
-    else:
-        record = await asyncio.to_thread(_save, new, store=store, metrics=state.metrics)
     return Response(
         record.model_dump_json(include=_ANSWER_FIELDS),
         status_code=201,
