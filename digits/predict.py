@@ -6,7 +6,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -15,8 +15,8 @@ import torch
 from digits import checkpoint as ckpt
 from digits import preprocess
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD, SHIPPED_WEIGHTS
+from digits.schemas import Status
 
-Status = Literal["ok", "uncertain"]
 _INPUT = "input"
 
 

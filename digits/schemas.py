@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 Source = Literal["canvas", "upload", "api"]
 Status = Literal["ok", "uncertain"]
 Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
+Health = Literal["ok", "degraded", "unavailable"]
 Label = Annotated[int, Field(ge=0, le=9)]
 
 NUM_CLASSES = 10
@@ -114,12 +115,12 @@ class ModelInfo(BaseModel):
 
 
 class DependencyCheck(BaseModel):
-    status: Literal["ok", "degraded", "unavailable"]
+    status: Health
     detail: str | None = None
 
 
 class Readiness(BaseModel):
-    status: Literal["ok", "degraded", "unavailable"]
+    status: Health
     checks: dict[str, DependencyCheck]
     spool_depth: int
 

@@ -24,8 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, defer
 
 from digits.db.models import PredictionRow
+from digits.schemas import Outcome
 
-Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
 ImageKind = Literal["image", "input"]
 RELIABILITY_BINS = 10
 # Built once, parameters passed beside it: SQLAlchemy then reuses both its cache key and its
