@@ -41,6 +41,14 @@ class PredictionJsonIn(BaseModel):
     drawing_id: uuid.UUID | None = None
 
 
+class PredictionFormIn(BaseModel):
+    """Multipart form of ``POST /api/predictions``: the image as a file (or a base64 field)."""
+
+    image: bytes = Field(description="PNG or JPEG file")
+    source: Source = "api"
+    drawing_id: uuid.UUID | None = None
+
+
 class CorrectionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -6,11 +6,11 @@ import asyncio
 import time
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
 from digits.api.deps import StoreDep
@@ -26,38 +26,31 @@ from digits.schemas import (
     CorrectionIn,
     Label,
     Outcome,
+    PredictionFormIn,
     PredictionJsonIn,
     PredictionOut,
     PredictionPage,
     PredictionRecord,
-    Source,
 )
+
+_In = TypeVar("_In", bound=BaseModel)
 
 router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
-_SOURCE = TypeAdapter(Source)
 _ANSWER_FIELDS = set(PredictionOut.model_fields)
-_UUID = TypeAdapter(uuid.UUID)
 MAX_PAGE = 500
 MAX_FORM_FIELDS = 8
 
+_IMAGE_BODY = TypeAdapter(bytes).json_schema()
+# One route takes four content types, so FastAPI cannot infer the body from the signature;
+# every schema here is generated from the pydantic models the route validates with.
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["image"],
-                "properties": {
-                    "image": {"type": "string", "format": "binary"},
-                    "source": {"type": "string", "enum": ["canvas", "upload", "api"]},
-                    "drawing_id": {"type": "string", "format": "uuid"},
-                },
-            }
-        },
+        "multipart/form-data": {"schema": PredictionFormIn.model_json_schema()},
         "application/json": {"schema": PredictionJsonIn.model_json_schema()},
-        "image/png": {"schema": {"type": "string", "format": "binary"}},
-        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "image/png": {"schema": _IMAGE_BODY},
+        "image/jpeg": {"schema": _IMAGE_BODY},
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -67,50 +60,39 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _invalid(loc: str, message: str) -> HTTPException:
-    return HTTPException(422, [{"loc": ["body", loc], "msg": message, "type": "value_error"}])
-
-
-def _parse_fields(source: Any, drawing_id: Any) -> tuple[str, uuid.UUID | None]:
+def _validated(model: type[_In], fields: Any) -> _In:
+    """``fields`` (a dict, or JSON text) as ``model``; a 422 naming the bad fields otherwise."""
     try:
-        parsed_source = _SOURCE.validate_python(source if source not in (None, "") else "api")
+        if isinstance(fields, bytes):
+            return model.model_validate_json(fields)
+        # An empty form field or query parameter means "not given".
+        return model.model_validate({k: v for k, v in fields.items() if v not in ("", None)})
     except ValidationError as exc:
-        raise _invalid("source", "source must be one of canvas, upload, api") from exc
-    if drawing_id in (None, ""):
-        return parsed_source, None
-    try:
-        return parsed_source, _UUID.validate_python(drawing_id)
-    except ValidationError as exc:
-        raise _invalid("drawing_id", "drawing_id must be a UUID") from exc
+        # No input echoed back: it may be binary junk, and it is the client's own anyway.
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise HTTPException(422, jsonable_encoder(errors)) from exc
 
 
 async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+            fields: dict[str, Any] = {name: form.get(name) for name in ("source", "drawing_id")}
             upload = form.get("image")
-            if upload is None:
-                raise _invalid("image", "the multipart field 'image' is required")
             if isinstance(upload, UploadFile):
-                data = await upload.read()
-            else:
-                data = decode_base64_image(upload)
-            source, drawing_id = _parse_fields(form.get("source"), form.get("drawing_id"))
-        return data, source, drawing_id
+                fields["image"] = await upload.read()
+            elif upload is not None:
+                fields["image"] = decode_base64_image(upload)
+        submitted = _validated(PredictionFormIn, fields)
+        return submitted.image, submitted.source, submitted.drawing_id
     if content_type == "application/json" or content_type.endswith("+json"):
-        try:
-            payload = PredictionJsonIn.model_validate_json(await request.body())
-        except ValidationError as exc:
-            # No input echoed back: it may be binary junk, and it is the client's own anyway.
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            raise HTTPException(422, jsonable_encoder(errors)) from exc
-        source = payload.source
-        return decode_base64_image(payload.image), source, payload.drawing_id
+        payload = _validated(PredictionJsonIn, await request.body())
+        return decode_base64_image(payload.image), payload.source, payload.drawing_id
     if content_type in {"image/png", "image/jpeg"}:
-        source, drawing_id = _parse_fields(
-            request.query_params.get("source"), request.query_params.get("drawing_id")
+        submitted = _validated(
+            PredictionFormIn, {**request.query_params, "image": await request.body()}
         )
-        return await request.body(), source, drawing_id
+        return submitted.image, submitted.source, submitted.drawing_id
     raise HTTPException(
         415,
         'send multipart/form-data with an \'image\' file, JSON {"image": "<base64>"}, '
