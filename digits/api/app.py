@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -143,6 +144,10 @@ def create_app(
                 "database": database.url.render_as_string(),
             },
         )
+        # Torch, the model and the app live as long as the process: frozen, they are left out
+        # of every full collection, which would otherwise walk them all and stall requests.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -153,7 +158,6 @@ def create_app(
             with contextlib.suppress(SQLAlchemyError):
                 if spool.depth:
                     await asyncio.to_thread(store.replay)
-            await store.aclose()
             spool.close()
             database.dispose()
             metrics.process_exited()
