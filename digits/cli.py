@@ -108,7 +108,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from digits.registry import models_command
+    from digits.registry_cli import models_command
 
     return models_command(args)
 
@@ -175,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring the database to the latest migration")
     migrate.set_defaults(func=cmd_migrate)
 
-    models = sub.add_parser("models", help="model registry: list | promote VERSION | rollback")
+    models = sub.add_parser(
+        "models", help="model registry: list | add PATH | promote VERSION | rollback"
+    )
     models_sub = models.add_subparsers(dest="models_command", required=True)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -184,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         "promote", parents=[as_json], help="make VERSION the active model"
     )
     promote.add_argument("version")
+    add = models_sub.add_parser(
+        "add", parents=[as_json], help="register a checkpoint trained elsewhere (not promoted)"
+    )
+    add.add_argument("path", type=Path)
     models_sub.add_parser(
         "rollback", parents=[as_json], help="re-activate the previously active model"
     )

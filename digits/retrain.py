@@ -345,7 +345,7 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     registry = Registry.from_settings(settings)
     active = registry.ensure().active
     assert active is not None  # ensure() activates the shipped weights at least
-    parent = ckpt.load(registry.checkpoint_path(active))
+    parent = registry.load(active)
     training, heldout = load_corrections(settings.resolved_database_url)
     log.info("corrections: %d for training, %d held out", len(training.labels), len(heldout.labels))
     report: dict[str, Any] = {
@@ -379,7 +379,9 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     accept, reasons = decide(results)
     candidate.metrics = _candidate_metrics(results)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    report_dir = options.report_dir or registry.root / "reports" / f"{stamp}-{candidate.version}"
+    report_dir = (
+        options.report_dir or settings.data_dir / "reports" / f"{stamp}-{candidate.version}"
+    )
     promote = accept and options.promote
     report |= {
         "decision": "promoted" if promote else ("accepted, not promoted" if accept else "rejected"),
@@ -393,11 +395,13 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
         "report": str(report_dir),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    # The report first: the registry entry points at it, and the API shows it as the card.
+    # The report first: the registry keeps its Markdown, and the API shows it as the card.
     _write_report(report, report_dir)
     candidate_file = report_dir / "candidate.pt"
     ckpt.save(candidate, candidate_file)
-    registry.register(candidate_file, origin="retrain", report=str(report_dir))
+    registry.register(
+        candidate_file, origin="retrain", report=(report_dir / "retrain.md").read_text()
+    )
     candidate_file.unlink()
     if promote:
         registry.promote(candidate.version, reason="; ".join(reasons))

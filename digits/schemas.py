@@ -16,6 +16,8 @@ Source = Literal["canvas", "upload", "api"]
 Status = Literal["ok", "uncertain", "not_a_digit"]
 Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
 Health = Literal["ok", "degraded", "unavailable"]
+Origin = Literal["shipped", "retrain", "manual"]
+Action = Literal["initial", "promote", "rollback"]
 Label = Annotated[int, Field(ge=0, le=9)]
 
 NUM_CLASSES = 10
@@ -151,7 +153,7 @@ class RegisteredModel(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     version: str
-    origin: Literal["shipped", "retrain", "manual"]
+    origin: Origin
     created_at: UtcDatetime
     registered_at: UtcDatetime
     parent: str | None
@@ -164,7 +166,7 @@ class ActivationEvent(BaseModel):
     """A model became active: the first (shipped) model, a promotion or a rollback."""
 
     at: UtcDatetime
-    action: Literal["initial", "promote", "rollback"]
+    action: Action
     version: str
     previous: str | None
     reason: str

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -17,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api import errors
-from digits.api.holder import ModelHolder
+from digits.api.holder import ModelHolder, serving
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
 from digits.api.routes import admin, health, models, predictions, stats
@@ -29,7 +29,6 @@ from digits.db.models import utcnow
 from digits.db.session import Database, is_connection_error
 from digits.logs import configure_logging
 from digits.predict import Predictor
-from digits.registry import active_path
 from digits.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -37,17 +36,6 @@ logger = logging.getLogger(__name__)
 REPLAY_INTERVAL_S = 2.0
 MODEL_CHECK_INTERVAL_S = 2.0
 RETENTION_INTERVAL_S = 3600.0
-
-
-def _loader(settings: Settings) -> Callable[[], Predictor]:
-    def load() -> Predictor:
-        # DIGITS_MODEL_PATH, else the registry's active.pt: a promotion replaces that file and
-        # the holder's file watch swaps the new model in.
-        return Predictor.from_checkpoint(
-            active_path(settings), uncertain_threshold=settings.uncertain_threshold
-        )
-
-    return load
 
 
 def _migrate(settings: Settings) -> bool:
@@ -124,7 +112,12 @@ def create_app(
         torch.set_num_threads(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = await asyncio.to_thread(_migrate, settings)
-        holder = ModelHolder((lambda: predictor) if predictor else _loader(settings))
+        # After the migration: the registry's tables must exist to read the active model.
+        holder = (
+            ModelHolder(lambda: predictor)
+            if predictor
+            else ModelHolder(*await asyncio.to_thread(serving, settings))
+        )
         database = Database(settings.resolved_database_url)
         spool = Spool(settings.resolved_spool_dir)
         spool.open()
