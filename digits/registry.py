@@ -279,7 +279,7 @@ class Registry:
         reason: str,
         *,
         at: datetime | None = None,
-        if_active: str | None | _Unconditional = UNCONDITIONAL,
+        if_active: str | _Unconditional | None = UNCONDITIONAL,
     ) -> ActivationEvent | None:
         """Append an activation; with ``if_active``, only while that version (None: nothing) is
         still the active one, so replicas racing to activate the shipped weights record it once."""

@@ -44,6 +44,7 @@ def serving(settings: Settings, registry: Registry) -> tuple[Callable[[], Predic
             lambda: Predictor.from_checkpoint(pinned, uncertain_threshold=threshold),
             lambda: _fingerprint(pinned),
         )
+
     def load() -> Predictor:
         try:
             return Predictor(registry.load_active(), uncertain_threshold=threshold)

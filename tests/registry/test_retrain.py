@@ -11,7 +11,6 @@ import pytest
 from digits import registry as registry_module
 from digits import retrain
 from digits.config import Settings
-from digits.db.migrate import upgrade_head
 
 
 def test_heldout_split_is_stable_and_about_a_quarter() -> None:
@@ -47,12 +46,10 @@ def test_promotion_needs_better_corrections_and_no_worse_mnist(
 
 
 def test_without_enough_corrections_nothing_is_trained(
-    tmp_path: Path, shipped: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, database_url: str, shipped: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(registry_module, "SHIPPED_WEIGHTS", shipped)
-    url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
-    upgrade_head(url)
-    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url)
     report = retrain.retrain(settings, retrain.Options())
     assert report["decision"] == "skipped" and report["promoted"] is False
     assert report["corrections_train"] == report["corrections_heldout"] == 0
