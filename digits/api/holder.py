@@ -48,7 +48,11 @@ def serving(settings: Settings) -> tuple[Callable[[], Predictor], Token]:
 
     def load() -> Predictor:
         try:
-            return Predictor(registry.load_active(), uncertain_threshold=threshold)
+            return Predictor(
+                registry.load_active(),
+                uncertain_threshold=threshold,
+                not_a_digit_threshold=settings.not_a_digit_threshold,
+            )
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
