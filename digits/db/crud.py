@@ -348,7 +348,7 @@ def labelled_inputs(
     With ``not_a_digit``, drawings the user called "not a digit" come too, labelled
     ``NOT_A_DIGIT_LABEL`` (for a model with that class).
     """
-    label: ColumnElement[int | None] = PredictionRow.true_label
+    label: ColumnElement[int | None] = PredictionRow.true_label.expression
     if not_a_digit:
         label = case((PredictionRow.not_a_digit, NOT_A_DIGIT_LABEL), else_=label)
     rows = session.execute(
