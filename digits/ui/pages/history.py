@@ -36,6 +36,7 @@ ANSWER_OPTIONS: dict[str, Status | None] = {
 }
 PAGE_KEY = "history_page"
 FIX_KEY = "history_fix_id"
+NOT_A_DIGIT_OPTION = 10  # after the ten digits in the label choice
 
 
 @dataclass(frozen=True)
@@ -184,14 +185,12 @@ def _correction(
         format_func=lambda i: _describe(by_id[i], zone),
     )
     record = by_id[chosen]
-    # The ten digits, then None: "not a digit".
-    options: list[int | None] = [*range(10), None]
-    current = 10 if record.not_a_digit else record.true_label
+    current = NOT_A_DIGIT_OPTION if record.not_a_digit else record.true_label
     label = label_col.selectbox(
         "True digit",
-        options,
+        range(NOT_A_DIGIT_OPTION + 1),
         index=record.digit if current is None else current,
-        format_func=lambda d: "Not a digit" if d is None else str(d),
+        format_func=lambda d: "Not a digit" if d == NOT_A_DIGIT_OPTION else str(d),
         key=f"history_label_{chosen}",
     )
     save_col.button(
@@ -199,7 +198,7 @@ def _correction(
         key="history_save",
         type="primary",
         on_click=_save,
-        args=(record.id, label, record.digit),
+        args=(record.id, None if label == NOT_A_DIGIT_OPTION else int(label), record.digit),
     )
     error = st.session_state.pop("history_error", None)
     if error:
