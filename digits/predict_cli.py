@@ -57,7 +57,7 @@ def run_predict(files: Sequence[Path], *, as_json: bool, model: Path | None = No
     for line in _lines(predictor, files):
         if as_json:
             sys.stdout.write(json.dumps(line) + "\n")
-        elif line["status"] in ("ok", "uncertain"):
+        elif line["digit"] is not None:  # ok, uncertain or not_a_digit, with the best guess
             sys.stdout.write(
                 f"{line['file']}: {line['digit']} ({line['confidence']:.1%}, {line['status']})\n"
             )

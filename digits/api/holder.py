@@ -47,7 +47,11 @@ def serving(settings: Settings, registry: Registry) -> tuple[Callable[[], Predic
 
     def load() -> Predictor:
         try:
-            return Predictor(registry.load_active(), uncertain_threshold=threshold)
+            return Predictor(
+                registry.load_active(),
+                uncertain_threshold=threshold,
+                not_a_digit_threshold=settings.not_a_digit_threshold,
+            )
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise

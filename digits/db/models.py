@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,6 +77,10 @@ class PredictionRow(Base):
     # The 28x28 the model saw, kept forever with the label: it is the next model's training data.
     input_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     true_label: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    # The user's other answer: the drawing is no digit at all (then true_label is NULL).
+    not_a_digit: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
 

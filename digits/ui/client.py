@@ -23,6 +23,7 @@ from digits.schemas import (
     PredictionRecord,
     Source,
     Stats,
+    Status,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -96,11 +97,10 @@ class ApiClient:
         response = self._send("POST", "/api/predictions", data=form, files=files)
         return self._parse(PredictionOut, response)
 
-    def label(self, prediction_id: uuid.UUID | str, true_label: int) -> PredictionRecord:
-        """Record (or change) the digit the user says was drawn."""
-        response = self._send(
-            "PATCH", f"/api/predictions/{prediction_id}", json={"true_label": true_label}
-        )
+    def label(self, prediction_id: uuid.UUID | str, true_label: int | None) -> PredictionRecord:
+        """Record (or change) the digit the user says was drawn; None: not a digit."""
+        body = {"not_a_digit": True} if true_label is None else {"true_label": true_label}
+        response = self._send("PATCH", f"/api/predictions/{prediction_id}", json=body)
         return self._parse(PredictionRecord, response)
 
     def get_prediction(self, prediction_id: uuid.UUID | str) -> PredictionRecord:
@@ -114,6 +114,8 @@ class ApiClient:
         digit: int | None = None,
         true_label: int | None = None,
         outcome: Outcome | None = None,
+        status: Status | None = None,
+        not_a_digit: bool | None = None,
     ) -> PredictionPage:
         """A page of stored predictions, newest first, with the filtered total."""
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
@@ -123,6 +125,10 @@ class ApiClient:
             params["true_label"] = true_label
         if outcome is not None:
             params["outcome"] = outcome
+        if status is not None:
+            params["status"] = status
+        if not_a_digit is not None:
+            params["not_a_digit"] = str(not_a_digit).lower()
         return self._parse(PredictionPage, self._send("GET", "/api/predictions", params=params))
 
     def image_png(self, prediction_id: uuid.UUID | str) -> bytes:

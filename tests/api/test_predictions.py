@@ -24,7 +24,7 @@ POST_FIELDS = {
     "model_version",
     "created_at",
 }
-RECORD_FIELDS = POST_FIELDS | {"source", "drawing_id", "true_label", "labelled_at"}
+RECORD_FIELDS = POST_FIELDS | {"source", "drawing_id", "true_label", "not_a_digit", "labelled_at"}
 
 
 def _utc(value: str) -> datetime:

@@ -31,6 +31,7 @@ from digits.schemas import (
     PredictionOut,
     PredictionPage,
     PredictionRecord,
+    Status,
 )
 
 _In = TypeVar("_In", bound=BaseModel)
@@ -171,7 +172,7 @@ async def create_prediction(request: Request) -> Response:
 def correct_prediction(
     prediction_id: uuid.UUID, correction: CorrectionIn, store: StoreDep
 ) -> PredictionRecord:
-    """Record or change the digit the user says was drawn."""
+    """Record or change the digit the user says was drawn, or that it is not a digit."""
     return store.label(prediction_id, correction.true_label)
 
 
@@ -183,6 +184,10 @@ def list_predictions(
     digit: Annotated[Label | None, Query(description="predicted digit")] = None,
     true_label: Annotated[Label | None, Query(description="the user's correction")] = None,
     outcome: Annotated[Outcome | None, Query()] = None,
+    status: Annotated[Status | None, Query(description="the model's answer")] = None,
+    not_a_digit: Annotated[
+        bool | None, Query(description='the user labelled it "not a digit" (or not)')
+    ] = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
 ) -> PredictionPage:
@@ -198,6 +203,8 @@ def list_predictions(
             digit=digit,
             true_label=true_label,
             outcome=outcome,
+            status=status,
+            not_a_digit=not_a_digit,
             since=since,
             until=until,
         )
