@@ -230,12 +230,15 @@ def reject_scores(logits: torch.Tensor) -> np.ndarray:
 
 
 def reject_threshold(logits: torch.Tensor, labels: np.ndarray, *, n_pen_val: int) -> float:
-    """The not-a-digit threshold: turn down at most 1 % of `validation` writers' pen digits
-    (the hardest real digits we may tune on), fitted on the last n_pen_val samples."""
+    """The not-a-digit threshold, fitted on `validation` writers' pen drawings (the last
+    n_pen_val samples): the highest one that still turns down 95 % of their letters, scribbles
+    and digit pairs, so that as few real digits as possible are refused."""
     scores = reject_scores(logits[-n_pen_val:] if n_pen_val else logits)
     tail = labels[-n_pen_val:] if n_pen_val else labels
-    digit_scores = scores[tail < NUM_DIGITS]
-    return float(np.clip(np.quantile(digit_scores, 0.99), 0.3, 0.95))
+    rejects = scores[tail == NOT_A_DIGIT]
+    if not len(rejects):
+        return 0.5
+    return float(np.clip(np.quantile(rejects, 0.05), 0.3, 0.95))
 
 
 def _split(dataset: data.Dataset, val_size: int, seed: int) -> tuple[data.Dataset, data.Dataset]:
