@@ -18,6 +18,8 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
+    null,
     select,
     text,
     update,
@@ -349,14 +351,26 @@ def labelled_outcomes(session: Session) -> list[tuple[datetime, str, int, int]]:
     ]
 
 
-def labelled_inputs(session: Session) -> list[tuple[uuid.UUID, bytes, int]]:
-    """(id, 28x28 input PNG, true_label) of every labelled prediction: retraining data."""
+def corrections(session: Session) -> list[Any]:
+    """Every labelled prediction (a digit label or "not a digit"): retraining data, as rows of
+    (id, input_png, true_label, not_a_digit, session_id)."""
+    not_a_digit = getattr(PredictionRow, "not_a_digit", None)
+    session_id = getattr(PredictionRow, "session_id", None)
+    labelled = PredictionRow.true_label.is_not(None)
+    if not_a_digit is not None:
+        labelled = labelled | not_a_digit.is_(True)
     rows = session.execute(
-        select(PredictionRow.id, PredictionRow.input_png, PredictionRow.true_label)
-        .where(PredictionRow.true_label.is_not(None))
+        select(
+            PredictionRow.id,
+            PredictionRow.input_png,
+            PredictionRow.true_label,
+            (not_a_digit if not_a_digit is not None else literal(False)).label("not_a_digit"),
+            (session_id if session_id is not None else null()).label("session_id"),
+        )
+        .where(labelled)
         .order_by(PredictionRow.created_at, PredictionRow.id)
     ).all()
-    return [(row_id, png, label) for row_id, png, label in rows if label is not None]
+    return list(rows)
 
 
 def delete_all(session: Session) -> int:
