@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     cache_dir: Path | None = None  # where downloads go; default data_dir/mnist
     model_path: Path | None = None  # None: the active registry model, else the shipped weights
     uncertain_threshold: float = Field(default=DEFAULT_UNCERTAIN_THRESHOLD, ge=0.0, le=1.0)
+    # None: the threshold fitted on `validation` writers and stored in the checkpoint.
+    not_a_digit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
     max_body_bytes: int = 2 * 1024 * 1024
     max_pixels: int = 4096 * 4096

@@ -182,9 +182,48 @@ def model_card(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {r['n']} | {r['accuracy']:.4%} | {r['ece']:.4%} | {r['confident_wrong']:.4%} | {r['empty']} |"
         )
+    if "pen" in report:
+        lines += pen_section(report["pen"])
     lines += ["", "![reliability](reliability.png)", "", "![confusion](confusion.png)", ""]
     lines.append(f"Evaluated in {report['seconds']:.0f} s by `digits evaluate`.")
     return "\n".join(lines) + "\n"
+
+
+def pen_section(pen: dict[str, Any]) -> list[str]:
+    digits = pen["digits"]
+    rows = [
+        "",
+        "## Real pen-drawn digits and letters",
+        "",
+        "UNIPEN writers this model never trained or tuned on (role `test` in",
+        "`digits/datasets/pen/writers.json`), replayed onto the 280x280 canvas as people draw there",
+        "(brush sizes, scale, position, every canvas encoding): `benchmarks/pen_bench.py`.",
+        "",
+        f"- Digits (n={digits['n']}): best guess right **{digits['accuracy']:.2%}**, answered `ok`"
+        f" {digits['status']['ok']:.2%}, `not_a_digit` {digits['status']['not_a_digit']:.2%},"
+        f" wrong with confidence > 0.9 {digits['confident_wrong']:.2%}, ECE {digits['ece']:.2%}",
+        "",
+        "| digit | " + " | ".join(str(d) for d in range(10)) + " |",
+        "|---|" + "---|" * 10,
+        "| accuracy | "
+        + " | ".join(f"{digits['per_digit'][str(d)]:.3f}" for d in range(10))
+        + " |",
+        "",
+        "| drawings that are not one digit | n | answered `ok` | `uncertain` | `not_a_digit` |",
+        "|---|---|---|---|---|",
+    ]
+    for name, label in (
+        ("letters", "uppercase letters (not O I S Z B G Q D L T J U A Y)"),
+        ("scribbles", "scribbles, shapes, smileys"),
+        ("pairs", "two digits side by side"),
+    ):
+        r = pen[name]
+        rows.append(
+            f"| {label} | {r['n']} | {r['ok']:.2%} | {r['uncertain']:.2%} | {r['not_a_digit']:.2%} |"
+        )
+    rows += ["", "The most confident mistakes on real pen digits (label, answer, confidence):", ""]
+    rows += ["![worst confusions](worst_confusions.png)"]
+    return rows
 
 
 def evaluate(
@@ -215,10 +254,20 @@ def evaluate(
         labels = np.array([label for _, label in drawings])
         probs = canvas_probabilities(predictor, [image for image, _ in drawings])
         report["canvas"][mode] = summarise(probs, labels)
+    if canvas_n > 0:
+        from digits.evaluate_pen import pen_benchmark
+
+        log.info("real-pen benchmark: `test` writers")
+        report["pen"] = pen_benchmark(predictor)
     report["seconds"] = round(time.perf_counter() - started, 1)
     if report_dir is not None:
         report_dir.mkdir(parents=True, exist_ok=True)
         report["plots"] = write_plots(report, report_dir)
+        if "pen" in report:
+            from digits.evaluate_pen import worst_picture
+
+            worst_picture(report["pen"], report_dir / "worst_confusions.png")
+            report["plots"].append("worst_confusions.png")
         (report_dir / "report.json").write_text(json.dumps(report, indent=1))
         (report_dir / "MODEL_CARD.md").write_text(model_card(report))
     return report

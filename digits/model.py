@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+NUM_DIGITS = 10
+NOT_A_DIGIT = 10  # the extra class: letters, shapes, scribbles, several digits
+NUM_CLASSES = NUM_DIGITS + 1
+
 
 def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
     return nn.Sequential(
@@ -30,7 +34,7 @@ class DigitNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(),  # (N, 36w)
             nn.Dropout(dropout),
-            nn.Linear(4 * w * 3 * 3, num_classes),  # (N, 10) logits
+            nn.Linear(4 * w * 3 * 3, num_classes),  # (N, num_classes) logits
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,12 @@ import torch
 from digits import checkpoint as ckpt
 from digits import preprocess
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD, SHIPPED_WEIGHTS
+from digits.model import NOT_A_DIGIT, NUM_DIGITS
 
-Status = Literal["ok", "uncertain"]
+Status = Literal["ok", "uncertain", "not_a_digit"]
 _INPUT = "input"
+# Used when a checkpoint with a not-a-digit class carries no fitted threshold of its own.
+DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,18 @@ class Predictor:
         checkpoint: ckpt.Checkpoint,
         *,
         uncertain_threshold: float = DEFAULT_UNCERTAIN_THRESHOLD,
+        not_a_digit_threshold: float | None = None,
         source: Path | None = None,
     ) -> None:
         self.checkpoint = checkpoint
         self._session = _inference_session(checkpoint.build_model())
         self.temperature = float(checkpoint.temperature)
         self.uncertain_threshold = uncertain_threshold
+        self.rejects = int(checkpoint.model_args.get("num_classes", NUM_DIGITS)) > NUM_DIGITS
+        fitted = checkpoint.metrics.get("not_a_digit_threshold", DEFAULT_NOT_A_DIGIT_THRESHOLD)
+        self.not_a_digit_threshold = (
+            float(fitted) if not_a_digit_threshold is None else not_a_digit_threshold
+        )
         self.version = checkpoint.version
         self.metrics = checkpoint.metrics
         self.source = source
@@ -102,7 +111,12 @@ class Predictor:
         threshold = (
             settings.uncertain_threshold if uncertain_threshold is None else uncertain_threshold
         )
-        return cls(ckpt.load(path), uncertain_threshold=threshold, source=path)
+        return cls(
+            ckpt.load(path),
+            uncertain_threshold=threshold,
+            not_a_digit_threshold=settings.not_a_digit_threshold,
+            source=path,
+        )
 
     def info(self) -> dict[str, Any]:
         return {
@@ -113,31 +127,58 @@ class Predictor:
             "created_at": self.checkpoint.created_at,
             "parent": self.checkpoint.parent,
             "uncertain_threshold": self.uncertain_threshold,
+            "not_a_digit_threshold": self.not_a_digit_threshold if self.rejects else None,
         }
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) model inputs in [0, 1] -> (N, 10) raw logits."""
+        """(N, 28, 28) model inputs in [0, 1] -> (N, classes) raw logits."""
         batch = preprocess.normalize(inputs.astype(np.float32, copy=False))[:, None]
         logits: np.ndarray = self._session.run(None, {_INPUT: batch})[0]
         return logits
 
-    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
-        """(N, 28, 28) model inputs in [0, 1] -> (N, 10) calibrated probabilities."""
-        scaled = self.logits(inputs) / self.temperature
-        exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-        return exp / exp.sum(axis=1, keepdims=True)
+    def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 28, 28) model inputs in [0, 1] -> ((N, 10) calibrated digit probabilities,
+        (N,) not-a-digit scores; zeros for a model without that class).
 
-    def _prediction(self, probs: np.ndarray, model_input: np.ndarray) -> Prediction:
+        The temperature is fitted on digits alone, so it calibrates the best guess among the
+        ten; the not-a-digit score is the plain softmax share of the extra class, compared
+        with a threshold fitted on `validation` writers.
+        """
+        logits = self.logits(inputs)
+        digits = _softmax(logits[:, :NUM_DIGITS] / self.temperature)
+        if not self.rejects:
+            return digits, np.zeros(len(logits))
+        return digits, _softmax(logits)[:, NOT_A_DIGIT]
+
+    def probabilities(self, inputs: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) model inputs in [0, 1] -> (N, 10) calibrated digit probabilities."""
+        return self.scores(inputs)[0]
+
+    def _prediction(self, probs: np.ndarray, reject: float, model_input: np.ndarray) -> Prediction:
         digit = int(probs.argmax())
         confidence = float(probs[digit])
-        status: Status = "ok" if confidence >= self.uncertain_threshold else "uncertain"
+        status: Status
+        if self.rejects and reject >= self.not_a_digit_threshold:
+            status = "not_a_digit"
+        elif confidence < self.uncertain_threshold:
+            status = "uncertain"
+        else:
+            status = "ok"
         return Prediction(digit, confidence, [float(p) for p in probs], status, model_input)
 
     def predict(self, image: preprocess.ImageInput, **limits: int) -> Prediction:
         """Raises preprocess.PreprocessError (EmptyImageError for a blank drawing)."""
         model_input = preprocess.to_model_input(image, **limits)
-        return self._prediction(self.probabilities(model_input[None])[0], model_input)
+        return self.predict_inputs(model_input[None])[0]
 
     def predict_inputs(self, inputs: np.ndarray) -> list[Prediction]:
-        probs = self.probabilities(inputs)
-        return [self._prediction(p, x) for p, x in zip(probs, inputs, strict=True)]
+        probs, rejects = self.scores(inputs)
+        return [
+            self._prediction(p, float(r), x) for p, r, x in zip(probs, rejects, inputs, strict=True)
+        ]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return result

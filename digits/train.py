@@ -23,8 +23,8 @@ from torch import nn
 from tqdm import tqdm
 
 from digits import checkpoint as ckpt
-from digits import data, preprocess
-from digits.model import DigitNet
+from digits import data, pen, preprocess
+from digits.model import NOT_A_DIGIT, NUM_CLASSES, NUM_DIGITS, DigitNet
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ class TrainConfig:
     dropout: float = 0.25
     val_size: int = 5000
     synthetic: int = 20000
+    num_classes: int = NUM_CLASSES
+    pen_renders: int = 3  # each real pen sample of `train` writers drawn this many times
+    scribbles: int = 4000  # generated non-digits (shapes, smileys, scribbles)
+    pairs: int = 2000  # two digits side by side: not one digit
     seed: int = 0
     dry_run: bool = False
     augment: dict[str, float] = field(
@@ -288,6 +292,62 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return float(log_t.exp().item())
 
 
+def pen_drawings(role: pen.Role, config: TrainConfig, cache_dir: Path) -> data.Dataset:
+    """Real pen digits and rejectable letters of one writer role, drawn as canvases, plus
+    scribbles and digit pairs (both labelled not-a-digit), cached like the synthetic set."""
+    code = hashlib.sha256(Path(pen.__file__).read_bytes()).hexdigest()[:8]
+    shares = 1 if role == "train" else 4  # validation: a quarter as many generated extras
+    limit = 100 if config.dry_run else None
+    if config.dry_run:
+        shares *= 20
+    key = f"{role}-{config.pen_renders}-{config.scribbles}-{config.pairs}-{config.seed}-{limit}"
+    cache = cache_dir / f"pen-v{preprocess.PREPROCESS_VERSION}-{code}-{key}.npz"
+    if cache.exists():
+        stored = np.load(cache)
+        return data.Dataset(stored["images"], stored["labels"])
+    log.info("drawing the pen samples of %s writers", role)
+    images, labels = pen.training_inputs(
+        pen.load("digits", role)[:limit],
+        pen.rejectable_letters(pen.load("letters", role))[:limit],
+        renders=config.pen_renders,
+        scribbles=config.scribbles // shares,
+        pairs=config.pairs // shares,
+        seed=config.seed + (7 if role == "train" else 11),
+        not_a_digit=NOT_A_DIGIT,
+    )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=images, labels=labels)
+    return data.Dataset(images, labels)
+
+
+def widened(state_dict: dict[str, torch.Tensor], num_classes: int) -> dict[str, torch.Tensor]:
+    """A 10-digit checkpoint's weights for a network with more outputs: the digit rows are
+    kept, a new class starts at zero weight and a bias that makes it unlikely."""
+    weight, bias = "classifier.2.weight", "classifier.2.bias"
+    have = state_dict[weight].shape[0]
+    if have == num_classes:
+        return state_dict
+    state = dict(state_dict)
+    extra = num_classes - have
+    state[weight] = torch.cat([state[weight], torch.zeros(extra, state[weight].shape[1])])
+    state[bias] = torch.cat([state[bias], torch.full((extra,), float(state[bias].min()) - 4.0)])
+    return state
+
+
+def reject_scores(logits: torch.Tensor) -> np.ndarray:
+    """(N, 11) logits -> the probability of the not-a-digit class (uncalibrated softmax)."""
+    return F.softmax(logits.float(), dim=1)[:, NOT_A_DIGIT].numpy()
+
+
+def reject_threshold(logits: torch.Tensor, labels: np.ndarray, *, n_pen_val: int) -> float:
+    """The not-a-digit threshold: turn down at most 1 % of `validation` writers' pen digits
+    (the hardest real digits we may tune on), fitted on the last n_pen_val samples."""
+    scores = reject_scores(logits[-n_pen_val:] if n_pen_val else logits)
+    tail = labels[-n_pen_val:] if n_pen_val else labels
+    digit_scores = scores[tail < NUM_DIGITS]
+    return float(np.clip(np.quantile(digit_scores, 0.99), 0.3, 0.95))
+
+
 def _split(dataset: data.Dataset, val_size: int, seed: int) -> tuple[data.Dataset, data.Dataset]:
     order = np.random.default_rng(seed).permutation(len(dataset.labels))
     val, train = order[:val_size], order[val_size:]
@@ -333,6 +393,13 @@ def fit(
         synth_train, synth_val = _split(synthetic, n_synth // 10, config.seed)
         parts.append(synth_train)
         val_parts.append(synth_val)
+    n_pen = 0
+    if config.num_classes > NUM_DIGITS and config.pen_renders > 0:
+        pen_train = pen_drawings("train", config, cache_dir)
+        pen_val = pen_drawings("validation", config, cache_dir)
+        parts.append(pen_train)
+        val_parts.append(pen_val)
+        n_pen = len(pen_train.labels)
     if extra is not None and len(extra.labels):
         parts.append(extra)
     train_images = np.concatenate([p.images for p in parts]).astype(np.float32)
@@ -340,10 +407,14 @@ def fit(
     val_images = np.concatenate([p.images for p in val_parts]).astype(np.float32)
     val_labels = np.concatenate([p.labels for p in val_parts]).astype(np.int64)
 
-    model_args: dict[str, Any] = {"width": config.width, "dropout": config.dropout}
+    model_args: dict[str, Any] = {
+        "width": config.width,
+        "dropout": config.dropout,
+        "num_classes": config.num_classes,
+    }
     model = DigitNet(**model_args).to(device)
     if init is not None:
-        model.load_state_dict(init.state_dict)
+        model.load_state_dict(widened(init.state_dict, config.num_classes))
     optimiser = torch.optim.AdamW(
         model.parameters(), lr=config.max_lr, weight_decay=config.weight_decay
     )
@@ -362,6 +433,7 @@ def fit(
     x_all = torch.from_numpy(train_images).unsqueeze(1)
     y_all = torch.from_numpy(train_labels)
     history = []
+    best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     for epoch in range(epochs):
         model.train()
         order = torch.randperm(
@@ -390,27 +462,50 @@ def fit(
                 logits_of(model, val_mnist.images, device).argmax(1).numpy() == val_mnist.labels
             ).mean()
         )
+        # Early stopping on the whole validation mix (real pen writers included): the
+        # epoch that reads it best is kept.
+        val_all = float(
+            (logits_of(model, val_images, device).argmax(1).numpy() == val_labels).mean()
+        )
         history.append(
-            {"epoch": epoch + 1, "train_loss": loss_sum / seen, "val_mnist_accuracy": val_acc}
+            {
+                "epoch": epoch + 1,
+                "train_loss": loss_sum / seen,
+                "val_mnist_accuracy": val_acc,
+                "val_accuracy": val_all,
+            }
         )
         log.info(
-            "epoch %d: train loss %.4f, MNIST validation accuracy %.4f",
+            "epoch %d: train loss %.4f, MNIST validation accuracy %.4f, all %.4f",
             epoch + 1,
             loss_sum / seen,
             val_acc,
+            val_all,
         )
+        if best is None or val_all > best[0]:
+            best = (val_all, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+
+    assert best is not None
+    model.load_state_dict(best[2])
 
     val_logits = logits_of(model, val_images, device)
-    temperature = fit_temperature(val_logits, torch.from_numpy(val_labels))
+    is_digit = val_labels < NUM_DIGITS
+    digit_logits = val_logits[torch.from_numpy(is_digit), :NUM_DIGITS]
+    temperature = fit_temperature(digit_logits, torch.from_numpy(val_labels[is_digit]))
     model.cpu()
     elapsed = time.perf_counter() - started
     metrics: dict[str, Any] = {
-        "val_accuracy": float((val_logits.argmax(1).numpy() == val_labels).mean()),
-        "val_mnist_accuracy": history[-1]["val_mnist_accuracy"],
+        "val_accuracy": float((digit_logits.argmax(1).numpy() == val_labels[is_digit]).mean()),
+        "val_mnist_accuracy": history[best[1]]["val_mnist_accuracy"],
+        "best_epoch": best[1] + 1,
         "train_seconds": round(elapsed, 1),
         "device": device.type,
         "history": history,
     }
+    if config.num_classes > NUM_DIGITS:
+        metrics["not_a_digit_threshold"] = reject_threshold(
+            val_logits, val_labels, n_pen_val=len(val_parts[-1].labels) if n_pen else 0
+        )
     result = ckpt.from_model(
         model,
         model_args,
@@ -421,6 +516,7 @@ def fit(
         data={
             "mnist_train": len(train_mnist.labels),
             "synthetic": len(parts[1].labels) if config.synthetic > 0 else 0,
+            "pen": n_pen,
             "extra": 0 if extra is None else len(extra.labels),
             "validation": len(val_labels),
         },
