@@ -36,11 +36,12 @@ from digits import checkpoint as ckpt
 from digits import data, gate, train
 from digits.config import Settings, get_settings
 from digits.evaluate import CANVAS_MODES, CANVAS_SEED, expected_calibration_error
+from digits.model import NOT_A_DIGIT
 from digits.registry import Registry
 
 log = logging.getLogger(__name__)
 
-NOT_A_DIGIT = 10  # the class a "not a digit" correction trains, in a model with 11 outputs
+
 MIN_TRAIN, MIN_HELDOUT = 10, 5
 REPLAY = 6000  # MNIST training images replayed
 CALIBRATION_MNIST = 2000  # MNIST training images (not replayed) for the temperature

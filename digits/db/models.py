@@ -82,3 +82,16 @@ class PredictionRow(Base):
         Index("ix_predictions_drawing_id", "drawing_id"),
         Index("ix_predictions_model_version", "model_version"),
     )
+
+
+class RetrainLeaseRow(Base):
+    """One row per lease name: who holds the right to run a retraining, until when, and when
+    the last one finished. Taken with a conditional UPDATE, which both databases make atomic, so
+    replicas on any machine run one retraining at a time."""
+
+    __tablename__ = "retrain_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
