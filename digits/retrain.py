@@ -223,6 +223,7 @@ def train_candidate(
             "corrections_calibration": int(calibration.sum()),
             "corrections_heldout": int(split.heldout.sum()),
             "corrections_excluded": split.excluded_corrections,
+            "sessions_excluded": len(split.excluded),
             "mnist_replay": len(replay_idx),
             "calibration": len(calibration_y),
             "epochs": options.epochs,
@@ -314,9 +315,10 @@ def _write_report(report: dict[str, Any], report_dir: Path) -> None:
     (report_dir / "retrain.md").write_text(report_markdown(report))
 
 
-def _candidate_metrics(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _candidate_metrics(results: dict[str, dict[str, Any]], sessions: int) -> dict[str, Any]:
     candidate, active = results["candidate"], results["active"]
     return {
+        "heldout_sessions": sessions,
         "mnist_accuracy": candidate["mnist"]["accuracy"],
         "heldout_accuracy": candidate["heldout"]["accuracy"],
         "heldout_samples": candidate["heldout"]["n"],
@@ -390,7 +392,7 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     decision = gate.decide(
         interval, results["active"]["mnist"]["accuracy"], results["candidate"]["mnist"]["accuracy"]
     )
-    candidate.metrics = _candidate_metrics(results)
+    candidate.metrics = _candidate_metrics(results, heldout_sessions)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report_dir = options.report_dir or registry.root / "reports" / f"{stamp}-{candidate.version}"
     promote = decision.accept and options.promote
