@@ -30,9 +30,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from digits import checkpoint as ckpt
 from digits import pen, preprocess, retrain, synth
 from digits.api.testing import free_port
+from digits.checkpoint import Checkpoint
+from digits.config import Settings
 from digits.evaluate import expected_calibration_error
 from digits.registry import Registry
 
@@ -132,7 +133,7 @@ def bootstrap_difference(
     return float(change.sum() / size.sum()), float(low), float(high)
 
 
-def judge(checkpoint: ckpt.Checkpoint, inputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def judge(checkpoint: Checkpoint, inputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     probs = retrain.probabilities(checkpoint, inputs)
     correct = probs.argmax(axis=1) == labels
     return {
@@ -173,9 +174,10 @@ def main() -> int:
         return done.returncode
     line = json.loads(done.stdout.strip().splitlines()[-1])
 
-    registry = Registry(root / "data" / "models")
-    before = ckpt.load(registry.checkpoint_path(line["active_before"]))
-    after = ckpt.load(registry.checkpoint_path(line["active"]))
+    registry = Registry.from_settings(
+        Settings(database_url=env["DIGITS_DATABASE_URL"], data_dir=root / "data")
+    )
+    before, after = registry.load(line["active_before"]), registry.load(line["active"])
     inputs, labels, writers = test_writers(args.seed + 1)
     judged = {"before": judge(before, inputs, labels), "after": judge(after, inputs, labels)}
     probs_before = retrain.probabilities(before, inputs).argmax(axis=1) != labels

@@ -88,7 +88,17 @@ def load(path: Path) -> Checkpoint:
     if not path.exists():
         raise CheckpointError(f"no checkpoint at {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
+    return load_bytes(raw, name=str(path))
+
+
+def load_bytes(raw: bytes, *, name: str = "checkpoint") -> Checkpoint:
+    """The one loader: files and the registry's stored bytes both come through here."""
+    path = name  # how the messages below name the source
+    try:
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a corrupt file
         raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:

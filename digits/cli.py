@@ -32,6 +32,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.synthetic = args.synthetic
     if args.max_lr is not None:
         config.max_lr = args.max_lr
+    if args.pen_renders is not None:
+        config.pen_renders = args.pen_renders
     init = load(args.init) if args.init else None
     result = fit(config, args.output, mnist_dir=args.mnist_dir, init=init)
     print(
@@ -106,7 +108,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from digits.registry import models_command
+    from digits.registry_cli import models_command
 
     return models_command(args)
 
@@ -130,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=None)
     train.add_argument("--synthetic", type=int, default=None, help="synthetic drawings to mix in")
     train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--pen-renders", type=int, default=None, help="drawings of each real pen digit"
+    )
     train.add_argument("--max-lr", type=float, default=None, help="peak of the one-cycle schedule")
     train.add_argument(
         "--init", type=Path, default=None, help="start from this checkpoint (fine-tune)"
@@ -170,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="bring the database to the latest migration")
     migrate.set_defaults(func=cmd_migrate)
 
-    models = sub.add_parser("models", help="model registry: list | promote VERSION | rollback")
+    models = sub.add_parser(
+        "models", help="model registry: list | add PATH | promote VERSION | rollback"
+    )
     models_sub = models.add_subparsers(dest="models_command", required=True)
     as_json = argparse.ArgumentParser(add_help=False)
     as_json.add_argument("--json", action="store_true", help="one JSON object on stdout")
@@ -179,6 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         "promote", parents=[as_json], help="make VERSION the active model"
     )
     promote.add_argument("version")
+    add = models_sub.add_parser(
+        "add", parents=[as_json], help="register a checkpoint trained elsewhere (not promoted)"
+    )
+    add.add_argument("path", type=Path)
     models_sub.add_parser(
         "rollback", parents=[as_json], help="re-activate the previously active model"
     )

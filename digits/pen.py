@@ -148,13 +148,14 @@ def training_inputs(
     rejects: Sequence[PenSample],
     *,
     renders: int,
+    reject_renders: int,
     scribbles: int,
     pairs: int,
     seed: int,
     not_a_digit: int,
     canvas: int = 140,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pen samples drawn ``renders`` times each in random looks, plus generated scribbles and
+    """Pen digits drawn ``renders`` times each (rejects ``reject_renders`` times) in random looks, plus generated scribbles and
     two-digit drawings, framed as served inputs -> ((N, 28, 28) float32, (N,) int64).
 
     Rejects (letters), scribbles and pairs carry the label ``not_a_digit``. Drawn on a smaller
@@ -167,7 +168,7 @@ def training_inputs(
     for sample in digits:
         jobs += [(list(sample.strokes), int(sample.label))] * renders
     for sample in rejects:
-        jobs += [(list(sample.strokes), not_a_digit)] * renders
+        jobs += [(list(sample.strokes), not_a_digit)] * reject_renders
     jobs += [(_unit(scribble(rng)), not_a_digit) for _ in range(scribbles)]
     for _ in range(pairs):
         a, b = (digits[int(i)] for i in rng.integers(len(digits), size=2))

@@ -6,7 +6,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -16,8 +16,8 @@ from digits import checkpoint as ckpt
 from digits import preprocess
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD, SHIPPED_WEIGHTS
 from digits.model import NOT_A_DIGIT, NUM_DIGITS
+from digits.schemas import Status
 
-Status = Literal["ok", "uncertain", "not_a_digit"]
 _INPUT = "input"
 # Used when a checkpoint with a not-a-digit class carries no fitted threshold of its own.
 DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5

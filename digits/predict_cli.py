@@ -45,10 +45,11 @@ def _lines(predictor: Predictor, files: Sequence[Path]) -> Iterator[dict[str, An
 
 
 def run_predict(files: Sequence[Path], *, as_json: bool, model: Path | None = None) -> int:
-    from digits.registry import active_path
+    from digits.api.holder import serving
+    from digits.config import get_settings
 
     # The model the API serves: DIGITS_MODEL_PATH, else the registry's active one.
-    predictor = Predictor.from_checkpoint(model or active_path())
+    predictor = Predictor.from_checkpoint(model) if model else serving(get_settings())[0]()
     for line in _lines(predictor, files):
         if as_json:
             sys.stdout.write(json.dumps(line) + "\n")

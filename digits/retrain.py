@@ -340,7 +340,7 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     registry = Registry.from_settings(settings)
     active = registry.ensure().active
     assert active is not None  # ensure() activates the shipped weights at least
-    parent = ckpt.load(registry.checkpoint_path(active))
+    parent = registry.load(active)
     num_classes = int(parent.model_args.get("num_classes", 10))
     corrections = load_corrections(settings.resolved_database_url, num_classes)
     answers = probabilities(parent, corrections.images).argmax(axis=1)
@@ -394,7 +394,9 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     )
     candidate.metrics = _candidate_metrics(results, heldout_sessions)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    report_dir = options.report_dir or registry.root / "reports" / f"{stamp}-{candidate.version}"
+    report_dir = (
+        options.report_dir or settings.data_dir / "reports" / f"{stamp}-{candidate.version}"
+    )
     promote = decision.accept and options.promote
     accepted = "accepted, not promoted" if decision.accept else "rejected"
     report |= {
@@ -411,11 +413,13 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
         "report": str(report_dir),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    # The report first: the registry entry points at it, and the API shows it as the card.
+    # The report first: the registry keeps its Markdown, and the API shows it as the card.
     _write_report(report, report_dir)
     candidate_file = report_dir / "candidate.pt"
     ckpt.save(candidate, candidate_file)
-    registry.register(candidate_file, origin="retrain", report=str(report_dir))
+    registry.register(
+        candidate_file, origin="retrain", report=(report_dir / "retrain.md").read_text()
+    )
     candidate_file.unlink()
     if promote:
         registry.promote(candidate.version, reason="; ".join(decision.reasons))

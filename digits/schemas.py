@@ -13,8 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
 Source = Literal["canvas", "upload", "api"]
-Status = Literal["ok", "uncertain"]
+Status = Literal["ok", "uncertain", "not_a_digit"]
 Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
+Health = Literal["ok", "degraded", "unavailable"]
+Origin = Literal["shipped", "retrain", "manual"]
+Action = Literal["initial", "promote", "rollback"]
 Label = Annotated[int, Field(ge=0, le=9)]
 
 NUM_CLASSES = 10
@@ -36,6 +39,14 @@ class PredictionJsonIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(description="PNG or JPEG as base64, or a data: URL")
+    source: Source = "api"
+    drawing_id: uuid.UUID | None = None
+
+
+class PredictionFormIn(BaseModel):
+    """Multipart form of ``POST /api/predictions``: the image as a file (or a base64 field)."""
+
+    image: bytes = Field(description="PNG or JPEG file")
     source: Source = "api"
     drawing_id: uuid.UUID | None = None
 
@@ -114,12 +125,12 @@ class ModelInfo(BaseModel):
 
 
 class DependencyCheck(BaseModel):
-    status: Literal["ok", "degraded", "unavailable"]
+    status: Health
     detail: str | None = None
 
 
 class Readiness(BaseModel):
-    status: Literal["ok", "degraded", "unavailable"]
+    status: Health
     checks: dict[str, DependencyCheck]
     spool_depth: int
 
@@ -142,7 +153,7 @@ class RegisteredModel(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     version: str
-    origin: Literal["shipped", "retrain", "manual"]
+    origin: Origin
     created_at: UtcDatetime
     registered_at: UtcDatetime
     parent: str | None
@@ -155,7 +166,7 @@ class ActivationEvent(BaseModel):
     """A model became active: the first (shipped) model, a promotion or a rollback."""
 
     at: UtcDatetime
-    action: Literal["initial", "promote", "rollback"]
+    action: Action
     version: str
     previous: str | None
     reason: str

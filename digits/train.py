@@ -40,7 +40,8 @@ class TrainConfig:
     val_size: int = 5000
     synthetic: int = 20000
     num_classes: int = NUM_CLASSES
-    pen_renders: int = 3  # each real pen sample of `train` writers drawn this many times
+    pen_renders: int = 3  # each real pen digit of `train` writers drawn this many times
+    reject_renders: int = 3  # and each rejectable letter
     scribbles: int = 4000  # generated non-digits (shapes, smileys, scribbles)
     pairs: int = 2000  # two digits side by side: not one digit
     seed: int = 0
@@ -300,7 +301,7 @@ def pen_drawings(role: pen.Role, config: TrainConfig, cache_dir: Path) -> data.D
     limit = 100 if config.dry_run else None
     if config.dry_run:
         shares *= 20
-    key = f"{role}-{config.pen_renders}-{config.scribbles}-{config.pairs}-{config.seed}-{limit}"
+    key = f"{role}-{config.pen_renders}-{config.reject_renders}-{config.scribbles}-{config.pairs}-{config.seed}-{limit}"
     cache = cache_dir / f"pen-v{preprocess.PREPROCESS_VERSION}-{code}-{key}.npz"
     if cache.exists():
         stored = np.load(cache)
@@ -310,6 +311,7 @@ def pen_drawings(role: pen.Role, config: TrainConfig, cache_dir: Path) -> data.D
         pen.load("digits", role)[:limit],
         pen.rejectable_letters(pen.load("letters", role))[:limit],
         renders=config.pen_renders,
+        reject_renders=config.reject_renders,
         scribbles=config.scribbles // shares,
         pairs=config.pairs // shares,
         seed=config.seed + (7 if role == "train" else 11),

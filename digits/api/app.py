@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -16,7 +17,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api import errors
-from digits.api.holder import ModelHolder
+from digits.api.holder import ModelHolder, serving
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
 from digits.api.routes import admin, health, models, predictions, stats
@@ -28,7 +29,6 @@ from digits.db.models import utcnow
 from digits.db.session import Database, is_connection_error
 from digits.logs import configure_logging
 from digits.predict import Predictor
-from digits.registry import active_path
 from digits.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -36,17 +36,6 @@ logger = logging.getLogger(__name__)
 REPLAY_INTERVAL_S = 2.0
 MODEL_CHECK_INTERVAL_S = 2.0
 RETENTION_INTERVAL_S = 3600.0
-
-
-def _loader(settings: Settings) -> Callable[[], Predictor]:
-    def load() -> Predictor:
-        # DIGITS_MODEL_PATH, else the registry's active.pt: a promotion replaces that file and
-        # the holder's file watch swaps the new model in.
-        return Predictor.from_checkpoint(
-            active_path(settings), uncertain_threshold=settings.uncertain_threshold
-        )
-
-    return load
 
 
 def _migrate(settings: Settings) -> bool:
@@ -123,7 +112,12 @@ def create_app(
         torch.set_num_threads(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = await asyncio.to_thread(_migrate, settings)
-        holder = ModelHolder((lambda: predictor) if predictor else _loader(settings))
+        # After the migration: the registry's tables must exist to read the active model.
+        holder = (
+            ModelHolder(lambda: predictor)
+            if predictor
+            else ModelHolder(*await asyncio.to_thread(serving, settings))
+        )
         database = Database(settings.resolved_database_url)
         spool = Spool(settings.resolved_spool_dir)
         spool.open()
@@ -143,6 +137,10 @@ def create_app(
                 "database": database.url.render_as_string(),
             },
         )
+        # Torch, the model and the app live as long as the process: frozen, they are left out
+        # of every full collection, which would otherwise walk them all and stall requests.
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
@@ -153,7 +151,6 @@ def create_app(
             with contextlib.suppress(SQLAlchemyError):
                 if spool.depth:
                     await asyncio.to_thread(store.replay)
-            await store.aclose()
             spool.close()
             database.dispose()
             metrics.process_exited()

@@ -8,7 +8,7 @@ import io
 
 from PIL import Image
 
-from digits.preprocess import UnsupportedImageError, png_header
+from digits.preprocess import UnsupportedImageError
 
 
 def decode_base64_image(value: str) -> bytes:
@@ -34,10 +34,9 @@ def stored_png(data: bytes, *, max_side: int) -> bytes:
 
     Called after the predictor decoded ``data`` successfully, so it is a valid PNG or JPEG.
     """
-    header = png_header(data)
-    if header is not None and max(header[:2]) <= max_side:
-        return data
     image: Image.Image = Image.open(io.BytesIO(data))
+    if image.format == "PNG" and max(image.size) <= max_side:
+        return data
     image.load()
     if image.mode not in {"L", "LA", "RGB", "RGBA"}:
         image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")

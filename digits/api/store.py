@@ -7,7 +7,6 @@ database in the order they were acknowledged. A background task replays the spoo
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
 import threading
@@ -21,8 +20,6 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api.metrics import Metrics
 from digits.db import crud
-from digits.db.aio import AsyncPostgresWriter
-from digits.db.batch import GroupCommitter
 from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database, is_connection_error
 from digits.schemas import PredictionRecord
@@ -126,7 +123,7 @@ def label_entry(prediction_id: uuid.UUID, true_label: int, labelled_at: datetime
 
 class PredictionStore:
     def __init__(self, database: Database, spool: Spool, metrics: Metrics) -> None:
-        self._database = database
+        self.database = database  # tests replace it to simulate outages
         self.spool = spool
         self.metrics = metrics
         # Recently answered records (no images), so a correction can still be acknowledged with
@@ -136,33 +133,6 @@ class PredictionStore:
         # False until the schema is known to be at head (the database was down at startup):
         # writes go to the spool meanwhile instead of failing on a missing table.
         self.schema_ready = True
-        # Predictions of a drawing may replace an earlier one (SQLAlchemy Core); the others are
-        # plain inserts on a DBAPI cursor (crud.PredictionInsert), the hot path.
-        self._drawing_inserts: GroupCommitter[crud.NewPrediction, PredictionRecord] = (
-            GroupCommitter(
-                database,
-                lambda connection, new: record_from_new(
-                    replace(new, id=crud.record_prediction(connection, new=new))
-                ),
-            )
-        )
-        self._plain_inserts: GroupCommitter[crud.NewPrediction, PredictionRecord] = GroupCommitter(
-            database, self._insert_row, transaction=Database.dbapi_write
-        )
-        self._insert_sql = crud.PredictionInsert(database.engine.dialect)
-        self._async_writer: AsyncPostgresWriter | None = None  # made on the event loop
-
-    @property
-    def database(self) -> Database:
-        return self._database
-
-    @database.setter
-    def database(self, database: Database) -> None:
-        """Point at another database (tests simulate outages this way)."""
-        self._database = database
-        self._drawing_inserts.database = database
-        self._plain_inserts.database = database
-        self._insert_sql = crud.PredictionInsert(database.engine.dialect)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _remember(self, record: PredictionRecord) -> None:
@@ -236,69 +206,10 @@ class PredictionStore:
         self._remember(record)
         return record
 
-    async def save_prediction_on_loop(self, new: crud.NewPrediction) -> PredictionRecord | None:
-        """``save_prediction`` for the event loop, where nothing may block: a plain insert into
-        SQLite while no other writer holds it (a fraction of a millisecond), or into PostgreSQL
-        through this worker's AsyncPostgresWriter while it is free. Else None, and nothing was
-        stored: the caller takes ``save_prediction`` to a thread. A hand-over to a thread and
-        back costs about as much as the insert, and the model's next run finds colder caches.
-        """
-        if new.drawing_id is not None or not self.schema_ready or self.spool.depth:
-            return None
-        if self.database.is_sqlite:
-            return self._save_now(new)
-        return await self._save_async(new)
-
-    def _save_now(self, new: crud.NewPrediction) -> PredictionRecord | None:
-        try:
-            done = self._plain_inserts.submit_now(new)
-        except SQLAlchemyError:
-            return None  # save_prediction tries again, and spools or raises as it should
-        if done is None:
-            return None
-        self._remember(done[0])
-        return done[0]
-
-    async def _save_async(self, new: crud.NewPrediction) -> PredictionRecord | None:
-        if self._async_writer is None or self._async_writer.url != self.database.url:
-            await self.aclose()  # the database was replaced (tests simulate outages so)
-            self._async_writer = AsyncPostgresWriter(self.database.url)
-        insert = self._insert_sql
-        try:
-            sent = await self._async_writer.execute(insert.sql, insert.parameters(new))
-        except SQLAlchemyError as exc:
-            if not is_connection_error(exc):
-                raise
-            # The insert may have been committed before the connection went: not sent again,
-            # but spooled, whose replay inserts it only if it is absent.
-            self._db_failed(exc)
-            await asyncio.to_thread(self._spool, prediction_entry(new))
-        else:
-            if not sent:
-                return None
-        record = record_from_new(new)
-        self._remember(record)
-        return record
-
-    async def aclose(self) -> None:
-        writer, self._async_writer = self._async_writer, None
-        if writer is not None:
-            await writer.aclose()
-
     def _insert(self, new: crud.NewPrediction) -> PredictionRecord:
-        if new.drawing_id is not None:
-            return self._drawing_inserts.submit(new)
-        if self.database.is_sqlite:
-            # One writer at a time: the group commit shares its flushes between requests.
-            return self._plain_inserts.submit(new)
-        # A plain insert is one statement: PostgreSQL commits it in one round trip, and its
-        # WAL flush is already shared by concurrent commits.
-        with self.database.dbapi_autocommit() as cursor:
-            return self._insert_row(cursor, new)
-
-    def _insert_row(self, cursor: Any, new: crud.NewPrediction) -> PredictionRecord:
-        self._insert_sql.execute(cursor, new)
-        return record_from_new(new)
+        with self.database.write() as session:
+            stored_id = crud.record_prediction(session, new=new)
+        return record_from_new(replace(new, id=stored_id))
 
     def label(self, prediction_id: uuid.UUID, true_label: int) -> PredictionRecord:
         labelled_at = utcnow()

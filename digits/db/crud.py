@@ -13,7 +13,6 @@ from typing import Any, Literal
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Dialect,
     and_,
     delete,
     func,
@@ -27,8 +26,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, defer
 
 from digits.db.models import PredictionRow
+from digits.schemas import Outcome
 
-Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
 ImageKind = Literal["image", "input"]
 RELIABILITY_BINS = 10
 # Built once, parameters passed beside it: SQLAlchemy then reuses both its cache key and its
@@ -69,44 +68,6 @@ class NewPrediction:
         }
 
 
-class PredictionInsert:
-    """The prediction INSERT as SQLAlchemy compiles it for one dialect, run on a DBAPI cursor.
-
-    The SQL text and every parameter conversion are SQLAlchemy's own (its compiler, and each
-    column type's bind processor), so a row is stored exactly as a Core insert stores it. What
-    is left out is a Connection's per-call bookkeeping: about 0.3 ms of CPU per insert, as much
-    as SQLite's own work on the row. For the hot path only (see ``Database.dbapi_write()``).
-    """
-
-    def __init__(self, dialect: Dialect) -> None:
-        columns = list(PredictionRow.__table__.columns)
-        compiled = insert(PredictionRow).compile(
-            dialect=dialect, column_keys=[column.key for column in columns]
-        )
-        self.sql = str(compiled)
-        self._processors = [
-            (column.key, column.type.dialect_impl(dialect).bind_processor(dialect))
-            for column in columns
-        ]
-        self._order = compiled.positiontup if compiled.positional else None
-
-    def parameters(self, new: NewPrediction) -> dict[str, Any] | tuple[Any, ...]:
-        values = {
-            "id": new.id,
-            "drawing_id": new.drawing_id,
-            "true_label": None,
-            "labelled_at": None,
-            **new.content(),
-        }
-        for key, process in self._processors:
-            if process is not None:
-                values[key] = process(values[key])
-        return values if self._order is None else tuple(values[key] for key in self._order)
-
-    def execute(self, cursor: Any, new: NewPrediction) -> None:
-        cursor.execute(self.sql, self.parameters(new))
-
-
 def _lock_drawing(session: Session | Connection, drawing_id: uuid.UUID) -> None:
     # Two POSTs of the same drawing must not both insert. SQLite writers are already serialised
     # (BEGIN IMMEDIATE); PostgreSQL gets a transaction-scoped advisory lock on the drawing.
@@ -119,8 +80,8 @@ def _lock_drawing(session: Session | Connection, drawing_id: uuid.UUID) -> None:
 def record_prediction(session: Session | Connection, *, new: NewPrediction) -> uuid.UUID:
     """Insert ``new``, or replace the open prediction of the same drawing (keeping its id).
 
-    Returns the id the prediction is stored under. A plain Core INSERT: this is the hot path,
-    and the ORM's unit of work would cost more than the statement itself.
+    Returns the id the prediction is stored under. A Core INSERT in the session: this is the
+    hot path, and the ORM's unit of work would cost more than the statement itself.
     """
     if new.drawing_id is not None:
         _lock_drawing(session, new.drawing_id)

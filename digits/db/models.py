@@ -11,10 +11,13 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     SmallInteger,
     String,
+    Text,
     TypeDecorator,
     Uuid,
 )
@@ -95,3 +98,38 @@ class RetrainLeaseRow(Base):
     holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class ModelVersionRow(Base):
+    """One registered checkpoint. The bytes live here so any replica on any machine can serve
+    the active version from the database alone, with no shared model volume."""
+
+    __tablename__ = "model_versions"
+
+    # The weights' content hash: the same file registered twice is the same row.
+    version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    origin: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    registered_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    parent: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    checkpoint: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # The retraining report (Markdown) that produced this version, shown as its card.
+    report: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ActivationRow(Base):
+    """The activation history; the newest row names the active version (an append-only log
+    replicas poll, so a promotion is one INSERT and never a read-modify-write of shared state)."""
+
+    __tablename__ = "model_activations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    action: Mapped[str] = mapped_column(String(16), nullable=False)
+    version: Mapped[str] = mapped_column(
+        String(128), ForeignKey("model_versions.version"), nullable=False
+    )
+    previous: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)

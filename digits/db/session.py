@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,10 +20,6 @@ from sqlalchemy.orm import Session, sessionmaker
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 POSTGRES_CONNECT_TIMEOUT_S = 3
 PING_AFTER_IDLE_S = 1.0
-
-
-class WriterBusyError(RuntimeError):
-    """A write that was asked not to wait found another writer holding SQLite."""
 
 
 def normalize_url(url: str | URL) -> URL:
@@ -149,99 +145,19 @@ class Database:
             yield session
 
     @contextmanager
-    def write_connection(self) -> Iterator[Connection]:
-        """Like ``write()`` without the ORM session: for the hot insert path, where the
-        session's bookkeeping would cost more CPU than the statement itself."""
-        options = {"sqlite_immediate": True} if self.is_sqlite else {}
-        with (
-            self._writer(),
-            self.engine.connect().execution_options(**options) as connection,
-            connection.begin(),
-        ):
-            yield connection
-
-    @contextmanager
-    def dbapi_write(self, *, wait: bool = True) -> Iterator[Any]:
-        """SQLite only: like ``write_connection()``, but a bare DBAPI cursor, for the hot insert
-        path (see ``crud.PredictionInsert``): BEGIN IMMEDIATE under the writer lock, COMMIT on
-        success, ROLLBACK on error. Driver errors come out as SQLAlchemy's exceptions.
-
-        ``wait=False``: WriterBusyError at once, rather than waiting, while another writer of
-        this or another process holds the lock."""
-        if not self.is_sqlite:
-            raise RuntimeError("on PostgreSQL a single insert goes through dbapi_autocommit()")
-        with self._writer(wait=wait), self._dbapi_cursor() as (connection, cursor):
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                yield cursor
-            except BaseException:
-                if connection.in_transaction:
-                    cursor.execute("ROLLBACK")
-                raise
-            cursor.execute("COMMIT")
-
-    @contextmanager
-    def dbapi_autocommit(self) -> Iterator[Any]:
-        """PostgreSQL only: a bare DBAPI cursor in autocommit mode, for one statement that is
-        atomic on its own: committed as it runs, in one round trip instead of three (BEGIN,
-        statement, COMMIT). Driver errors come out as SQLAlchemy's exceptions."""
-        if self.is_sqlite:
-            raise RuntimeError("SQLite writes go through write() or dbapi_write()")
-        with self._dbapi_cursor() as (connection, cursor):
-            connection.autocommit = True
-            try:
-                yield cursor
-            finally:
-                connection.autocommit = False  # as the pool hands connections out
-
-    @contextmanager
-    def _dbapi_cursor(self) -> Iterator[tuple[Any, Any]]:
-        """(driver connection, cursor) from the engine's pool, given back afterwards."""
-        dialect = self.engine.dialect
-        driver_error = dialect.loaded_dbapi.Error
-        pooled = None
-        try:
-            pooled = self.engine.raw_connection()
-            connection: Any = pooled.driver_connection
-            cursor = connection.cursor()
-            try:
-                yield connection, cursor
-            finally:
-                cursor.close()
-        except driver_error as exc:
-            lost = pooled is not None and dialect.is_disconnect(exc, pooled.dbapi_connection, None)
-            if lost and pooled is not None:
-                pooled.invalidate(exc)
-            raise DBAPIError.instance(
-                None, None, exc, driver_error, connection_invalidated=lost, dialect=dialect
-            ) from exc
-        finally:
-            if pooled is not None:
-                pooled.close()
-
-    @contextmanager
-    def _writer(self, *, wait: bool = True) -> Iterator[None]:
+    def _writer(self) -> Iterator[None]:
         if self._write_lock is None:
             yield
             return
-        if not self._write_lock.acquire(blocking=wait):
-            raise WriterBusyError("another thread of this process is writing")
-        try:
+        with self._write_lock:
             if self._lock_file is None:
                 yield
                 return
-            try:
-                fcntl.flock(
-                    self._lock_file.fileno(), fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
-                )
-            except BlockingIOError:
-                raise WriterBusyError("another process is writing") from None
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_UN)
-        finally:
-            self._write_lock.release()
 
     def ping(self) -> None:
         """Raise the driver's error when the database cannot answer."""

@@ -234,13 +234,3 @@ def test_decompression_bomb_is_refused_before_decoding(client: TestClient) -> No
     response = post_drawing(client, bomb)
     assert response.status_code == 413
     assert "pixels" in response.json()["detail"]
-
-
-def test_only_drawing_sized_pngs_are_predicted_on_the_event_loop() -> None:
-    from digits.api.routes.predictions import INLINE_MAX_PIXELS, _predict_inline
-
-    assert _predict_inline(drawing(280))
-    side = int(INLINE_MAX_PIXELS**0.5) + 1
-    assert not _predict_inline(png_bytes(Image.new("L", (side, side), 255)))
-    assert not _predict_inline(png_bytes(Image.new("RGB", (28, 28), "white"), "JPEG"))
-    assert not _predict_inline(b"\x89PNG")

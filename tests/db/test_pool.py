@@ -29,8 +29,8 @@ def test_a_connection_that_died_while_idle_is_replaced(
             with admin.engine.connect() as connection:
                 connection.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": first})
             monkeypatch.setattr(db_session, "PING_AFTER_IDLE_S", 0.0)  # it has been idle
-            with database.dbapi_autocommit() as cursor:  # the hot path: no error
-                cursor.execute("SELECT 1")
+            with database.write() as session:  # the write path: no error
+                session.execute(text("SELECT 1"))
             assert _backend_pid(database) != first
         finally:
             database.dispose()

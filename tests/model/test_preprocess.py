@@ -270,29 +270,15 @@ def test_black_strokes_on_a_transparent_canvas_take_a_shortcut_to_the_same_input
     assert np.array_equal(shortcut, pp.to_model_input(grey_alpha))
 
 
-def test_8_bit_pngs_are_read_without_pillow(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Their header is read by hand and libspng decodes them; Pillow opens only the others."""
+def test_grey_rgb_and_rgba_pngs_are_decoded_by_libspng_to_the_same_input() -> None:
+    """libspng decodes them (an array comes back); Pillow decodes the others (an image)."""
     seven = draw_seven()
     expected = pp.to_model_input(png(seven))
-
-    def no_pillow(data: bytes, max_pixels: int) -> Image.Image:
-        raise AssertionError("Pillow opened an 8-bit PNG")
-
-    monkeypatch.setattr(pp, "_open", no_pillow)
     for mode in ("L", "RGB", "RGBA"):
-        assert np.array_equal(pp.to_model_input(png(seven.convert(mode))), expected)
-    with pytest.raises(AssertionError, match="Pillow opened"):
-        pp.to_model_input(png(seven.convert("P")))  # palette: Pillow's path
-
-
-def test_png_header_is_read_without_decoding() -> None:
-    data = png(Image.new("LA", (53, 37)))
-    assert pp.png_header(data) == (53, 37, 8, 4)  # width, height, bit depth, grey + alpha
-    assert pp.png_header(data[:32]) == (53, 37, 8, 4)  # the rest is not read
-    assert pp.png_header(data[:20]) is None  # cut inside the header
-    assert pp.png_header(b"\xff\xd8\xff\xe0" + data[4:]) is None  # not a PNG signature
-    assert pp.png_header(data[:8] + (14).to_bytes(4, "big") + data[12:]) is None  # not IHDR's size
-    assert pp.png_header(data[:12] + b"IDAT" + data[16:]) is None  # IHDR is not the first chunk
+        data = png(seven.convert(mode))
+        assert isinstance(pp.decode(data), np.ndarray)
+        assert np.array_equal(pp.to_model_input(data), expected)
+    assert isinstance(pp.decode(png(seven.convert("P"))), Image.Image)  # palette: Pillow's path
 
 
 @pytest.mark.parametrize("channel", [0, 1, 2, 3])

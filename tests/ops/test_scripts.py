@@ -81,11 +81,11 @@ def scratch_repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_test_sh(repo: Path, **codes: str) -> tuple[int, list[str], str]:
+def run_test_sh(repo: Path, *args: str, **codes: str) -> tuple[int, list[str], str]:
     calls = repo / "calls.txt"
     env = {"PATH": "/usr/bin:/bin", "CALLS": str(calls), **codes}
     result = subprocess.run(
-        ["bash", str(repo / "scripts" / "test.sh"), "-q"],
+        ["bash", str(repo / "scripts" / "test.sh"), *(args or ("-q",))],
         env=env,
         capture_output=True,
         text=True,
@@ -103,9 +103,29 @@ def test_test_sh_runs_the_suite_then_the_fault_test_alone(scratch_repo: Path) ->
     assert stdout.splitlines()[-1] == "total: 4 passed, 0 failed, 2 skipped"
 
 
-def test_test_sh_treats_nothing_collected_as_success(scratch_repo: Path) -> None:
+def test_test_sh_treats_nothing_collected_as_success_outside_ci(scratch_repo: Path) -> None:
     rc, _, _ = run_test_sh(scratch_repo, FAULT_RC="5")
     assert rc == 0
+
+
+@pytest.mark.parametrize(("main_rc", "fault_rc"), [("5", "0"), ("0", "5")])
+def test_test_sh_fails_under_ci_when_a_phase_collects_nothing(
+    scratch_repo: Path, main_rc: str, fault_rc: str
+) -> None:
+    rc, calls, _ = run_test_sh(scratch_repo, MAIN_RC=main_rc, FAULT_RC=fault_rc, CI="true")
+    assert rc == 1
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    "user_filter", [("-m", "slow"), ("-mslow",), ("--markexpr", "slow"), ("--markexpr=slow",)]
+)
+def test_a_users_marker_filter_narrows_each_phase_and_never_replaces_it(
+    scratch_repo: Path, user_filter: tuple[str, ...]
+) -> None:
+    rc, calls, _ = run_test_sh(scratch_repo, *user_filter, "-q")
+    assert rc == 0
+    assert calls == ["-m not fault and (slow) -q", "-m fault and (slow) -q"]
 
 
 @pytest.mark.parametrize(("main_rc", "fault_rc"), [("1", "0"), ("0", "1"), ("2", "5")])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import asdict
 from datetime import datetime
 from typing import Literal
 
@@ -12,7 +11,7 @@ from fastapi import APIRouter
 from digits.api.deps import PredictorDep, SettingsDep, StoreDep
 from digits.db import crud
 from digits.registry import Registry
-from digits.schemas import AccuracyPoint, ModelAccuracy, ModelRegistry, RegisteredModel
+from digits.schemas import AccuracyPoint, ModelAccuracy, ModelRegistry
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
@@ -22,19 +21,14 @@ DAY_BUCKETS_AFTER_S = 3 * 24 * 3600  # a longer history is shown per day, else p
 @router.get("", response_model=ModelRegistry)
 def list_models(settings: SettingsDep, predictor: PredictorDep) -> ModelRegistry:
     """Registered versions, the activation history (promotions, rollbacks), the active card."""
-    registry = Registry.from_settings(settings)
+    registry = Registry.from_settings(settings, migrate=False)
     index = registry.read()
-    return ModelRegistry.model_validate(
-        {
-            "active": index.active,
-            "serving": predictor.version,
-            "models": [
-                RegisteredModel.model_validate(asdict(m) | {"active": m.version == index.active})
-                for m in sorted(index.models.values(), key=lambda m: m.registered_at)
-            ],
-            "events": [asdict(e) for e in index.events],
-            "card": registry.card(index.active) if index.active else None,
-        }
+    return ModelRegistry(
+        active=index.active,
+        serving=predictor.version,
+        models=list(index.models.values()),
+        events=index.events,
+        card=registry.card(index.active) if index.active else None,
     )
 
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.datastructures import UploadFile
 
 from digits.api.deps import StoreDep
-from digits.api.forms import FormError, Part, parse_form
 from digits.api.images import decode_base64_image, stored_png
 from digits.api.metrics import Metrics
 from digits.api.store import PredictionNotFoundError, PredictionStore, record_from_row
@@ -22,43 +21,36 @@ from digits.config import Settings
 from digits.db import crud
 from digits.db.models import utcnow
 from digits.predict import Predictor
-from digits.preprocess import input_to_png, png_header
+from digits.preprocess import input_to_png
 from digits.schemas import (
     CorrectionIn,
     Label,
     Outcome,
+    PredictionFormIn,
     PredictionJsonIn,
     PredictionOut,
     PredictionPage,
     PredictionRecord,
-    Source,
 )
+
+_In = TypeVar("_In", bound=BaseModel)
 
 router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
-_SOURCE = TypeAdapter(Source)
 _ANSWER_FIELDS = set(PredictionOut.model_fields)
-INLINE_MAX_PIXELS = 1024 * 1024  # decoded and framed in a few ms at most
-_UUID = TypeAdapter(uuid.UUID)
 MAX_PAGE = 500
+MAX_FORM_FIELDS = 8
 
+_IMAGE_BODY = TypeAdapter(bytes).json_schema()
+# One route takes four content types, so FastAPI cannot infer the body from the signature;
+# every schema here is generated from the pydantic models the route validates with.
 _REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["image"],
-                "properties": {
-                    "image": {"type": "string", "format": "binary"},
-                    "source": {"type": "string", "enum": ["canvas", "upload", "api"]},
-                    "drawing_id": {"type": "string", "format": "uuid"},
-                },
-            }
-        },
+        "multipart/form-data": {"schema": PredictionFormIn.model_json_schema()},
         "application/json": {"schema": PredictionJsonIn.model_json_schema()},
-        "image/png": {"schema": {"type": "string", "format": "binary"}},
-        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        "image/png": {"schema": _IMAGE_BODY},
+        "image/jpeg": {"schema": _IMAGE_BODY},
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -68,54 +60,39 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _invalid(loc: str, message: str) -> HTTPException:
-    return HTTPException(422, [{"loc": ["body", loc], "msg": message, "type": "value_error"}])
-
-
-def _parse_fields(source: Any, drawing_id: Any) -> tuple[str, uuid.UUID | None]:
+def _validated(model: type[_In], fields: Any) -> _In:
+    """``fields`` (a dict, or JSON text) as ``model``; a 422 naming the bad fields otherwise."""
     try:
-        parsed_source = _SOURCE.validate_python(source if source not in (None, "") else "api")
+        if isinstance(fields, bytes):
+            return model.model_validate_json(fields)
+        # An empty form field or query parameter means "not given".
+        return model.model_validate({k: v for k, v in fields.items() if v not in ("", None)})
     except ValidationError as exc:
-        raise _invalid("source", "source must be one of canvas, upload, api") from exc
-    if drawing_id in (None, ""):
-        return parsed_source, None
-    try:
-        return parsed_source, _UUID.validate_python(drawing_id)
-    except ValidationError as exc:
-        raise _invalid("drawing_id", "drawing_id must be a UUID") from exc
-
-
-def _text(part: Part | None) -> str | None:
-    return None if part is None else part.text()
+        # No input echoed back: it may be binary junk, and it is the client's own anyway.
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise HTTPException(422, jsonable_encoder(errors)) from exc
 
 
 async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
-        try:
-            form = parse_form(request.headers["content-type"], await request.body())
-        except FormError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        upload = form.get("image")
-        if upload is None:
-            raise _invalid("image", "the multipart field 'image' is required")
-        data = upload.data if upload.is_file else decode_base64_image(upload.text())
-        source, drawing_id = _parse_fields(_text(form.get("source")), _text(form.get("drawing_id")))
-        return data, source, drawing_id
+        async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
+            fields: dict[str, Any] = {name: form.get(name) for name in ("source", "drawing_id")}
+            upload = form.get("image")
+            if isinstance(upload, UploadFile):
+                fields["image"] = await upload.read()
+            elif upload is not None:
+                fields["image"] = decode_base64_image(upload)
+        submitted = _validated(PredictionFormIn, fields)
+        return submitted.image, submitted.source, submitted.drawing_id
     if content_type == "application/json" or content_type.endswith("+json"):
-        try:
-            payload = PredictionJsonIn.model_validate_json(await request.body())
-        except ValidationError as exc:
-            # No input echoed back: it may be binary junk, and it is the client's own anyway.
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            raise HTTPException(422, jsonable_encoder(errors)) from exc
-        source = payload.source
-        return decode_base64_image(payload.image), source, payload.drawing_id
+        payload = _validated(PredictionJsonIn, await request.body())
+        return decode_base64_image(payload.image), payload.source, payload.drawing_id
     if content_type in {"image/png", "image/jpeg"}:
-        source, drawing_id = _parse_fields(
-            request.query_params.get("source"), request.query_params.get("drawing_id")
+        submitted = _validated(
+            PredictionFormIn, {**request.query_params, "image": await request.body()}
         )
-        return await request.body(), source, drawing_id
+        return submitted.image, submitted.source, submitted.drawing_id
     raise HTTPException(
         415,
         'send multipart/form-data with an \'image\' file, JSON {"image": "<base64>"}, '
@@ -123,19 +100,22 @@ async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | No
     )
 
 
-def _predict(
+def _predict_and_save(
     *,
     data: bytes,
     source: str,
     drawing_id: uuid.UUID | None,
     predictor: Predictor,
     settings: Settings,
-) -> crud.NewPrediction:
+    store: PredictionStore,
+    metrics: Metrics,
+) -> PredictionRecord:
+    """Predict, then store durably (database or spool)."""
     started = time.perf_counter()
     prediction = predictor.predict(
         data, max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels
     )
-    return crud.NewPrediction(
+    new = crud.NewPrediction(
         id=uuid.uuid4(),
         created_at=utcnow(),
         digit=prediction.digit,
@@ -149,24 +129,9 @@ def _predict(
         input_png=input_to_png(prediction.model_input),
         latency_ms=(time.perf_counter() - started) * 1000,
     )
-
-
-def _counted(record: PredictionRecord, metrics: Metrics) -> PredictionRecord:
+    record = store.save_prediction(new)
     metrics.predictions.labels(digit=str(record.digit), status=record.status).inc()
     return record
-
-
-def _save(new: crud.NewPrediction, *, store: PredictionStore, metrics: Metrics) -> PredictionRecord:
-    return _counted(store.save_prediction(new), metrics)
-
-
-def _predict_inline(data: bytes) -> bool:
-    """Whether to predict on the event loop itself: for a drawing-sized PNG, a hand-over to a
-    thread costs more than it saves (~0.3 ms, and the model runs ~40 % slower on a thread whose
-    CPU caches are cold). Bigger or other images go to a thread, so they cannot stall the
-    other requests of this worker."""
-    header = png_header(data)
-    return header is not None and header[0] * header[1] <= INLINE_MAX_PIXELS
 
 
 @router.post(
@@ -179,29 +144,21 @@ def _predict_inline(data: bytes) -> bool:
 )
 async def create_prediction(request: Request) -> Response:
     # The hot path reads app.state directly and serialises the answer itself: FastAPI's
-    # dependency solving and response validation would add ~0.3 ms of CPU to every request.
+    # dependency solving and response validation would add CPU to every request.
     state = request.app.state
-    predictor: Predictor = state.holder.predictor  # once: a model swap cannot change it halfway
     data, source, drawing_id = await _read_submission(request)
-    job = functools.partial(
-        _predict,
+    # Model and insert run on a thread so that neither blocks this worker's other requests;
+    # asyncio's hand-over copies the context, so the logs keep the request id.
+    record = await asyncio.to_thread(
+        _predict_and_save,
         data=data,
         source=source,
         drawing_id=drawing_id,
-        predictor=predictor,
+        predictor=state.holder.predictor,  # once: a model swap cannot change it halfway
         settings=state.settings,
+        store=state.store,
+        metrics=state.metrics,
     )
-    new = job() if _predict_inline(data) else await asyncio.to_thread(job)
-    # A plain insert is done on the event loop when it cannot block it (SQLite) or is awaited
-    # (PostgreSQL). Anything else (another writer, a drawing's earlier prediction, the spool)
-    # goes to a thread: asyncio's hand-over, which copies the context so logs keep the
-    # request id (Starlette's run_in_threadpool costs twice as much).
-    store: PredictionStore = state.store
-    now = await store.save_prediction_on_loop(new)
-    if now is not None:
-        record = _counted(now, state.metrics)
-    else:
-        record = await asyncio.to_thread(_save, new, store=store, metrics=state.metrics)
     return Response(
         record.model_dump_json(include=_ANSWER_FIELDS),
         status_code=201,
