@@ -18,7 +18,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    null,
     select,
     text,
     update,
@@ -51,6 +50,7 @@ class NewPrediction:
     image_png: bytes | None
     input_png: bytes
     latency_ms: float
+    session_id: uuid.UUID | None = None
 
     def content(self) -> dict[str, Any]:
         """The columns a later prediction of the same drawing replaces (all but id/drawing)."""
@@ -65,6 +65,7 @@ class NewPrediction:
             "image_png": self.image_png,
             "input_png": self.input_png,
             "latency_ms": self.latency_ms,
+            "session_id": self.session_id,
         }
 
 
@@ -175,8 +176,11 @@ def _filters(
     outcome: Outcome | None,
     since: datetime | None,
     until: datetime | None,
+    session_id: uuid.UUID | None = None,
 ) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = []
+    if session_id is not None:
+        clauses.append(PredictionRow.session_id == session_id)
     if digit is not None:
         clauses.append(PredictionRow.digit == digit)
     if true_label is not None:
@@ -211,10 +215,16 @@ def list_predictions(
     outcome: Outcome | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    session_id: uuid.UUID | None = None,
 ) -> tuple[list[PredictionRow], int]:
     """A page of predictions, newest first, and how many match in all."""
     clauses = _filters(
-        digit=digit, true_label=true_label, outcome=outcome, since=since, until=until
+        digit=digit,
+        true_label=true_label,
+        outcome=outcome,
+        since=since,
+        until=until,
+        session_id=session_id,
     )
     total = session.scalar(select(func.count()).select_from(PredictionRow).where(*clauses)) or 0
     rows = session.scalars(
@@ -316,7 +326,6 @@ def corrections(session: Session) -> list[Any]:
     """Every labelled prediction (a digit label or "not a digit"): retraining data, as rows of
     (id, input_png, true_label, not_a_digit, session_id)."""
     not_a_digit = getattr(PredictionRow, "not_a_digit", None)
-    session_id = getattr(PredictionRow, "session_id", None)
     labelled = PredictionRow.true_label.is_not(None)
     if not_a_digit is not None:
         labelled = labelled | not_a_digit.is_(True)
@@ -326,7 +335,7 @@ def corrections(session: Session) -> list[Any]:
             PredictionRow.input_png,
             PredictionRow.true_label,
             (not_a_digit if not_a_digit is not None else literal(False)).label("not_a_digit"),
-            (session_id if session_id is not None else null()).label("session_id"),
+            PredictionRow.session_id,
         )
         .where(labelled)
         .order_by(PredictionRow.created_at, PredictionRow.id)

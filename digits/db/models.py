@@ -69,6 +69,8 @@ class PredictionRow(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     source: Mapped[str] = mapped_column(String(16), nullable=False)
     drawing_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # The browser session (a UUID the client made): retraining holds out and caps whole sessions.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     model_version: Mapped[str] = mapped_column(String(128), nullable=False)
     # The submitted drawing, re-encoded as a size-capped PNG; NULL once retention dropped it.
     image_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
@@ -83,6 +85,7 @@ class PredictionRow(Base):
         Index("ix_predictions_digit_created_at", "digit", "created_at"),
         Index("ix_predictions_true_label_created_at", "true_label", "created_at"),
         Index("ix_predictions_drawing_id", "drawing_id"),
+        Index("ix_predictions_session_id", "session_id"),
         Index("ix_predictions_model_version", "model_version"),
     )
 

@@ -1,4 +1,4 @@
-"""retrain_lease table: one retraining at a time across replicas
+"""predictions.session_id; retrain_lease table: one retraining at a time across replicas
 
 Revision ID: 0003
 Revises: 0002
@@ -19,6 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("predictions") as batch:
+        batch.add_column(sa.Column("session_id", sa.Uuid(), nullable=True))
+        batch.create_index("ix_predictions_session_id", ["session_id"])
     op.create_table(
         "retrain_lease",
         sa.Column("name", sa.String(length=32), nullable=False),
@@ -31,3 +34,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("retrain_lease")
+    with op.batch_alter_table("predictions") as batch:
+        batch.drop_index("ix_predictions_session_id")
+        batch.drop_column("session_id")
