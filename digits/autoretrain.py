@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from digits.db.models import PredictionRow, RetrainLeaseRow, utcnow
@@ -96,6 +96,15 @@ def maybe_start(database: Database, after: int | None) -> str | None:
     )
     log.info("retraining started in the background (lease %s)", holder)
     return holder
+
+
+def start_if_due(database: Database, after: int) -> None:
+    """``maybe_start`` for the API's background task: a database that is away (the correction
+    went to the spool) only postpones the check to the next correction."""
+    try:
+        maybe_start(database, after)
+    except OperationalError as exc:
+        log.warning("retraining check skipped: the database is unreachable (%s)", exc)
 
 
 def _run(holder: str) -> int:

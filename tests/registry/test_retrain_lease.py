@@ -91,3 +91,19 @@ def test_an_expired_lease_is_taken_over(database: Database) -> None:
 def test_off_by_default(database: Database) -> None:
     add_corrections(database, 50)
     assert autoretrain.maybe_start(database, None) is None
+
+
+def test_a_due_retraining_starts_one_niced_process(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[list[str]] = []
+    monkeypatch.setattr(
+        autoretrain.subprocess, "Popen", lambda command, **_: started.append(command)
+    )
+    add_corrections(database, 3)
+    assert autoretrain.maybe_start(database, 5) is None
+    add_corrections(database, 2)
+    holder = autoretrain.maybe_start(database, 5)
+    assert holder is not None
+    assert autoretrain.maybe_start(database, 5) is None  # the first still holds the lease
+    assert started == [[autoretrain.sys.executable, "-m", "digits.autoretrain", holder]]

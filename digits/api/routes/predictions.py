@@ -8,11 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
+from digits import autoretrain
 from digits.api.deps import StoreDep
 from digits.api.images import decode_base64_image, stored_png
 from digits.api.metrics import Metrics
@@ -177,10 +178,18 @@ async def create_prediction(request: Request) -> Response:
 
 @router.patch("/{prediction_id}", response_model=PredictionRecord)
 def correct_prediction(
-    prediction_id: uuid.UUID, correction: CorrectionIn, store: StoreDep
+    prediction_id: uuid.UUID,
+    correction: CorrectionIn,
+    store: StoreDep,
+    request: Request,
+    background: BackgroundTasks,
 ) -> PredictionRecord:
     """Record or change the digit the user says was drawn."""
-    return store.label(prediction_id, correction.true_label)
+    record = store.label(prediction_id, correction.true_label)
+    after = request.app.state.settings.retrain_after
+    if after:  # DIGITS_RETRAIN_AFTER: maybe start a retraining, once the answer has gone
+        background.add_task(autoretrain.start_if_due, store.database, after)
+    return record
 
 
 @router.get("", response_model=PredictionPage)
