@@ -177,7 +177,9 @@ def main() -> int:
     registry = Registry.from_settings(
         Settings(database_url=env["DIGITS_DATABASE_URL"], data_dir=root / "data")
     )
-    before, after = registry.load(line["active_before"]), registry.load(line["active"])
+    before = registry.load(line["active_before"])
+    # The candidate is judged even when the gate refused it: what the refusal left on the table.
+    after = registry.load(line.get("candidate", line["active"]))
     inputs, labels, writers = test_writers(args.seed + 1)
     judged = {"before": judge(before, inputs, labels), "after": judge(after, inputs, labels)}
     probs_before = retrain.probabilities(before, inputs).argmax(axis=1) != labels
