@@ -41,6 +41,7 @@ class PredictionJsonIn(BaseModel):
     image: str = Field(description="PNG or JPEG as base64, or a data: URL")
     source: Source = "api"
     drawing_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
 
 
 class PredictionFormIn(BaseModel):
@@ -49,6 +50,7 @@ class PredictionFormIn(BaseModel):
     image: bytes = Field(description="PNG or JPEG file")
     source: Source = "api"
     drawing_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
 
 
 class CorrectionIn(BaseModel):
@@ -83,6 +85,7 @@ class PredictionRecord(PredictionOut):
 
     source: Source
     drawing_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
     true_label: Label | None = None
     not_a_digit: bool = Field(False, description="the user said it is not a digit")
     labelled_at: UtcDatetime | None = None

@@ -54,6 +54,7 @@ def record_from_row(row: PredictionRow) -> PredictionRecord:
         created_at=row.created_at,
         source=row.source,
         drawing_id=row.drawing_id,
+        session_id=row.session_id,
         true_label=row.true_label,
         not_a_digit=row.not_a_digit,
         labelled_at=row.labelled_at,
@@ -71,6 +72,7 @@ def record_from_new(new: crud.NewPrediction) -> PredictionRecord:
         created_at=new.created_at,
         source=new.source,
         drawing_id=new.drawing_id,
+        session_id=new.session_id,
     )
 
 
@@ -93,6 +95,7 @@ def prediction_entry(new: crud.NewPrediction) -> Entry:
         "image_png": _b64(new.image_png),
         "input_png": _b64(new.input_png),
         "latency_ms": new.latency_ms,
+        "session_id": str(new.session_id) if new.session_id else None,
     }
 
 
@@ -110,6 +113,7 @@ def prediction_from_entry(entry: Entry) -> crud.NewPrediction:
         image_png=base64.b64decode(entry["image_png"]) if entry.get("image_png") else None,
         input_png=base64.b64decode(entry["input_png"]),
         latency_ms=float(entry["latency_ms"]),
+        session_id=uuid.UUID(entry["session_id"]) if entry.get("session_id") else None,
     )
 
 

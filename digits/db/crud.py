@@ -14,7 +14,6 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     and_,
-    case,
     delete,
     func,
     insert,
@@ -32,9 +31,6 @@ RELIABILITY_BINS = 10
 # Built once, parameters passed beside it: SQLAlchemy then reuses both its cache key and its
 # compiled form, which halves the CPU of this hot-path insert.
 _INSERT_PREDICTION = insert(PredictionRow)
-# The label a "not a digit" correction trains as: the model's extra class
-# (digits.model.NOT_A_DIGIT), named here so the database layer does not import torch.
-NOT_A_DIGIT_LABEL = 10
 # Neither a digit label nor "not a digit": what a later prediction of the drawing may replace.
 _UNLABELLED = and_(PredictionRow.true_label.is_(None), PredictionRow.not_a_digit.is_(False))
 
@@ -55,6 +51,7 @@ class NewPrediction:
     image_png: bytes | None
     input_png: bytes
     latency_ms: float
+    session_id: uuid.UUID | None = None
 
     def content(self) -> dict[str, Any]:
         """The columns a later prediction of the same drawing replaces (all but id/drawing)."""
@@ -69,6 +66,7 @@ class NewPrediction:
             "image_png": self.image_png,
             "input_png": self.input_png,
             "latency_ms": self.latency_ms,
+            "session_id": self.session_id,
         }
 
 
@@ -186,8 +184,11 @@ def _filters(
     not_a_digit: bool | None,
     since: datetime | None,
     until: datetime | None,
+    session_id: uuid.UUID | None = None,
 ) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = []
+    if session_id is not None:
+        clauses.append(PredictionRow.session_id == session_id)
     if digit is not None:
         clauses.append(PredictionRow.digit == digit)
     if true_label is not None:
@@ -228,6 +229,7 @@ def list_predictions(
     not_a_digit: bool | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    session_id: uuid.UUID | None = None,
 ) -> tuple[list[PredictionRow], int]:
     """A page of predictions, newest first, and how many match in all. ``not_a_digit``: the
     user's "not a digit" label (True) or its absence (False)."""
@@ -239,6 +241,7 @@ def list_predictions(
         not_a_digit=not_a_digit,
         since=since,
         until=until,
+        session_id=session_id,
     )
     total = session.scalar(select(func.count()).select_from(PredictionRow).where(*clauses)) or 0
     rows = session.scalars(
@@ -340,23 +343,22 @@ def labelled_outcomes(session: Session) -> list[tuple[datetime, str, int, int]]:
     ]
 
 
-def labelled_inputs(
-    session: Session, *, not_a_digit: bool = False
-) -> list[tuple[uuid.UUID, bytes, int]]:
-    """(id, 28x28 input PNG, true_label) of every labelled prediction: retraining data.
-
-    With ``not_a_digit``, drawings the user called "not a digit" come too, labelled
-    ``NOT_A_DIGIT_LABEL`` (for a model with that class).
-    """
-    label: ColumnElement[int | None] = PredictionRow.true_label.expression
-    if not_a_digit:
-        label = case((PredictionRow.not_a_digit, NOT_A_DIGIT_LABEL), else_=label)
+def corrections(session: Session) -> list[Any]:
+    """Every labelled prediction (a digit label or "not a digit"): retraining data, as rows of
+    (id, input_png, true_label, not_a_digit, session_id)."""
+    labelled = PredictionRow.true_label.is_not(None) | PredictionRow.not_a_digit.is_(True)
     rows = session.execute(
-        select(PredictionRow.id, PredictionRow.input_png, label)
-        .where(label.is_not(None))
+        select(
+            PredictionRow.id,
+            PredictionRow.input_png,
+            PredictionRow.true_label,
+            PredictionRow.not_a_digit,
+            PredictionRow.session_id,
+        )
+        .where(labelled)
         .order_by(PredictionRow.created_at, PredictionRow.id)
     ).all()
-    return [(row_id, png, value) for row_id, png, value in rows if value is not None]
+    return list(rows)
 
 
 def delete_all(session: Session) -> int:

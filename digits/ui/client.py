@@ -86,6 +86,7 @@ class ApiClient:
         *,
         source: Source = "canvas",
         drawing_id: str | None = None,
+        session_id: str | None = None,
         filename: str = "drawing.png",
         content_type: str = "image/png",
     ) -> PredictionOut:
@@ -93,6 +94,8 @@ class ApiClient:
         form: dict[str, str] = {"source": source}
         if drawing_id is not None:
             form["drawing_id"] = drawing_id
+        if session_id is not None:
+            form["session_id"] = session_id
         files = {"image": (filename, image, content_type)}
         response = self._send("POST", "/api/predictions", data=form, files=files)
         return self._parse(PredictionOut, response)

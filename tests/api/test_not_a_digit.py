@@ -16,7 +16,7 @@ from test_spool import _unreachable
 from digits import checkpoint as ckpt
 from digits.api.store import PredictionStore
 from digits.db import crud
-from digits.model import NOT_A_DIGIT, NUM_CLASSES, DigitNet
+from digits.model import NUM_CLASSES, DigitNet
 from digits.predict import Predictor
 
 
@@ -152,12 +152,9 @@ def test_retraining_data_marks_not_a_digit_labels(client: TestClient) -> None:
     client.patch(f"/api/predictions/{made[1]['id']}", json={"not_a_digit": True})
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     with store.database.read() as session:
-        digits_only = crud.labelled_inputs(session)
-        both = crud.labelled_inputs(session, not_a_digit=True)
-    assert [(str(i), label) for i, _, label in digits_only] == [(made[0]["id"], 4)]
-    assert crud.NOT_A_DIGIT_LABEL == NOT_A_DIGIT
-    assert [(str(i), label) for i, _, label in both] == [
-        (made[0]["id"], 4),
-        (made[1]["id"], NOT_A_DIGIT),
+        rows = crud.corrections(session)
+    assert [(str(r.id), r.true_label, r.not_a_digit) for r in rows] == [
+        (made[0]["id"], 4, False),
+        (made[1]["id"], None, True),
     ]
-    assert all(png.startswith(b"\x89PNG") for _, png, _ in both)
+    assert all(r.input_png.startswith(b"\x89PNG") for r in rows)
