@@ -309,7 +309,10 @@ def test_a_crashed_servers_spool_is_replayed_by_the_next_one(
             stop = threading.Event()
             client = threading.Thread(target=_client_loop, args=(base, stop, ledger, 0))
             client.start()
-            time.sleep(3.0)
+            # Enough acknowledged writes to matter, however busy the machine is.
+            deadline = time.monotonic() + 30
+            while len(ledger.predictions) <= 20 and time.monotonic() < deadline:
+                time.sleep(0.2)
             stop.set()
             client.join(timeout=30)
             os.killpg(process.pid, signal.SIGKILL)  # a crash: no shutdown code runs
