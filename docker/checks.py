@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -111,12 +112,10 @@ def psql(sql: str) -> str:
 
 
 def api_get(container: str, path: str) -> dict[str, Any]:
-    code = (
-        "import urllib.request, sys; "
-        f"sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8000{path}', timeout=5)"
-        ".read().decode())"
-    )
-    return json.loads(run(DOCKER, "exec", container, "python", "-c", code))  # type: ignore[no-any-return]
+    """GET on one replica through its loopback port (docker/compose.test.yaml publishes it)."""
+    address = run(DOCKER, "port", container, "8000/tcp").split()[0]
+    with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
 
 
 def active_version() -> str:

@@ -117,7 +117,10 @@ if ! docker pull -q "$base_image" >/dev/null 2>&1; then
         tar -C "$rootfs" -cf "$tarball.part" . && mv "$tarball.part" "$tarball"
         rm -rf "$rootfs"
     fi
-    docker import -c 'ENV LANG=C.UTF-8' -c 'CMD ["python3"]' "$tarball" "$base_image" >/dev/null
+    # pip carries its own CA list; point it (and Python's ssl) at the system bundle.
+    docker import -c 'ENV LANG=C.UTF-8' -c 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+        -c 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' -c 'CMD ["python3"]' \
+        "$tarball" "$base_image" >/dev/null
 fi
 
 # Built images are saved in the cache under a hash of what went into them.
@@ -139,8 +142,12 @@ tree_hash() { git ls-files -s -- "$@" | sha256sum | cut -c1-16; }
 # index cannot be reached.
 torch_args=()
 if ! curl -fsS -m 10 -o /dev/null https://download.pytorch.org/whl/cpu/torch/ 2>/dev/null; then
-    wheels="$(dirname "$(find / -xdev -name 'torch-2.13.0+cpu-*.whl' -print -quit 2>/dev/null)")"
-    [[ -d "$wheels" && "$wheels" != . ]] || no_engine "no torch CPU wheel and no PyTorch index"
+    wheels="$cache/wheels"
+    if ! compgen -G "$wheels/torch-2.13.0+cpu-*.whl" >/dev/null; then
+        "$python" -m pip download --quiet --no-deps --dest "$wheels" "torch==2.13.0" >/dev/null 2>&1
+    fi
+    compgen -G "$wheels/torch-2.13.0+cpu-*.whl" >/dev/null \
+        || no_engine "no CPU torch wheel here and PyTorch's index is unreachable"
     port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     "$python" -m http.server -b 127.0.0.1 -d "$wheels" "$port" >/dev/null 2>&1 &
     server_pid=$!
@@ -190,7 +197,6 @@ check() { # NAME COMMAND...: runs docker/checks.py COMMAND and records its verdi
     [[ $rc -eq 0 ]] || tail -15 "$work/check.err" >&2
     result "$name" $rc "$(tail -1 <<<"$out")"
 }
-export -f docker compose
 export docker_bin
 
 compose up -d --no-build >"$work/up.log" 2>&1
