@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-DOCKER = os.environ.get("docker_bin", "docker")
+DOCKER = os.environ.get("DIGITS_CT_DOCKER", "docker")
 WORK = Path(os.environ.get("DIGITS_CT_WORK", "/tmp"))
 STACK = WORK / "stack"
 STATE = WORK / "state.json"
@@ -189,9 +189,7 @@ def cmd_draw(args: argparse.Namespace) -> str:
         page.get_by_role("radiogroup").last.get_by_role("radio", name="7", exact=True).click()
         page.get_by_text("Saved: a 7").wait_for(timeout=60_000)
         browser.close()
-    rows = psql(
-        "SELECT digit, true_label, source FROM predictions WHERE source = 'canvas'"
-    ).split()
+    rows = psql("SELECT digit, true_label, source FROM predictions WHERE source = 'canvas'").split()
     assert len(rows) == 1 and rows[0].split("|")[1:] == ["7", "canvas"], rows
     total = int(psql("SELECT count(*) FROM predictions").strip())
     STATE.write_text(json.dumps({"rows": total, "active": active_version()}))
@@ -385,9 +383,10 @@ def main() -> int:
         detail = COMMANDS[args.command](args)
     except Exception as exc:
         sys.stderr.write(f"{args.command}: {type(exc).__name__}: {exc}\n")
-        print(str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        sys.stdout.write(first + "\n")
         return 1
-    print(detail)
+    sys.stdout.write(detail + "\n")
     return 0
 
 

@@ -43,10 +43,11 @@ compose() {
         -f "$work/stack/compose.test.yaml" "$@"
 }
 
+# shellcheck disable=SC2317  # reached through the EXIT trap
 cleanup() {
     set +e
     if [[ -n "$dockerd_pid" ]] && kill -0 "$dockerd_pid" 2>/dev/null; then
-        docker stack rm $project >/dev/null 2>&1
+        docker stack rm "$project" >/dev/null 2>&1
         docker swarm leave --force >/dev/null 2>&1
         compose down --volumes --remove-orphans --timeout 5 >/dev/null 2>&1
         docker ps -aq | xargs -r "$docker_bin" rm -f >/dev/null 2>&1
@@ -197,7 +198,7 @@ check() { # NAME COMMAND...: runs docker/checks.py COMMAND and records its verdi
     [[ $rc -eq 0 ]] || tail -15 "$work/check.err" >&2
     result "$name" $rc "$(tail -1 <<<"$out")"
 }
-export docker_bin
+export DIGITS_CT_DOCKER="$docker_bin"
 
 compose up -d --no-build >"$work/up.log" 2>&1
 check "every service healthy" healthy 240

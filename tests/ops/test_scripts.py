@@ -15,8 +15,7 @@ import pytest
 from ops_support import REPO_ROOT, require
 
 SCRIPTS = [
-    REPO_ROOT / "scripts" / name
-    for name in ("setup.sh", "run.sh", "test.sh", "test-containers.sh")
+    REPO_ROOT / "scripts" / name for name in ("setup.sh", "run.sh", "test.sh", "test-containers.sh")
 ]
 CI_RUN = REPO_ROOT / ".ci" / "run"
 RUN_COMMAND = "./scripts/run.sh"
