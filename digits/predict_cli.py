@@ -47,13 +47,17 @@ def _lines(predictor: Predictor, files: Sequence[Path]) -> Iterator[dict[str, An
 def run_predict(files: Sequence[Path], *, as_json: bool, model: Path | None = None) -> int:
     from digits.api.holder import serving
     from digits.config import get_settings
+    from digits.registry import Registry
 
-    # The model the API serves: DIGITS_MODEL_PATH, else the registry's active one.
-    predictor = Predictor.from_checkpoint(model) if model else serving(get_settings())[0]()
+    if model:
+        predictor = Predictor.from_checkpoint(model)
+    else:  # the model the API serves: DIGITS_MODEL_PATH, else the registry's active one
+        settings = get_settings()
+        predictor = serving(settings, Registry.from_settings(settings))[0]()
     for line in _lines(predictor, files):
         if as_json:
             sys.stdout.write(json.dumps(line) + "\n")
-        elif line["status"] in ("ok", "uncertain"):
+        elif line["digit"] is not None:  # ok, uncertain or not_a_digit, with the best guess
             sys.stdout.write(
                 f"{line['file']}: {line['digit']} ({line['confidence']:.1%}, {line['status']})\n"
             )

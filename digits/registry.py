@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -88,12 +90,20 @@ def _active(session: Session) -> str | None:
     return session.scalar(select(ActivationRow.version).order_by(ActivationRow.id.desc()).limit(1))
 
 
+class _Unconditional:
+    """``record_activation``'s default: record whatever is active now."""
+
+
+UNCONDITIONAL = _Unconditional()
+
+
 class Registry:
     def __init__(
-        self, database: Database, *, shipped: Path = SHIPPED_WEIGHTS, legacy: Path | None = None
+        self, database: Database, *, shipped: Path | None = None, legacy: Path | None = None
     ) -> None:
         self.database = database
-        self.shipped = shipped
+        # Looked up when called, not when defined, so tests can point it at their own weights.
+        self.shipped = shipped if shipped is not None else SHIPPED_WEIGHTS
         # A file registry from before the database held it: imported once, when the tables
         # are still empty (see digits.registry_import).
         self.legacy = legacy
@@ -190,12 +200,15 @@ class Registry:
         self.add_bytes(raw, shipped, origin="shipped", metrics=self._shipped_report(shipped))
         index = self.read()
         current = index.models.get(index.active or "")
-        if current is None or current.origin == "shipped":
+        if current is None:
+            self.record_activation(shipped.version, "initial", "shipped weights", if_active=None)
+        elif current.origin == "shipped" and current.version != shipped.version:
+            # Newer shipped weights (an upgrade) replace older ones, but never a model an
+            # operator or retraining activated.
             self.record_activation(
-                shipped.version, "initial", "shipped weights", only_if_empty=True
+                shipped.version, "promote", "newer shipped weights", if_active=current.version
             )
-            index = self.read()
-        return index
+        return self.read()
 
     def _shipped_report(self, shipped: ckpt.Checkpoint) -> dict[str, Any]:
         """MNIST test accuracy from the evaluation report shipped beside the weights, if any."""
@@ -249,6 +262,16 @@ class Registry:
         checkpoint = ckpt.load_bytes(raw, name=str(path))
         return checkpoint.version, self.add_bytes(raw, checkpoint, origin=origin, report=report)
 
+    @contextmanager
+    def _activating(self) -> Iterator[Session]:
+        """A write transaction in which no other process appends an activation: the active
+        version read in it stays the active one until it commits. SQLite's BEGIN IMMEDIATE
+        admits one writer already; PostgreSQL needs the table lock (readers still read)."""
+        with self.database.write() as session:
+            if not self.database.is_sqlite:
+                session.execute(text("LOCK TABLE model_activations IN SHARE ROW EXCLUSIVE MODE"))
+            yield session
+
     def record_activation(
         self,
         version: str,
@@ -256,37 +279,63 @@ class Registry:
         reason: str,
         *,
         at: datetime | None = None,
-        only_if_empty: bool = False,
+        if_active: str | _Unconditional | None = UNCONDITIONAL,
     ) -> ActivationEvent | None:
-        with self.database.write() as session:
+        """Append an activation; with ``if_active``, only while that version (None: nothing) is
+        still the active one, so replicas racing to activate the shipped weights record it once."""
+        with self._activating() as session:
             previous = _active(session)
-            if only_if_empty and previous is not None:
-                return None  # another replica activated the shipped weights first
-            row = ActivationRow(
-                at=at or utcnow(), action=action, version=version, previous=previous, reason=reason
-            )
-            session.add(row)
-            session.flush()
-            event = _event(row)
-        log.info("%s: model %s is active (was %s)", action, version, previous)
-        return event
+            if not isinstance(if_active, _Unconditional) and previous != if_active:
+                return None
+            event = _append(session, version, action, reason, at=at)
+        return _logged(event)
+
+    def import_history(self, events: list[ActivationEvent]) -> bool:
+        """Append ``events`` as they are, if no activation was recorded yet; False otherwise
+        (another process imported them first)."""
+        with self._activating() as session:
+            if _active(session) is not None:
+                return False
+            for event in events:
+                _append(session, event.version, event.action, event.reason, at=event.at)
+        return True
 
     def promote(self, version: str, *, reason: str = "") -> ActivationEvent | None:
         """Make ``version`` (or a unique prefix of it) active; None if it already is."""
-        index = self.read()
-        version = _resolve(index, version)
-        if index.active == version:
-            return None
-        return self.record_activation(version, "promote", reason)
+        version = _resolve(self.read(), version)
+        with self._activating() as session:
+            if _active(session) == version:
+                return None
+            event = _append(session, version, "promote", reason)
+        return _logged(event)
 
     def rollback(self, *, reason: str = "") -> ActivationEvent:
         """Re-activate the version that was active before the current one was activated."""
-        stack = self.read().activation_stack()
-        if len(stack) < 2:
-            raise RegistryError("nothing to roll back to: no earlier active model")
-        event = self.record_activation(stack[-2], "rollback", reason)
-        assert event is not None
-        return event
+        with self._activating() as session:
+            rows = session.scalars(select(ActivationRow).order_by(ActivationRow.id)).all()
+            stack = Index(events=[_event(row) for row in rows]).activation_stack()
+            if len(stack) < 2:
+                raise RegistryError("nothing to roll back to: no earlier active model")
+            event = _append(session, stack[-2], "rollback", reason)
+        return _logged(event)
+
+
+def _append(
+    session: Session, version: str, action: Action, reason: str, *, at: datetime | None = None
+) -> ActivationEvent:
+    previous = _active(session)
+    row = ActivationRow(
+        at=at or utcnow(), action=action, version=version, previous=previous, reason=reason
+    )
+    session.add(row)
+    session.flush()
+    return _event(row)
+
+
+def _logged(event: ActivationEvent) -> ActivationEvent:
+    # Called once the transaction committed: the log never reports an activation that was not.
+    log.info("%s: model %s is active (was %s)", event.action, event.version, event.previous)
+    return event
 
 
 def _resolve(index: Index, version: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digits import checkpoint as ckpt
+from digits.schemas import ActivationEvent
 
 if TYPE_CHECKING:
     from digits.registry import Registry
@@ -40,6 +41,7 @@ def import_file_registry(registry: Registry, root: Path) -> int:
         log.warning("%s/index.json is not a %s index; not imported", root, FILE_FORMAT)
         return 0
     imported = 0
+    stored: set[str] = set()
     for version, entry in raw["models"].items():
         path = root / "checkpoints" / f"{version}.pt"
         try:
@@ -56,14 +58,12 @@ def import_file_registry(registry: Registry, root: Path) -> int:
             report=_report(entry),
             registered_at=datetime.fromisoformat(entry["registered_at"]),
         )
-    if registry.active_version() is None:  # a concurrent importer already copied the history
-        for event in raw["events"]:
-            if event["version"] in raw["models"]:
-                registry.record_activation(
-                    event["version"],
-                    event["action"],
-                    event.get("reason", ""),
-                    at=datetime.fromisoformat(event["at"]),
-                )
+        stored.add(version)
+    events = [
+        ActivationEvent.model_validate({"reason": ""} | event)
+        for event in raw["events"]
+        if event["version"] in stored  # an activation of a skipped file cannot be kept
+    ]
+    registry.import_history(events)
     log.info("imported %d model versions from the file registry at %s", imported, root)
     return imported

@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
 Source = Literal["canvas", "upload", "api"]
 Status = Literal["ok", "uncertain", "not_a_digit"]
@@ -41,6 +41,7 @@ class PredictionJsonIn(BaseModel):
     image: str = Field(description="PNG or JPEG as base64, or a data: URL")
     source: Source = "api"
     drawing_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
 
 
 class PredictionFormIn(BaseModel):
@@ -49,12 +50,22 @@ class PredictionFormIn(BaseModel):
     image: bytes = Field(description="PNG or JPEG file")
     source: Source = "api"
     drawing_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
 
 
 class CorrectionIn(BaseModel):
+    """The digit that was drawn, or ``{"not_a_digit": true}``: exactly one of the two."""
+
     model_config = ConfigDict(extra="forbid")
 
-    true_label: Label
+    true_label: Label | None = None
+    not_a_digit: Literal[True] | None = None
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> CorrectionIn:
+        if (self.true_label is None) == (self.not_a_digit is None):
+            raise ValueError('give either "true_label" (0-9) or "not_a_digit": true')
+        return self
 
 
 class PredictionOut(BaseModel):
@@ -74,7 +85,9 @@ class PredictionRecord(PredictionOut):
 
     source: Source
     drawing_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
     true_label: Label | None = None
+    not_a_digit: bool = Field(False, description="the user said it is not a digit")
     labelled_at: UtcDatetime | None = None
 
 
@@ -106,6 +119,8 @@ class Stats(BaseModel):
     accuracy: float | None
     mean_confidence: float | None
     uncertain: int
+    not_a_digit: int = Field(description="predictions answered not_a_digit")
+    not_a_digit_labels: int = Field(description='drawings the user labelled "not a digit"')
     per_digit_accuracy: dict[str, float | None] = Field(
         description="accuracy among corrections whose true label is the key"
     )

@@ -29,6 +29,7 @@ from digits.db.models import utcnow
 from digits.db.session import Database, is_connection_error
 from digits.logs import configure_logging
 from digits.predict import Predictor
+from digits.registry import Registry
 from digits.spool import Spool
 
 logger = logging.getLogger(__name__)
@@ -112,19 +113,21 @@ def create_app(
         torch.set_num_threads(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = await asyncio.to_thread(_migrate, settings)
+        database = Database(settings.resolved_database_url)
+        registry = Registry(database, legacy=settings.data_dir / "models")
         # After the migration: the registry's tables must exist to read the active model.
         holder = (
             ModelHolder(lambda: predictor)
             if predictor
-            else ModelHolder(*await asyncio.to_thread(serving, settings))
+            else await asyncio.to_thread(ModelHolder, *serving(settings, registry))
         )
-        database = Database(settings.resolved_database_url)
         spool = Spool(settings.resolved_spool_dir)
         spool.open()
         store = PredictionStore(database, spool, metrics)
         store.schema_ready = migrated
         app.state.holder = holder
         app.state.database = database
+        app.state.registry = registry
         app.state.store = store
         task = None
         if run_maintenance:

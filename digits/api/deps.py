@@ -17,6 +17,7 @@ from digits.api.store import PredictionStore
 from digits.config import Settings
 from digits.db.session import Database
 from digits.predict import Predictor
+from digits.registry import Registry
 
 
 async def get_settings_dep(request: Request) -> Settings:
@@ -40,6 +41,10 @@ async def get_database(request: Request) -> Database:
     return request.app.state.database
 
 
+async def get_registry(request: Request) -> Registry:
+    return request.app.state.registry
+
+
 async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
@@ -49,6 +54,7 @@ HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
 DatabaseDep = Annotated[Database, Depends(get_database)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from digits.checkpoint import CheckpointError
-from digits.config import SHIPPED_WEIGHTS, Settings
+from digits.config import Settings
 from digits.db.session import is_connection_error
 from digits.predict import Predictor
 from digits.registry import Registry, RegistryError
@@ -34,7 +34,7 @@ def _fingerprint(path: Path) -> tuple[int, int, int] | None:
     return stat.st_ino, stat.st_mtime_ns, stat.st_size
 
 
-def serving(settings: Settings) -> tuple[Callable[[], Predictor], Token]:
+def serving(settings: Settings, registry: Registry) -> tuple[Callable[[], Predictor], Token]:
     """How to load the model to serve, and how to notice it changed: ``DIGITS_MODEL_PATH``'s
     file, else the registry's active version, read from the database by every replica."""
     threshold = settings.uncertain_threshold
@@ -44,18 +44,21 @@ def serving(settings: Settings) -> tuple[Callable[[], Predictor], Token]:
             lambda: Predictor.from_checkpoint(pinned, uncertain_threshold=threshold),
             lambda: _fingerprint(pinned),
         )
-    registry = Registry.from_settings(settings, migrate=False)
 
     def load() -> Predictor:
         try:
-            return Predictor(registry.load_active(), uncertain_threshold=threshold)
+            return Predictor(
+                registry.load_active(),
+                uncertain_threshold=threshold,
+                not_a_digit_threshold=settings.not_a_digit_threshold,
+            )
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
             # Predictions keep being answered (and spooled) while the database is away; the
             # token stays unknown meanwhile, so the active model is loaded once it is back.
             logger.warning("database unreachable; serving the shipped weights for now")
-            return Predictor.from_checkpoint(SHIPPED_WEIGHTS, uncertain_threshold=threshold)
+            return Predictor.from_checkpoint(registry.shipped, uncertain_threshold=threshold)
 
     return load, registry.active_version
 

@@ -54,7 +54,9 @@ def record_from_row(row: PredictionRow) -> PredictionRecord:
         created_at=row.created_at,
         source=row.source,
         drawing_id=row.drawing_id,
+        session_id=row.session_id,
         true_label=row.true_label,
+        not_a_digit=row.not_a_digit,
         labelled_at=row.labelled_at,
     )
 
@@ -70,6 +72,7 @@ def record_from_new(new: crud.NewPrediction) -> PredictionRecord:
         created_at=new.created_at,
         source=new.source,
         drawing_id=new.drawing_id,
+        session_id=new.session_id,
     )
 
 
@@ -92,6 +95,7 @@ def prediction_entry(new: crud.NewPrediction) -> Entry:
         "image_png": _b64(new.image_png),
         "input_png": _b64(new.input_png),
         "latency_ms": new.latency_ms,
+        "session_id": str(new.session_id) if new.session_id else None,
     }
 
 
@@ -109,16 +113,28 @@ def prediction_from_entry(entry: Entry) -> crud.NewPrediction:
         image_png=base64.b64decode(entry["image_png"]) if entry.get("image_png") else None,
         input_png=base64.b64decode(entry["input_png"]),
         latency_ms=float(entry["latency_ms"]),
+        session_id=uuid.UUID(entry["session_id"]) if entry.get("session_id") else None,
     )
 
 
-def label_entry(prediction_id: uuid.UUID, true_label: int, labelled_at: datetime) -> Entry:
+def label_entry(prediction_id: uuid.UUID, true_label: int | None, labelled_at: datetime) -> Entry:
     return {
         "op": "label",
         "id": str(prediction_id),
         "true_label": true_label,
         "labelled_at": labelled_at.isoformat(),
     }
+
+
+def _spooled_label(entry: Entry) -> int | None:
+    # None: the user said "not a digit".
+    return None if entry["true_label"] is None else int(entry["true_label"])
+
+
+def _labelled(record: PredictionRecord, true_label: int | None, at: datetime) -> PredictionRecord:
+    return record.model_copy(
+        update={"true_label": true_label, "not_a_digit": true_label is None, "labelled_at": at}
+    )
 
 
 class PredictionStore:
@@ -150,7 +166,8 @@ class PredictionStore:
         with self._recent_lock:
             for record in reversed(self._recent.values()):
                 if record.drawing_id == drawing_id:
-                    return record if record.true_label is None else None
+                    open_ = record.true_label is None and not record.not_a_digit
+                    return record if open_ else None
         return None
 
     def _db_failed(self, error: SQLAlchemyError) -> None:
@@ -173,12 +190,8 @@ class PredictionStore:
                 if entry.get("op") == "prediction":
                     record = record_from_new(prediction_from_entry(entry))
                 elif entry.get("op") == "label" and record is not None:
-                    record = record.model_copy(
-                        update={
-                            "true_label": entry["true_label"],
-                            "labelled_at": datetime.fromisoformat(entry["labelled_at"]),
-                        }
-                    )
+                    at = datetime.fromisoformat(entry["labelled_at"])
+                    record = _labelled(record, _spooled_label(entry), at)
             if record is not None:
                 return record
         return None
@@ -211,7 +224,8 @@ class PredictionStore:
             stored_id = crud.record_prediction(session, new=new)
         return record_from_new(replace(new, id=stored_id))
 
-    def label(self, prediction_id: uuid.UUID, true_label: int) -> PredictionRecord:
+    def label(self, prediction_id: uuid.UUID, true_label: int | None) -> PredictionRecord:
+        """Record the digit the user says was drawn, or None for "not a digit"."""
         labelled_at = utcnow()
         if self.schema_ready and self.spool.depth == 0:
             try:
@@ -243,7 +257,7 @@ class PredictionStore:
             )
         self._spool(label_entry(prediction_id, true_label, labelled_at))
         self.metrics.corrections.inc()
-        record = known.model_copy(update={"true_label": true_label, "labelled_at": labelled_at})
+        record = _labelled(known, true_label, labelled_at)
         self._remember(record)
         return record
 
@@ -305,7 +319,7 @@ class PredictionStore:
             found = crud.apply_spooled_label(
                 session,
                 prediction_id=uuid.UUID(key),
-                true_label=int(entry["true_label"]),
+                true_label=_spooled_label(entry),
                 labelled_at=datetime.fromisoformat(entry["labelled_at"]),
             )
             if found is None:

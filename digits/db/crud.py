@@ -24,13 +24,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, defer
 
 from digits.db.models import PredictionRow
-from digits.schemas import Outcome
+from digits.schemas import Outcome, Status
 
 ImageKind = Literal["image", "input"]
 RELIABILITY_BINS = 10
 # Built once, parameters passed beside it: SQLAlchemy then reuses both its cache key and its
 # compiled form, which halves the CPU of this hot-path insert.
 _INSERT_PREDICTION = insert(PredictionRow)
+# Neither a digit label nor "not a digit": what a later prediction of the drawing may replace.
+_UNLABELLED = and_(PredictionRow.true_label.is_(None), PredictionRow.not_a_digit.is_(False))
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class NewPrediction:
     image_png: bytes | None
     input_png: bytes
     latency_ms: float
+    session_id: uuid.UUID | None = None
 
     def content(self) -> dict[str, Any]:
         """The columns a later prediction of the same drawing replaces (all but id/drawing)."""
@@ -63,6 +66,7 @@ class NewPrediction:
             "image_png": self.image_png,
             "input_png": self.input_png,
             "latency_ms": self.latency_ms,
+            "session_id": self.session_id,
         }
 
 
@@ -85,7 +89,7 @@ def record_prediction(session: Session | Connection, *, new: NewPrediction) -> u
         _lock_drawing(session, new.drawing_id)
         existing = session.scalar(
             select(PredictionRow.id)
-            .where(PredictionRow.drawing_id == new.drawing_id, PredictionRow.true_label.is_(None))
+            .where(PredictionRow.drawing_id == new.drawing_id, _UNLABELLED)
             .order_by(PredictionRow.created_at.desc())
             .limit(1)
         )
@@ -111,7 +115,7 @@ def upsert_prediction(session: Session, *, new: NewPrediction) -> bool:
         session.add(PredictionRow(id=new.id, drawing_id=new.drawing_id, **new.content()))
         session.flush()
         return True
-    if existing.true_label is None:
+    if existing.true_label is None and not existing.not_a_digit:
         for key, value in new.content().items():
             setattr(existing, key, value)
         session.flush()
@@ -126,21 +130,27 @@ def get_prediction(session: Session, *, prediction_id: uuid.UUID) -> PredictionR
     ).first()
 
 
+def _label(row: PredictionRow, true_label: int | None, labelled_at: datetime) -> None:
+    row.true_label = true_label
+    row.not_a_digit = true_label is None
+    row.labelled_at = labelled_at
+
+
 def set_label(
-    session: Session, *, prediction_id: uuid.UUID, true_label: int, labelled_at: datetime
+    session: Session, *, prediction_id: uuid.UUID, true_label: int | None, labelled_at: datetime
 ) -> PredictionRow | None:
-    """Record or change the correction. None when the prediction does not exist."""
+    """Record or change the correction: a digit, or None for "not a digit". None when the
+    prediction does not exist."""
     row = get_prediction(session, prediction_id=prediction_id)
     if row is None:
         return None
-    row.true_label = true_label
-    row.labelled_at = labelled_at
+    _label(row, true_label, labelled_at)
     session.flush()
     return row
 
 
 def apply_spooled_label(
-    session: Session, *, prediction_id: uuid.UUID, true_label: int, labelled_at: datetime
+    session: Session, *, prediction_id: uuid.UUID, true_label: int | None, labelled_at: datetime
 ) -> bool | None:
     """Replay of a spooled correction; a newer correction already stored wins.
 
@@ -151,8 +161,7 @@ def apply_spooled_label(
         return None
     if row.labelled_at is not None and row.labelled_at > labelled_at:
         return False
-    row.true_label = true_label
-    row.labelled_at = labelled_at
+    _label(row, true_label, labelled_at)
     session.flush()
     return True
 
@@ -171,14 +180,23 @@ def _filters(
     digit: int | None,
     true_label: int | None,
     outcome: Outcome | None,
+    status: Status | None,
+    not_a_digit: bool | None,
     since: datetime | None,
     until: datetime | None,
+    session_id: uuid.UUID | None = None,
 ) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = []
+    if session_id is not None:
+        clauses.append(PredictionRow.session_id == session_id)
     if digit is not None:
         clauses.append(PredictionRow.digit == digit)
     if true_label is not None:
         clauses.append(PredictionRow.true_label == true_label)
+    if status is not None:
+        clauses.append(PredictionRow.status == status)
+    if not_a_digit is not None:
+        clauses.append(PredictionRow.not_a_digit.is_(not_a_digit))
     if outcome == "correct":
         clauses.append(PredictionRow.true_label == PredictionRow.digit)
     elif outcome == "wrong":
@@ -189,9 +207,9 @@ def _filters(
             )
         )
     elif outcome == "unlabelled":
-        clauses.append(PredictionRow.true_label.is_(None))
+        clauses.append(_UNLABELLED)
     elif outcome == "labelled":
-        clauses.append(PredictionRow.true_label.is_not(None))
+        clauses.append(~_UNLABELLED)
     if since is not None:
         clauses.append(PredictionRow.created_at >= since)
     if until is not None:
@@ -207,12 +225,23 @@ def list_predictions(
     digit: int | None = None,
     true_label: int | None = None,
     outcome: Outcome | None = None,
+    status: Status | None = None,
+    not_a_digit: bool | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
+    session_id: uuid.UUID | None = None,
 ) -> tuple[list[PredictionRow], int]:
-    """A page of predictions, newest first, and how many match in all."""
+    """A page of predictions, newest first, and how many match in all. ``not_a_digit``: the
+    user's "not a digit" label (True) or its absence (False)."""
     clauses = _filters(
-        digit=digit, true_label=true_label, outcome=outcome, since=since, until=until
+        digit=digit,
+        true_label=true_label,
+        outcome=outcome,
+        status=status,
+        not_a_digit=not_a_digit,
+        since=since,
+        until=until,
+        session_id=session_id,
     )
     total = session.scalar(select(func.count()).select_from(PredictionRow).where(*clauses)) or 0
     rows = session.scalars(
@@ -228,11 +257,13 @@ def list_predictions(
 
 def stats(session: Session) -> dict[str, Any]:
     """Totals, accuracy from corrections, confusion matrix and reliability bins."""
-    total, mean_confidence, uncertain = session.execute(
+    total, mean_confidence, uncertain, not_a_digit, not_a_digit_labels = session.execute(
         select(
             func.count(),
             func.avg(PredictionRow.confidence),
             func.count().filter(PredictionRow.status == "uncertain"),
+            func.count().filter(PredictionRow.status == "not_a_digit"),
+            func.count().filter(PredictionRow.not_a_digit.is_(True)),
         ).select_from(PredictionRow)
     ).one()
     labelled_rows = session.execute(
@@ -268,6 +299,8 @@ def stats(session: Session) -> dict[str, Any]:
         "accuracy": correct / labelled if labelled else None,
         "mean_confidence": float(mean_confidence) if mean_confidence is not None else None,
         "uncertain": uncertain,
+        "not_a_digit": not_a_digit,
+        "not_a_digit_labels": not_a_digit_labels,
         "per_digit_accuracy": {
             str(d): (confusion[d][d] / sum(confusion[d]) if sum(confusion[d]) else None)
             for d in range(10)
@@ -310,14 +343,22 @@ def labelled_outcomes(session: Session) -> list[tuple[datetime, str, int, int]]:
     ]
 
 
-def labelled_inputs(session: Session) -> list[tuple[uuid.UUID, bytes, int]]:
-    """(id, 28x28 input PNG, true_label) of every labelled prediction: retraining data."""
+def corrections(session: Session) -> list[Any]:
+    """Every labelled prediction (a digit label or "not a digit"): retraining data, as rows of
+    (id, input_png, true_label, not_a_digit, session_id)."""
+    labelled = PredictionRow.true_label.is_not(None) | PredictionRow.not_a_digit.is_(True)
     rows = session.execute(
-        select(PredictionRow.id, PredictionRow.input_png, PredictionRow.true_label)
-        .where(PredictionRow.true_label.is_not(None))
+        select(
+            PredictionRow.id,
+            PredictionRow.input_png,
+            PredictionRow.true_label,
+            PredictionRow.not_a_digit,
+            PredictionRow.session_id,
+        )
+        .where(labelled)
         .order_by(PredictionRow.created_at, PredictionRow.id)
     ).all()
-    return [(row_id, png, label) for row_id, png, label in rows if label is not None]
+    return list(rows)
 
 
 def delete_all(session: Session) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -69,12 +71,18 @@ class PredictionRow(Base):
     status: Mapped[str] = mapped_column(String(16), nullable=False)
     source: Mapped[str] = mapped_column(String(16), nullable=False)
     drawing_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # The browser session (a UUID the client made): retraining holds out and caps whole sessions.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     model_version: Mapped[str] = mapped_column(String(128), nullable=False)
     # The submitted drawing, re-encoded as a size-capped PNG; NULL once retention dropped it.
     image_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # The 28x28 the model saw, kept forever with the label: it is the next model's training data.
     input_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     true_label: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    # The user's other answer: the drawing is no digit at all (then true_label is NULL).
+    not_a_digit: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
 
@@ -83,8 +91,22 @@ class PredictionRow(Base):
         Index("ix_predictions_digit_created_at", "digit", "created_at"),
         Index("ix_predictions_true_label_created_at", "true_label", "created_at"),
         Index("ix_predictions_drawing_id", "drawing_id"),
+        Index("ix_predictions_session_id", "session_id"),
         Index("ix_predictions_model_version", "model_version"),
     )
+
+
+class RetrainLeaseRow(Base):
+    """One row per lease name: who holds the right to run a retraining, until when, and when
+    the last one finished. Taken with a conditional UPDATE, which both databases make atomic, so
+    replicas on any machine run one retraining at a time."""
+
+    __tablename__ = "retrain_lease"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class ModelVersionRow(Base):

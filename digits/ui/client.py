@@ -23,6 +23,7 @@ from digits.schemas import (
     PredictionRecord,
     Source,
     Stats,
+    Status,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -85,6 +86,7 @@ class ApiClient:
         *,
         source: Source = "canvas",
         drawing_id: str | None = None,
+        session_id: str | None = None,
         filename: str = "drawing.png",
         content_type: str = "image/png",
     ) -> PredictionOut:
@@ -92,15 +94,16 @@ class ApiClient:
         form: dict[str, str] = {"source": source}
         if drawing_id is not None:
             form["drawing_id"] = drawing_id
+        if session_id is not None:
+            form["session_id"] = session_id
         files = {"image": (filename, image, content_type)}
         response = self._send("POST", "/api/predictions", data=form, files=files)
         return self._parse(PredictionOut, response)
 
-    def label(self, prediction_id: uuid.UUID | str, true_label: int) -> PredictionRecord:
-        """Record (or change) the digit the user says was drawn."""
-        response = self._send(
-            "PATCH", f"/api/predictions/{prediction_id}", json={"true_label": true_label}
-        )
+    def label(self, prediction_id: uuid.UUID | str, true_label: int | None) -> PredictionRecord:
+        """Record (or change) the digit the user says was drawn; None: not a digit."""
+        body = {"not_a_digit": True} if true_label is None else {"true_label": true_label}
+        response = self._send("PATCH", f"/api/predictions/{prediction_id}", json=body)
         return self._parse(PredictionRecord, response)
 
     def get_prediction(self, prediction_id: uuid.UUID | str) -> PredictionRecord:
@@ -114,6 +117,8 @@ class ApiClient:
         digit: int | None = None,
         true_label: int | None = None,
         outcome: Outcome | None = None,
+        status: Status | None = None,
+        not_a_digit: bool | None = None,
     ) -> PredictionPage:
         """A page of stored predictions, newest first, with the filtered total."""
         params: dict[str, str | int] = {"limit": limit, "offset": offset}
@@ -123,6 +128,10 @@ class ApiClient:
             params["true_label"] = true_label
         if outcome is not None:
             params["outcome"] = outcome
+        if status is not None:
+            params["status"] = status
+        if not_a_digit is not None:
+            params["not_a_digit"] = str(not_a_digit).lower()
         return self._parse(PredictionPage, self._send("GET", "/api/predictions", params=params))
 
     def image_png(self, prediction_id: uuid.UUID | str) -> bytes:

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from digits.schemas import PredictionOut, PredictionRecord
+from digits.schemas import PredictionOut, PredictionRecord, Status
 
 # Calibrated confidence -> words. The model's probabilities are temperature-scaled, so "0.9"
 # means right about nine times in ten; the words keep that promise roughly.
@@ -27,6 +27,7 @@ CSV_COLUMNS = (
     "confidence",
     "status",
     "true_label",
+    "not_a_digit",
     "labelled_at",
     "model_version",
     "source",
@@ -81,13 +82,37 @@ def uncertain_explanation(prediction: PredictionOut) -> str:
     )
 
 
+def not_a_digit_explanation(prediction: PredictionOut) -> str:
+    return (
+        "This does not look like a digit. "
+        f"If it is one, the best guess is {prediction.digit} ({percent(prediction.confidence)}). "
+        "Tell it below which digit you meant, or that it is not a digit."
+    )
+
+
+def status_words(status: Status) -> str:
+    return "not a digit" if status == "not_a_digit" else status
+
+
+def label_words(record: PredictionRecord) -> str:
+    """The user's label: a digit, "not a digit", or "" for none."""
+    if record.not_a_digit:
+        return "not a digit"
+    return "" if record.true_label is None else str(record.true_label)
+
+
 def outcome_words(record: PredictionRecord) -> str:
+    if record.not_a_digit:
+        # The model was right to refuse, or wrong to read a digit.
+        return "correct" if record.status == "not_a_digit" else "wrong"
     if record.true_label is None:
         return "not labelled"
     return "correct" if record.true_label == record.digit else "wrong"
 
 
-def saved_message(predicted: int, true_label: int) -> str:
+def saved_message(predicted: int, true_label: int | None) -> str:
+    if true_label is None:
+        return f"Saved: not a digit (the model read {predicted}). Draw the next one."
     if predicted == true_label:
         return f"Saved: {a_digit(true_label)}, as the model read it. Draw the next digit."
     return f"Saved: {a_digit(true_label)} (the model read {predicted}). Draw the next digit."
@@ -119,6 +144,7 @@ def records_csv(records: Iterable[PredictionRecord]) -> str:
                 f"{r.confidence:.6f}",
                 r.status,
                 "" if r.true_label is None else r.true_label,
+                "true" if r.not_a_digit else "false",
                 "" if r.labelled_at is None else r.labelled_at.isoformat(),
                 r.model_version,
                 r.source,

@@ -24,7 +24,14 @@ POST_FIELDS = {
     "model_version",
     "created_at",
 }
-RECORD_FIELDS = POST_FIELDS | {"source", "drawing_id", "true_label", "labelled_at"}
+RECORD_FIELDS = POST_FIELDS | {
+    "source",
+    "drawing_id",
+    "session_id",
+    "true_label",
+    "not_a_digit",
+    "labelled_at",
+}
 
 
 def _utc(value: str) -> datetime:
@@ -234,3 +241,50 @@ def test_decompression_bomb_is_refused_before_decoding(client: TestClient) -> No
     response = post_drawing(client, bomb)
     assert response.status_code == 413
     assert "pixels" in response.json()["detail"]
+
+
+def test_session_id_as_form_field_json_field_or_query_parameter(client: TestClient) -> None:
+    session = str(uuid.uuid4())
+    encoded = base64.b64encode(drawing()).decode()
+    sent = [
+        client.post(
+            "/api/predictions",
+            files={"image": ("d.png", drawing(), "image/png")},
+            data={"session_id": session},
+        ),
+        client.post("/api/predictions", json={"image": encoded, "session_id": session}),
+        client.post(
+            f"/api/predictions?session_id={session}",
+            content=drawing(),
+            headers={"content-type": "image/png"},
+        ),
+    ]
+    assert [r.status_code for r in sent] == [201, 201, 201]
+    other = client.post("/api/predictions", files={"image": ("d.png", drawing(), "image/png")})
+    assert other.status_code == 201
+    for response in sent:
+        record = client.get(f"/api/predictions/{response.json()['id']}").json()
+        assert record["session_id"] == session
+    assert client.get(f"/api/predictions/{other.json()['id']}").json()["session_id"] is None
+    page = client.get("/api/predictions", params={"session_id": session}).json()
+    assert page["total"] == 3
+    assert {item["id"] for item in page["items"]} == {r.json()["id"] for r in sent}
+
+
+@pytest.mark.parametrize("bad", ["not-a-uuid", "12345", "x" * 40])
+def test_a_session_id_that_is_not_a_uuid_is_422(client: TestClient, bad: str) -> None:
+    encoded = base64.b64encode(drawing()).decode()
+    form = client.post(
+        "/api/predictions",
+        files={"image": ("d.png", drawing(), "image/png")},
+        data={"session_id": bad},
+    )
+    body = client.post("/api/predictions", json={"image": encoded, "session_id": bad})
+    raw = client.post(
+        "/api/predictions",
+        params={"session_id": bad},
+        content=drawing(),
+        headers={"content-type": "image/png"},
+    )
+    assert [form.status_code, body.status_code, raw.status_code] == [422, 422, 422]
+    assert client.get("/api/predictions", params={"session_id": bad}).status_code == 422

@@ -7,9 +7,15 @@ from concurrent.futures import ThreadPoolExecutor
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
-from digits.db.migrate import current_revision, downgrade_base, head_revision, upgrade_head
+from digits.db.migrate import (
+    _migrate,
+    current_revision,
+    downgrade_base,
+    head_revision,
+    upgrade_head,
+)
 from digits.db.models import Base
 from digits.db.session import make_engine, normalize_url
 
@@ -55,6 +61,30 @@ def test_indexes_serve_the_history_filters(empty_database_url: str) -> None:
     finally:
         engine.dispose()
     assert {("created_at",), ("digit", "created_at"), ("true_label", "created_at")} <= indexed
+
+
+def test_rows_stored_before_not_a_digit_existed_read_as_not_so_labelled(
+    empty_database_url: str,
+) -> None:
+    _migrate(empty_database_url, "upgrade", "0002")
+    engine = make_engine(empty_database_url)
+    row = (
+        "INSERT INTO predictions (id, created_at, digit, confidence, probabilities, status, "
+        "source, model_version, input_png, true_label, latency_ms) VALUES ("
+        "'00000000000000000000000000000001', '2026-01-01 00:00:00', 3, 0.9, '[]', 'ok', "
+        "'api', 'v', :png, 3, 1.0)"
+    )
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(row), {"png": b"png"})
+        upgrade_head(empty_database_url)
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT true_label, not_a_digit FROM predictions"))
+            assert [tuple(r) for r in stored] == [(3, False)]
+        _migrate(empty_database_url, "downgrade", "0002")
+        assert "not_a_digit" not in {c["name"] for c in inspect(engine).get_columns("predictions")}
+    finally:
+        engine.dispose()
 
 
 def test_concurrent_upgrades_are_serialised(empty_database_url: str) -> None:

@@ -86,7 +86,14 @@ def test_not_a_digit_still_carries_the_best_guess(predictor: Predictor) -> None:
 
 def test_not_a_digit_wins_over_uncertain(predictor: Predictor) -> None:
     strict = Predictor(predictor.checkpoint, uncertain_threshold=1.01, not_a_digit_threshold=0.0)
-    result = strict.predict(pen.draw(pen.scribble(np.random.default_rng(2)), np.random.default_rng(2)))
+    result = strict.predict(
+        pen.draw(pen.scribble(np.random.default_rng(2)), np.random.default_rng(2))
+    )
     assert result.status == "not_a_digit"
     lenient = Predictor(predictor.checkpoint, uncertain_threshold=1.01, not_a_digit_threshold=1.01)
-    assert lenient.predict(pen.draw(pen.scribble(np.random.default_rng(2)), np.random.default_rng(2))).status == "uncertain"
+    assert (
+        lenient.predict(
+            pen.draw(pen.scribble(np.random.default_rng(2)), np.random.default_rng(2))
+        ).status
+        == "uncertain"
+    )

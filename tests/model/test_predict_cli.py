@@ -1,23 +1,28 @@
 """The `digits predict --json` contract: one object per input file, one per line, in order."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from digits import checkpoint as ckpt
 from digits import synth
+from digits.model import NUM_CLASSES, DigitNet
 
 KEYS = {"file", "digit", "confidence", "probabilities", "status"}
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "digits.cli", "predict", *args],
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, **env},
     )
 
 
@@ -73,3 +78,24 @@ def test_plain_output(tmp_path: Path) -> None:
     result = _run(str(path))
     assert result.returncode == 0
     assert result.stdout.startswith(f"{path}: 1 (")
+
+
+def test_not_a_digit_is_printed_with_its_best_guess(tmp_path: Path) -> None:
+    # An 11-class model, with the setting's threshold 0 so that every drawing is refused.
+    torch.manual_seed(0)
+    args = {"width": 8, "num_classes": NUM_CLASSES}
+    model = tmp_path / "rejecting.pt"
+    ckpt.save(ckpt.from_model(DigitNet(**args), args), model)
+    path = tmp_path / "one.png"
+    path.write_bytes(
+        synth.to_png(synth.draw(synth.glyph_strokes(1, synth.STYLES[1][0]), synth.Look()))
+    )
+    refuse = {"DIGITS_NOT_A_DIGIT_THRESHOLD": "0"}
+    result = _run("--json", "--model", str(model), str(path), **refuse)
+    assert result.returncode == 0, result.stderr
+    (line,) = [json.loads(text) for text in result.stdout.splitlines()]
+    assert set(line) == KEYS and line["status"] == "not_a_digit"
+    assert 0 <= line["digit"] <= 9 and abs(sum(line["probabilities"]) - 1) < 1e-4
+    plain = _run("--model", str(model), str(path), **refuse)
+    assert plain.stdout.startswith(f"{path}: {line['digit']} (")
+    assert plain.stdout.rstrip().endswith(", not_a_digit)")

@@ -1,18 +1,24 @@
-"""Small untrained checkpoints and a registry whose "shipped weights" are one of them."""
+"""Small untrained checkpoints, a migrated database of each backend (SQLite always; PostgreSQL
+where it runs, and always with CI=true), and a registry whose "shipped weights" are one of them."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
 from digits import checkpoint as ckpt
+from digits.db.migrate import upgrade_head
+from digits.db.session import Database
+from digits.db.testing import temporary_postgres_database
 from digits.model import DigitNet
 from digits.registry import Registry
 
 MakeCheckpoint = Callable[[int], Path]
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture
@@ -33,6 +39,20 @@ def shipped(make_checkpoint: MakeCheckpoint) -> Path:
     return make_checkpoint(0)
 
 
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
+        upgrade_head(url)
+        yield url
+        return
+    with temporary_postgres_database(request.getfixturevalue("postgres_url")) as url:
+        upgrade_head(url)
+        yield url
+
+
 @pytest.fixture
-def registry(tmp_path: Path, shipped: Path) -> Registry:
-    return Registry(tmp_path / "data" / "models", shipped=shipped)
+def registry(database_url: str, shipped: Path) -> Iterator[Registry]:
+    registry = Registry(Database(database_url), shipped=shipped)
+    yield registry
+    registry.database.dispose()

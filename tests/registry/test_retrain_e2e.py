@@ -21,10 +21,14 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from support import require
 
 from digits import preprocess, synth
 from digits.api.testing import free_port
+from digits.checkpoint import Checkpoint
 from digits.config import SHIPPED_WEIGHTS
+from digits.db.migrate import upgrade_head
+from digits.db.session import Database
 from digits.predict import Predictor
 from digits.registry import Registry
 
@@ -58,8 +62,8 @@ def ordinary_drawing(seed: int) -> tuple[np.ndarray, int]:
     return synth.draw(strokes, synth.random_look(rng, "normal")), digit
 
 
-def error_rate(model: Path, drawings: list[np.ndarray], digit: int) -> float:
-    predictor = Predictor.from_checkpoint(model)
+def error_rate(model: Checkpoint, drawings: list[np.ndarray], digit: int) -> float:
+    predictor = Predictor(model)
     inputs = np.stack([preprocess.to_model_input(d) for d in drawings])
     return float((predictor.probabilities(inputs).argmax(axis=1) != digit).mean())
 
@@ -103,15 +107,17 @@ class Hammer:
 @pytest.fixture
 def env(tmp_path: Path, mnist_dir: Path) -> dict[str, str]:
     base = Path(os.environ.get("DIGITS_TEST_BASE_MODEL", SHIPPED_WEIGHTS))
-    if not base.exists():
-        pytest.skip(f"no shipped weights at {base} (set DIGITS_TEST_BASE_MODEL to use others)")
-    data_dir = tmp_path / "data"
+    require(base.exists(), f"no weights at {base} (DIGITS_TEST_BASE_MODEL names others)")
+    url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
+    upgrade_head(url)
     if base != SHIPPED_WEIGHTS:
-        Registry(data_dir / "models", shipped=base).ensure()
+        registry = Registry(Database(url), shipped=base)
+        registry.ensure()
+        registry.database.dispose()
     environ = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
     return environ | {
-        "DIGITS_DATA_DIR": str(data_dir),
-        "DIGITS_DATABASE_URL": f"sqlite:///{tmp_path / 'digits.sqlite3'}",
+        "DIGITS_DATA_DIR": str(tmp_path / "data"),
+        "DIGITS_DATABASE_URL": url,
         "DIGITS_MNIST_DIR": str(mnist_dir),
         "DIGITS_LOG_LEVEL": "WARNING",
     }
@@ -159,11 +165,11 @@ def wait_for_version(base_url: str, version: str, timeout_s: float = 30.0) -> fl
 def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
     server: str, env: dict[str, str]
 ) -> None:
-    registry = Registry(Path(env["DIGITS_DATA_DIR"]) / "models")
+    registry = Registry(Database(env["DIGITS_DATABASE_URL"]))
     shipped = registry.active_version()
     assert shipped is not None and served_version(server) == shipped
     new_drawings = [personal_style(NEW_SEED + i) for i in range(NEW_DRAWINGS)]
-    errors_before = error_rate(registry.checkpoint_path(shipped), new_drawings, STYLE_DIGIT)
+    errors_before = error_rate(registry.load(shipped), new_drawings, STYLE_DIGIT)
     assert errors_before >= 0.5, f"the shipped model already reads this style ({errors_before})"
 
     # Users draw (their style, and ordinary digits) and say what they drew.
@@ -207,7 +213,7 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
     assert (Path(summary["report"]) / "retrain.md").exists()
     mnist = {name: report["results"][name]["mnist"]["accuracy"] for name in ("active", "candidate")}
     assert mnist["candidate"] >= mnist["active"] - 0.001
-    errors_after = error_rate(registry.checkpoint_path(candidate), new_drawings, STYLE_DIGIT)
+    errors_after = error_rate(registry.load(candidate), new_drawings, STYLE_DIGIT)
     assert errors_after <= errors_before / 3, (errors_before, errors_after)
     index = registry.read()
     assert index.models[candidate].parent == shipped
@@ -239,3 +245,54 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
             }
         )
     )
+
+
+def test_a_candidate_no_better_on_the_corrections_is_refused_and_nothing_changes(
+    server: str, env: dict[str, str]
+) -> None:
+    """The refusal path: users only confirm digits the shipped model already reads, so no
+    candidate can be better where they corrected it; it is kept in the registry, unpromoted,
+    and the API goes on serving the shipped model without a failed request."""
+    registry = Registry(Database(env["DIGITS_DATABASE_URL"]))
+    shipped = registry.active_version()
+    assert shipped is not None
+    with httpx.Client(base_url=server, timeout=30) as client:
+        for seed in range(USERS_OTHER_DRAWINGS):
+            image, digit = ordinary_drawing(seed)
+            posted = client.post(
+                "/api/predictions",
+                files={"image": ("d.png", synth.to_png(image), "image/png")},
+                data={"source": "canvas"},
+            )
+            assert posted.status_code == 201, posted.text
+            body = posted.json()
+            if body["digit"] != digit:
+                continue  # only what the shipped model reads already
+            patched = client.patch(f"/api/predictions/{body['id']}", json={"true_label": digit})
+            assert patched.status_code == 200
+
+    with Hammer(server, synth.to_png(ordinary_drawing(99_999)[0])) as hammer:
+        done = subprocess.run(
+            [*DIGITS, "retrain", "--canvas-n", "100"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads(done.stdout.strip().splitlines()[-1])
+        time.sleep(3.0)  # longer than a replica takes to notice a promotion
+    assert summary["decision"] == "rejected", json.dumps(summary)
+    assert summary["promoted"] is False and summary["active"] == shipped
+    assert any("held-out" in reason for reason in summary["reasons"])
+    assert hammer.errors == [] and set(hammer.statuses) == {201}, hammer.statuses
+    assert set(hammer.versions) == {shipped}
+    assert served_version(server) == shipped
+
+    index = registry.read()
+    assert index.active == shipped
+    assert [e.action for e in index.events] == ["initial"]
+    candidate = index.models[summary["candidate"]]
+    assert candidate.origin == "retrain" and candidate.parent == shipped
+    assert registry.card(candidate.version) is not None  # its report, to read why
+    registry.database.dispose()

@@ -282,3 +282,36 @@ def test_upload_goes_through_the_same_flow(app: AppTest, fake: FakeClient) -> No
     next(b for b in app.button if b.key and b.key.startswith("upload_yes")).click().run()
     assert fake.labels == [(str(fake.records[0].id), 7)]
     assert app.success
+
+
+def test_not_a_digit_answer_says_so_and_offers_the_not_a_digit_button(
+    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+) -> None:
+    fake.next_digit, fake.next_confidence, fake.next_status = 4, 0.62, "not_a_digit"
+    canvas.stroke()
+    app.run()
+
+    assert answer_markdown(app) == []
+    warning = app.warning[0].value
+    assert "does not look like a digit" in warning
+    assert "best guess is 4 (62%)" in warning
+    # The ten digit choices stay, with "Not a digit" beside them.
+    assert any(b.label == "It is a 4" for b in app.button)
+    assert app.get("button_group")[0].label == "Or pick the right digit"
+    canvas.objects = []
+    next(b for b in app.button if b.label == "Not a digit").click().run()
+
+    assert fake.labels == [(str(fake.records[0].id), None)]
+    assert fake.records[0].not_a_digit and fake.records[0].true_label is None
+    assert "Saved: not a digit (the model read 4)" in app.success[0].value
+
+
+def test_not_a_digit_button_is_offered_for_a_confident_answer_too(
+    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+) -> None:
+    canvas.stroke()
+    app.run()
+    assert not app.warning
+    canvas.objects = []
+    next(b for b in app.button if b.label == "Not a digit").click().run()
+    assert fake.labels == [(str(fake.records[0].id), None)]

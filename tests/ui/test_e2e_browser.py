@@ -38,6 +38,8 @@ ANSWER_TIMEOUT_MS = 30_000
 ONE = [[(150, 45), (128, 70)], [(150, 45), (150, 235)]]
 SEVEN = [[(70, 60), (210, 60), (125, 235)]]
 STRAY = [(40, 262), (240, 262)]
+# An "H", three strokes: a letter nobody reads as a digit.
+LETTER_H = [[(80, 50), (80, 230)], [(200, 50), (200, 230)], [(80, 140), (200, 140)]]
 
 
 @dataclass(frozen=True)
@@ -63,14 +65,16 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> Non
 
 
 def _random_checkpoint(path: Path) -> None:
-    """Weights for when the shipped ones are not there yet: the flow is tested, not accuracy."""
+    """Weights for when the shipped ones are not there yet: the flow is tested, not accuracy.
+    They have the not-a-digit class, which a threshold of 0 then answers for every drawing."""
     import torch
 
     from digits import checkpoint
-    from digits.model import DigitNet
+    from digits.model import NUM_CLASSES, DigitNet
 
     torch.manual_seed(0)
-    checkpoint.save(checkpoint.from_model(DigitNet(), {}), path)
+    args = {"num_classes": NUM_CLASSES}
+    checkpoint.save(checkpoint.from_model(DigitNet(**args), args), path)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +97,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Itera
     elif not shipped:
         _random_checkpoint(work / "random.pt")
         env["DIGITS_MODEL_PATH"] = str(work / "random.pt")
+        env["DIGITS_NOT_A_DIGIT_THRESHOLD"] = "0"
     api_port, ui_port = free_port(), free_port()
     api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"
     env["DIGITS_API_URL"] = api_url
@@ -340,5 +345,30 @@ def test_phone_touch_draw_correct_and_find_it(browser: Browser, stack: Stack) ->
     )
     try:
         _run(context.new_page(), stack, digit=7, strokes=SEVEN, touch=True, name="phone")
+    finally:
+        context.close()
+
+
+def test_a_drawn_letter_is_not_a_digit(browser: Browser, stack: Stack) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(stack.ui_url, wait_until="domcontentloaded")
+        _canvas_origin(page)
+        _draw_with_mouse(page, LETTER_H)
+        page.get_by_text("This does not look like a digit.").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        expect(page.get_by_text("the best guess is")).to_be_visible()
+        page.wait_for_timeout(1000)
+        _shot(page, "letter-answer")
+        page.get_by_role("button", name="Not a digit").click()
+        page.get_by_text("Saved: not a digit").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        with sqlite3.connect(stack.database) as db:
+            rows = db.execute(
+                "SELECT status, true_label, source FROM predictions WHERE not_a_digit"
+            ).fetchall()
+        assert rows == [("not_a_digit", None, "canvas")]
+    except BaseException:
+        _shot(page, "letter-failure")
+        raise
     finally:
         context.close()

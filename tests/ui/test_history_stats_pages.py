@@ -98,10 +98,35 @@ def test_history_corrects_a_label(fake: FakeClient) -> None:
     assert list(table(at)["True label"])[1] == "9"
 
 
+def test_history_filters_on_the_answer_and_the_not_a_digit_label(fake: FakeClient) -> None:
+    fake.add(3, true_label=3)
+    fake.add(5, status="not_a_digit")
+    fake.add(8, not_a_digit=True)
+    at = run(_history, fake)
+    assert list(table(at)["True label"]) == ["not a digit", "", "3"]
+    assert list(table(at)["Answer"]) == ["ok", "not a digit", "ok"]
+    at.selectbox(key="history_status").set_value("not a digit").run()
+    assert list(table(at)["Predicted"]) == [5]
+    at.selectbox(key="history_status").set_value("Any").run()
+    at.selectbox(key="history_show").set_value("Labelled not a digit").run()
+    assert list(table(at)["Predicted"]) == [8]
+    assert list(table(at)["Outcome"]) == ["wrong"]  # the model read a digit
+
+
+def test_history_labels_a_drawing_not_a_digit(fake: FakeClient) -> None:
+    first = fake.add(4)
+    at = run(_history, fake)
+    at.selectbox(key=f"history_label_{first.id}").set_value(history.NOT_A_DIGIT_OPTION).run()
+    at.button(key="history_save").click().run()
+    assert fake.labels == [(str(first.id), None)]
+    assert "not a digit (the model read 4)" in at.success[0].value
+    assert list(table(at)["True label"]) == ["not a digit"]
+
+
 def test_history_csv_export_has_every_matching_row(fake: FakeClient) -> None:
     for i in range(130):
         fake.add(i % 10, true_label=(i % 10) if i % 3 else None)
-    csv_text = history._export(fake, digit=None, outcome="unlabelled")
+    csv_text = history._export(fake, history.Filters(None, "unlabelled", None, None))
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("id,created_at,digit,confidence,status,true_label")
     assert len(lines) == 1 + sum(1 for i in range(130) if i % 3 == 0)

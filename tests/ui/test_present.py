@@ -83,3 +83,8 @@ def test_records_csv_round_trips() -> None:
     assert rows[0]["created_at"] == "2026-01-02T03:04:05+00:00"
     assert rows[0]["p9"] == "0.100000"
     assert rows[0]["drawing_id"] == ""
+    assert rows[0]["not_a_digit"] == "false"
+    said = record.model_copy(update={"true_label": None, "not_a_digit": True})
+    row = next(csv.DictReader(io.StringIO(present.records_csv([said]))))
+    assert (row["true_label"], row["not_a_digit"]) == ("", "true")
+    assert present.label_words(said) == "not a digit"

@@ -19,6 +19,7 @@ from digits.schemas import (
     ReliabilityBin,
     Source,
     Stats,
+    Status,
     VersionAccuracy,
 )
 from digits.ui.client import ApiClient, ApiError
@@ -47,9 +48,10 @@ class FakeClient(ApiClient):
         super().__init__("http://fake.test", transport=httpx.MockTransport(refuse))
         self.records: list[PredictionRecord] = []
         self.posts: list[dict[str, Any]] = []
-        self.labels: list[tuple[str, int]] = []
+        self.labels: list[tuple[str, int | None]] = []
         self.next_digit = 7
         self.next_confidence = 0.95
+        self.next_status: Status | None = None  # None: from the confidence
         self.fail: ApiError | None = None
         self.clock = START
 
@@ -61,6 +63,8 @@ class FakeClient(ApiClient):
         true_label: int | None = None,
         source: Source = "canvas",
         model_version: str = "v1",
+        status: Status | None = None,
+        not_a_digit: bool = False,
     ) -> PredictionRecord:
         self.clock += timedelta(minutes=1)
         record = PredictionRecord(
@@ -68,13 +72,14 @@ class FakeClient(ApiClient):
             digit=digit,
             confidence=confidence,
             probabilities=probabilities_for(digit, confidence),
-            status="ok" if confidence >= 0.6 else "uncertain",
+            status=status or ("ok" if confidence >= 0.6 else "uncertain"),
             model_version=model_version,
             created_at=self.clock,
             source=source,
             drawing_id=None,
             true_label=true_label,
-            labelled_at=None if true_label is None else self.clock,
+            not_a_digit=not_a_digit,
+            labelled_at=None if true_label is None and not not_a_digit else self.clock,
         )
         self.records.insert(0, record)
         return record
@@ -89,6 +94,7 @@ class FakeClient(ApiClient):
         *,
         source: Source = "canvas",
         drawing_id: str | None = None,
+        session_id: str | None = None,
         filename: str = "drawing.png",
         content_type: str = "image/png",
     ) -> PredictionOut:
@@ -97,6 +103,7 @@ class FakeClient(ApiClient):
                 "image": image,
                 "source": source,
                 "drawing_id": drawing_id,
+                "session_id": session_id,
                 "filename": filename,
                 "content_type": content_type,
             }
@@ -104,7 +111,12 @@ class FakeClient(ApiClient):
         self._check()
         if image == b"blank":
             raise ApiError("The drawing is empty.", kind="empty", status_code=422)
-        record = self.add(self.next_digit, confidence=self.next_confidence, source=source)
+        record = self.add(
+            self.next_digit,
+            confidence=self.next_confidence,
+            source=source,
+            status=self.next_status,
+        )
         if drawing_id is not None:
             previous = next(
                 (
@@ -123,13 +135,17 @@ class FakeClient(ApiClient):
             self.records[0] = record
         return PredictionOut.model_validate(record.model_dump())
 
-    def label(self, prediction_id: uuid.UUID | str, true_label: int) -> PredictionRecord:
+    def label(self, prediction_id: uuid.UUID | str, true_label: int | None) -> PredictionRecord:
         self._check()
         self.labels.append((str(prediction_id), true_label))
         for i, r in enumerate(self.records):
             if str(r.id) == str(prediction_id):
                 self.records[i] = r.model_copy(
-                    update={"true_label": true_label, "labelled_at": self.clock}
+                    update={
+                        "true_label": true_label,
+                        "not_a_digit": true_label is None,
+                        "labelled_at": self.clock,
+                    }
                 )
                 return self.records[i]
         raise ApiError("no such record", kind="not_found", status_code=404)
@@ -142,14 +158,16 @@ class FakeClient(ApiClient):
         digit: int | None = None,
         true_label: int | None = None,
         outcome: Outcome | None = None,
+        status: Status | None = None,
+        not_a_digit: bool | None = None,
     ) -> PredictionPage:
         self._check()
         keep: Callable[[PredictionRecord], bool] = {
             None: lambda r: True,
             "wrong": lambda r: r.true_label is not None and r.true_label != r.digit,
             "correct": lambda r: r.true_label is not None and r.true_label == r.digit,
-            "unlabelled": lambda r: r.true_label is None,
-            "labelled": lambda r: r.true_label is not None,
+            "unlabelled": lambda r: r.true_label is None and not r.not_a_digit,
+            "labelled": lambda r: r.true_label is not None or r.not_a_digit,
         }[outcome]
         rows = [
             r
@@ -157,6 +175,8 @@ class FakeClient(ApiClient):
             if keep(r)
             and (digit is None or r.digit == digit)
             and (true_label is None or r.true_label == true_label)
+            and (status is None or r.status == status)
+            and (not_a_digit is None or r.not_a_digit == not_a_digit)
         ]
         return PredictionPage(items=rows[offset : offset + limit], total=len(rows))
 
@@ -208,6 +228,8 @@ class FakeClient(ApiClient):
                 else None
             ),
             uncertain=sum(r.status == "uncertain" for r in self.records),
+            not_a_digit=sum(r.status == "not_a_digit" for r in self.records),
+            not_a_digit_labels=sum(r.not_a_digit for r in self.records),
             per_digit_accuracy=per_digit,
             per_model_version=[
                 VersionAccuracy(

@@ -8,9 +8,8 @@ from typing import Literal
 
 from fastapi import APIRouter
 
-from digits.api.deps import PredictorDep, SettingsDep, StoreDep
+from digits.api.deps import PredictorDep, RegistryDep, StoreDep
 from digits.db import crud
-from digits.registry import Registry
 from digits.schemas import AccuracyPoint, ModelAccuracy, ModelRegistry
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -19,9 +18,8 @@ DAY_BUCKETS_AFTER_S = 3 * 24 * 3600  # a longer history is shown per day, else p
 
 
 @router.get("", response_model=ModelRegistry)
-def list_models(settings: SettingsDep, predictor: PredictorDep) -> ModelRegistry:
+def list_models(registry: RegistryDep, predictor: PredictorDep) -> ModelRegistry:
     """Registered versions, the activation history (promotions, rollbacks), the active card."""
-    registry = Registry.from_settings(settings, migrate=False)
     index = registry.read()
     return ModelRegistry(
         active=index.active,

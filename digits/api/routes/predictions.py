@@ -8,11 +8,12 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
+from digits import autoretrain
 from digits.api.deps import StoreDep
 from digits.api.images import decode_base64_image, stored_png
 from digits.api.metrics import Metrics
@@ -31,6 +32,7 @@ from digits.schemas import (
     PredictionOut,
     PredictionPage,
     PredictionRecord,
+    Status,
 )
 
 _In = TypeVar("_In", bound=BaseModel)
@@ -73,26 +75,31 @@ def _validated(model: type[_In], fields: Any) -> _In:
         raise HTTPException(422, jsonable_encoder(errors)) from exc
 
 
-async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
+async def _read_submission(
+    request: Request,
+) -> tuple[bytes, str, uuid.UUID | None, uuid.UUID | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
-            fields: dict[str, Any] = {name: form.get(name) for name in ("source", "drawing_id")}
+            fields: dict[str, Any] = {
+                name: form.get(name) for name in ("source", "drawing_id", "session_id")
+            }
             upload = form.get("image")
             if isinstance(upload, UploadFile):
                 fields["image"] = await upload.read()
             elif upload is not None:
                 fields["image"] = decode_base64_image(upload)
         submitted = _validated(PredictionFormIn, fields)
-        return submitted.image, submitted.source, submitted.drawing_id
+        return submitted.image, submitted.source, submitted.drawing_id, submitted.session_id
     if content_type == "application/json" or content_type.endswith("+json"):
         payload = _validated(PredictionJsonIn, await request.body())
-        return decode_base64_image(payload.image), payload.source, payload.drawing_id
+        image = decode_base64_image(payload.image)
+        return image, payload.source, payload.drawing_id, payload.session_id
     if content_type in {"image/png", "image/jpeg"}:
         submitted = _validated(
             PredictionFormIn, {**request.query_params, "image": await request.body()}
         )
-        return submitted.image, submitted.source, submitted.drawing_id
+        return submitted.image, submitted.source, submitted.drawing_id, submitted.session_id
     raise HTTPException(
         415,
         'send multipart/form-data with an \'image\' file, JSON {"image": "<base64>"}, '
@@ -105,6 +112,7 @@ def _predict_and_save(
     data: bytes,
     source: str,
     drawing_id: uuid.UUID | None,
+    session_id: uuid.UUID | None,
     predictor: Predictor,
     settings: Settings,
     store: PredictionStore,
@@ -128,6 +136,7 @@ def _predict_and_save(
         image_png=stored_png(data, max_side=settings.stored_image_max_side),
         input_png=input_to_png(prediction.model_input),
         latency_ms=(time.perf_counter() - started) * 1000,
+        session_id=session_id,
     )
     record = store.save_prediction(new)
     metrics.predictions.labels(digit=str(record.digit), status=record.status).inc()
@@ -146,7 +155,7 @@ async def create_prediction(request: Request) -> Response:
     # The hot path reads app.state directly and serialises the answer itself: FastAPI's
     # dependency solving and response validation would add CPU to every request.
     state = request.app.state
-    data, source, drawing_id = await _read_submission(request)
+    data, source, drawing_id, session_id = await _read_submission(request)
     # Model and insert run on a thread so that neither blocks this worker's other requests;
     # asyncio's hand-over copies the context, so the logs keep the request id.
     record = await asyncio.to_thread(
@@ -154,6 +163,7 @@ async def create_prediction(request: Request) -> Response:
         data=data,
         source=source,
         drawing_id=drawing_id,
+        session_id=session_id,
         predictor=state.holder.predictor,  # once: a model swap cannot change it halfway
         settings=state.settings,
         store=state.store,
@@ -169,10 +179,18 @@ async def create_prediction(request: Request) -> Response:
 
 @router.patch("/{prediction_id}", response_model=PredictionRecord)
 def correct_prediction(
-    prediction_id: uuid.UUID, correction: CorrectionIn, store: StoreDep
+    prediction_id: uuid.UUID,
+    correction: CorrectionIn,
+    store: StoreDep,
+    request: Request,
+    background: BackgroundTasks,
 ) -> PredictionRecord:
-    """Record or change the digit the user says was drawn."""
-    return store.label(prediction_id, correction.true_label)
+    """Record or change the digit the user says was drawn, or that it is not a digit."""
+    record = store.label(prediction_id, correction.true_label)
+    after = request.app.state.settings.retrain_after
+    if after:  # DIGITS_RETRAIN_AFTER: maybe start a retraining, once the answer has gone
+        background.add_task(autoretrain.start_if_due, store.database, after)
+    return record
 
 
 @router.get("", response_model=PredictionPage)
@@ -183,8 +201,13 @@ def list_predictions(
     digit: Annotated[Label | None, Query(description="predicted digit")] = None,
     true_label: Annotated[Label | None, Query(description="the user's correction")] = None,
     outcome: Annotated[Outcome | None, Query()] = None,
+    status: Annotated[Status | None, Query(description="the model's answer")] = None,
+    not_a_digit: Annotated[
+        bool | None, Query(description='the user labelled it "not a digit" (or not)')
+    ] = None,
     since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
+    session_id: Annotated[uuid.UUID | None, Query(description="the client's session")] = None,
 ) -> PredictionPage:
     """Stored predictions, newest first."""
     for name, value in (("since", since), ("until", until)):
@@ -198,8 +221,11 @@ def list_predictions(
             digit=digit,
             true_label=true_label,
             outcome=outcome,
+            status=status,
+            not_a_digit=not_a_digit,
             since=since,
             until=until,
+            session_id=session_id,
         )
         items = [record_from_row(row) for row in rows]
     return PredictionPage(items=items, total=total)

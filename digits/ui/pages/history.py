@@ -6,12 +6,13 @@ import base64
 import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from digits.schemas import Outcome, PredictionRecord
+from digits.schemas import Outcome, PredictionRecord, Status
 from digits.ui import present
 from digits.ui.client import ApiClient, ApiError
 from digits.ui.session import flash, get_client, show_error, show_flash
@@ -19,26 +20,43 @@ from digits.ui.session import flash, get_client, show_error, show_flash
 PAGE_SIZES = (10, 20, 50)
 EXPORT_BATCH = 100
 EXPORT_MAX_ROWS = 50_000
-SHOW_OPTIONS: dict[str, Outcome | None] = {
-    "All predictions": None,
-    "Wrong only": "wrong",
-    "Unlabelled only": "unlabelled",
-    "Correct only": "correct",
+# Each choice: (outcome, the user's "not a digit" label).
+SHOW_OPTIONS: dict[str, tuple[Outcome | None, bool | None]] = {
+    "All predictions": (None, None),
+    "Wrong only": ("wrong", None),
+    "Unlabelled only": ("unlabelled", None),
+    "Correct only": ("correct", None),
+    "Labelled not a digit": (None, True),
+}
+ANSWER_OPTIONS: dict[str, Status | None] = {
+    "Any": None,
+    "ok": "ok",
+    "uncertain": "uncertain",
+    "not a digit": "not_a_digit",
 }
 PAGE_KEY = "history_page"
 FIX_KEY = "history_fix_id"
+NOT_A_DIGIT_OPTION = 10  # after the ten digits in the label choice
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The filters chosen, as ``ApiClient.list_predictions`` keywords."""
+
+    digit: int | None
+    outcome: Outcome | None
+    not_a_digit: bool | None
+    status: Status | None
 
 
 def render() -> None:
     st.title("History")
     show_flash()
     client = get_client()
-    digit, outcome, size = _filters()
+    filters, size = _filters()
     page_no = max(1, int(st.session_state.get(PAGE_KEY, 1)))
     try:
-        page = client.list_predictions(
-            limit=size, offset=(page_no - 1) * size, digit=digit, outcome=outcome
-        )
+        page = client.list_predictions(limit=size, offset=(page_no - 1) * size, **asdict(filters))
     except ApiError as err:
         show_error(f"The history could not be loaded. {err}")
         return
@@ -63,7 +81,7 @@ def render() -> None:
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
-        key=f"history_table_{page_no}_{digit}_{outcome}_{size}",
+        key=f"history_table_{page_no}_{filters}_{size}",
         column_config=_columns(zone.key),
         row_height=56,
     )
@@ -71,7 +89,7 @@ def render() -> None:
     _correction(page.items, list(table.selection.rows), zone)
     st.download_button(
         "Export CSV",
-        data=lambda: _export(client, digit, outcome),
+        data=lambda: _export(client, filters),
         file_name="digits-history.csv",
         mime="text/csv",
         icon=":material/download:",
@@ -84,8 +102,8 @@ def _to_first_page() -> None:
     st.session_state[PAGE_KEY] = 1
 
 
-def _filters() -> tuple[int | None, Outcome | None, int]:
-    digit_col, show_col, size_col = st.columns(3)
+def _filters() -> tuple[Filters, int]:
+    digit_col, answer_col, show_col, size_col = st.columns(4)
     digit = digit_col.selectbox(
         "Predicted digit",
         [None, *range(10)],
@@ -93,13 +111,17 @@ def _filters() -> tuple[int | None, Outcome | None, int]:
         key="history_digit",
         on_change=_to_first_page,
     )
+    answer = answer_col.selectbox(
+        "Answer", list(ANSWER_OPTIONS), key="history_status", on_change=_to_first_page
+    )
     show = show_col.selectbox(
         "Show", list(SHOW_OPTIONS), key="history_show", on_change=_to_first_page
     )
     size = size_col.selectbox(
         "Rows per page", PAGE_SIZES, index=1, key="history_size", on_change=_to_first_page
     )
-    return digit, SHOW_OPTIONS[show], int(size)
+    outcome, not_a_digit = SHOW_OPTIONS[show]
+    return Filters(digit, outcome, not_a_digit, ANSWER_OPTIONS[answer]), int(size)
 
 
 @st.cache_data(show_spinner=False, max_entries=1000)
@@ -119,7 +141,8 @@ def _table(
         {
             "Drawing": [_thumbnail(client, str(r.id), r.created_at.isoformat()) for r in items],
             "Predicted": [r.digit for r in items],
-            "True label": ["" if r.true_label is None else str(r.true_label) for r in items],
+            "Answer": [present.status_words(r.status) for r in items],
+            "True label": [present.label_words(r) for r in items],
             "Outcome": [present.outcome_words(r) for r in items],
             "Confidence": [r.confidence for r in items],
             "Time": [present.local_time(r.created_at, zone) for r in items],
@@ -162,16 +185,20 @@ def _correction(
         format_func=lambda i: _describe(by_id[i], zone),
     )
     record = by_id[chosen]
-    current = record.true_label if record.true_label is not None else record.digit
+    current = NOT_A_DIGIT_OPTION if record.not_a_digit else record.true_label
     label = label_col.selectbox(
-        "True digit", list(range(10)), index=current, key=f"history_label_{chosen}"
+        "True digit",
+        range(NOT_A_DIGIT_OPTION + 1),
+        index=record.digit if current is None else current,
+        format_func=lambda d: "Not a digit" if d == NOT_A_DIGIT_OPTION else str(d),
+        key=f"history_label_{chosen}",
     )
     save_col.button(
         "Save label",
         key="history_save",
         type="primary",
         on_click=_save,
-        args=(record.id, int(label), record.digit),
+        args=(record.id, None if label == NOT_A_DIGIT_OPTION else int(label), record.digit),
     )
     error = st.session_state.pop("history_error", None)
     if error:
@@ -179,27 +206,29 @@ def _correction(
 
 
 def _describe(record: PredictionRecord, zone: present.ZoneInfo) -> str:
-    label = "no label" if record.true_label is None else f"labelled {record.true_label}"
+    label = present.label_words(record)
+    label = f"labelled {label}" if label else "no label"
     return f"{present.local_time(record.created_at, zone)}: read as {record.digit}, {label}"
 
 
-def _save(prediction_id: uuid.UUID, true_label: int, predicted: int) -> None:
+def _save(prediction_id: uuid.UUID, true_label: int | None, predicted: int) -> None:
     try:
         get_client().label(prediction_id, true_label)
     except ApiError as err:
         st.session_state["history_error"] = f"The label was not saved. {err}"
         return
+    if true_label is None:
+        flash(f"Saved: that drawing is not a digit (the model read {predicted}).")
+        return
     verdict = "correct" if true_label == predicted else f"wrong (it read {predicted})"
     flash(f"Saved: that drawing is {present.a_digit(true_label)}; the model was {verdict}.")
 
 
-def _export(client: ApiClient, digit: int | None, outcome: Outcome | None) -> str:
+def _export(client: ApiClient, filters: Filters) -> str:
     """All matching rows as CSV, fetched in batches when the button is clicked."""
     records: list[PredictionRecord] = []
     while len(records) < EXPORT_MAX_ROWS:
-        batch = client.list_predictions(
-            limit=EXPORT_BATCH, offset=len(records), digit=digit, outcome=outcome
-        )
+        batch = client.list_predictions(limit=EXPORT_BATCH, offset=len(records), **asdict(filters))
         records.extend(batch.items)
         if not batch.items or len(records) >= batch.total:
             break

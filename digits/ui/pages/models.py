@@ -121,8 +121,14 @@ def _versions(registry: ModelRegistry) -> None:
                     "Parent": m.parent or "",
                     "Trained": m.created_at,
                     "MNIST accuracy": m.metrics.get("mnist_accuracy"),
-                    "Held-out corrections": m.metrics.get("heldout_accuracy"),
+                    "Held-out sessions": m.metrics.get("heldout_accuracy"),
+                    "Held-out (sessions / samples)": (
+                        f"{m.metrics['heldout_sessions']} / {m.metrics['heldout_samples']}"
+                        if "heldout_sessions" in m.metrics
+                        else ""
+                    ),
                     "Corrections trained on": m.data.get("corrections_train"),
+                    "Sessions left out": m.data.get("sessions_excluded"),
                 }
                 for m in reversed(registry.models)
             ]
@@ -130,7 +136,7 @@ def _versions(registry: ModelRegistry) -> None:
         hide_index=True,
         column_config={
             "MNIST accuracy": st.column_config.NumberColumn(format="percent"),
-            "Held-out corrections": st.column_config.NumberColumn(format="percent"),
+            "Held-out sessions": st.column_config.NumberColumn(format="percent"),
             "Trained": st.column_config.DatetimeColumn(format="MMM D HH:mm"),
         },
     )

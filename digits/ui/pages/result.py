@@ -27,6 +27,8 @@ def show_answer(shown: Shown) -> None:
     prediction = shown.prediction
     if prediction.status == "uncertain":
         st.warning(present.uncertain_explanation(prediction), icon=":material/help:")
+    elif prediction.status == "not_a_digit":
+        st.warning(present.not_a_digit_explanation(prediction), icon=":material/block:")
     else:
         digit_col, words_col = st.columns([1, 3], vertical_alignment="center")
         # The answer is the page's headline: a big numeral, with its words for screen readers.
@@ -55,15 +57,17 @@ def show_answer(shown: Shown) -> None:
 def show_feedback(
     prefix: str, prediction: PredictionOut, on_saved: Callable[[], None], widget_round: int
 ) -> None:
-    """One click for "correct", or the true digit; `on_saved` readies the next input."""
+    """One click for "correct", the true digit, or "not a digit"; `on_saved` readies the next
+    input."""
     st.markdown("**Was it right?**")
     sure = prediction.status == "ok"
+    refused = prediction.status == "not_a_digit"
     named = present.a_digit(prediction.digit)
     yes_label = f"Yes, it is {named}" if sure else f"It is {named}"
     st.button(
         yes_label,
         key=f"{prefix}_yes_{widget_round}",
-        type="primary",
+        type="secondary" if refused else "primary",
         icon=":material/check:",
         on_click=_save_label,
         args=(prefix, prediction.id, prediction.digit, prediction.digit, on_saved),
@@ -76,6 +80,14 @@ def show_feedback(
         wrap=True,  # onto a second row on a phone, instead of scrolling sideways
         on_change=_save_choice,
         args=(prefix, fix_key, prediction.id, prediction.digit, on_saved),
+    )
+    st.button(
+        "Not a digit",
+        key=f"{prefix}_not_a_digit_{widget_round}",
+        type="primary" if refused else "secondary",
+        icon=":material/block:",
+        on_click=_save_label,
+        args=(prefix, prediction.id, prediction.digit, None, on_saved),
     )
 
 
@@ -99,7 +111,7 @@ def _save_label(
     prefix: str,
     prediction_id: uuid.UUID,
     predicted: int,
-    true_label: int,
+    true_label: int | None,
     on_saved: Callable[[], None],
 ) -> None:
     try:

@@ -74,9 +74,15 @@ def _recent(client: ApiClient) -> list[PredictionRecord]:
 
 def _headline(stats: Stats) -> None:
     total_col, labelled_col, accuracy_col, confidence_col = st.columns(4)
-    total_col.metric("Predictions", f"{stats.total:,}", help=f"{stats.uncertain:,} uncertain")
+    total_col.metric(
+        "Predictions",
+        f"{stats.total:,}",
+        help=f"{stats.uncertain:,} uncertain, {stats.not_a_digit:,} not a digit",
+    )
     labelled_col.metric(
-        "Labelled by people", f"{stats.labelled:,}", help="Marked correct or corrected"
+        "Labelled by people",
+        f"{stats.labelled:,}",
+        help=f"Marked correct or corrected; {stats.not_a_digit_labels:,} more said not a digit",
     )
     accuracy_col.metric(
         "Accuracy",

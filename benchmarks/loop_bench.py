@@ -1,0 +1,221 @@
+"""The learning loop with real handwriting: `loop` writers correct the model, `test` writers judge it.
+
+    .venv/bin/python benchmarks/loop_bench.py [--letters 5] [--poison 0] [--keep DIR]
+
+1. A fresh data folder and SQLite database; the registry starts from the shipped model, which
+   never saw the `loop` or `test` writers of digits/datasets/pen.
+2. A real `digits serve` process. Every `loop` writer's digits (and ``--letters`` of their
+   letters nobody would read as a digit) are drawn onto the 280x280 canvas, sent to
+   POST /api/predictions with one session_id per writer, and labelled with PATCH as the user
+   would: the true digit, or "not a digit" for a letter. ``--poison N`` adds one more session
+   that labels N drawings of 3 as 8.
+3. `digits retrain`, timed.
+4. The active model before and the promoted model after, on every `test` writer's digits: error,
+   the 95 % bootstrap interval of the difference (paired, resampling writers), ECE, accuracy on
+   3s; MNIST from the retraining report. Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from digits import pen, preprocess, retrain, synth
+from digits.api.testing import free_port
+from digits.checkpoint import Checkpoint
+from digits.config import Settings
+from digits.evaluate import expected_calibration_error
+from digits.registry import Registry
+
+DIGITS = str(Path(sys.executable).parent / "digits")
+SESSIONS = uuid.UUID("3c6f7a52-5f0e-4d0b-9a51-6f1d3b8e2a10")  # namespace of the writers' ids
+
+
+def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [DIGITS, "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the API exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                return process, base_url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.terminate()
+    raise SystemExit("the API did not become ready in 180 s")
+
+
+def label_through_api(
+    client: httpx.Client, image: np.ndarray, session_id: str, body: dict[str, object]
+) -> bool:
+    """POST the drawing in a session, PATCH the user's label; False if the API refused it."""
+    posted = client.post(
+        "/api/predictions",
+        files={"image": ("d.png", synth.to_png(image), "image/png")},
+        data={"source": "canvas", "session_id": session_id},
+    )
+    if posted.status_code != 201:
+        return False
+    patched = client.patch(f"/api/predictions/{posted.json()['id']}", json=body)
+    return patched.status_code == 200
+
+
+def send_loop_writers(base_url: str, letters: int, poison: int, seed: int) -> dict[str, int]:
+    rng = np.random.default_rng(seed)
+    digits = pen.load("digits", "loop")
+    rejects = pen.rejectable_letters(pen.load("letters", "loop"))
+    counts = {"sessions": 0, "digits": 0, "letters": 0, "refused": 0, "poison": 0}
+    with httpx.Client(base_url=base_url, timeout=60) as client:
+        for writer in sorted({s.writer for s in digits}):
+            session_id = str(uuid.uuid5(SESSIONS, writer))
+            counts["sessions"] += 1
+            for sample in (s for s in digits if s.writer == writer):
+                ok = label_through_api(
+                    client,
+                    pen.draw(sample.strokes, rng),
+                    session_id,
+                    {"true_label": sample.digit},
+                )
+                counts["digits" if ok else "refused"] += 1
+            for sample in [s for s in rejects if s.writer == writer][:letters]:
+                ok = label_through_api(
+                    client, pen.draw(sample.strokes, rng), session_id, {"not_a_digit": True}
+                )
+                counts["letters" if ok else "refused"] += 1
+        threes = [s for s in digits if s.digit == 3]
+        poisoner = str(uuid.uuid5(SESSIONS, "poisoner"))
+        for i in range(poison):
+            sample = threes[i % len(threes)]
+            ok = label_through_api(
+                client, pen.draw(sample.strokes, rng), poisoner, {"true_label": 8}
+            )
+            counts["poison" if ok else "refused"] += 1
+    return counts
+
+
+def test_writers(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    samples = pen.load("digits", "test")
+    inputs = np.stack([preprocess.to_model_input(pen.draw(s.strokes, rng)) for s in samples])
+    labels = np.array([s.digit for s in samples], dtype=np.int64)
+    return inputs, labels, np.array([s.writer for s in samples])
+
+
+def bootstrap_difference(
+    wrong_before: np.ndarray, wrong_after: np.ndarray, writers: np.ndarray, seed: int
+) -> tuple[float, float, float]:
+    """Error after minus error before, with its 95 % interval (paired, writers resampled)."""
+    keys, inverse = np.unique(writers, return_inverse=True)
+    change = np.bincount(inverse, weights=wrong_after.astype(float) - wrong_before.astype(float))
+    size = np.bincount(inverse).astype(float)
+    picks = np.random.default_rng(seed).integers(len(keys), size=(10_000, len(keys)))
+    diffs = change[picks].sum(axis=1) / size[picks].sum(axis=1)
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    return float(change.sum() / size.sum()), float(low), float(high)
+
+
+def judge(checkpoint: Checkpoint, inputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    probs = retrain.probabilities(checkpoint, inputs)
+    correct = probs.argmax(axis=1) == labels
+    return {
+        "error": float(1 - correct.mean()),
+        "ece": expected_calibration_error(probs.max(axis=1), correct),
+        "accuracy_3": float(correct[labels == 3].mean()),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--letters", type=int, default=5, help="letters per loop writer")
+    parser.add_argument("--poison", type=int, default=0, help="3s labelled 8 by one session")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--keep", type=Path, default=None, help="work here instead of a temp dir")
+    args = parser.parse_args()
+    root = args.keep or Path(tempfile.mkdtemp(prefix="loop-bench-"))
+    root.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")} | {
+        "DIGITS_DATA_DIR": str(root / "data"),
+        "DIGITS_DATABASE_URL": f"sqlite:///{root / 'digits.sqlite3'}",
+        "DIGITS_MNIST_DIR": os.environ.get("DIGITS_MNIST_DIR", "../shared/mnist"),
+        "DIGITS_LOG_LEVEL": "WARNING",
+    }
+    server, base_url = start_server(env, root / "server.log")
+    try:
+        started = time.perf_counter()
+        counts = send_loop_writers(base_url, args.letters, args.poison, args.seed)
+        send_s = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    started = time.perf_counter()
+    done = subprocess.run([DIGITS, "retrain"], env=env, capture_output=True, text=True, check=False)
+    retrain_s = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        return done.returncode
+    line = json.loads(done.stdout.strip().splitlines()[-1])
+
+    registry = Registry.from_settings(
+        Settings(database_url=env["DIGITS_DATABASE_URL"], data_dir=root / "data")
+    )
+    before = registry.load(line["active_before"])
+    # The candidate is judged even when the gate refused it: what the refusal left on the table.
+    after = registry.load(line.get("candidate", line["active"]))
+    inputs, labels, writers = test_writers(args.seed + 1)
+    judged = {"before": judge(before, inputs, labels), "after": judge(after, inputs, labels)}
+    probs_before = retrain.probabilities(before, inputs).argmax(axis=1) != labels
+    probs_after = retrain.probabilities(after, inputs).argmax(axis=1) != labels
+    change, low, high = bootstrap_difference(probs_before, probs_after, writers, args.seed)
+    mnist = line.get("accuracy", {})
+    result = {
+        "sent": counts,
+        "send_s": round(send_s, 1),
+        "decision": line["decision"],
+        "promoted": line["promoted"],
+        "heldout_sessions": line["heldout_sessions"],
+        "heldout_samples": line["heldout_samples"],
+        "excluded_sessions": line.get("excluded_sessions", 0),
+        "retrain_s": round(retrain_s, 1),
+        "test_writers": {
+            "n": len(labels),
+            "writers": len(set(writers)),
+            **judged,
+            "error_change": change,
+            "error_change_95": [low, high],
+        },
+        "mnist": {name: row.get("mnist") for name, row in mnist.items()},
+    }
+    b, a = judged["before"], judged["after"]
+    sys.stdout.write(
+        f"decision: {line['decision']} ({'; '.join(line.get('reasons', []))})\n"
+        f"test writers ({len(labels)} digits, {len(set(writers))} writers): error "
+        f"{b['error']:.2%} -> {a['error']:.2%} (change {change * 100:+.2f} pp, 95% "
+        f"[{low * 100:+.2f}, {high * 100:+.2f}]); ECE {b['ece']:.2%} -> {a['ece']:.2%}; "
+        f"3s {b['accuracy_3']:.2%} -> {a['accuracy_3']:.2%}\n"
+        f"MNIST: {json.dumps(result['mnist'])}; retrain {retrain_s:.0f} s\n"
+    )
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
