@@ -1,19 +1,27 @@
 # syntax=docker/dockerfile:1
 # One image for the API (default command) and the UI (`digits ui`, see compose.yaml).
+# BASE_IMAGE: any Debian-based Python 3.11 with `python` and venv (scripts/test-containers.sh
+# builds one with debootstrap where Docker Hub cannot be reached).
+ARG BASE_IMAGE=python:3.11-slim
 
-FROM python:3.11-slim AS build
+FROM ${BASE_IMAGE} AS build
+# CPU-only torch, pinned like pyproject.toml: the default wheel would bring several GB of CUDA
+# libraries that a CPU service never uses. A build without PyTorch's index sets TORCH_INDEX_URL
+# to PyPI and PIP_FIND_LINKS (pip reads it) to a folder of wheels holding the +cpu build.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG PIP_FIND_LINKS=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# CPU-only torch from PyTorch's CPU index, pinned like pyproject.toml: the default wheel would
-# bring several GB of CUDA libraries that a CPU service never uses.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+RUN pip install --index-url "$TORCH_INDEX_URL" torch==2.13.0
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY digits ./digits
-RUN pip install .
+RUN pip install . && pip uninstall --yes pip
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
+# /data/spool exists, owned by the API user, so that a fresh named volume mounted there
+# inherits that ownership (Docker copies it on first mount).
 RUN useradd --create-home --uid 10001 --user-group digits \
     && mkdir -p /data/spool \
     && chown -R digits:digits /data
@@ -33,5 +41,6 @@ EXPOSE 8000 8501
 # /readyz: the model is loaded and predictions can be stored (the spool counts when the DB is down).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
-# `digits serve` migrates the database to head before it serves (safe with several replicas).
+# `digits serve` waits for the database (DIGITS_DB_WAIT_S), migrates it to head (safe with
+# several replicas), then serves.
 CMD ["digits", "serve", "--host", "0.0.0.0", "--port", "8000"]

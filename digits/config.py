@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     env: Literal["development", "test", "production"] = "development"
     data_dir: Path = Path("var")
     database_url: str | None = None  # None: SQLite file in data_dir
+    db_wait_s: float = Field(default=60.0, ge=0.0)  # how long `digits serve` waits for it
     mnist_dir: Path | None = None  # a local folder with the four canonical .gz files
     retrain_after: int | None = None  # retrain in the background after N new corrections
     cache_dir: Path | None = None  # where downloads go; default data_dir/mnist

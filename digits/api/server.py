@@ -29,6 +29,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     from digits.db.migrate import upgrade_head  # after logging: alembic logs as it imports
+    from digits.db.wait import wait_for_database
 
     host = host or settings.host
     port = port or settings.port
@@ -36,6 +37,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Once here, before any worker starts; each worker's lifespan repeats it (a no-op then),
     # which keeps replicas safe: the migration itself is serialised by a lock.
+    wait_for_database(settings.resolved_database_url, timeout_s=settings.db_wait_s)
     upgrade_head(settings.resolved_database_url)
     _prepare_multiprocess_metrics(workers)
     logger.info("serving", extra={"host": host, "port": port, "workers": workers})

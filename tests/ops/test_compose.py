@@ -118,10 +118,10 @@ def test_api_migrates_serves_scales_and_spools(raw: dict[str, Any]) -> None:
     spool_mounts = [v for v in api["volumes"] if v.endswith(":/data/spool")]
     assert spool_mounts and spool_mounts[0].split(":")[0] in raw["volumes"]
     assert api["environment"]["DIGITS_SPOOL_DIR"] == "/data/spool"
-    # The registry lives in DIGITS_DATA_DIR/models and is shared by every replica.
+    # The registry lives in the database: no model volume for replicas to share.
     assert api["environment"]["DIGITS_DATA_DIR"] == "/data"
-    registry_mounts = [v for v in api["volumes"] if v.endswith(":/data/models")]
-    assert registry_mounts and registry_mounts[0].split(":")[0] in raw["volumes"]
+    assert not [v for v in api["volumes"] if ":/data/models" in v]
+    assert "models" not in raw["volumes"]
     assert "${POSTGRES_PASSWORD:?" in api["environment"]["DIGITS_DATABASE_URL"]
 
 
@@ -148,12 +148,18 @@ def _dockerfile_instructions() -> list[tuple[str, str]]:
 
 def test_dockerfile_is_small_cpu_only_and_unprivileged() -> None:
     instructions = _dockerfile_instructions()
+    args = dict(rest.partition("=")[::2] for keyword, rest in instructions if keyword == "ARG")
+    assert args["BASE_IMAGE"] == "python:3.11-slim"
     stages = [rest for keyword, rest in instructions if keyword == "FROM"]
-    assert len(stages) >= 2 and all(s.startswith("python:3.11-slim") for s in stages)
+    assert len(stages) >= 2 and all(s.startswith("${BASE_IMAGE}") for s in stages)
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     torch_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
-    assert "download.pytorch.org/whl/cpu" in runs and torch_pin in runs
+    assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    assert '--index-url "$TORCH_INDEX_URL"' in runs and torch_pin in runs
+    # The spool's mount point exists in the image, owned by the API user, so that a fresh
+    # named volume mounted there is writable by it.
+    assert "mkdir -p /data/spool" in runs and "chown -R digits:digits /data" in runs
     users = [rest for keyword, rest in instructions if keyword == "USER"]
     assert users and users[-1] not in {"root", "0"}
     healthcheck = next(rest for keyword, rest in instructions if keyword == "HEALTHCHECK")
