@@ -61,7 +61,7 @@ def test_readme_opens_with_the_two_commands_and_ci_runs_the_test_one() -> None:
     head = "\n".join((REPO_ROOT / "README.md").read_text().splitlines()[:20])
     assert RUN_COMMAND in head and TEST_COMMAND in head
     ci = CI_RUN.read_text()
-    assert f"{TEST_COMMAND} || rc=1" in ci and "./scripts/test-containers.sh || rc=1" in ci
+    assert f"{TEST_COMMAND} || rc=1" in ci and "    ./scripts/test-containers.sh || rc=1" in ci
 
 
 @pytest.fixture
