@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,9 @@ from digits.model import NOT_A_DIGIT, NUM_DIGITS
 from digits.schemas import Status
 
 _INPUT = "input"
+# torch.onnx.export keeps process-global state: two exports at once (two apps in one process,
+# a reload beside a retraining) fail with "GLOBALS.in_onnx_export must be False".
+_EXPORT_LOCK = threading.Lock()
 # Used when a checkpoint with a not-a-digit class carries no fitted threshold of its own.
 DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5
 
@@ -50,6 +54,7 @@ def _inference_session(model: torch.nn.Module) -> ort.InferenceSession:
     """
     example = torch.zeros(1, 1, preprocess.IMAGE_SIZE, preprocess.IMAGE_SIZE)
     with (
+        _EXPORT_LOCK,
         tempfile.TemporaryDirectory(prefix="digits-onnx-") as tmp,
         warnings.catch_warnings(),
         torch.inference_mode(),
