@@ -148,6 +148,14 @@ def write_plots(report: dict[str, Any], report_dir: Path) -> list[str]:
     return ["reliability.png", "confusion.png"]
 
 
+def per_digit_table(per_digit: dict[str, float], decimals: int) -> list[str]:
+    return [
+        "| digit | " + " | ".join(str(d) for d in range(10)) + " |",
+        "|---|" + "---|" * 10,
+        "| accuracy | " + " | ".join(f"{per_digit[str(d)]:.{decimals}f}" for d in range(10)) + " |",
+    ]
+
+
 def model_card(report: dict[str, Any]) -> str:
     info = report["model"]
     lines = [
@@ -163,11 +171,7 @@ def model_card(report: dict[str, Any]) -> str:
         f"- ECE (15 bins, top-label): {report['ece']:.4%}",
         f"- Wrong with confidence > 0.9: {report['confident_wrong']:.4%}",
         "",
-        "| digit | " + " | ".join(str(d) for d in range(10)) + " |",
-        "|---|" + "---|" * 10,
-        "| accuracy | "
-        + " | ".join(f"{report['per_digit'][str(d)]:.4f}" for d in range(10))
-        + " |",
+        *per_digit_table(report["per_digit"], 4),
         "",
         "## Canvas-like benchmark",
         "",
@@ -203,11 +207,7 @@ def pen_section(pen: dict[str, Any]) -> list[str]:
         f" {digits['status']['ok']:.2%}, `not_a_digit` {digits['status']['not_a_digit']:.2%},"
         f" wrong with confidence > 0.9 {digits['confident_wrong']:.2%}, ECE {digits['ece']:.2%}",
         "",
-        "| digit | " + " | ".join(str(d) for d in range(10)) + " |",
-        "|---|" + "---|" * 10,
-        "| accuracy | "
-        + " | ".join(f"{digits['per_digit'][str(d)]:.3f}" for d in range(10))
-        + " |",
+        *per_digit_table(digits["per_digit"], 3),
         "",
         "| drawings that are not one digit | n | answered `ok` | `uncertain` | `not_a_digit` |",
         "|---|---|---|---|---|",
