@@ -39,7 +39,7 @@ from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
 from digits.api.testing import free_port
-from digits.config import SHIPPED_WEIGHTS
+from digits.config import SHIPPED_WEIGHTS, Settings
 from digits.db.models import PredictionRow
 from digits.db.session import Database
 from digits.db.testing import temporary_postgres_database
@@ -291,7 +291,10 @@ def main() -> int:
         default=["sqlite", "postgres", "typical"],
         help="typical: the baseline of the issue (one sync worker, eager torch, no database)",
     )
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers", type=int, default=Settings.model_fields["workers"].default,
+        help="default: the default worker count of `digits serve`",
+    )
     parser.add_argument(
         "--postgres-admin-url",
         default=os.environ.get(

@@ -29,8 +29,9 @@ from digits.schemas import Outcome, Status
 ImageKind = Literal["image", "input"]
 RELIABILITY_BINS = 10
 # Built once, parameters passed beside it: SQLAlchemy then reuses both its cache key and its
-# compiled form, which halves the CPU of this hot-path insert.
-_INSERT_PREDICTION = insert(PredictionRow)
+# compiled form. On the table rather than the mapped class: a plain Core insert, without the
+# ORM's bulk-insert bookkeeping that this one-row hot path does not need.
+_INSERT_PREDICTION = insert(PredictionRow.__table__)
 # Neither a digit label nor "not a digit": what a later prediction of the drawing may replace.
 _UNLABELLED = and_(PredictionRow.true_label.is_(None), PredictionRow.not_a_digit.is_(False))
 
