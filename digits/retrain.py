@@ -81,13 +81,13 @@ def _decode_input(png: bytes) -> np.ndarray:
 
 def load_corrections(database_url: str, num_classes: int) -> Corrections:
     """Every labelled prediction from the database, as model inputs, labels and sessions."""
-    from digits.db import crud
+    from digits.db import queries
     from digits.db.session import Database
 
     database = Database(database_url)
     try:
         with database.read() as session:
-            rows = crud.corrections(session)
+            rows = queries.corrections(session)
     finally:
         database.dispose()
     images, labels, sessions = [], [], []

@@ -15,7 +15,7 @@ from test_spool import _unreachable
 
 from digits import checkpoint as ckpt
 from digits.api.store import PredictionStore
-from digits.db import crud
+from digits.db import queries
 from digits.model import NUM_CLASSES, DigitNet
 from digits.predict import Predictor
 
@@ -152,7 +152,7 @@ def test_retraining_data_marks_not_a_digit_labels(client: TestClient) -> None:
     client.patch(f"/api/predictions/{made[1]['id']}", json={"not_a_digit": True})
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     with store.database.read() as session:
-        rows = crud.corrections(session)
+        rows = queries.corrections(session)
     assert [(str(r.id), r.true_label, r.not_a_digit) for r in rows] == [
         (made[0]["id"], 4, False),
         (made[1]["id"], None, True),

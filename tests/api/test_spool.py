@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from digits import checkpoint as ckpt
-from digits.api.store import PredictionStore, label_entry, prediction_entry
+from digits.api.records import label_entry, prediction_entry
+from digits.api.store import PredictionStore
 from digits.db import crud
 from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database

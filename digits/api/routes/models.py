@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter
 
 from digits.api.deps import PredictorDep, RegistryDep, StoreDep
-from digits.db import crud
+from digits.db import queries
 from digits.schemas import AccuracyPoint, ModelAccuracy, ModelRegistry
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -40,7 +40,7 @@ def accuracy_over_time(store: StoreDep) -> ModelAccuracy:
     """Accuracy from corrections per model version and per hour (or day, for long histories)
     of the predictions' time."""
     with store.database.read() as session:
-        outcomes = crud.labelled_outcomes(session)
+        outcomes = queries.labelled_outcomes(session)
     span = (outcomes[-1][0] - outcomes[0][0]).total_seconds() if outcomes else 0.0
     bucket: Literal["hour", "day"] = "day" if span > DAY_BUCKETS_AFTER_S else "hour"
     counts: dict[tuple[str, datetime], list[int]] = defaultdict(lambda: [0, 0])

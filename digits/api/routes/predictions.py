@@ -17,9 +17,10 @@ from digits import autoretrain
 from digits.api.deps import StoreDep
 from digits.api.images import decode_base64_image, stored_png
 from digits.api.metrics import Metrics
-from digits.api.store import PredictionNotFoundError, PredictionStore, record_from_row
+from digits.api.records import record_from_row
+from digits.api.store import PredictionNotFoundError, PredictionStore
 from digits.config import Settings
-from digits.db import crud
+from digits.db import crud, queries
 from digits.db.models import utcnow
 from digits.predict import Predictor
 from digits.preprocess import input_to_png
@@ -214,7 +215,7 @@ def list_predictions(
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, f"{name} needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
     with store.database.read() as session:
-        rows, total = crud.list_predictions(
+        rows, total = queries.list_predictions(
             session,
             limit=limit,
             offset=offset,
@@ -236,10 +237,10 @@ def get_prediction(prediction_id: uuid.UUID, store: StoreDep) -> PredictionRecor
     return store.get(prediction_id)
 
 
-def _png(store: PredictionStore, prediction_id: uuid.UUID, kind: crud.ImageKind) -> Response:
+def _png(store: PredictionStore, prediction_id: uuid.UUID, kind: queries.ImageKind) -> Response:
     with store.database.read() as session:
         try:
-            data = crud.get_png(session, prediction_id=prediction_id, kind=kind)
+            data = queries.get_png(session, prediction_id=prediction_id, kind=kind)
         except LookupError:
             data = None
             missing = True

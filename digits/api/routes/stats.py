@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from digits.api.deps import PredictorDep, StoreDep
-from digits.db import crud
+from digits.db import queries
 from digits.schemas import ModelInfo, Stats
 
 router = APIRouter(prefix="/api", tags=["stats"])
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api", tags=["stats"])
 def get_stats(store: StoreDep) -> Stats:
     """Totals, accuracy from corrections (overall, per digit, per model), confusion, reliability."""
     with store.database.read() as session:
-        return Stats.model_validate(crud.stats(session))
+        return Stats.model_validate(queries.stats(session))
 
 
 @router.get("/model", response_model=ModelInfo)
