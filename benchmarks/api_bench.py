@@ -292,7 +292,9 @@ def main() -> int:
         help="typical: the baseline of the issue (one sync worker, eager torch, no database)",
     )
     parser.add_argument(
-        "--workers", type=int, default=Settings.model_fields["workers"].default,
+        "--workers",
+        type=int,
+        default=Settings.model_fields["workers"].default,
         help="default: the default worker count of `digits serve`",
     )
     parser.add_argument(

@@ -134,11 +134,11 @@ def bootstrap_difference(
 
 
 def judge(checkpoint: Checkpoint, inputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    probs = retrain.probabilities(checkpoint, inputs)
-    correct = probs.argmax(axis=1) == labels
+    read = retrain.answers(checkpoint, inputs)
+    correct = read.correct(labels)
     return {
         "error": float(1 - correct.mean()),
-        "ece": expected_calibration_error(probs.max(axis=1), correct),
+        "ece": expected_calibration_error(read.probs.max(axis=1), correct),
         "accuracy_3": float(correct[labels == 3].mean()),
     }
 
@@ -182,9 +182,9 @@ def main() -> int:
     after = registry.load(line.get("candidate", line["active"]))
     inputs, labels, writers = test_writers(args.seed + 1)
     judged = {"before": judge(before, inputs, labels), "after": judge(after, inputs, labels)}
-    probs_before = retrain.probabilities(before, inputs).argmax(axis=1) != labels
-    probs_after = retrain.probabilities(after, inputs).argmax(axis=1) != labels
-    change, low, high = bootstrap_difference(probs_before, probs_after, writers, args.seed)
+    wrong_before = ~retrain.answers(before, inputs).correct(labels)
+    wrong_after = ~retrain.answers(after, inputs).correct(labels)
+    change, low, high = bootstrap_difference(wrong_before, wrong_after, writers, args.seed)
     mnist = line.get("accuracy", {})
     result = {
         "sent": counts,

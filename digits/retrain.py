@@ -36,7 +36,8 @@ from digits import checkpoint as ckpt
 from digits import data, gate, train
 from digits.config import Settings, get_settings
 from digits.evaluate import CANVAS_MODES, CANVAS_SEED, expected_calibration_error
-from digits.model import NOT_A_DIGIT
+from digits.model import NOT_A_DIGIT, NUM_DIGITS
+from digits.predict import Predictor
 from digits.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -118,22 +119,43 @@ def is_calibration(key: str) -> bool:
     return int.from_bytes(digest[:4], "big") * 100 < CALIBRATION_PERCENT * 2**32
 
 
-def probabilities(checkpoint: ckpt.Checkpoint, images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) -> (N, num_classes) calibrated probabilities over every output."""
+@dataclass(frozen=True)
+class Answers:
+    """What the API would answer for each input (digits.predict.Predictor itself)."""
+
+    probs: np.ndarray  # (N, 10) calibrated digit probabilities: the best guess and its confidence
+    rejected: np.ndarray  # (N,) bool: answered not_a_digit
+
+    def labels(self) -> np.ndarray:
+        """The answer as a label: NOT_A_DIGIT when rejected, else the best-guess digit."""
+        return np.where(self.rejected, NOT_A_DIGIT, self.probs.argmax(axis=1))
+
+    def correct(self, labels: np.ndarray) -> np.ndarray:
+        """A digit is read right when the best guess is that digit (the figure the real-pen
+        benchmark and the model card report); a "not a digit" correction when it is rejected."""
+        return np.where(labels < NUM_DIGITS, self.probs.argmax(axis=1) == labels, self.rejected)
+
+
+def answers(checkpoint: ckpt.Checkpoint, images: np.ndarray) -> Answers:
     if len(images) == 0:
-        return np.zeros((0, int(checkpoint.model_args.get("num_classes", 10))), np.float32)
-    logits = train.logits_of(checkpoint.build_model(), images, torch.device("cpu"))
-    return torch.softmax(logits / checkpoint.temperature, dim=1).numpy()
+        return Answers(np.zeros((0, NUM_DIGITS), np.float32), np.zeros(0, bool))
+    predictor = Predictor(checkpoint)
+    probs, scores = predictor.scores(images)
+    return Answers(probs, predictor.rejects & (scores >= predictor.not_a_digit_threshold))
 
 
-def summary(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-    correct = probs.argmax(axis=1) == labels
-    confidence = probs.max(axis=1)
+def summary(read: Answers, labels: np.ndarray) -> dict[str, Any]:
+    """Accuracy over every label; calibration figures over the digits (what the confidence is
+    about)."""
+    correct = read.correct(labels)
+    digits = labels < NUM_DIGITS
+    confidence = read.probs.max(axis=1)[digits]
+    right = correct[digits]
     return {
         "n": len(labels),
         "accuracy": float(correct.mean()) if len(labels) else float("nan"),
-        "ece": expected_calibration_error(confidence, correct),
-        "confident_wrong": float(((confidence > 0.9) & ~correct).mean()) if len(labels) else 0.0,
+        "ece": expected_calibration_error(confidence, right),
+        "confident_wrong": float(((confidence > 0.9) & ~right).mean()) if digits.any() else 0.0,
     }
 
 
@@ -201,9 +223,11 @@ def train_candidate(
         seed=options.seed,
         distill_weight=DISTILL_WEIGHT,
     )
+    # On digits and their ten outputs only, as train.fit does: the Predictor divides those by it.
+    calibration &= corrections.labels < NUM_DIGITS
     calibration_x = np.concatenate([mnist.images[calib_idx], corrections.images[calibration]])
     calibration_y = np.concatenate([mnist.labels[calib_idx], corrections.labels[calibration]])
-    logits = train.logits_of(model, calibration_x, torch.device("cpu"))
+    logits = train.logits_of(model, calibration_x, torch.device("cpu"))[:, :NUM_DIGITS]
     temperature = train.fit_temperature(logits, torch.from_numpy(calibration_y))
     return ckpt.from_model(
         model,
@@ -245,12 +269,12 @@ def compare(
     for name, checkpoint in models.items():
         log.info("evaluating the %s model (%s)", name, checkpoint.version)
         row: dict[str, Any] = {"version": checkpoint.version}
-        row["mnist"] = summary(probabilities(checkpoint, mnist_test.images), mnist_test.labels)
-        held = probabilities(checkpoint, heldout.images)
+        row["mnist"] = summary(answers(checkpoint, mnist_test.images), mnist_test.labels)
+        held = answers(checkpoint, heldout.images)
         row["heldout"] = summary(held, heldout.labels)
-        correct[name] = held.argmax(axis=1) == heldout.labels
+        correct[name] = held.correct(heldout.labels)
         for mode, (inputs, labels) in canvas.items():
-            row[f"canvas_{mode}"] = summary(probabilities(checkpoint, inputs), labels)
+            row[f"canvas_{mode}"] = summary(answers(checkpoint, inputs), labels)
         results[name] = row
     return results, correct
 
@@ -315,9 +339,14 @@ def _write_report(report: dict[str, Any], report_dir: Path) -> None:
     (report_dir / "retrain.md").write_text(report_markdown(report))
 
 
-def _candidate_metrics(results: dict[str, dict[str, Any]], sessions: int) -> dict[str, Any]:
+def _candidate_metrics(
+    parent: ckpt.Checkpoint, results: dict[str, dict[str, Any]], sessions: int
+) -> dict[str, Any]:
     candidate, active = results["candidate"], results["active"]
-    return {
+    inherited = {  # fitted on `validation` writers, which a fine-tune on corrections never sees
+        key: parent.metrics[key] for key in ("not_a_digit_threshold",) if key in parent.metrics
+    }
+    return inherited | {
         "heldout_sessions": sessions,
         "mnist_accuracy": candidate["mnist"]["accuracy"],
         "heldout_accuracy": candidate["heldout"]["accuracy"],
@@ -343,8 +372,8 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     parent = registry.load(active)
     num_classes = int(parent.model_args.get("num_classes", 10))
     corrections = load_corrections(settings.resolved_database_url, num_classes)
-    answers = probabilities(parent, corrections.images).argmax(axis=1)
-    split = gate.split(corrections.sessions, corrections.labels, answers)
+    answered = answers(parent, corrections.images).labels()
+    split = gate.split(corrections.sessions, corrections.labels, answered)
     heldout_sessions = len(np.unique(corrections.sessions[split.heldout]))
     log.info(
         "corrections: %d for training, %d held out (%d sessions), %d excluded (%d sessions)",
@@ -392,7 +421,7 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     decision = gate.decide(
         interval, results["active"]["mnist"]["accuracy"], results["candidate"]["mnist"]["accuracy"]
     )
-    candidate.metrics = _candidate_metrics(results, heldout_sessions)
+    candidate.metrics = _candidate_metrics(parent, results, heldout_sessions)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     report_dir = (
         options.report_dir or settings.data_dir / "reports" / f"{stamp}-{candidate.version}"
