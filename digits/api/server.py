@@ -13,6 +13,8 @@ from digits.logs import configure_logging
 
 logger = logging.getLogger(__name__)
 
+WORKER_HEALTHCHECK_S = 60
+
 
 def _prepare_multiprocess_metrics(workers: int) -> None:
     """Several workers share Prometheus samples through files (see digits.api.metrics)."""
@@ -52,4 +54,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         proxy_headers=True,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # uvicorn's supervisor kills a worker that misses a health ping. A worker's start-up
+        # (torch, the model, the ONNX export) can hold it for longer than the default 5 s on
+        # a busy small machine, and a killed worker restarts just as slowly: a restart loop.
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
     )
