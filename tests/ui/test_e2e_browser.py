@@ -27,6 +27,8 @@ from support import CHROMIUM_ARGS, REPO_ROOT
 
 from digits.api.testing import DIGITS, free_port
 from digits.config import SHIPPED_WEIGHTS
+from digits.ui import present
+from digits.ui.pages.stats import RECENT_LIMIT
 
 pytestmark = pytest.mark.browser
 
@@ -292,13 +294,18 @@ def _run(page: Page, stack: Stack, *, name: str, **flow: Any) -> None:
         raise
 
 
-def _digit_photo() -> bytes:
-    """A dark "4" on light grey paper, as a JPEG: what a phone photo of a digit looks like."""
+# A "4" and an "H" as pen lines (x0, y0, x1, y1) on a 200x240 photo.
+FOUR_LINES = [(130, 30, 130, 210), (130, 30, 50, 150), (50, 150, 170, 150)]
+H_LINES = [(50, 40, 50, 200), (150, 40, 150, 200), (50, 120, 150, 120)]
+
+
+def _photo(lines: list[tuple[int, int, int, int]]) -> bytes:
+    """Dark strokes on light grey paper, as a JPEG: what a phone photo of a digit looks like."""
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (200, 240), (228, 226, 220))
     pen = ImageDraw.Draw(image)
-    for line in [(130, 30, 130, 210), (130, 30, 50, 150), (50, 150, 170, 150)]:
+    for line in lines:
         pen.line(line, fill=(30, 30, 40), width=16)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=90)
@@ -312,18 +319,36 @@ def test_upload_a_photo_and_correct_it(browser: Browser, stack: Stack) -> None:
         page.goto(stack.ui_url, wait_until="domcontentloaded")
         page.get_by_role("tab", name="Upload an image").click()
         page.locator("input[type=file]").set_input_files(
-            files=[{"name": "four.jpg", "mimeType": "image/jpeg", "buffer": _digit_photo()}]
+            files=[{"name": "four.jpg", "mimeType": "image/jpeg", "buffer": _photo(FOUR_LINES)}]
         )
         page.get_by_text("Was it right?").wait_for(timeout=ANSWER_TIMEOUT_MS)
         page.wait_for_timeout(1000)
         _shot(page, "upload-answer")
-        page.get_by_role("radiogroup").last.get_by_role("radio", name="4", exact=True).click()
-        page.get_by_text("Saved: a 4").wait_for(timeout=ANSWER_TIMEOUT_MS)
         with sqlite3.connect(stack.database) as db:
             rows = db.execute(
-                "SELECT source, drawing_id FROM predictions WHERE true_label = 4"
+                "SELECT id, digit, status FROM predictions WHERE source = 'upload'"
             ).fetchall()
-        assert rows == [("upload", None)]
+        assert len(rows) == 1, rows
+        prediction_id, predicted, status = rows[0]
+        if stack.shipped_weights:
+            assert (predicted, status) == (4, "ok"), "the shipped model should read this photo"
+        if status == "ok":
+            # The answer the page shows is the one stored for this upload.
+            expect(
+                page.get_by_role("img", name=re.compile(r"^Predicted digit \d$"))
+            ).to_have_accessible_name(f"Predicted digit {predicted}")
+            expect(page.get_by_text(re.compile(r"^The model is .* it is an? \d "))).to_contain_text(
+                f" it is {'an' if predicted == 8 else 'a'} {predicted} ("
+            )
+        page.get_by_role("radiogroup").last.get_by_role("radio", name="4", exact=True).click()
+        saved = "Saved: a 4, as the model read it" if predicted == 4 else "Saved: a 4 (the model"
+        page.get_by_text(saved).wait_for(timeout=ANSWER_TIMEOUT_MS)
+        with sqlite3.connect(stack.database) as db:
+            rows = db.execute(
+                "SELECT id, source, drawing_id FROM predictions WHERE true_label = 4 "
+                "AND source != 'api'"
+            ).fetchall()
+        assert rows == [(prediction_id, "upload", None)]
     except BaseException:
         _shot(page, "upload-failure")
         raise
@@ -364,11 +389,109 @@ def test_a_drawn_letter_is_not_a_digit(browser: Browser, stack: Stack) -> None:
         page.get_by_text("Saved: not a digit").wait_for(timeout=ANSWER_TIMEOUT_MS)
         with sqlite3.connect(stack.database) as db:
             rows = db.execute(
-                "SELECT status, true_label, source FROM predictions WHERE not_a_digit"
+                "SELECT status, true_label, source FROM predictions "
+                "WHERE not_a_digit AND source != 'api'"
             ).fetchall()
         assert rows == [("not_a_digit", None, "canvas")]
     except BaseException:
         _shot(page, "letter-failure")
+        raise
+    finally:
+        context.close()
+
+
+def _metric(page: Page, label: str) -> tuple[str, str]:
+    """The value an st.metric shows, and the text of its help tooltip."""
+    metric = page.get_by_test_id("stMetric").filter(
+        has=page.get_by_test_id("stMetricLabel").get_by_text(label, exact=True)
+    )
+    value = metric.get_by_test_id("stMetricValue").inner_text().strip()
+    page.get_by_role("button", name=f"Help for {label}").hover()
+    tooltip = page.get_by_test_id("stTooltipContent").filter(visible=True)
+    tooltip.wait_for(timeout=ANSWER_TIMEOUT_MS)
+    help_text = tooltip.inner_text().strip()
+    page.mouse.move(0, 0)
+    tooltip.wait_for(state="hidden", timeout=ANSWER_TIMEOUT_MS)
+    return value, help_text
+
+
+def test_statistics_page_shows_what_the_api_counts(browser: Browser, stack: Stack) -> None:
+    """Predictions and labels sent through the API of the running stack, then the Statistics
+    page in Chromium. Other tests in this module share the database, so what this one sent is
+    checked as the change in GET /api/stats, and the page against GET /api/stats itself."""
+    api = httpx.Client(base_url=stack.api_url, timeout=ANSWER_TIMEOUT_MS / 1000)
+    before = api.get("/api/stats").raise_for_status().json()
+    answers = []
+    for name, image in [
+        ("four.jpg", _photo(FOUR_LINES)),
+        ("four.jpg", _photo(FOUR_LINES)),
+        ("four.jpg", _photo(FOUR_LINES)),
+        ("letter.jpg", _photo(H_LINES)),
+    ]:
+        response = api.post("/api/predictions", files={"image": (name, image, "image/jpeg")})
+        answers.append(response.raise_for_status().json())
+    if stack.shipped_weights:
+        assert [(a["digit"], a["status"]) for a in answers[:3]] == [(4, "ok")] * 3
+        assert answers[3]["status"] == "not_a_digit"
+    # Right, corrected to another digit, said not to be a digit; the letter stays unlabelled.
+    labels: list[dict[str, Any]] = [{"true_label": 4}, {"true_label": 9}, {"not_a_digit": True}]
+    for answer, label in zip(answers, labels, strict=False):
+        api.patch(f"/api/predictions/{answer['id']}", json=label).raise_for_status()
+    after = api.get("/api/stats").raise_for_status().json()
+    api.close()
+
+    read_as = [a["digit"] for a in answers]
+    assert after["total"] == before["total"] + 4
+    assert after["labelled"] == before["labelled"] + 2
+    assert after["correct"] == before["correct"] + (read_as[0] == 4) + (read_as[1] == 9)
+    assert after["accuracy"] == pytest.approx(after["correct"] / after["labelled"])
+    assert after["not_a_digit_labels"] == before["not_a_digit_labels"] + 1
+    for status in ("uncertain", "not_a_digit"):
+        sent = sum(a["status"] == status for a in answers)
+        assert after[status] == before[status] + sent, status
+    confusion = [row[:] for row in before["confusion_matrix"]]
+    confusion[4][read_as[0]] += 1
+    confusion[9][read_as[1]] += 1
+    assert after["confusion_matrix"] == confusion
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(f"{stack.ui_url}/statistics", wait_until="domcontentloaded")
+        page.get_by_text("Accuracy from corrections").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        page.wait_for_timeout(2500)
+        _shot(page, "statistics-counts")
+        assert _metric(page, "Predictions") == (
+            f"{after['total']:,}",
+            f"{after['uncertain']:,} uncertain, {after['not_a_digit']:,} not a digit",
+        )
+        assert _metric(page, "Labelled by people") == (
+            f"{after['labelled']:,}",
+            f"Marked correct or corrected; {after['not_a_digit_labels']:,} more said not a digit",
+        )
+        accuracy, _ = _metric(page, "Accuracy")
+        assert accuracy == present.percent(after["accuracy"])
+        mean_confidence = page.get_by_test_id("stMetric").filter(has_text="Mean confidence")
+        expect(mean_confidence.get_by_test_id("stMetricValue")).to_have_text(
+            present.percent(after["mean_confidence"])
+        )
+        per_digit = ", ".join(
+            f"{d}: {present.percent(a)}"
+            for d, a in sorted(after["per_digit_accuracy"].items())
+            if a is not None
+        )
+        chart = f'[role="graphics-document"][aria-label="Accuracy per true digit: {per_digit}"]'
+        expect(page.locator(chart)).to_have_count(1)
+        # Each filled cell of the confusion matrix, as the chart labels it for screen readers.
+        for true, row in enumerate(after["confusion_matrix"]):
+            for predicted, count in enumerate(row):
+                if count:
+                    cell = f"Model's answer: {predicted}; True digit: {true}; Count: {count};"
+                    expect(page.locator(f'[aria-label^="{cell}"]')).to_have_count(1)
+        shown = min(after["total"], RECENT_LIMIT)
+        expect(page.get_by_text(f"Confidence of the latest predictions ({shown})")).to_be_visible()
+    except BaseException:
+        _shot(page, "statistics-failure")
         raise
     finally:
         context.close()
