@@ -189,7 +189,6 @@ ui_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
     echo "POSTGRES_PASSWORD=$(openssl rand -hex 24)"
     echo "DIGITS_ADMIN_TOKEN=$(openssl rand -hex 24)"
     echo "UI_BIND=127.0.0.1:$ui_port"
-    echo "DIGITS_WORKERS=1"
     echo "DIGITS_LOG_JSON=false"
 } >"$work/stack/.env"
 cp docker/compose.test.yaml "$work/stack/compose.test.yaml"
