@@ -18,6 +18,11 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY digits ./digits
 RUN pip install . && pip uninstall --yes pip
+# What the torch wheel carries for building C++ extensions and testing itself (headers, protoc,
+# test binaries): without a compiler in the image nothing can use them. torch_shm_manager stays.
+RUN torch="$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/torch" \
+    && rm -rf "$torch/include" "$torch/test" \
+    && find "$torch/bin" -mindepth 1 -maxdepth 1 ! -name torch_shm_manager -exec rm -rf {} +
 
 FROM ${BASE_IMAGE}
 # /data/spool exists, owned by the API user, so that a fresh named volume mounted there

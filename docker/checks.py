@@ -207,20 +207,25 @@ def cmd_restart(args: argparse.Namespace) -> str:
     return f"{rows} rows, active model {active}"
 
 
+def log_count(container: str, since: str, needle: str) -> int:
+    """Lines of the container's log since `since` (UTC, its own clock) that hold `needle`."""
+    logs = subprocess.run(
+        [DOCKER, "logs", "--since", since, container],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return sum(1 for line in (logs.stdout + logs.stderr).splitlines() if needle in line)
+
+
+def workers(container: str) -> int:
+    """The --workers of the container's `digits serve` command (1 when it has none)."""
+    argv = json.loads(run(DOCKER, "inspect", "--format", "{{json .Config.Cmd}}", container))
+    return int(argv[argv.index("--workers") + 1]) if "--workers" in argv else 1
+
+
 def per_replica(apis: list[str], since: str) -> dict[str, int]:
-    counts = {}
-    for container in apis:
-        logs = subprocess.run(
-            [DOCKER, "logs", "--since", since, container],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        text = logs.stdout + logs.stderr
-        counts[container[:12]] = sum(
-            1 for line in text.splitlines() if "POST /api/predictions 201" in line
-        )
-    return counts
+    return {c[:12]: log_count(c, since, "POST /api/predictions 201") for c in apis}
 
 
 def cmd_scale(args: argparse.Namespace) -> str:
@@ -283,15 +288,28 @@ def cmd_promote(args: argparse.Namespace) -> str:
         run(DOCKER, "exec", first, "digits", "models", "add", "/tmp/promoted.pt", "--json")
     )
     version = added["version"]
+    since = run(DOCKER, "exec", first, "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").strip()
     run(DOCKER, "exec", first, "digits", "models", "promote", version, timeout=180)
     promoted = time.monotonic()
+    # A replica runs several worker processes, each holding its own model, and one answer
+    # comes from one of them: a replica is done when it answers with the new version and every
+    # worker has logged its swap.
+    expected = {c: workers(c) for c in apis}
     waiting = set(apis)
     while waiting and time.monotonic() - promoted < limit:
-        waiting = {c for c in waiting if api_get(c, "/api/model")["version"] != version}
+        waiting = {
+            c
+            for c in waiting
+            if api_get(c, "/api/model")["version"] != version
+            or log_count(c, since, "model swapped") < expected[c]
+        }
         time.sleep(0.5)
     took = time.monotonic() - promoted
     assert not waiting, f"{len(waiting)} of {len(apis)} replicas still serve the old model"
-    return f"{version} served by {len(apis)} replicas after {took:.1f} s"
+    return (
+        f"{version} served by {len(apis)} replicas ({sum(expected.values())} workers) "
+        f"after {took:.1f} s"
+    )
 
 
 def stack_file() -> Path:

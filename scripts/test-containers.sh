@@ -170,7 +170,11 @@ if [[ $rc -ne 0 ]]; then finish; fi
 lean=0
 leftovers="$(docker run --rm --network none --entrypoint sh digits:latest -c \
     'id -u; command -v gcc cc pip; ls -d /root/.cache/pip /home/digits/.cache/pip 2>/dev/null;
-     find /opt/venv -iname "*cuda*" -o -iname "nvidia*" | head -3' 2>&1)"
+     find /opt/venv \( -name "libcudart*" -o -name "libcublas*" -o -name "libcudnn*" \
+         -o -name "libnccl*" -o -name "*providers_cuda*" -o -path "*/site-packages/nvidia" \) |
+         head -3
+     python -c "import torch; torch.version.cuda and print(\"torch for CUDA\", torch.version.cuda)"' \
+    2>&1)"
 [[ "$(head -1 <<<"$leftovers")" == 10001 && "$(wc -l <<<"$leftovers")" -eq 1 ]] || lean=1
 result "image is lean (uid 10001, no compiler, pip, pip cache, CUDA)" $lean \
     "$(tail -n +2 <<<"$leftovers" | tr '\n' ' ')"
@@ -185,18 +189,17 @@ ui_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
     echo "POSTGRES_PASSWORD=$(openssl rand -hex 24)"
     echo "DIGITS_ADMIN_TOKEN=$(openssl rand -hex 24)"
     echo "UI_BIND=127.0.0.1:$ui_port"
-    echo "DIGITS_WORKERS=1"
     echo "DIGITS_LOG_JSON=false"
 } >"$work/stack/.env"
 cp docker/compose.test.yaml "$work/stack/compose.test.yaml"
 export DIGITS_CT_UI="http://127.0.0.1:$ui_port" DIGITS_CT_WORK="$work"
 check() { # NAME COMMAND...: runs docker/checks.py COMMAND and records its verdict
-    local name="$1" out rc
+    local name="$1" out rc began=$SECONDS
     shift
     out="$("$python" "$checks" "$@" 2>"$work/check.err")"
     rc=$?
     [[ $rc -eq 0 ]] || tail -15 "$work/check.err" >&2
-    result "$name" $rc "$(tail -1 <<<"$out")"
+    result "$name" $rc "$(tail -1 <<<"$out") ($((SECONDS - began)) s)"
 }
 export DIGITS_CT_DOCKER="$docker_bin"
 
