@@ -21,6 +21,7 @@ from digits.api.holder import ModelHolder, serving
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
 from digits.api.routes import admin, health, models, predictions, stats
+from digits.api.server import die_with_supervisor
 from digits.api.store import PredictionStore
 from digits.config import Settings, get_settings
 from digits.db import crud
@@ -110,6 +111,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        die_with_supervisor()
         torch.set_num_threads(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = await asyncio.to_thread(_migrate, settings)
