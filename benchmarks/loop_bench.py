@@ -32,9 +32,9 @@ import numpy as np
 
 from digits import pen, preprocess, retrain, synth
 from digits.api.testing import free_port
-from digits.checkpoint import Checkpoint
 from digits.config import Settings
 from digits.evaluate import expected_calibration_error
+from digits.predict import Predictor
 from digits.registry import Registry
 
 DIGITS = str(Path(sys.executable).parent / "digits")
@@ -133,8 +133,7 @@ def bootstrap_difference(
     return float(change.sum() / size.sum()), float(low), float(high)
 
 
-def judge(checkpoint: Checkpoint, inputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    read = retrain.answers(checkpoint, inputs)
+def judge(read: retrain.Answers, labels: np.ndarray) -> dict[str, float]:
     correct = read.correct(labels)
     return {
         "error": float(1 - correct.mean()),
@@ -181,9 +180,11 @@ def main() -> int:
     # The candidate is judged even when the gate refused it: what the refusal left on the table.
     after = registry.load(line.get("candidate", line["active"]))
     inputs, labels, writers = test_writers(args.seed + 1)
-    judged = {"before": judge(before, inputs, labels), "after": judge(after, inputs, labels)}
-    wrong_before = ~retrain.answers(before, inputs).correct(labels)
-    wrong_after = ~retrain.answers(after, inputs).correct(labels)
+    read_before = retrain.answers(Predictor(before), inputs)
+    read_after = retrain.answers(Predictor(after), inputs)
+    judged = {"before": judge(read_before, labels), "after": judge(read_after, labels)}
+    wrong_before = ~read_before.correct(labels)
+    wrong_after = ~read_after.correct(labels)
     change, low, high = bootstrap_difference(wrong_before, wrong_after, writers, args.seed)
     mnist = line.get("accuracy", {})
     result = {

@@ -136,10 +136,10 @@ class Answers:
         return np.where(labels < NUM_DIGITS, self.probs.argmax(axis=1) == labels, self.rejected)
 
 
-def answers(checkpoint: ckpt.Checkpoint, images: np.ndarray) -> Answers:
+def answers(predictor: Predictor, images: np.ndarray) -> Answers:
+    """``predictor`` is built once per model by the caller: building one exports it to ONNX."""
     if len(images) == 0:
         return Answers(np.zeros((0, NUM_DIGITS), np.float32), np.zeros(0, bool))
-    predictor = Predictor(checkpoint)
     probs, scores = predictor.scores(images)
     return Answers(probs, predictor.rejects & (scores >= predictor.not_a_digit_threshold))
 
@@ -269,12 +269,13 @@ def compare(
     for name, checkpoint in models.items():
         log.info("evaluating the %s model (%s)", name, checkpoint.version)
         row: dict[str, Any] = {"version": checkpoint.version}
-        row["mnist"] = summary(answers(checkpoint, mnist_test.images), mnist_test.labels)
-        held = answers(checkpoint, heldout.images)
+        predictor = Predictor(checkpoint)
+        row["mnist"] = summary(answers(predictor, mnist_test.images), mnist_test.labels)
+        held = answers(predictor, heldout.images)
         row["heldout"] = summary(held, heldout.labels)
         correct[name] = held.correct(heldout.labels)
         for mode, (inputs, labels) in canvas.items():
-            row[f"canvas_{mode}"] = summary(answers(checkpoint, inputs), labels)
+            row[f"canvas_{mode}"] = summary(answers(predictor, inputs), labels)
         results[name] = row
     return results, correct
 
@@ -372,7 +373,7 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     parent = registry.load(active)
     num_classes = int(parent.model_args.get("num_classes", 10))
     corrections = load_corrections(settings.resolved_database_url, num_classes)
-    answered = answers(parent, corrections.images).labels()
+    answered = answers(Predictor(parent), corrections.images).labels()
     split = gate.split(corrections.sessions, corrections.labels, answered)
     heldout_sessions = len(np.unique(corrections.sessions[split.heldout]))
     log.info(
