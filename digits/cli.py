@@ -80,9 +80,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from digits.api.server import serve
+    from digits.api.server import PortTakenError, serve
 
-    serve(host=args.host, port=args.port, workers=args.workers)
+    try:
+        serve(host=args.host, port=args.port, workers=args.workers)
+    except PortTakenError as exc:
+        print(f"digits serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,7 +11,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from digits.api.server import PortTakenError, ensure_port_free
 from digits.config import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -61,15 +61,10 @@ def _digits_command() -> str:
 
 
 def _ensure_port_free(host: str, port: int, what: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise LaunchError(
-                f"port {port} on {host} for the {what} is taken ({exc.strerror}); "
-                f"stop whatever uses it or choose another port"
-            ) from exc
+    try:
+        ensure_port_free(host, port, what)
+    except PortTakenError as exc:
+        raise LaunchError(str(exc)) from exc
 
 
 def _die_with_parent() -> None:

@@ -1,4 +1,4 @@
-"""``digits serve``: migrate the database to head, then run uvicorn with N worker processes."""
+"""``digits serve``: migrate the database to head, then run gunicorn with N uvicorn workers."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ import logging
 import os
 import shutil
 import signal
+import socket
+from typing import Any, ClassVar
 
-import uvicorn
+from gunicorn import glogging
+from gunicorn.app.base import BaseApplication
+from uvicorn_worker import UvicornWorker
 
 from digits.config import get_settings
 from digits.logs import configure_logging
@@ -39,6 +43,24 @@ def die_with_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
+class PortTakenError(RuntimeError):
+    """Something already listens on the address `digits serve` was asked to use."""
+
+
+def ensure_port_free(host: str, port: int, what: str = "API") -> None:
+    """Fail at once, with a clear message, when the port is taken. The workers bind with
+    SO_REUSEPORT; this bind without it also fails on another server that used that option."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PortTakenError(
+                f"port {port} on {host} for the {what} is taken ({exc.strerror}); "
+                f"stop whatever uses it or choose another port"
+            ) from exc
+
+
 def _prepare_multiprocess_metrics(workers: int) -> None:
     """Several workers share Prometheus samples through files (see digits.api.metrics)."""
     if workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -59,28 +81,65 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     host = host or settings.host
     port = port or settings.port
     workers = max(1, workers or settings.workers)
+    # gunicorn's workers would otherwise retry the bind, exit and be restarted, over and over.
+    ensure_port_free(host, port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     # Once here, before any worker starts; each worker's lifespan repeats it (a no-op then),
     # which keeps replicas safe: the migration itself is serialised by a lock.
     wait_for_database(settings.resolved_database_url, timeout_s=settings.db_wait_s)
     upgrade_head(settings.resolved_database_url)
     _prepare_multiprocess_metrics(workers)
-    if workers > 1:
-        os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers
+    os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers
     logger.info("serving", extra={"host": host, "port": port, "workers": workers})
-    uvicorn.run(
-        "digits.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
+    _Gunicorn(
+        bind=f"{host}:{port}",
         workers=workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=True,
-        server_header=False,
-        timeout_graceful_shutdown=10,
-        # uvicorn's supervisor kills a worker that misses a health ping. A worker's start-up
-        # (torch, the model, the ONNX export) can hold it for longer than the default 5 s on
-        # a busy small machine, and a killed worker restarts just as slowly: a restart loop.
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
-    )
+        worker_class="digits.api.server.Worker",
+        logger_class="digits.api.server.GunicornLogs",
+        # Each worker listens on a socket of its own (SO_REUSEPORT), so the kernel spreads new
+        # connections over the workers. On one shared socket, whichever worker wakes first takes
+        # every connection of a burst, and keep-alive clients then load one core of several.
+        reuse_port=True,
+        # The supervisor restarts a worker that stays silent this long. A worker's start-up
+        # (torch, the model, the ONNX export) can take longer than gunicorn's default on a busy
+        # small machine, and a killed worker restarts just as slowly: a restart loop.
+        timeout=WORKER_HEALTHCHECK_S,
+        graceful_timeout=10,
+        keepalive=5,
+        control_socket_disable=True,  # gunicorn's runtime control interface: not used here
+    ).run()
+
+
+class Worker(UvicornWorker):
+    """uvicorn in a gunicorn worker, configured as `digits serve` wants it."""
+
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
+        **UvicornWorker.CONFIG_KWARGS,
+        "access_log": False,  # digits.access writes the access line, with the request id
+        "server_header": False,
+        "timeout_graceful_shutdown": 10,
+    }
+
+
+class GunicornLogs(glogging.Logger):
+    """gunicorn's own lines go through the root logger, so they are JSON like every other."""
+
+    def setup(self, cfg: Any) -> None:
+        for log in (self.error_log, self.access_log):
+            log.handlers = []
+            log.propagate = True
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from digits.api.app import create_app
+
+        return create_app()

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,3 +99,23 @@ def test_production_refuses_default_secrets() -> None:
     Settings(
         env="production", admin_token="a-long-random-token", database_url="postgresql://u:Xy9@db/x"
     )
+
+
+def test_serve_refuses_a_taken_port_with_a_clear_message(tmp_path: Path) -> None:
+    """The workers bind with SO_REUSEPORT; without the check, each would fail to bind and be
+    restarted by the supervisor, forever."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DIGITS_DATA_DIR": str(tmp_path / "data")}
+        result = subprocess.run(
+            [sys.executable, "-m", "digits.cli", "serve", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"port {port} on 127.0.0.1 for the API is taken" in result.stderr

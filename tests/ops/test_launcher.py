@@ -139,12 +139,18 @@ def test_up_serves_api_and_ui_and_sigint_stops_both(running_up: Running, tmp_pat
     assert running_up.process.wait(timeout=60) == 0
 
 
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
 @pytest.mark.slow
 def test_up_stops_the_ui_and_fails_when_the_api_dies(running_up: Running) -> None:
+    # The API's supervisor: the launcher's own child (its workers, forked, share its command line).
     (api,) = [
         pid
         for pid in running_up.children()
         if b"serve" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        and _parent(pid) == running_up.process.pid
     ]
     os.kill(api, signal.SIGKILL)
     assert running_up.process.wait(timeout=60) == 1
