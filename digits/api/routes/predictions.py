@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from datetime import datetime
@@ -157,10 +156,11 @@ async def create_prediction(request: Request) -> Response:
     # dependency solving and response validation would add CPU to every request.
     state = request.app.state
     data, source, drawing_id, session_id = await _read_submission(request)
-    # Model and insert run on a thread so that neither blocks this worker's other requests;
-    # asyncio's hand-over copies the context, so the logs keep the request id.
-    record = await asyncio.to_thread(
-        _predict_and_save,
+    # Model and insert run here, on the event loop, one request at a time per worker as in a
+    # sync worker. Handing them to a thread cost a worker more CPU than the work itself under
+    # load (GIL hand-offs, thread wake-ups); docs/api.md has the figures. Concurrency comes
+    # from the workers.
+    record = _predict_and_save(
         data=data,
         source=source,
         drawing_id=drawing_id,
