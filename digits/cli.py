@@ -80,7 +80,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from digits.api.server import PortTakenError, serve
+    from digits.api.server import serve
+    from digits.ports import PortTakenError
 
     try:
         serve(host=args.host, port=args.port, workers=args.workers)

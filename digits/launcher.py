@@ -21,8 +21,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from digits.api.server import PortTakenError, ensure_port_free
 from digits.config import Settings, get_settings
+from digits.ports import PortTakenError, ensure_port_free
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 from typing import Any, ClassVar
 
 from gunicorn import glogging
@@ -17,10 +16,12 @@ from uvicorn_worker import UvicornWorker
 
 from digits.config import get_settings
 from digits.logs import configure_logging
+from digits.ports import ensure_port_free
 
 logger = logging.getLogger(__name__)
 
 WORKER_HEALTHCHECK_S = 60
+GRACEFUL_SHUTDOWN_S = 10
 SUPERVISOR_ENV = "DIGITS_SUPERVISOR_PID"
 _PR_SET_PDEATHSIG = 1
 
@@ -41,24 +42,6 @@ def die_with_supervisor() -> None:
         return
     if os.getppid() != int(supervisor):  # it died before the request took effect
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-class PortTakenError(RuntimeError):
-    """Something already listens on the address `digits serve` was asked to use."""
-
-
-def ensure_port_free(host: str, port: int, what: str = "API") -> None:
-    """Fail at once, with a clear message, when the port is taken. The workers bind with
-    SO_REUSEPORT; this bind without it also fails on another server that used that option."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as exc:
-            raise PortTakenError(
-                f"port {port} on {host} for the {what} is taken ({exc.strerror}); "
-                f"stop whatever uses it or choose another port"
-            ) from exc
 
 
 def _prepare_multiprocess_metrics(workers: int) -> None:
@@ -104,7 +87,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         # (torch, the model, the ONNX export) can take longer than gunicorn's default on a busy
         # small machine, and a killed worker restarts just as slowly: a restart loop.
         timeout=WORKER_HEALTHCHECK_S,
-        graceful_timeout=10,
+        graceful_timeout=GRACEFUL_SHUTDOWN_S,
         keepalive=5,
         control_socket_disable=True,  # gunicorn's runtime control interface: not used here
     ).run()
@@ -117,7 +100,7 @@ class Worker(UvicornWorker):
         **UvicornWorker.CONFIG_KWARGS,
         "access_log": False,  # digits.access writes the access line, with the request id
         "server_header": False,
-        "timeout_graceful_shutdown": 10,
+        "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
     }
 
 

@@ -30,6 +30,15 @@ def child_environ(**settings: str) -> dict[str, str]:
     return environ
 
 
+@contextmanager
+def taken_port() -> Iterator[int]:
+    """A loopback port that something listens on while the block runs."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        yield int(taken.getsockname()[1])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

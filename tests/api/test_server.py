@@ -1,4 +1,4 @@
-"""`digits serve` end to end: several uvicorn workers on a fresh SQLite file, migrated first,
+"""`digits serve` end to end: several workers on a fresh SQLite file, migrated first,
 metrics aggregated over workers, JSON log lines that all carry a request id field."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import httpx
 import pytest
 from api_helpers import drawing
 
-from digits.api.testing import free_port
+from digits.api.testing import free_port, taken_port
 from digits.config import InsecureSettingsError, Settings
 
 pytestmark = pytest.mark.slow
@@ -104,10 +103,7 @@ def test_production_refuses_default_secrets() -> None:
 def test_serve_refuses_a_taken_port_with_a_clear_message(tmp_path: Path) -> None:
     """The workers bind with SO_REUSEPORT; without the check, each would fail to bind and be
     restarted by the supervisor, forever."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         env = {**os.environ, "DIGITS_DATA_DIR": str(tmp_path / "data")}
         result = subprocess.run(
             [sys.executable, "-m", "digits.cli", "serve", "--port", str(port)],

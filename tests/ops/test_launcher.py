@@ -19,7 +19,7 @@ import httpx
 import pytest
 from ops_support import require
 
-from digits.api.testing import DIGITS, child_environ, free_port
+from digits.api.testing import DIGITS, child_environ, free_port, taken_port
 
 MARKER = "DIGITS_OPS_TEST_MARKER"
 
@@ -159,10 +159,7 @@ def test_up_stops_the_ui_and_fails_when_the_api_dies(running_up: Running) -> Non
 
 
 def test_up_refuses_a_taken_port_with_a_clear_message(installed: Path, tmp_path: Path) -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
+    with taken_port() as port:
         result = subprocess.run(
             [str(installed), "up"],
             env=launcher_env(tmp_path, port, free_port(), uuid.uuid4().hex),
