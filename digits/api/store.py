@@ -139,7 +139,8 @@ class PredictionStore:
         return record
 
     def _insert(self, new: crud.NewPrediction) -> PredictionRecord:
-        with self.database.write() as session:
+        # Without a drawing id the write is one INSERT.
+        with self.database.write(one_statement=new.drawing_id is None) as session:
             stored_id = crud.record_prediction(session, new=new)
         return record_from_new(replace(new, id=stored_id))
 

@@ -137,11 +137,18 @@ class Database:
             yield session
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A transaction that commits on success and rolls back on error."""
+    def write(self, *, one_statement: bool = False) -> Iterator[Session]:
+        """A transaction that commits on success and rolls back on error.
+
+        ``one_statement``: the caller sends a single statement. PostgreSQL then runs it in
+        autocommit, as its own transaction: as durable as BEGIN, statement, COMMIT, in one
+        round trip instead of three, and less CPU on both ends.
+        """
         with self._writer(), self._sessions() as session, session.begin():
             if self.is_sqlite:
                 session.connection(execution_options={"sqlite_immediate": True})
+            elif one_statement:
+                session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             yield session
 
     @contextmanager
