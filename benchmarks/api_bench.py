@@ -296,7 +296,7 @@ def main() -> int:
         "--workers",
         type=int,
         default=default_workers(),
-        help="default: the default worker count of `digits serve` (two per core, at most 4)",
+        help="default: the default worker count of `digits serve` (two per core)",
     )
     parser.add_argument(
         "--postgres-admin-url",

@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
     serve.add_argument(
-        "--workers", type=int, default=settings.workers, help="default: two per core, at most 4"
+        "--workers", type=int, default=settings.workers, help="default: two per core"
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     ui_port: int = 8501
-    # None: two worker processes per usable core, at most four (server.default_workers).
+    # None: two worker processes per usable core (digits.api.server.default_workers).
     workers: int | None = None
 
     cors_origins: list[str] = Field(default_factory=list)

@@ -54,15 +54,11 @@ def _prepare_multiprocess_metrics(workers: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
-MAX_DEFAULT_WORKERS = 4  # each holds about 250 MB: a laptop's `digits up` stays light
-
-
 def default_workers() -> int:
-    """Two per usable core, at most MAX_DEFAULT_WORKERS. A worker handles one request at a time,
-    so it leaves its core idle while it waits on the database; and the kernel hashes each
-    connection to a worker, so with one worker per core a few keep-alive clients often all land
-    on one of them."""
-    return min(2 * len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS)
+    """Two per usable core. A worker handles one request at a time, so it leaves its core idle
+    while it waits on the database; and the kernel hashes each connection to a worker, so with
+    one worker per core a few keep-alive clients often all land on one of them."""
+    return 2 * len(os.sched_getaffinity(0))
 
 
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
