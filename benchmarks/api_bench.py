@@ -38,9 +38,8 @@ import httpx
 from PIL import Image, ImageDraw
 from sqlalchemy import func, select
 
-from digits.api.server import default_workers
 from digits.api.testing import free_port
-from digits.config import SHIPPED_WEIGHTS
+from digits.config import SHIPPED_WEIGHTS, Settings
 from digits.db.models import PredictionRow
 from digits.db.session import Database
 from digits.db.testing import temporary_postgres_database
@@ -295,8 +294,8 @@ def main() -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=default_workers(),
-        help="default: the default worker count of `digits serve` (two per core)",
+        default=Settings.model_fields["workers"].default,
+        help="default: the default worker count of `digits serve`",
     )
     parser.add_argument(
         "--postgres-admin-url",

@@ -167,9 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the prediction API (migrates the database first)")
     serve.add_argument("--host", default=settings.host)
     serve.add_argument("--port", type=int, default=settings.port)
-    serve.add_argument(
-        "--workers", type=int, default=settings.workers, help="default: two per core"
-    )
+    serve.add_argument("--workers", type=int, default=settings.workers)
     serve.set_defaults(func=cmd_serve)
 
     ui = sub.add_parser("ui", help="run the web UI")

@@ -44,8 +44,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     ui_port: int = 8501
-    # None: two worker processes per usable core (digits.api.server.default_workers).
-    workers: int | None = None
+    # Two worker processes: on a small machine one process cannot keep two cores busy (the event
+    # loop and the prediction thread share one interpreter lock); compose uses the same default.
+    workers: int = 2
 
     cors_origins: list[str] = Field(default_factory=list)
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])

@@ -54,13 +54,6 @@ def _prepare_multiprocess_metrics(workers: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
-def default_workers() -> int:
-    """Two per usable core. A worker handles one request at a time, so it leaves its core idle
-    while it waits on the database; and the kernel hashes each connection to a worker, so with
-    one worker per core a few keep-alive clients often all land on one of them."""
-    return 2 * len(os.sched_getaffinity(0))
-
-
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     """Blocks until stopped. Arguments left out come from the settings (DIGITS_HOST/PORT/WORKERS)."""
     settings = get_settings()
@@ -70,7 +63,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
 
     host = host or settings.host
     port = port or settings.port
-    workers = max(1, workers or settings.workers or default_workers())
+    workers = max(1, workers or settings.workers)
     # gunicorn's workers would otherwise retry the bind, exit and be restarted, over and over.
     ensure_port_free(host, port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
