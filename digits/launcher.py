@@ -137,15 +137,20 @@ def _stop(child: Child) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_stop() -> Iterator[None]:
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM stops the app as Ctrl-C does. Ctrl-C (SIGINT) works even where it was inherited
+    as ignored, as a shell starts background jobs: `kill -INT` would otherwise do nothing."""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         raise _Stop
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous_term = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _migrate(settings: Settings) -> None:
@@ -188,7 +193,7 @@ def up(
     # A person reads this terminal: plain log lines unless JSON was asked for explicitly.
     env.setdefault("DIGITS_LOG_JSON", "false")
     children: list[Child] = []
-    with _sigterm_as_stop():
+    with _stop_signals():
         try:
             _ensure_port_free(host, port, "API")
             _ensure_port_free(host, ui_port, "UI")

@@ -88,15 +88,21 @@ def running_up(installed: Path, tmp_path: Path) -> Iterator[Running]:
     may be left running, however the test ended."""
     api_port, ui_port = free_port(), free_port()
     marker = uuid.uuid4().hex
-    process = subprocess.Popen(
-        [str(installed), "up"],
-        env=launcher_env(tmp_path, api_port, ui_port, marker),
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # Started with SIGINT ignored, as a shell starts a background job (`digits up &`): Ctrl-C,
+    # or `kill -INT`, must still stop it.
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        process = subprocess.Popen(
+            [str(installed), "up"],
+            env=launcher_env(tmp_path, api_port, ui_port, marker),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     lines: queue.Queue[str] = queue.Queue()
     threading.Thread(target=drain, args=(process.stdout, lines), daemon=True).start()
     running = Running(process, api_port, ui_port, marker, lines, [])
