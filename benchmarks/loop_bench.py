@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from digits import pen, preprocess, retrain, synth
+from digits import judge, pen, preprocess, synth
 from digits.api.testing import free_port
 from digits.config import Settings
 from digits.evaluate import expected_calibration_error
@@ -133,7 +133,7 @@ def bootstrap_difference(
     return float(change.sum() / size.sum()), float(low), float(high)
 
 
-def judge(read: retrain.Answers, labels: np.ndarray) -> dict[str, float]:
+def figures(read: judge.Answers, labels: np.ndarray) -> dict[str, float]:
     correct = read.correct(labels)
     return {
         "error": float(1 - correct.mean()),
@@ -180,9 +180,9 @@ def main() -> int:
     # The candidate is judged even when the gate refused it: what the refusal left on the table.
     after = registry.load(line.get("candidate", line["active"]))
     inputs, labels, writers = test_writers(args.seed + 1)
-    read_before = retrain.answers(Predictor(before), inputs)
-    read_after = retrain.answers(Predictor(after), inputs)
-    judged = {"before": judge(read_before, labels), "after": judge(read_after, labels)}
+    read_before = judge.answers(Predictor(before), inputs)
+    read_after = judge.answers(Predictor(after), inputs)
+    judged = {"before": figures(read_before, labels), "after": figures(read_after, labels)}
     wrong_before = ~read_before.correct(labels)
     wrong_after = ~read_after.correct(labels)
     change, low, high = bootstrap_difference(wrong_before, wrong_after, writers, args.seed)

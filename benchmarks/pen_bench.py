@@ -52,7 +52,7 @@ def main() -> int:
     }
     if args.mnist_dir is not None:
         from digits.config import get_settings
-        from digits.train import framed_mnist
+        from digits.training_data import framed_mnist
 
         test = framed_mnist("test", args.mnist_dir, get_settings().resolved_cache_dir)
         figures["mnist_accuracy"] = summarise(predictor.probabilities(test.images), test.labels)[

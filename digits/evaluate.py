@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 from tqdm import tqdm
 
-from digits import preprocess
+from digits import decode, preprocess
 from digits.predict import Predictor
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def canvas_probabilities(predictor: Predictor, images: list[np.ndarray]) -> np.n
     for i, image in enumerate(tqdm(images, desc="preprocessing drawings", unit="img", leave=False)):
         try:
             inputs[i] = preprocess.to_model_input(image)
-        except preprocess.EmptyImageError:
+        except decode.EmptyImageError:
             ok[i] = False
     probs = predictor.probabilities(inputs)
     probs[~ok] = np.nan
@@ -236,7 +236,7 @@ def evaluate(
 ) -> dict[str, Any]:
     from digits import data, synth
     from digits.config import get_settings
-    from digits.train import framed_mnist
+    from digits.training_data import framed_mnist
 
     started = time.perf_counter()
     cache_dir = cache_dir or get_settings().resolved_cache_dir

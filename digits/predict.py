@@ -14,7 +14,7 @@ import onnxruntime as ort
 import torch
 
 from digits import checkpoint as ckpt
-from digits import preprocess
+from digits import decode, preprocess
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD, SHIPPED_WEIGHTS
 from digits.model import NOT_A_DIGIT, NUM_DIGITS
 from digits.schemas import Status
@@ -171,8 +171,8 @@ class Predictor:
             status = "ok"
         return Prediction(digit, confidence, [float(p) for p in probs], status, model_input)
 
-    def predict(self, image: preprocess.ImageInput, **limits: int) -> Prediction:
-        """Raises preprocess.PreprocessError (EmptyImageError for a blank drawing)."""
+    def predict(self, image: decode.ImageInput, **limits: int) -> Prediction:
+        """Raises decode.PreprocessError (EmptyImageError for a blank drawing)."""
         model_input = preprocess.to_model_input(image, **limits)
         return self.predict_inputs(model_input[None])[0]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from digits import preprocess
+from digits import decode, preprocess
 from digits.predict import Predictor
 
 BATCH = 256
@@ -31,9 +31,9 @@ def _lines(predictor: Predictor, files: Sequence[Path]) -> Iterator[dict[str, An
             try:
                 inputs.append(preprocess.to_model_input(path.read_bytes()))
                 slots.append(len(results))
-            except preprocess.EmptyImageError:
+            except decode.EmptyImageError:
                 line["status"] = "empty"
-            except (preprocess.PreprocessError, OSError) as exc:
+            except (decode.PreprocessError, OSError) as exc:
                 line |= {"status": "error", "error": str(exc)}
             results.append(line)
         if inputs:

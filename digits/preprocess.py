@@ -1,21 +1,21 @@
-"""Whatever a user sends -> the 28x28 image the model reads, framed the way MNIST digits were.
+"""Whatever a user sends (read by digits.decode) -> the 28x28 image the model reads, framed the
+way MNIST digits were.
 
 MNIST framing: the ink's bounding box is scaled (aspect ratio kept) to fit a 20x20 box, then
-placed in a 28x28 field so that its centre of mass sits at the centre. Every image constant of
-the project lives in this module; training and serving both import it.
+placed in a 28x28 field so that its centre of mass sits at the centre. Every framing
+constant of the project lives in this module; training and serving both import it.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import struct
-import warnings
 from typing import Any, TypeVar
 
 import numpy as np
-import pyspng
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
+
+from digits import decode
 
 IMAGE_SIZE = 28
 BOX_SIZE = 20
@@ -25,12 +25,6 @@ MNIST_STD = 0.3081
 # Bump when the framing changes: checkpoints record it, and cached training inputs depend on it.
 PREPROCESS_VERSION = 1
 
-DEFAULT_MAX_BYTES = 2 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 4096 * 4096
-ACCEPTED_FORMATS = ("PNG", "JPEG")
-# The Pillow modes of the PNGs libspng decodes to the same pixels (its output formats bear the
-# same names). Grey+alpha, palette, 1-bit and 16-bit grey PNGs are rare and take Pillow's path.
-_SPNG_MODES = frozenset({"L", "RGB", "RGBA"})
 
 # Framing is done at WORK_SCALE times the 20x20 box, so stroke width can be adjusted in
 # whole pixels before the final area-averaging down to 20x20.
@@ -47,132 +41,6 @@ MIN_INK_FRACTION = 3e-4  # less ink mass than this share of the canvas is a blan
 BBOX_THRESHOLD = 0.25
 
 ArrayOrTensor = TypeVar("ArrayOrTensor", bound=Any)
-ImageInput = bytes | bytearray | memoryview | np.ndarray | Image.Image
-
-
-class PreprocessError(ValueError):
-    """The input cannot become a model input; the message says why."""
-
-
-class EmptyImageError(PreprocessError):
-    """The image holds no drawing (blank or nearly so)."""
-
-
-class ImageTooLargeError(PreprocessError):
-    """The input is over the byte or pixel limit."""
-
-
-class UnsupportedImageError(PreprocessError):
-    """The bytes are not a decodable PNG or JPEG, or the array has an unusable shape."""
-
-
-def _open(data: bytes, max_pixels: int) -> Image.Image:
-    """Read the header only: format and size are known before any pixel is decompressed."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
-    width, height = image.size
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"the image is {width}x{height} pixels; the limit is {max_pixels} pixels"
-        )
-    if width == 0 or height == 0:
-        raise UnsupportedImageError("the image has no pixels")
-    return image
-
-
-def decode(
-    data: bytes | bytearray | memoryview,
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-) -> Image.Image | np.ndarray:
-    """Decode PNG or JPEG bytes, refusing oversized files before any pixel is decompressed.
-
-    Grey, RGB and RGBA PNGs (what canvases and most tools write) come back as an (H, W[, C])
-    uint8 array decoded by libspng, which is faster than Pillow's decoder with the same
-    pixels; other PNGs and JPEGs come back as a loaded PIL image.
-    """
-    if len(data) > max_bytes:
-        raise ImageTooLargeError(f"the image is {len(data)} bytes; the limit is {max_bytes} bytes")
-    if len(data) == 0:
-        raise UnsupportedImageError("the image is empty (0 bytes); send a PNG or JPEG file")
-    data = bytes(data)
-    try:
-        image = _open(data, max_pixels)
-        if image.format == "PNG" and image.mode in _SPNG_MODES:
-            pixels: np.ndarray = pyspng.load(data, image.mode)
-            return pixels
-        image.load()
-        return image
-    except PreprocessError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLargeError(f"the image is too large to decode safely: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise UnsupportedImageError("the file is not a PNG or JPEG image") from exc
-    except (OSError, ValueError, SyntaxError, RuntimeError, struct.error) as exc:
-        raise UnsupportedImageError(f"the image is truncated or corrupt: {exc}") from exc
-
-
-def _image_to_planes(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """-> luminance (H, W) uint8 and alpha (H, W) uint8 or None."""
-    if image.mode not in ("L", "RGB", "RGBA", "LA"):
-        has_transparency = "transparency" in image.info or image.mode == "PA"
-        image = image.convert("RGBA" if has_transparency else "RGB")
-    luminance = np.asarray(image.convert("L") if image.mode != "L" else image)
-    alpha = np.asarray(image.getchannel("A")) if image.mode in ("RGBA", "LA") else None
-    return luminance, alpha
-
-
-def _as_uint8(array: np.ndarray) -> np.ndarray:
-    """Check an array's shape and values -> uint8 (H, W) or (H, W, 2|3|4)."""
-    if array.ndim == 3 and array.shape[2] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (2, 3, 4)):
-        raise UnsupportedImageError(
-            f"expected an (H, W), (H, W, 3) or (H, W, 4) array, got {array.shape}"
-        )
-    if array.shape[0] == 0 or array.shape[1] == 0:
-        raise UnsupportedImageError("the array has no pixels")
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255
-    if array.dtype != np.uint8:
-        if not np.issubdtype(array.dtype, np.number):
-            raise UnsupportedImageError(f"unsupported array dtype {array.dtype}")
-        values = array.astype(np.float32)
-        if not np.isfinite(values).all():
-            raise UnsupportedImageError("the array holds NaN or infinite values")
-        if values.max(initial=0.0) <= 1.0:
-            values = values * 255.0
-        return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-    return array
-
-
-def _split_alpha(array: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 array -> colour and alpha. Colour stays grey (H, W) or RGB[A] (H, W, 3|4): its
-    luminance is computed later, and for a transparent canvas only where something was drawn.
-    Alpha is copied out of the interleaved channels: the few reductions over it run several
-    times faster on a contiguous plane."""
-    if array.ndim == 2:
-        return array, None
-    channels = array.shape[2]
-    if channels == 3:
-        return array, None
-    alpha = np.ascontiguousarray(array[..., -1])
-    return (array[..., 0] if channels == 2 else array), alpha
-
-
-def _luminance(colour: np.ndarray) -> np.ndarray:
-    """Grey or RGB[A] uint8 -> luminance (H, W) uint8.
-
-    Pillow's C conversion is several times faster than the same weighted sum in numpy, and it
-    works pixel by pixel: the luminance of a crop is the crop of the luminance."""
-    if colour.ndim == 2:
-        return colour
-    mode = "RGBA" if colour.shape[2] == 4 else "RGB"
-    color = Image.fromarray(np.ascontiguousarray(colour), mode=mode)
-    return np.asarray(color.convert("L"))
 
 
 @functools.cache
@@ -216,7 +84,7 @@ def _transparent_plane(colour: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarra
     background by definition, so it holds no ink."""
     rows = np.flatnonzero(alpha.max(axis=1))
     if rows.size == 0:
-        raise EmptyImageError("the image is fully transparent: nothing was drawn")
+        raise decode.EmptyImageError("the image is fully transparent: nothing was drawn")
     band = np.s_[rows[0] : rows[-1] + 1]
     cols = np.flatnonzero(alpha[band].max(axis=0))
     box = np.s_[band, cols[0] : cols[-1] + 1]
@@ -224,7 +92,7 @@ def _transparent_plane(colour: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarra
         # Black ink, what canvases draw by default: the composite below comes to exactly this,
         # for a fraction of its CPU.
         return np.subtract(255, alpha[box], dtype=np.uint8), 255
-    lum, a = _luminance(colour[box]), alpha[box].astype(np.uint16)
+    lum, a = decode.luminance(colour[box]), alpha[box].astype(np.uint16)
     opaque = a > 127
     dark = float(lum[opaque].mean()) < 128 if opaque.any() else True
     background = 255 if dark else 0
@@ -240,17 +108,17 @@ def _ink_plane(colour: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray
             return _transparent_plane(colour, alpha)
         # An opaque canvas with a few see-through pixels: flatten them onto white.
         a = alpha.astype(np.uint16)
-        plane = (255 - (a * (255 - _luminance(colour))) // 255).astype(np.uint8)
+        plane = (255 - (a * (255 - decode.luminance(colour))) // 255).astype(np.uint8)
     else:
-        plane = _luminance(colour)
+        plane = decode.luminance(colour)
     return plane, _border_level(plane)
 
 
 def _span(flags: np.ndarray, empty: str = "the image holds no drawing") -> slice:
-    """From the first true flag to the last; EmptyImageError(empty) if none is true."""
+    """From the first true flag to the last; decode.EmptyImageError(empty) if none is true."""
     (indices,) = flags.nonzero()
     if indices.size == 0:
-        raise EmptyImageError(empty)
+        raise decode.EmptyImageError(empty)
     return slice(indices[0], indices[-1] + 1)
 
 
@@ -269,7 +137,7 @@ def _ink_crop(
     row_levels = extreme.reduce(plane, axis=1)
     peak = int(table[row_levels].max())
     if peak < CONTRAST_MIN * 255:
-        raise EmptyImageError("the image is blank: no stroke stands out from the background")
+        raise decode.EmptyImageError("the image is blank: no stroke stands out from the background")
     floor = NOISE_FLOOR * peak
     rows = _span(table[row_levels] >= floor)
     col_levels = extreme.reduce(plane[rows], axis=0)
@@ -281,7 +149,7 @@ def _ink_crop(
     ink = np.take(levels, plane[rows, cols])
     # Blank or not is judged against the whole canvas, not the crop.
     if float(ink.sum()) < max(3.0, MIN_INK_FRACTION * canvas_size):
-        raise EmptyImageError("the image is nearly blank: draw a digit")
+        raise decode.EmptyImageError("the image is nearly blank: draw a digit")
     inner_rows = _span(levels[row_levels[rows]] > BBOX_THRESHOLD)
     inner_cols = _span(levels[col_levels[cols]] > BBOX_THRESHOLD)
     return ink, (inner_rows, inner_cols)
@@ -370,43 +238,14 @@ def frame(crop: np.ndarray) -> np.ndarray:
     return out
 
 
-def _colour_and_alpha(
-    image: ImageInput, *, max_bytes: int, max_pixels: int
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any accepted input -> colour (grey, or RGB[A] for arrays) and alpha, limits enforced."""
-    if isinstance(image, bytes | bytearray | memoryview):
-        decoded = decode(image, max_bytes=max_bytes, max_pixels=max_pixels)
-        if isinstance(decoded, np.ndarray):
-            return _split_alpha(decoded)
-        return _image_to_planes(decoded)
-    if isinstance(image, Image.Image):
-        if image.width * image.height > max_pixels:
-            raise ImageTooLargeError(
-                f"the image is {image.width}x{image.height} pixels; the limit is {max_pixels} pixels"
-            )
-        return _image_to_planes(image)
-    if isinstance(image, np.ndarray):
-        if image.ndim >= 2 and image.shape[0] * image.shape[1] > max_pixels:
-            raise ImageTooLargeError(
-                f"the array {image.shape} is over the limit of {max_pixels} pixels"
-            )
-        return _split_alpha(_as_uint8(image))
-    raise UnsupportedImageError(f"cannot read an image from {type(image).__name__}")
-
-
-def to_planes(
-    image: ImageInput, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """-> luminance (H, W) uint8 and alpha (H, W) uint8 or None."""
-    colour, alpha = _colour_and_alpha(image, max_bytes=max_bytes, max_pixels=max_pixels)
-    return _luminance(colour), alpha
-
-
 def to_model_input(
-    image: ImageInput, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+    image: decode.ImageInput,
+    *,
+    max_bytes: int = decode.DEFAULT_MAX_BYTES,
+    max_pixels: int = decode.DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
     """PNG/JPEG bytes, a PIL image or an array -> (28, 28) float32, ink 1.0 on 0.0."""
-    colour, alpha = _colour_and_alpha(image, max_bytes=max_bytes, max_pixels=max_pixels)
+    colour, alpha = decode.colour_and_alpha(image, max_bytes=max_bytes, max_pixels=max_pixels)
     plane, background = _ink_plane(colour, alpha)
     canvas_size = colour.shape[0] * colour.shape[1]
     ink, box = _ink_crop(plane, _ink_table(background), canvas_size)

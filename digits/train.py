@@ -6,12 +6,11 @@ drawing does; augmentation then perturbs the framed 28x28 inputs in batches on t
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from digits import calibration, data, preprocess, training_data
 from digits import checkpoint as ckpt
-from digits import data, pen, preprocess
-from digits.model import NOT_A_DIGIT, NUM_CLASSES, NUM_DIGITS, DigitNet
+from digits.model import NUM_CLASSES, NUM_DIGITS, DigitNet
 
 log = logging.getLogger(__name__)
 
@@ -66,53 +65,6 @@ def pick_device() -> torch.device:
 def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def frame_all(images: np.ndarray, desc: str) -> np.ndarray:
-    """Run every raw image through the serving preprocessing (with a progress bar)."""
-    out = np.empty((len(images), preprocess.IMAGE_SIZE, preprocess.IMAGE_SIZE), np.float32)
-    for i, image in enumerate(tqdm(images, desc=desc, unit="img", leave=False, mininterval=1.0)):
-        out[i] = preprocess.to_model_input(image)
-    return out
-
-
-def framed_mnist(
-    split: data.Split, mnist_dir: Path | None, cache_dir: Path, *, limit: int | None = None
-) -> data.Dataset:
-    """MNIST through the serving preprocessing, cached per preprocessing version."""
-    raw = data.load_mnist(split, mnist_dir, cache_dir)
-    if limit is not None:
-        return data.Dataset(
-            frame_all(raw.images[:limit], f"framing MNIST {split}"), raw.labels[:limit]
-        )
-    key = hashlib.sha256(raw.images.tobytes()).hexdigest()[:12]
-    cache = cache_dir / f"framed-{split}-v{preprocess.PREPROCESS_VERSION}-{key}.npy"
-    if cache.exists():
-        return data.Dataset(np.load(cache), raw.labels)
-    framed = frame_all(raw.images, f"framing MNIST {split}")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.save(cache, framed)
-    return data.Dataset(framed, raw.labels)
-
-
-def synthetic_drawings(
-    n: int, seed: int, cache_dir: Path, mnist_train: data.Dataset
-) -> data.Dataset:
-    """Canvas-like drawings of our own making (digits.synth), framed like served drawings:
-    stroke-font glyphs in many writing styles, and MNIST training digits re-drawn as pen strokes."""
-    from digits import synth
-
-    code = hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:8]
-    cache = cache_dir / f"synthetic-v{preprocess.PREPROCESS_VERSION}-{code}-{n}-{seed}.npz"
-    if cache.exists():
-        stored = np.load(cache)
-        return data.Dataset(stored["images"], stored["labels"])
-    images, labels = synth.training_set(
-        n, seed, mnist_train_images=mnist_train.images, mnist_train_labels=mnist_train.labels
-    )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, images=images, labels=labels)
-    return data.Dataset(images.astype(np.float32), labels.astype(np.int64))
 
 
 def augment(batch: torch.Tensor, params: dict[str, float], gen: torch.Generator) -> torch.Tensor:
@@ -179,149 +131,6 @@ def train_step(
     return logits, loss
 
 
-@dataclass(frozen=True)
-class Source:
-    """One part of every fine-tuning batch, drawn with replacement by ``weights``."""
-
-    data: data.Dataset
-    per_batch: int
-    weights: np.ndarray | None = None  # None: uniform
-    distill: bool = False  # also pull the model towards the teacher's answers on these
-
-
-def fine_tune(
-    parent: ckpt.Checkpoint,
-    sources: Sequence[Source],
-    *,
-    steps: int,
-    max_lr: float,
-    seed: int,
-    weight_decay: float = 5e-4,
-    distill_weight: float = 0.0,
-    distill_t: float = 2.0,
-    params: dict[str, float] | None = None,
-) -> nn.Module:
-    """Start from ``parent``'s weights; each step one batch made of every source's share.
-
-    BatchNorm keeps the parent's statistics: a few hundred drawings in one style must not move
-    the normalisation every other input goes through. Distillation (as in "Learning without
-    Forgetting") pulls the model towards the parent's own answers on the sources marked so.
-    """
-    device = pick_device()
-    torch.manual_seed(seed)
-    teacher = parent.build_model().to(device).eval()
-    model = parent.build_model().to(device)
-    model.train()
-    for module in model.modules():
-        if isinstance(module, nn.BatchNorm2d):
-            module.eval()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=max_lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=max_lr, total_steps=max(steps, 1), pct_start=0.2
-    )
-    gen = torch.Generator(device=device).manual_seed(seed)
-    cpu_gen = torch.Generator().manual_seed(seed)
-    params = params or TrainConfig().augment
-    tensors = [
-        (torch.from_numpy(s.data.images).unsqueeze(1), torch.from_numpy(s.data.labels))
-        for s in sources
-    ]
-    probs = [
-        torch.from_numpy(np.asarray(s.weights, np.float64)) if s.weights is not None else None
-        for s in sources
-    ]
-    n_distill = sum(s.per_batch for s in sources if s.distill)
-
-    def distillation(x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            target = F.softmax(teacher(preprocess.normalize(x[:n_distill])) / distill_t, dim=1)
-        student = F.log_softmax(logits[:n_distill] / distill_t, dim=1)
-        return distill_weight * F.kl_div(student, target, reduction="batchmean") * distill_t**2
-
-    # Distilled sources first, so the batch's head is what the teacher is asked about.
-    order = sorted(range(len(sources)), key=lambda i: not sources[i].distill)
-    bar = tqdm(range(steps), desc="fine-tune", unit="batch", mininterval=2.0)
-    for _ in bar:
-        xs, ys = [], []
-        for i in order:
-            x_all, y_all = tensors[i]
-            weights = probs[i]
-            if weights is not None:
-                idx = torch.multinomial(weights, sources[i].per_batch, True, generator=cpu_gen)
-            else:
-                idx = torch.randint(len(y_all), (sources[i].per_batch,), generator=cpu_gen)
-            xs.append(x_all[idx])
-            ys.append(y_all[idx])
-        _, loss = train_step(
-            model,
-            optimiser,
-            scheduler,
-            torch.cat(xs).to(device),
-            torch.cat(ys).to(device),
-            params,
-            gen,
-            distillation if distill_weight > 0 and n_distill else None,
-        )
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-    return model.cpu().eval()
-
-
-@torch.no_grad()
-def logits_of(
-    model: nn.Module, images: np.ndarray, device: torch.device, batch: int = 1000
-) -> torch.Tensor:
-    model.eval()
-    chunks = []
-    for start in range(0, len(images), batch):
-        x = torch.from_numpy(images[start : start + batch]).unsqueeze(1).to(device)
-        chunks.append(model(preprocess.normalize(x)).float().cpu())
-    return torch.cat(chunks)
-
-
-def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    """Temperature scaling: the T minimising held-out NLL (Guo et al., 2017)."""
-    log_t = torch.zeros(1, requires_grad=True)
-    optimiser = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), labels)
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
-    return float(log_t.exp().item())
-
-
-def pen_drawings(role: pen.Role, config: TrainConfig, cache_dir: Path) -> data.Dataset:
-    """Real pen digits and rejectable letters of one writer role, drawn as canvases, plus
-    scribbles and digit pairs (both labelled not-a-digit), cached like the synthetic set."""
-    code = hashlib.sha256(Path(pen.__file__).read_bytes()).hexdigest()[:8]
-    shares = 1 if role == "train" else 4  # validation: a quarter as many generated extras
-    limit = 100 if config.dry_run else None
-    if config.dry_run:
-        shares *= 20
-    key = f"{role}-{config.pen_renders}-{config.reject_renders}-{config.scribbles}-{config.pairs}-{config.seed}-{limit}"
-    cache = cache_dir / f"pen-v{preprocess.PREPROCESS_VERSION}-{code}-{key}.npz"
-    if cache.exists():
-        stored = np.load(cache)
-        return data.Dataset(stored["images"], stored["labels"])
-    log.info("drawing the pen samples of %s writers", role)
-    images, labels = pen.training_inputs(
-        pen.load("digits", role)[:limit],
-        pen.rejectable_letters(pen.load("letters", role))[:limit],
-        renders=config.pen_renders,
-        reject_renders=config.reject_renders,
-        scribbles=config.scribbles // shares,
-        pairs=config.pairs // shares,
-        seed=config.seed + (7 if role == "train" else 11),
-        not_a_digit=NOT_A_DIGIT,
-    )
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, images=images, labels=labels)
-    return data.Dataset(images, labels)
-
-
 def widened(state_dict: dict[str, torch.Tensor], num_classes: int) -> dict[str, torch.Tensor]:
     """A 10-digit checkpoint's weights for a network with more outputs: the digit rows are
     kept, a new class starts at zero weight and a bias that makes it unlikely."""
@@ -334,32 +143,6 @@ def widened(state_dict: dict[str, torch.Tensor], num_classes: int) -> dict[str, 
     state[weight] = torch.cat([state[weight], torch.zeros(extra, state[weight].shape[1])])
     state[bias] = torch.cat([state[bias], torch.full((extra,), float(state[bias].min()) - 4.0)])
     return state
-
-
-def reject_scores(logits: torch.Tensor) -> np.ndarray:
-    """(N, 11) logits -> the probability of the not-a-digit class (uncalibrated softmax)."""
-    return F.softmax(logits.float(), dim=1)[:, NOT_A_DIGIT].numpy()
-
-
-def reject_threshold(logits: torch.Tensor, labels: np.ndarray, *, n_pen_val: int) -> float:
-    """The not-a-digit threshold, fitted on `validation` writers' pen drawings (the last
-    n_pen_val samples): the highest one that still turns down 95 % of their letters, scribbles
-    and digit pairs, so that as few real digits as possible are refused."""
-    scores = reject_scores(logits[-n_pen_val:] if n_pen_val else logits)
-    tail = labels[-n_pen_val:] if n_pen_val else labels
-    rejects = scores[tail == NOT_A_DIGIT]
-    if not len(rejects):
-        return 0.5
-    return float(np.clip(np.quantile(rejects, 0.05), 0.3, 0.95))
-
-
-def _split(dataset: data.Dataset, val_size: int, seed: int) -> tuple[data.Dataset, data.Dataset]:
-    order = np.random.default_rng(seed).permutation(len(dataset.labels))
-    val, train = order[:val_size], order[val_size:]
-    return (
-        data.Dataset(dataset.images[train], dataset.labels[train]),
-        data.Dataset(dataset.images[val], dataset.labels[val]),
-    )
 
 
 def fit(
@@ -385,8 +168,10 @@ def fit(
         torch.set_num_threads(os.cpu_count() or 1)
     started = time.perf_counter()
 
-    mnist = framed_mnist("train", mnist_dir, cache_dir, limit=2000 if config.dry_run else None)
-    train_mnist, val_mnist = _split(
+    mnist = training_data.framed_mnist(
+        "train", mnist_dir, cache_dir, limit=2000 if config.dry_run else None
+    )
+    train_mnist, val_mnist = training_data.split(
         mnist, min(config.val_size, len(mnist.labels) // 5), config.seed
     )
     parts = [train_mnist]
@@ -394,14 +179,14 @@ def fit(
     if config.synthetic > 0:
         n_synth = min(config.synthetic, 500) if config.dry_run else config.synthetic
         raw_train = data.load_mnist("train", mnist_dir, cache_dir)
-        synthetic = synthetic_drawings(n_synth, config.seed + 1, cache_dir, raw_train)
-        synth_train, synth_val = _split(synthetic, n_synth // 10, config.seed)
+        synthetic = training_data.synthetic_drawings(n_synth, config.seed + 1, cache_dir, raw_train)
+        synth_train, synth_val = training_data.split(synthetic, n_synth // 10, config.seed)
         parts.append(synth_train)
         val_parts.append(synth_val)
     n_pen = 0
     if config.num_classes > NUM_DIGITS and config.pen_renders > 0:
-        pen_train = pen_drawings("train", config, cache_dir)
-        pen_val = pen_drawings("validation", config, cache_dir)
+        pen_train = training_data.pen_drawings("train", config, cache_dir)
+        pen_val = training_data.pen_drawings("validation", config, cache_dir)
         parts.append(pen_train)
         val_parts.append(pen_val)
         n_pen = len(pen_train.labels)
@@ -464,13 +249,16 @@ def fit(
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
         val_acc = float(
             (
-                logits_of(model, val_mnist.images, device).argmax(1).numpy() == val_mnist.labels
+                calibration.logits_of(model, val_mnist.images, device).argmax(1).numpy()
+                == val_mnist.labels
             ).mean()
         )
         # Early stopping on the whole validation mix (real pen writers included): the
         # epoch that reads it best is kept.
         val_all = float(
-            (logits_of(model, val_images, device).argmax(1).numpy() == val_labels).mean()
+            (
+                calibration.logits_of(model, val_images, device).argmax(1).numpy() == val_labels
+            ).mean()
         )
         history.append(
             {
@@ -493,10 +281,10 @@ def fit(
     assert best is not None
     model.load_state_dict(best[2])
 
-    val_logits = logits_of(model, val_images, device)
+    val_logits = calibration.logits_of(model, val_images, device)
     is_digit = val_labels < NUM_DIGITS
     digit_logits = val_logits[torch.from_numpy(is_digit), :NUM_DIGITS]
-    temperature = fit_temperature(digit_logits, torch.from_numpy(val_labels[is_digit]))
+    temperature = calibration.fit_temperature(digit_logits, torch.from_numpy(val_labels[is_digit]))
     model.cpu()
     elapsed = time.perf_counter() - started
     metrics: dict[str, Any] = {
@@ -508,7 +296,7 @@ def fit(
         "history": history,
     }
     if config.num_classes > NUM_DIGITS:
-        metrics["not_a_digit_threshold"] = reject_threshold(
+        metrics["not_a_digit_threshold"] = calibration.reject_threshold(
             val_logits, val_labels, n_pen_val=len(val_parts[-1].labels) if n_pen else 0
         )
     result = ckpt.from_model(

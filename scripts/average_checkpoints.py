@@ -14,8 +14,8 @@ from pathlib import Path
 
 import torch
 
+from digits import calibration, train, training_data
 from digits import checkpoint as ckpt
-from digits import train
 from digits.config import get_settings
 
 
@@ -29,9 +29,9 @@ def main(first: Path, second: Path, output: Path) -> None:
     b.parent = b.parent or a.version
     fields = train.TrainConfig.__dataclass_fields__
     config = train.TrainConfig(**{k: v for k, v in b.train_config.items() if k in fields})
-    val = train.pen_drawings("validation", config, get_settings().resolved_cache_dir)
-    logits = train.logits_of(b.build_model(), val.images, torch.device("cpu"))
-    b.metrics["not_a_digit_threshold"] = train.reject_threshold(
+    val = training_data.pen_drawings("validation", config, get_settings().resolved_cache_dir)
+    logits = calibration.logits_of(b.build_model(), val.images, torch.device("cpu"))
+    b.metrics["not_a_digit_threshold"] = calibration.reject_threshold(
         logits, val.labels, n_pen_val=len(val.labels)
     )
     b.metrics["averaged_with"] = a.version

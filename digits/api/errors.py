@@ -17,7 +17,7 @@ from digits.api.store import (
     PredictionSpooledError,
 )
 from digits.db.session import is_connection_error
-from digits.preprocess import (
+from digits.decode import (
     EmptyImageError,
     ImageTooLargeError,
     PreprocessError,

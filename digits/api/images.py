@@ -8,7 +8,7 @@ import io
 
 from PIL import Image
 
-from digits.preprocess import UnsupportedImageError
+from digits.decode import UnsupportedImageError
 
 
 def decode_base64_image(value: str) -> bytes:

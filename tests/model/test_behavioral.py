@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from digits import preprocess, synth
+from digits import decode, preprocess, synth
 from digits.config import SHIPPED_WEIGHTS
 from digits.data import load_mnist
 from digits.evaluate import summarise
@@ -79,7 +79,7 @@ def test_minimum_accuracy_per_digit_on_canvas_drawings(
 
 
 def test_blank_canvas_is_not_a_digit(predictor: Predictor) -> None:
-    with pytest.raises(preprocess.EmptyImageError):
+    with pytest.raises(decode.EmptyImageError):
         predictor.predict(np.zeros((280, 280, 4), np.uint8))
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from digits import decode
 from digits import preprocess as pp
 
 
@@ -105,21 +106,21 @@ def test_stroke_width_is_normalised() -> None:
     ids=["black", "white", "transparent", "faint-noise"],
 )
 def test_blank_raises_empty(image: np.ndarray) -> None:
-    with pytest.raises(pp.EmptyImageError):
+    with pytest.raises(decode.EmptyImageError):
         pp.to_model_input(image)
-    with pytest.raises(pp.EmptyImageError):
+    with pytest.raises(decode.EmptyImageError):
         pp.to_model_input(png(Image.fromarray(image)))
 
 
 def test_tiny_speck_is_empty() -> None:
     image = np.full((280, 280), 255, np.uint8)
     image[100:102, 100:102] = 0
-    with pytest.raises(pp.EmptyImageError):
+    with pytest.raises(decode.EmptyImageError):
         pp.to_model_input(image)
 
 
 def test_oversized_bytes_refused() -> None:
-    with pytest.raises(pp.ImageTooLargeError, match="bytes"):
+    with pytest.raises(decode.ImageTooLargeError, match="bytes"):
         pp.to_model_input(b"\x89PNG" + b"\0" * 100, max_bytes=50)
 
 
@@ -141,13 +142,13 @@ def test_decompression_bomb_refused_before_decoding() -> None:
         + chunk(b"IDAT", raw)
         + chunk(b"IEND", b"")
     )
-    assert len(bomb) < pp.DEFAULT_MAX_BYTES
-    with pytest.raises(pp.ImageTooLargeError, match="pixels"):
+    assert len(bomb) < decode.DEFAULT_MAX_BYTES
+    with pytest.raises(decode.ImageTooLargeError, match="pixels"):
         pp.to_model_input(bomb)
 
 
 def test_array_pixel_limit() -> None:
-    with pytest.raises(pp.ImageTooLargeError):
+    with pytest.raises(decode.ImageTooLargeError):
         pp.to_model_input(np.zeros((100, 100), np.uint8), max_pixels=5000)
 
 
@@ -157,7 +158,7 @@ def test_array_pixel_limit() -> None:
     ids=["empty", "text", "truncated-png", "gif", "bmp"],
 )
 def test_corrupt_or_unsupported_bytes(payload: bytes) -> None:
-    with pytest.raises(pp.UnsupportedImageError):
+    with pytest.raises(decode.UnsupportedImageError):
         pp.to_model_input(payload)
 
 
@@ -167,7 +168,7 @@ def test_corrupt_or_unsupported_bytes(payload: bytes) -> None:
     ids=["no-pixels", "seven-channels", "nan", "4d"],
 )
 def test_bad_arrays(array: np.ndarray) -> None:
-    with pytest.raises(pp.UnsupportedImageError):
+    with pytest.raises(decode.UnsupportedImageError):
         pp.to_model_input(array)
 
 
@@ -181,7 +182,7 @@ def test_input_png_round_trip() -> None:
 def _pillow_planes(data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
     image = Image.open(io.BytesIO(data))
     image.load()
-    return pp._image_to_planes(image)
+    return decode._image_to_planes(image)
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "RGB", "RGBA", "P", "1", "I;16", "RGBA-16"])
@@ -203,7 +204,7 @@ def test_fast_png_decoding_reads_the_same_pixels_as_pillow(mode: str) -> None:
         data += chunk(b"IEND", b"")
     else:
         data = png(Image.fromarray(noise, "RGBA").convert(mode))
-    luminance, alpha = pp.to_planes(data)
+    luminance, alpha = decode.to_planes(data)
     expected_luminance, expected_alpha = _pillow_planes(data)
     np.testing.assert_array_equal(luminance, expected_luminance)
     if expected_alpha is None:
@@ -260,8 +261,8 @@ def test_black_strokes_on_a_transparent_canvas_take_a_shortcut_to_the_same_input
     black[..., 3] = near_black[..., 3] = mask
     near_black[..., 2] = 1
     luminance_calls = []
-    luminance = pp._luminance
-    monkeypatch.setattr(pp, "_luminance", lambda c: luminance_calls.append(1) or luminance(c))
+    luminance = decode.luminance
+    monkeypatch.setattr(decode, "luminance", lambda c: luminance_calls.append(1) or luminance(c))
     shortcut = pp.to_model_input(png(Image.fromarray(black, "RGBA")))
     assert not luminance_calls
     assert np.array_equal(shortcut, pp.to_model_input(png(Image.fromarray(near_black, "RGBA"))))
@@ -276,9 +277,9 @@ def test_grey_rgb_and_rgba_pngs_are_decoded_by_libspng_to_the_same_input() -> No
     expected = pp.to_model_input(png(seven))
     for mode in ("L", "RGB", "RGBA"):
         data = png(seven.convert(mode))
-        assert isinstance(pp.decode(data), np.ndarray)
+        assert isinstance(decode.decode(data), np.ndarray)
         assert np.array_equal(pp.to_model_input(data), expected)
-    assert isinstance(pp.decode(png(seven.convert("P"))), Image.Image)  # palette: Pillow's path
+    assert isinstance(decode.decode(png(seven.convert("P"))), Image.Image)  # palette: Pillow's path
 
 
 @pytest.mark.parametrize("channel", [0, 1, 2, 3])

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from digits import calibration, train, training_data
 from digits import checkpoint as ckpt
-from digits import train
 
 
 def test_dry_run_writes_a_loadable_calibrated_checkpoint(tmp_path: Path, mnist_dir: Path) -> None:
@@ -45,7 +45,7 @@ def test_temperature_scaling_recovers_known_temperature() -> None:
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(20000, 10, generator=gen) * 4
     labels = torch.multinomial(torch.softmax(logits / 2.0, dim=1), 1, generator=gen).squeeze(1)
-    assert train.fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.08)
+    assert calibration.fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.08)
 
 
 def test_augment_keeps_shape_range_and_mass() -> None:
@@ -64,8 +64,8 @@ def test_split_is_disjoint_and_seeded() -> None:
     from digits.data import Dataset
 
     ds = Dataset(np.arange(100, dtype=np.float32).reshape(100, 1, 1), np.arange(100))
-    a_train, a_val = train._split(ds, 10, seed=1)
-    _, b_val = train._split(ds, 10, seed=1)
+    a_train, a_val = training_data.split(ds, 10, seed=1)
+    _, b_val = training_data.split(ds, 10, seed=1)
     assert np.array_equal(a_val.labels, b_val.labels)
     assert not set(a_train.labels) & set(a_val.labels)
     assert len(a_train.labels) + len(a_val.labels) == 100

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digits import gate, retrain
+from digits import gate, retrain, retrain_report
 from digits import registry as registry_module
 from digits.config import Settings
 
@@ -140,7 +140,7 @@ def test_without_enough_corrections_nothing_is_trained(
     assert report["decision"] == "skipped" and report["promoted"] is False
     assert report["corrections_train"] == report["corrections_heldout"] == 0
     assert report["heldout_sessions"] == report["heldout_samples"] == 0
-    line = retrain.summary_line(report)
+    line = retrain_report.summary_line(report)
     assert line["heldout_sessions"] == 0 and line["heldout_samples"] == 0
     index = registry_module.Registry.from_settings(settings).read()
     assert list(index.models) == [index.active]  # the shipped weights only
