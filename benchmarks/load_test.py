@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from digits import synth
+from digits import glyphs, synth
 from digits.api.testing import serve_process
 from digits.db.testing import temporary_postgres_database
 
@@ -38,7 +38,7 @@ def drawings() -> list[bytes]:
     transparent background, as the web canvas sends them."""
     look = synth.Look(encoding="RGBA")
     return [
-        synth.to_png(synth.draw(synth.glyph_strokes(d, synth.STYLES[d][0]), look))
+        synth.to_png(synth.draw(glyphs.glyph_strokes(d, glyphs.STYLES[d][0]), look))
         for d in (1, 7, 4, 3)
     ]
 

@@ -52,9 +52,10 @@ def synthetic_drawings(
 ) -> data.Dataset:
     """Canvas-like drawings of our own making (digits.synth), framed like served drawings:
     stroke-font glyphs in many writing styles, and MNIST training digits re-drawn as pen strokes."""
-    from digits import synth
+    from digits import glyphs, skeleton, synth
 
-    code = hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()[:8]
+    sources = b"".join(Path(str(m.__file__)).read_bytes() for m in (synth, glyphs, skeleton))
+    code = hashlib.sha256(sources).hexdigest()[:8]
     cache = cache_dir / f"synthetic-v{preprocess.PREPROCESS_VERSION}-{code}-{n}-{seed}.npz"
     if cache.exists():
         stored = np.load(cache)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digits import synth
+from digits import glyphs, skeleton, synth
 from digits.data import load_mnist
 
 
@@ -140,24 +140,24 @@ def test_brush_width_and_round_caps() -> None:
 
 def test_every_style_draws_inside_the_canvas() -> None:
     rng = np.random.default_rng(0)
-    for digit, styles in synth.STYLES.items():
+    for digit, styles in glyphs.STYLES.items():
         assert len(styles) >= 2
         for style in styles:
             for mode in ("normal", "careless"):
                 look = synth.random_look(rng, mode)
-                image = synth.draw(synth.glyph_strokes(digit, style, rng), look)
+                image = synth.draw(glyphs.glyph_strokes(digit, style, rng), look)
                 ink = ink_of(image)
                 assert ink.sum() > 100, (digit, style)
                 assert ink[[0, -1]].max() < 0.5 and ink[:, [0, -1]].max() < 0.5
 
 
 def test_international_styles_exist() -> None:
-    assert {"plain", "crossbar"} <= set(synth.STYLES[7])
-    assert {"bar", "long_flag", "flag_base"} <= set(synth.STYLES[1])
-    assert {"plain", "slashed", "dotted"} <= set(synth.STYLES[0])
-    assert {"open", "closed"} <= set(synth.STYLES[4])
-    assert {"straight", "curled"} <= set(synth.STYLES[9])
-    assert {"plain", "loop"} <= set(synth.STYLES[2])
+    assert {"plain", "crossbar"} <= set(glyphs.STYLES[7])
+    assert {"bar", "long_flag", "flag_base"} <= set(glyphs.STYLES[1])
+    assert {"plain", "slashed", "dotted"} <= set(glyphs.STYLES[0])
+    assert {"open", "closed"} <= set(glyphs.STYLES[4])
+    assert {"straight", "curled"} <= set(glyphs.STYLES[9])
+    assert {"plain", "loop"} <= set(glyphs.STYLES[2])
 
 
 def test_skeleton_redraw_keeps_the_ink_where_the_original_was(
@@ -166,7 +166,7 @@ def test_skeleton_redraw_keeps_the_ink_where_the_original_was(
     images, _ = mnist_test
     overlaps = []
     for image in images[:20]:
-        strokes = synth.mnist_strokes(image)
+        strokes = skeleton.mnist_strokes(image)
         # Strokes are in units of the 28-px frame: draw them 10x on a 280 canvas, MNIST-thick.
         drawn = synth.render([s * 280 for s in strokes], brush=25.0, encoding="L-inverted")
         small = drawn.reshape(28, 10, 28, 10).mean(axis=(1, 3)) / 255.0
@@ -214,7 +214,7 @@ def test_benchmark_covers_every_style_and_names_its_sources(
     images, labels = mnist_test
     items = synth.benchmark_items(images, labels, mode="normal", n=80, seed=0)
     sources = {item.source for item in items}
-    styles = {f"style:{d}/{s}" for d, names in synth.STYLES.items() for s in names}
+    styles = {f"style:{d}/{s}" for d, names in glyphs.STYLES.items() for s in names}
     assert styles <= sources
     redrawn = [item for item in items if item.source.startswith("mnist:")]
     assert len(redrawn) == 40

@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from digits import decode, preprocess, synth
+from digits import decode, glyphs, preprocess, synth
 from digits.config import SHIPPED_WEIGHTS
 from digits.data import load_mnist
 from digits.evaluate import summarise
@@ -37,8 +37,8 @@ def strokes() -> list[tuple[list[np.ndarray], int]]:
     """Every glyph style of every digit, one writer's hand each."""
     rng = np.random.default_rng(3)
     return [
-        (synth.glyph_strokes(digit, style, rng), digit)
-        for digit, styles in synth.STYLES.items()
+        (glyphs.glyph_strokes(digit, style, rng), digit)
+        for digit, styles in glyphs.STYLES.items()
         for style in styles
     ]
 
@@ -87,7 +87,7 @@ def test_low_confidence_is_uncertain_with_best_guess(predictor: Predictor) -> No
     strict = Predictor(predictor.checkpoint, uncertain_threshold=1.01)
     rng = np.random.default_rng(0)
     result = strict.predict(
-        synth.draw(synth.glyph_strokes(3, synth.STYLES[3][0], rng), synth.Look())
+        synth.draw(glyphs.glyph_strokes(3, glyphs.STYLES[3][0], rng), synth.Look())
     )
     assert result.status == "uncertain"
     assert 0 <= result.digit <= 9 and result.confidence == max(result.probabilities)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from digits import checkpoint as ckpt
-from digits import synth
+from digits import glyphs, synth
 from digits.model import NUM_CLASSES, DigitNet
 
 KEYS = {"file", "digit", "confidence", "probabilities", "status"}
@@ -33,7 +33,7 @@ def test_json_lines_for_every_kind_of_file(tmp_path: Path) -> None:
         path = tmp_path / f"d{digit}.png"
         path.write_bytes(
             synth.to_png(
-                synth.draw(synth.glyph_strokes(digit, synth.STYLES[digit][0], rng), synth.Look())
+                synth.draw(glyphs.glyph_strokes(digit, glyphs.STYLES[digit][0], rng), synth.Look())
             )
         )
         good.append(path)
@@ -73,7 +73,7 @@ def test_json_lines_for_every_kind_of_file(tmp_path: Path) -> None:
 def test_plain_output(tmp_path: Path) -> None:
     path = tmp_path / "one.png"
     path.write_bytes(
-        synth.to_png(synth.draw(synth.glyph_strokes(1, synth.STYLES[1][0]), synth.Look()))
+        synth.to_png(synth.draw(glyphs.glyph_strokes(1, glyphs.STYLES[1][0]), synth.Look()))
     )
     result = _run(str(path))
     assert result.returncode == 0
@@ -88,7 +88,7 @@ def test_not_a_digit_is_printed_with_its_best_guess(tmp_path: Path) -> None:
     ckpt.save(ckpt.from_model(DigitNet(**args), args), model)
     path = tmp_path / "one.png"
     path.write_bytes(
-        synth.to_png(synth.draw(synth.glyph_strokes(1, synth.STYLES[1][0]), synth.Look()))
+        synth.to_png(synth.draw(glyphs.glyph_strokes(1, glyphs.STYLES[1][0]), synth.Look()))
     )
     refuse = {"DIGITS_NOT_A_DIGIT_THRESHOLD": "0"}
     result = _run("--json", "--model", str(model), str(path), **refuse)

@@ -25,7 +25,7 @@ import httpx
 import pytest
 from ops_support import POSTGRES_ADMIN_URL, postgres_reachable, require
 
-from digits import synth
+from digits import glyphs, synth
 from digits.api.testing import DIGITS, serve_process
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.slow]
@@ -70,7 +70,7 @@ def drawings() -> list[bytes]:
     transparent background, as the web canvas sends them."""
     look = synth.Look(encoding="RGBA")
     return [
-        synth.to_png(synth.draw(synth.glyph_strokes(d, synth.STYLES[d][0]), look))
+        synth.to_png(synth.draw(glyphs.glyph_strokes(d, glyphs.STYLES[d][0]), look))
         for d in (1, 7, 4)
     ]
 

@@ -16,8 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from digits import glyphs, synth
 from digits import registry as registry_module
-from digits import synth
 from digits.api import create_app
 from digits.config import Settings
 from digits.db.migrate import upgrade_head
@@ -31,7 +31,7 @@ FOLLOW_WITHIN_S = 10.0
 
 
 def drawing(digit: int) -> bytes:
-    strokes = synth.glyph_strokes(digit, synth.STYLES[digit][0])
+    strokes = glyphs.glyph_strokes(digit, glyphs.STYLES[digit][0])
     return synth.to_png(synth.draw(strokes, synth.Look()))
 
 

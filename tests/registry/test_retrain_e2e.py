@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from support import require
 
-from digits import preprocess, synth
+from digits import glyphs, preprocess, synth
 from digits.api.testing import free_port
 from digits.checkpoint import Checkpoint
 from digits.config import SHIPPED_WEIGHTS
@@ -49,7 +49,7 @@ def personal_style(seed: int) -> np.ndarray:
     "Ɛ" that MNIST-trained models read as an 8 with near certainty."""
     rng = np.random.default_rng([seed, 3033])
     style = ("round", "pointy")[seed % 2]
-    strokes = synth.glyph_strokes(STYLE_DIGIT, style, rng, synth.random_quirks(rng, 0.7))
+    strokes = glyphs.glyph_strokes(STYLE_DIGIT, style, rng, glyphs.random_quirks(rng, 0.7))
     mirrored = [np.column_stack([1.0 - s[:, 0], s[:, 1]]) for s in strokes]
     return synth.draw(mirrored, synth.random_look(rng, "normal"))
 
@@ -57,8 +57,8 @@ def personal_style(seed: int) -> np.ndarray:
 def ordinary_drawing(seed: int) -> tuple[np.ndarray, int]:
     rng = np.random.default_rng([seed, 4041])
     digit = int(rng.integers(10))
-    style = synth.STYLES[digit][int(rng.integers(len(synth.STYLES[digit])))]
-    strokes = synth.glyph_strokes(digit, style, rng, synth.random_quirks(rng, 0.7))
+    style = glyphs.STYLES[digit][int(rng.integers(len(glyphs.STYLES[digit])))]
+    strokes = glyphs.glyph_strokes(digit, style, rng, glyphs.random_quirks(rng, 0.7))
     return synth.draw(strokes, synth.random_look(rng, "normal")), digit
 
 
