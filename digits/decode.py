@@ -169,11 +169,3 @@ def colour_and_alpha(
             )
         return _split_alpha(_as_uint8(image))
     raise UnsupportedImageError(f"cannot read an image from {type(image).__name__}")
-
-
-def to_planes(
-    image: ImageInput, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """-> luminance (H, W) uint8 and alpha (H, W) uint8 or None."""
-    colour, alpha = colour_and_alpha(image, max_bytes=max_bytes, max_pixels=max_pixels)
-    return luminance(colour), alpha

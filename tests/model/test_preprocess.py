@@ -204,7 +204,10 @@ def test_fast_png_decoding_reads_the_same_pixels_as_pillow(mode: str) -> None:
         data += chunk(b"IEND", b"")
     else:
         data = png(Image.fromarray(noise, "RGBA").convert(mode))
-    luminance, alpha = decode.to_planes(data)
+    colour, alpha = decode.colour_and_alpha(
+        data, max_bytes=decode.DEFAULT_MAX_BYTES, max_pixels=decode.DEFAULT_MAX_PIXELS
+    )
+    luminance = decode.luminance(colour)
     expected_luminance, expected_alpha = _pillow_planes(data)
     np.testing.assert_array_equal(luminance, expected_luminance)
     if expected_alpha is None:
