@@ -47,7 +47,7 @@ class Prediction:
 def _inference_session(model: torch.nn.Module) -> ort.InferenceSession:
     """The eval-mode network as an ONNX Runtime session on one CPU thread.
 
-    For one 28x28 image ONNX Runtime runs this network about 3x faster than torch (traced or
+    For one 28x28 image ONNX Runtime runs this network faster than torch (traced or
     eager): torch's per-operator dispatch costs more than the arithmetic at this size. The
     export happens once per loaded checkpoint; tests compare the outputs with the
     eager model.

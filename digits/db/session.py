@@ -52,7 +52,7 @@ def _configure_sqlite(engine: Engine) -> None:
 
 
 def to_json(value: Any) -> str:
-    """JSON columns' serializer: pydantic-core's writes floats ~5x faster than ``json.dumps``
+    """JSON columns' serializer: pydantic-core's writes floats faster than ``json.dumps``
     (the ten probabilities of every prediction), and they read back as the same floats."""
     return pydantic_core.to_json(value).decode()
 
@@ -87,7 +87,7 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 def _ping_when_idle(engine: Engine) -> None:
     """Test a pooled connection before use when it sat idle for PING_AFTER_IDLE_S or more:
     long enough for the server to have restarted or dropped it. SQLAlchemy's pool_pre_ping
-    tests every checkout, a round trip (~0.25 ms) per request. One found dead is replaced at
+    tests every checkout, a round trip per request. One found dead is replaced at
     once (the pool retries on DisconnectionError); one that died in use is invalidated by the
     error, and the write that met it goes to the spool."""
 
