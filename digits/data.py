@@ -41,7 +41,6 @@ SPLIT_FILES: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 HOW_TO_SUPPLY = (
     "set DIGITS_MNIST_DIR (or pass --mnist-dir) to a folder holding the four canonical MNIST "
     ".gz files, or let `digits` download them when the network is reachable"

@@ -158,10 +158,6 @@ class PurgedCount(BaseModel):
     purged: int
 
 
-class ErrorOut(BaseModel):
-    detail: Any
-
-
 class RegisteredModel(BaseModel):
     """A model in the registry (``digits models list``)."""
 

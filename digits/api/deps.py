@@ -11,21 +11,15 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from digits.api.holder import ModelHolder
 from digits.api.metrics import Metrics
 from digits.api.store import PredictionStore
 from digits.config import Settings
-from digits.db.session import Database
 from digits.predict import Predictor
 from digits.registry import Registry
 
 
 async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
-
-
-async def get_holder(request: Request) -> ModelHolder:
-    return request.app.state.holder
 
 
 async def get_predictor(request: Request) -> Predictor:
@@ -37,10 +31,6 @@ async def get_store(request: Request) -> PredictionStore:
     return request.app.state.store
 
 
-async def get_database(request: Request) -> Database:
-    return request.app.state.database
-
-
 async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
@@ -50,10 +40,8 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
-HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
-DatabaseDep = Annotated[Database, Depends(get_database)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

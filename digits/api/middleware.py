@@ -34,10 +34,6 @@ _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 
 
-class BodyTooLargeError(Exception):
-    pass
-
-
 def _json_response(status: int, detail: str, request_id: str) -> tuple[Message, Message]:
     body = json.dumps({"detail": detail}).encode()
     start: Message = {

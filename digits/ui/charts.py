@@ -13,8 +13,6 @@ from digits.schemas import ReliabilityBin
 # Dark blue on white and a mid grey: both clear WCAG AA contrast for large marks.
 ACCENT = "#1d4ed8"
 MUTED = "#6b7280"
-GOOD = "#15803d"
-BAD = "#b91c1c"
 MIN_PERIODS = {"h": 12, "D": 7}
 
 

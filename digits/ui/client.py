@@ -15,7 +15,6 @@ from pydantic import BaseModel, ValidationError
 
 from digits.schemas import (
     ModelAccuracy,
-    ModelInfo,
     ModelRegistry,
     Outcome,
     PredictionOut,
@@ -34,7 +33,6 @@ __all__ = [
     "ApiError",
     "ErrorKind",
     "ModelAccuracy",
-    "ModelInfo",
     "ModelRegistry",
     "Outcome",
     "PredictionOut",
@@ -144,9 +142,6 @@ class ApiClient:
 
     def stats(self) -> Stats:
         return self._parse(Stats, self._send("GET", "/api/stats"))
-
-    def model_info(self) -> ModelInfo:
-        return self._parse(ModelInfo, self._send("GET", "/api/model"))
 
     def models(self) -> ModelRegistry:
         """Registered model versions, promotions and rollbacks, the active model's card."""
