@@ -3,7 +3,6 @@ model saw it, with its label and its session (the unit the gate holds out, scree
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 
@@ -12,8 +11,6 @@ from PIL import Image
 
 from digits import data, gate
 from digits.model import NOT_A_DIGIT
-
-CALIBRATION_PERCENT = 15  # of the non-held-out sessions: kept out of training, for the temperature
 
 
 @dataclass(frozen=True)
@@ -63,9 +60,3 @@ def load_corrections(database_url: str, num_classes: int) -> Corrections:
         np.array(sessions, dtype=str),
         unusable,
     )
-
-
-def is_calibration(key: str) -> bool:
-    """A second, independent hash of the session key (salted): the temperature's fold."""
-    digest = hashlib.sha256(b"calibration:" + key.encode()).digest()
-    return int.from_bytes(digest[:4], "big") * 100 < CALIBRATION_PERCENT * 2**32

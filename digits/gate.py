@@ -41,10 +41,16 @@ def session_key(session_id: object | None, prediction_id: object) -> str:
     return f"session:{session_id}" if session_id is not None else f"prediction:{prediction_id}"
 
 
+def in_share(key: str, percent: int, salt: bytes = b"") -> bool:
+    """Whether a session key falls in a fixed ``percent`` of all keys, by a hash: deterministic
+    and stable as corrections grow. A different salt draws an independent share."""
+    digest = hashlib.sha256(salt + key.encode()).digest()
+    return int.from_bytes(digest[:4], "big") * 100 < percent * 2**32
+
+
 def is_heldout(key: str) -> bool:
     """Deterministic and stable: a session held out once is held out in every later run."""
-    digest = hashlib.sha256(key.encode()).digest()
-    return int.from_bytes(digest[:4], "big") * 100 < HELDOUT_PERCENT * 2**32
+    return in_share(key, HELDOUT_PERCENT)
 
 
 def _binomial_tail(k: int, n: int, p: float) -> float:

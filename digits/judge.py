@@ -12,7 +12,7 @@ import numpy as np
 
 from digits import checkpoint as ckpt
 from digits import data
-from digits.evaluate import CANVAS_MODES, CANVAS_SEED, expected_calibration_error
+from digits.evaluate import CANVAS_MODES, CANVAS_SEED, CONFIDENT, expected_calibration_error
 from digits.model import NOT_A_DIGIT, NUM_DIGITS
 from digits.predict import Predictor
 
@@ -55,7 +55,9 @@ def summary(read: Answers, labels: np.ndarray) -> dict[str, Any]:
         "n": len(labels),
         "accuracy": float(correct.mean()) if len(labels) else float("nan"),
         "ece": expected_calibration_error(confidence, right),
-        "confident_wrong": float(((confidence > 0.9) & ~right).mean()) if digits.any() else 0.0,
+        "confident_wrong": float(((confidence > CONFIDENT) & ~right).mean())
+        if digits.any()
+        else 0.0,
     }
 
 

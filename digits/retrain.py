@@ -33,7 +33,7 @@ from digits import checkpoint as ckpt
 from digits import data, finetune, gate, judge, retrain_report, train, training_data
 from digits.calibration import fit_temperature, logits_of
 from digits.config import Settings, get_settings
-from digits.corrections import Corrections, is_calibration, load_corrections
+from digits.corrections import Corrections, load_corrections
 from digits.model import NUM_DIGITS
 from digits.predict import Predictor
 from digits.registry import Registry
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MIN_TRAIN, MIN_HELDOUT = 10, 5
 REPLAY = 6000  # MNIST training images replayed
 CALIBRATION_MNIST = 2000  # MNIST training images (not replayed) for the temperature
+CALIBRATION_PERCENT = 15  # of the non-held-out sessions: kept out of training, for the temperature
 BATCH_MNIST, BATCH_CORRECTIONS = 96, 32
 STEPS_PER_EPOCH = 100
 MAX_LR = 1e-3
@@ -78,7 +79,11 @@ def train_candidate(
     )
     order = np.random.default_rng(options.seed).permutation(len(mnist.labels))
     replay_idx, calib_idx = order[:REPLAY], order[REPLAY : REPLAY + CALIBRATION_MNIST]
-    calibration = np.array([is_calibration(str(s)) for s in corrections.sessions], dtype=bool)
+    # The temperature's fold: a share of sessions independent of the held-out one (salted).
+    calibration = np.array(
+        [gate.in_share(str(s), CALIBRATION_PERCENT, b"calibration:") for s in corrections.sessions],
+        dtype=bool,
+    )
     calibration &= split.train
     fit_rows = split.train & ~calibration
     if not fit_rows.any():  # too few sessions to spare a fold: calibrate on MNIST alone
