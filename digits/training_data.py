@@ -71,7 +71,9 @@ def synthetic_drawings(
 def pen_drawings(role: pen.Role, config: TrainConfig, cache_dir: Path) -> data.Dataset:
     """Real pen digits and rejectable letters of one writer role, drawn as canvases, plus
     scribbles and digit pairs (both labelled not-a-digit), cached like the synthetic set."""
-    code = hashlib.sha256(Path(pen.__file__).read_bytes()).hexdigest()[:8]
+    # The drawing code, the samples and the writers' roles: a change to any draws them again.
+    sources = [Path(pen.__file__), *(pen.PEN_DIR / n for n in pen.DATA_FILES)]
+    code = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:8]
     shares = 1 if role == "train" else 4  # validation: a quarter as many generated extras
     limit = 100 if config.dry_run else None
     if config.dry_run:

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from digits import calibration, train, training_data
+from digits import calibration, pen, train, training_data
 from digits import checkpoint as ckpt
 
 
@@ -69,3 +70,23 @@ def test_split_is_disjoint_and_seeded() -> None:
     assert np.array_equal(a_val.labels, b_val.labels)
     assert not set(a_train.labels) & set(a_val.labels)
     assert len(a_train.labels) + len(a_val.labels) == 100
+
+
+def test_pen_cache_follows_the_writers_roles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed writers.json draws the pen set again: a cached set never keeps the old roles."""
+    pen_dir = tmp_path / "pen"
+    shutil.copytree(pen.PEN_DIR, pen_dir)
+    monkeypatch.setattr(pen, "PEN_DIR", pen_dir)
+    config = train.TrainConfig(dry_run=True, pen_renders=1, reject_renders=1, scribbles=0, pairs=0)
+    cache = tmp_path / "cache"
+    before = training_data.pen_drawings("validation", config, cache)
+    roles = pen.roles()
+    gone = pen.load("digits", "validation")[0].writer  # among the dry run's first samples
+    (pen_dir / "writers.json").write_text(json.dumps(roles | {gone: "train"}))
+    after = training_data.pen_drawings("validation", config, cache)
+    assert len(list(cache.glob("pen-*.npz"))) == 2
+    assert before.images.shape != after.images.shape or not np.array_equal(
+        before.images, after.images
+    )
