@@ -1,9 +1,10 @@
 """The learning loop with real handwriting: `loop` writers correct the model, `test` writers judge it.
 
-    .venv/bin/python benchmarks/loop_bench.py [--letters 5] [--poison 0] [--keep DIR]
+    .venv/bin/python benchmarks/loop_bench.py [--letters 5] [--poison 0] [--keep DIR] [--start PATH]
 
 1. A fresh data folder and SQLite database; the registry starts from the shipped model, which
-   never saw the `loop` or `test` writers of digits/datasets/pen.
+   never saw the `loop` or `test` writers of digits/datasets/pen (or from ``--start``: e.g. the
+   MNIST-only model before it, which saw no pen data at all and so leaves the loop more to learn).
 2. A real `digits serve` process. Every `loop` writer's digits (and ``--letters`` of their
    letters nobody would read as a digit) are drawn onto the 280x280 canvas, sent to
    POST /api/predictions with one session_id per writer, and labelled with PATCH as the user
@@ -79,6 +80,17 @@ def label_through_api(
     return patched.status_code == 200
 
 
+def start_from(path: Path, env: dict[str, str]) -> None:
+    """Register ``path`` and make it the active model the loop starts from."""
+    added = subprocess.run(
+        [DIGITS, "models", "add", str(path), "--json"], env=env, capture_output=True, text=True
+    )
+    if added.returncode != 0:
+        raise SystemExit(f"digits models add: {added.stderr.strip()}")
+    version = json.loads(added.stdout)["version"]
+    subprocess.run([DIGITS, "models", "promote", version], env=env, check=True, capture_output=True)
+
+
 def send_loop_writers(base_url: str, letters: int, poison: int, seed: int) -> dict[str, int]:
     rng = np.random.default_rng(seed)
     digits = pen.load("digits", "loop")
@@ -148,6 +160,9 @@ def main() -> int:
     parser.add_argument("--poison", type=int, default=0, help="3s labelled 8 by one session")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="work here instead of a temp dir")
+    parser.add_argument(
+        "--start", type=Path, default=None, help="the active model to start from (default: shipped)"
+    )
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="loop-bench-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -157,6 +172,8 @@ def main() -> int:
         "DIGITS_MNIST_DIR": os.environ.get("DIGITS_MNIST_DIR", "../shared/mnist"),
         "DIGITS_LOG_LEVEL": "WARNING",
     }
+    if args.start is not None:
+        start_from(args.start, env)
     server, base_url = start_server(env, root / "server.log")
     try:
         started = time.perf_counter()
