@@ -80,15 +80,11 @@ def label_through_api(
     return patched.status_code == 200
 
 
-def start_from(path: Path, env: dict[str, str]) -> None:
+def start_from(path: Path, registry: Registry) -> None:
     """Register ``path`` and make it the active model the loop starts from."""
-    added = subprocess.run(
-        [DIGITS, "models", "add", str(path), "--json"], env=env, capture_output=True, text=True
-    )
-    if added.returncode != 0:
-        raise SystemExit(f"digits models add: {added.stderr.strip()}")
-    version = json.loads(added.stdout)["version"]
-    subprocess.run([DIGITS, "models", "promote", version], env=env, check=True, capture_output=True)
+    registry.ensure()
+    version, _ = registry.register(path, origin="manual")
+    registry.promote(version, reason="loop_bench --start")
 
 
 def send_loop_writers(base_url: str, letters: int, poison: int, seed: int) -> dict[str, int]:
@@ -172,8 +168,9 @@ def main() -> int:
         "DIGITS_MNIST_DIR": os.environ.get("DIGITS_MNIST_DIR", "../shared/mnist"),
         "DIGITS_LOG_LEVEL": "WARNING",
     }
+    settings = Settings(database_url=env["DIGITS_DATABASE_URL"], data_dir=root / "data")
     if args.start is not None:
-        start_from(args.start, env)
+        start_from(args.start, Registry.from_settings(settings))
     server, base_url = start_server(env, root / "server.log")
     try:
         started = time.perf_counter()
@@ -190,9 +187,7 @@ def main() -> int:
         return done.returncode
     line = json.loads(done.stdout.strip().splitlines()[-1])
 
-    registry = Registry.from_settings(
-        Settings(database_url=env["DIGITS_DATABASE_URL"], data_dir=root / "data")
-    )
+    registry = Registry.from_settings(settings)
     before = registry.load(line["active_before"])
     # The candidate is judged even when the gate refused it: what the refusal left on the table.
     after = registry.load(line.get("candidate", line["active"]))

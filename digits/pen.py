@@ -21,7 +21,6 @@ import numpy as np
 from digits import synth
 
 PEN_DIR = Path(__file__).resolve().parent / "datasets" / "pen"
-DATA_FILES = ("digits.jsonl.gz", "letters.jsonl.gz", "writers.json")
 Kind = Literal["digits", "letters"]
 Role = Literal["train", "validation", "test", "loop"]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,11 @@ def frame_all(images: np.ndarray, desc: str) -> np.ndarray:
     for i, image in enumerate(tqdm(images, desc=desc, unit="img", leave=False, mininterval=1.0)):
         out[i] = preprocess.to_model_input(image)
     return out
+
+
+def _content_code(paths: Iterable[Path]) -> str:
+    """A short hash of the files a cached set was made from: a cache key that follows them."""
+    return hashlib.sha256(b"".join(p.read_bytes() for p in paths)).hexdigest()[:8]
 
 
 def framed_mnist(
@@ -54,8 +60,7 @@ def synthetic_drawings(
     stroke-font glyphs in many writing styles, and MNIST training digits re-drawn as pen strokes."""
     from digits import glyphs, skeleton, synth
 
-    sources = b"".join(Path(str(m.__file__)).read_bytes() for m in (synth, glyphs, skeleton))
-    code = hashlib.sha256(sources).hexdigest()[:8]
+    code = _content_code(Path(str(m.__file__)) for m in (synth, glyphs, skeleton))
     cache = cache_dir / f"synthetic-v{preprocess.PREPROCESS_VERSION}-{code}-{n}-{seed}.npz"
     if cache.exists():
         stored = np.load(cache)
@@ -71,9 +76,8 @@ def synthetic_drawings(
 def pen_drawings(role: pen.Role, config: TrainConfig, cache_dir: Path) -> data.Dataset:
     """Real pen digits and rejectable letters of one writer role, drawn as canvases, plus
     scribbles and digit pairs (both labelled not-a-digit), cached like the synthetic set."""
-    # The drawing code, the samples and the writers' roles: a change to any draws them again.
-    sources = [Path(pen.__file__), *(pen.PEN_DIR / n for n in pen.DATA_FILES)]
-    code = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()[:8]
+    # The drawing code and the dataset folder (samples, writers' roles): a change draws again.
+    code = _content_code([Path(pen.__file__), *sorted(pen.PEN_DIR.iterdir())])
     shares = 1 if role == "train" else 4  # validation: a quarter as many generated extras
     limit = 100 if config.dry_run else None
     if config.dry_run:
