@@ -94,6 +94,14 @@ class Hammer:
                     self.versions.append(response.json()["model_version"])
                 time.sleep(0.05)
 
+    def wait_for(self, version: str, timeout_s: float = 30.0) -> None:
+        """Until this client's own answers come from ``version``: its keep-alive connection
+        stays on one worker, which may switch up to a model check after the one polled."""
+        deadline = time.monotonic() + timeout_s
+        while not (self.versions and self.versions[-1] == version):
+            assert time.monotonic() < deadline, f"the hammer was never served {version}"
+            time.sleep(0.2)
+
     def __enter__(self) -> Hammer:
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -205,6 +213,7 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
         assert summary["decision"] == "promoted", json.dumps(summary)
         candidate = summary["candidate"]
         switch_s = wait_for_version(server, candidate)
+        hammer.wait_for(candidate)
         time.sleep(1.0)  # a few requests on the new model too
     assert hammer.errors == [] and set(hammer.statuses) == {201}, hammer.statuses
     assert hammer.versions[0] == shipped and hammer.versions[-1] == candidate
@@ -230,6 +239,7 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["active"] == shipped
         wait_for_version(server, shipped)
+        hammer.wait_for(shipped)
         time.sleep(1.0)
     assert hammer.errors == [] and set(hammer.statuses) == {201}, hammer.statuses
     assert hammer.versions[-1] == shipped
