@@ -11,6 +11,8 @@ from pathlib import Path
 
 from digits.config import SHIPPED_WEIGHTS
 
+log = logging.getLogger(__name__)
+
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -35,6 +37,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.pen_renders is not None:
         config.pen_renders = args.pen_renders
     init = load(args.init) if args.init else None
+    if init is not None:
+        # A fine-tune keeps the network it starts from.
+        width = int(init.model_args.get("width", config.width))
+        if args.width is not None and args.width != width:
+            log.error("--width %d, but the --init checkpoint has width %d", args.width, width)
+            return 1
+        config.width = width
+    elif args.width is not None:
+        config.width = args.width
     result = fit(config, args.output, mnist_dir=args.mnist_dir, init=init)
     print(
         json.dumps(
@@ -141,6 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--pen-renders", type=int, default=None, help="drawings of each real pen digit"
     )
     train.add_argument("--max-lr", type=float, default=None, help="peak of the one-cycle schedule")
+    train.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="channels of the first layer (default 32; --init keeps its own)",
+    )
     train.add_argument(
         "--init", type=Path, default=None, help="start from this checkpoint (fine-tune)"
     )

@@ -10,6 +10,8 @@ import torch
 
 from digits import calibration, pen, train, training_data
 from digits import checkpoint as ckpt
+from digits.cli import main
+from digits.config import SHIPPED_WEIGHTS
 
 
 def test_dry_run_writes_a_loadable_calibrated_checkpoint(tmp_path: Path, mnist_dir: Path) -> None:
@@ -21,6 +23,8 @@ def test_dry_run_writes_a_loadable_calibrated_checkpoint(tmp_path: Path, mnist_d
             "digits.cli",
             "train",
             "--dry-run",
+            "--width",
+            "16",
             "--mnist-dir",
             str(mnist_dir),
             "--output",
@@ -37,6 +41,8 @@ def test_dry_run_writes_a_loadable_calibrated_checkpoint(tmp_path: Path, mnist_d
     assert summary["version"] == loaded.version
     assert loaded.temperature > 0
     assert loaded.train_config["dry_run"] is True
+    assert loaded.model_args["width"] == 16
+    assert loaded.build_model()(torch.zeros(1, 1, 28, 28)).shape == (1, 11)
     assert "epoch 1/1" in result.stderr  # progress is shown
     assert loaded.metrics["val_accuracy"] > 0.5  # a small pass already learns something
 
@@ -88,3 +94,22 @@ def test_pen_cache_follows_the_writers_roles(
     after = training_data.pen_drawings("validation", config, cache)
     assert len(list(cache.glob("pen-*.npz"))) == 2
     assert not np.array_equal(before.images, after.images)
+
+
+def test_fine_tune_keeps_the_width_of_its_start(tmp_path: Path) -> None:
+    """--init fixes the network: a different --width is refused before any training."""
+    assert (
+        main(
+            [
+                "train",
+                "--init",
+                str(SHIPPED_WEIGHTS),
+                "--width",
+                "48",
+                "--output",
+                str(tmp_path / "m.pt"),
+            ]
+        )
+        == 1
+    )
+    assert not (tmp_path / "m.pt").exists()
