@@ -36,16 +36,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.max_lr = args.max_lr
     if args.pen_renders is not None:
         config.pen_renders = args.pen_renders
-    init = load(args.init) if args.init else None
-    if init is not None:
-        # A fine-tune keeps the network it starts from.
-        width = int(init.model_args.get("width", config.width))
-        if args.width is not None and args.width != width:
-            log.error("--width %d, but the --init checkpoint has width %d", args.width, width)
-            return 1
-        config.width = width
-    elif args.width is not None:
+    if args.width is not None:
         config.width = args.width
+    init = load(args.init) if args.init else None
+    if init is not None and args.width not in (None, init.model_args["width"]):
+        log.error("--width %d, but --init has width %d", args.width, init.model_args["width"])
+        return 1
     result = fit(config, args.output, mnist_dir=args.mnist_dir, init=init)
     print(
         json.dumps(

@@ -11,7 +11,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,8 @@ def fit(
     from digits.config import get_settings
 
     cache_dir = cache_dir or get_settings().resolved_cache_dir
+    if init is not None:  # a fine-tune keeps the width of the network it starts from
+        config = replace(config, width=int(init.model_args["width"]))
     seed_everything(config.seed)
     device = pick_device()
     if device.type == "cpu":

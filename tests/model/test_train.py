@@ -12,6 +12,7 @@ from digits import calibration, pen, train, training_data
 from digits import checkpoint as ckpt
 from digits.cli import main
 from digits.config import SHIPPED_WEIGHTS
+from digits.model import DigitNet
 
 
 def test_dry_run_writes_a_loadable_calibrated_checkpoint(tmp_path: Path, mnist_dir: Path) -> None:
@@ -113,3 +114,17 @@ def test_fine_tune_keeps_the_width_of_its_start(tmp_path: Path) -> None:
         == 1
     )
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_fine_tune_trains_the_network_it_starts_from(tmp_path: Path, mnist_dir: Path) -> None:
+    """A width-16 start is fine-tuned at width 16, whatever the config's own width."""
+    start = ckpt.from_model(
+        DigitNet(width=16, num_classes=11), {"width": 16, "num_classes": 11}, temperature=1.0
+    )
+    config = train.TrainConfig(dry_run=True)
+    result = train.fit(
+        config, tmp_path / "m.pt", mnist_dir=mnist_dir, cache_dir=tmp_path, init=start
+    )
+    assert config.width == 32
+    assert result.model_args["width"] == 16 and result.train_config["width"] == 16
+    assert result.parent == start.version
