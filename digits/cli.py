@@ -215,7 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     retrain = sub.add_parser("retrain", help="fine-tune on users' corrections; promote if better")
     _add_data_args(retrain)
-    retrain.add_argument("--epochs", type=int, default=2)
+    retrain.add_argument(
+        "--epochs", type=int, default=None, help="of every fold's fit and the final one (1)"
+    )
     retrain.add_argument("--report-dir", type=Path, default=None)
     retrain.add_argument("--no-promote", action="store_true")
     retrain.add_argument(
