@@ -31,10 +31,11 @@ NICE = 10
 
 
 def corrections_since(session: Session, since: datetime | None) -> int:
+    """Rows first labelled since ``since``: relabelling a row again and again counts once."""
     query = select(func.count()).select_from(PredictionRow)
-    query = query.where(PredictionRow.labelled_at.is_not(None))
+    query = query.where(PredictionRow.first_labelled_at.is_not(None))
     if since is not None:
-        query = query.where(PredictionRow.labelled_at > since)
+        query = query.where(PredictionRow.first_labelled_at > since)
     return int(session.scalar(query) or 0)
 
 

@@ -84,6 +84,8 @@ class PredictionRow(Base):
         Boolean, nullable=False, default=False, server_default=false()
     )
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # When the row was first labelled: relabelling never counts again towards a retraining.
+    first_labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
 
     __table_args__ = (
@@ -93,6 +95,7 @@ class PredictionRow(Base):
         Index("ix_predictions_drawing_id", "drawing_id"),
         Index("ix_predictions_session_id", "session_id"),
         Index("ix_predictions_model_version", "model_version"),
+        Index("ix_predictions_first_labelled_at", "first_labelled_at"),
     )
 
 

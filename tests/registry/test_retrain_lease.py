@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from digits import autoretrain
+from digits.db import crud
 from digits.db.migrate import upgrade_head
 from digits.db.models import PredictionRow, RetrainLeaseRow, utcnow
 from digits.db.session import Database
@@ -33,14 +34,15 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databas
         db.dispose()
 
 
-def add_corrections(database: Database, n: int) -> None:
-    now = utcnow()
+def add_corrections(database: Database, n: int) -> list[uuid.UUID]:
+    """``n`` predictions, each then labelled as the API labels them; returns their ids."""
+    ids = [uuid.uuid4() for _ in range(n)]
     with database.write() as session:
-        for _ in range(n):
+        for prediction_id in ids:
             session.add(
                 PredictionRow(
-                    id=uuid.uuid4(),
-                    created_at=now,
+                    id=prediction_id,
+                    created_at=utcnow(),
                     digit=1,
                     confidence=0.9,
                     probabilities=[0.1] * 10,
@@ -48,10 +50,20 @@ def add_corrections(database: Database, n: int) -> None:
                     source="canvas",
                     model_version="v",
                     input_png=b"",
-                    true_label=1,
-                    labelled_at=now,
                     latency_ms=1.0,
                 )
+            )
+        session.flush()
+        for prediction_id in ids:
+            crud.set_label(session, prediction_id=prediction_id, true_label=1, labelled_at=utcnow())
+    return ids
+
+
+def relabel(database: Database, ids: list[uuid.UUID], label: int | None) -> None:
+    with database.write() as session:
+        for prediction_id in ids:
+            crud.set_label(
+                session, prediction_id=prediction_id, true_label=label, labelled_at=utcnow()
             )
 
 
@@ -107,3 +119,19 @@ def test_a_due_retraining_starts_one_niced_process(
     assert holder is not None
     assert autoretrain.maybe_start(database, 5) is None  # the first still holds the lease
     assert started == [[autoretrain.sys.executable, "-m", "digits.autoretrain", holder]]
+
+
+def test_relabelling_the_same_rows_counts_each_row_once(database: Database) -> None:
+    ids = add_corrections(database, 5)
+    with database.write() as session:
+        assert autoretrain.try_acquire(session, "a", after=5)
+        autoretrain.release(session, "a")
+    # Round after round of new labels on the same five rows: never a new retraining.
+    for label in (2, 3, 4, None):
+        relabel(database, ids, label)
+        with database.write() as session:
+            assert autoretrain.corrections_since(session, None) == 5
+            assert not autoretrain.try_acquire(session, "b", after=5)
+    add_corrections(database, 5)
+    with database.write() as session:
+        assert autoretrain.try_acquire(session, "b", after=5)
