@@ -1,13 +1,15 @@
 """How long `digits retrain` takes on many corrections, on this machine.
 
     .venv/bin/python benchmarks/retrain_bench.py [--corrections 7500] [--sessions 30] [--keep DIR]
+        [--drawings FILE.npz]
 
 The `loop` writers' pen digits are drawn onto the canvas again and again (a new look each time)
 until there are ``--corrections`` of them, stored as the API stores a labelled prediction, in
 ``--sessions`` sessions of equal size, in a fresh SQLite database. Then `digits retrain` runs
 as a user would start it, its progress on stderr, and the wall time is printed with its JSON
 line. The database is written through ``digits.db.crud`` only, so the same script times an
-older checkout of the retraining too (``PYTHONPATH=that/checkout``).
+older checkout of the retraining too (``PYTHONPATH=that/checkout``); ``--drawings`` keeps the
+rendered inputs, so a second run times the very same corrections without drawing them again.
 """
 
 from __future__ import annotations
@@ -38,15 +40,26 @@ except ImportError:
 SESSIONS = uuid.UUID("0b7c3e9a-41d2-4f5e-8a6b-2d9c1e7f3a54")
 
 
-def store(url: str, corrections: int, sessions: int, seed: int) -> None:
+def draw(corrections: int, seed: int, cache: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The `loop` writers' digits, drawn again and again: (inputs, labels)."""
+    if cache is not None and cache.exists():
+        with np.load(cache) as saved:
+            return saved["inputs"][:corrections], saved["labels"][:corrections]
     rng = np.random.default_rng(seed)
     loop = pen.load("digits", "loop")
     samples = [loop[i % len(loop)] for i in range(corrections)]
     inputs = np.stack([preprocess.to_model_input(pen.draw(s.strokes, rng)) for s in samples])
+    labels = np.array([s.digit for s in samples], dtype=np.int64)
+    if cache is not None:
+        np.savez(cache, inputs=inputs, labels=labels)
+    return inputs, labels
+
+
+def store(url: str, inputs: np.ndarray, labels: np.ndarray, sessions: int) -> None:
     database = Database(url)
     try:
         with database.write() as session:
-            for i, (sample, x) in enumerate(zip(samples, inputs, strict=True)):
+            for i, (label, x) in enumerate(zip(labels, inputs, strict=True)):
                 new = crud.NewPrediction(
                     id=uuid.uuid4(),
                     created_at=utcnow(),
@@ -60,11 +73,11 @@ def store(url: str, corrections: int, sessions: int, seed: int) -> None:
                     image_png=None,
                     input_png=preprocess.input_to_png(x),
                     latency_ms=1.0,
-                    session_id=uuid.uuid5(SESSIONS, str(i * sessions // corrections)),
+                    session_id=uuid.uuid5(SESSIONS, str(i * sessions // len(labels))),
                 )
                 crud.record_prediction(session, new=new)
                 crud.set_label(
-                    session, prediction_id=new.id, true_label=sample.digit, labelled_at=utcnow()
+                    session, prediction_id=new.id, true_label=int(label), labelled_at=utcnow()
                 )
     finally:
         database.dispose()
@@ -76,16 +89,16 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", type=Path, default=None, help="work here instead of a temp dir")
+    parser.add_argument("--drawings", type=Path, default=None, help="keep/reuse the inputs here")
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="retrain-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{root / 'digits.sqlite3'}"
     upgrade_head(url)
     started = time.perf_counter()
-    store(url, args.corrections, args.sessions, args.seed)
-    sys.stderr.write(
-        f"stored {args.corrections} corrections in {time.perf_counter() - started:.0f} s\n"
-    )
+    inputs, labels = draw(args.corrections, args.seed, args.drawings)
+    store(url, inputs, labels, args.sessions)
+    sys.stderr.write(f"stored {len(labels)} corrections in {time.perf_counter() - started:.0f} s\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")} | {
         "DIGITS_DATA_DIR": str(root / "data"),
         "DIGITS_DATABASE_URL": url,
