@@ -85,7 +85,8 @@ def fit_models(
     framed = data.framed_mnist(
         "train", options.mnist_dir, cache_dir, limit=crossfit.REPLAY + CALIBRATION_MNIST
     )
-    order = np.random.default_rng(options.seed).permutation(len(framed.labels))
+    rng = np.random.default_rng(options.seed)
+    order = rng.permutation(len(framed.labels))
     replay_idx = order[: crossfit.REPLAY]
     calib_idx = order[crossfit.REPLAY : crossfit.REPLAY + CALIBRATION_MNIST]
     recipe = crossfit.Recipe(
@@ -100,14 +101,18 @@ def fit_models(
         recipe, [gate.capped_weights(split.sessions, corrections.labels, r) for r in rows]
     )
     # On digits and their ten outputs only, as train.fit does: the Predictor divides those by it.
-    # Each correction's logits come from the candidate that never saw its session.
+    # Each correction's logits come from the candidate that never saw its session; as many
+    # corrections as MNIST images at most, so that neither decides the temperature alone.
     cpu = torch.device("cpu")
     logits = [logits_of(models[-1], framed.images[calib_idx], cpu)[:, :NUM_DIGITS]]
     labels = [framed.labels[calib_idx]]
+    digits = np.flatnonzero(split.evidence & (corrections.labels < NUM_DIGITS))
+    chosen = np.zeros(len(corrections.labels), dtype=bool)
+    chosen[rng.permutation(digits)[:CALIBRATION_MNIST]] = True
     for k, model in enumerate(models[:-1]):
-        fold_digits = (split.fold == k) & (corrections.labels < NUM_DIGITS)
-        logits.append(logits_of(model, corrections.images[fold_digits], cpu)[:, :NUM_DIGITS])
-        labels.append(corrections.labels[fold_digits])
+        rows = chosen & (split.fold == k)
+        logits.append(logits_of(model, corrections.images[rows], cpu)[:, :NUM_DIGITS])
+        labels.append(corrections.labels[rows])
     temperature = fit_temperature(torch.cat(logits), torch.from_numpy(np.concatenate(labels)))
     config = recipe.config() | {"session_cap": gate.SESSION_CAP, "folds": split.folds}
     checkpoints = [
