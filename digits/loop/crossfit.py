@@ -5,9 +5,9 @@ the weighted corrections, balanced by label, with replayed MNIST training images
 model is also pulled towards the active model's answers (distillation), so it keeps what it
 knew. The K fold candidates and the final model are the same recipe on different rows, and
 independent of each other, so they run side by side: one worker process per core, one thread
-each. On two cores shared with other work, one process of two threads took 2.7-3.1 s a step
-and one of one thread 0.78 s: a process per core keeps both busy without its threads waiting
-on each other, and each fit stays deterministic whatever the machine does meanwhile.
+each. On this project's two cores, busy with other work, a step took 0.78 s in a process of one
+thread and 2.7-3.1 s in one of two: a process per core keeps both busy without its threads
+waiting on each other, and each fit is the same whatever else runs meanwhile.
 """
 
 from __future__ import annotations

@@ -247,6 +247,7 @@ def store_corrections(url: str, images: np.ndarray, labels: np.ndarray, sessions
         database.dispose()
 
 
+@pytest.mark.slow  # six fine-tunes and MNIST test framed: a minute or two on two cores
 def test_a_retraining_judges_every_session_out_of_fold_and_learns_from_all(
     tmp_path: Path, mnist_dir: Path, shipped: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
