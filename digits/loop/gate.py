@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 MNIST_TOLERANCE = 0.001  # 0.1 percentage point
-SESSION_CAP = 0.05  # the most any one session weighs in the training corrections
+SESSION_CAP = 0.05  # the most any one session weighs among one label's training corrections
 # The screen: a session is "far more" disagreeing when its rate is at least this many times the
 # typical rate (and this much above it), and the binomial chance of so many disagreements from a
 # typical session is below SCREEN_P divided by the number of sessions screened.

@@ -63,7 +63,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"- Rows without a session and sessions of fewer than {screen['min_session']} labelled "
         f"rows share one pool ({d['pool']} corrections kept): trained on as one session, never "
         "evidence.",
-        f"- No session weighs more than {gate.SESSION_CAP:.0%} of the training corrections; "
+        f"- No session weighs more than {gate.SESSION_CAP:.0%} of any label's training corrections; "
         "labels are balanced.",
         "",
         "## Training",
