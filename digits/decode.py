@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pyspng
@@ -20,6 +21,14 @@ ACCEPTED_FORMATS = ("PNG", "JPEG")
 _SPNG_MODES = frozenset({"L", "RGB", "RGBA"})
 
 ImageInput = bytes | bytearray | memoryview | np.ndarray | Image.Image
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """What an upload may weigh (bytes) and hold (pixels) before anything is decompressed."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 class PreprocessError(ValueError):
@@ -169,3 +178,18 @@ def colour_and_alpha(
             )
         return _split_alpha(_as_uint8(image))
     raise UnsupportedImageError(f"cannot read an image from {type(image).__name__}")
+
+
+def stored_png(data: bytes, *, max_side: int) -> bytes:
+    """A decodable PNG or JPEG as the PNG kept for the history: no larger than ``max_side``
+    a side (a PNG already that small is kept as it is)."""
+    image: Image.Image = Image.open(io.BytesIO(data))
+    if image.format == "PNG" and max(image.size) <= max_side:
+        return data
+    image.load()
+    if image.mode not in {"L", "LA", "RGB", "RGBA"}:
+        image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+    image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()

@@ -19,7 +19,6 @@ from digits import decode
 
 IMAGE_SIZE = 28
 BOX_SIZE = 20
-NUM_CLASSES = 10
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 # Bump when the framing changes: checkpoints record it, and cached training inputs depend on it.

@@ -18,9 +18,8 @@ Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
 Health = Literal["ok", "degraded", "unavailable"]
 Origin = Literal["shipped", "retrain", "manual"]
 Action = Literal["initial", "promote", "rollback"]
-Label = Annotated[int, Field(ge=0, le=9)]
-
-NUM_CLASSES = 10
+NUM_DIGITS = 10  # the classes a prediction's probabilities cover; the model adds not-a-digit
+Label = Annotated[int, Field(ge=0, le=NUM_DIGITS - 1)]
 
 
 def iso_utc(value: datetime) -> str:
@@ -33,24 +32,23 @@ def iso_utc(value: datetime) -> str:
 UtcDatetime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
 
 
-class PredictionJsonIn(BaseModel):
-    """JSON body of ``POST /api/predictions`` (the multipart form carries the same fields)."""
+class Submission(BaseModel):
+    """Where an image submitted to ``POST /api/predictions`` comes from: form fields, JSON
+    fields, or query parameters beside a raw image body."""
+
+    source: Source = "api"
+    drawing_id: uuid.UUID | None = Field(
+        None, description="a later POST of the same drawing replaces its unlabelled prediction"
+    )
+    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
+
+
+class PredictionJsonIn(Submission):
+    """JSON body of ``POST /api/predictions``."""
 
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(description="PNG or JPEG as base64, or a data: URL")
-    source: Source = "api"
-    drawing_id: uuid.UUID | None = None
-    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
-
-
-class PredictionFormIn(BaseModel):
-    """Multipart form of ``POST /api/predictions``: the image as a file (or a base64 field)."""
-
-    image: bytes = Field(description="PNG or JPEG file")
-    source: Source = "api"
-    drawing_id: uuid.UUID | None = None
-    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
 
 
 class CorrectionIn(BaseModel):
@@ -71,10 +69,12 @@ class CorrectionIn(BaseModel):
 class PredictionOut(BaseModel):
     """What ``POST /api/predictions`` answers (201)."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     digit: Label
     confidence: float
-    probabilities: list[float] = Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)
+    probabilities: list[float] = Field(min_length=NUM_DIGITS, max_length=NUM_DIGITS)
     status: Status
     model_version: str
     created_at: UtcDatetime

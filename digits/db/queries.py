@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, defer
 
 from digits.db.crud import UNLABELLED
 from digits.db.models import PredictionRow
-from digits.schemas import Outcome, Status
+from digits.schemas import NUM_DIGITS, Outcome, Status
 
 ImageKind = Literal["image", "input"]
 RELIABILITY_BINS = 10
@@ -127,7 +127,7 @@ def stats(session: Session) -> dict[str, Any]:
         ).where(PredictionRow.true_label.is_not(None))
     ).all()
 
-    confusion = [[0] * 10 for _ in range(10)]
+    confusion = [[0] * NUM_DIGITS for _ in range(NUM_DIGITS)]
     per_version: dict[str, list[int]] = {}
     bins = [[0, 0.0, 0] for _ in range(RELIABILITY_BINS)]  # count, sum confidence, correct
     for digit, label, confidence, version in labelled_rows:
@@ -143,7 +143,7 @@ def stats(session: Session) -> dict[str, Any]:
         bins[index][2] += hit
 
     labelled = len(labelled_rows)
-    correct = sum(confusion[d][d] for d in range(10))
+    correct = sum(confusion[d][d] for d in range(NUM_DIGITS))
     return {
         "total": total,
         "labelled": labelled,
@@ -155,7 +155,7 @@ def stats(session: Session) -> dict[str, Any]:
         "not_a_digit_labels": not_a_digit_labels,
         "per_digit_accuracy": {
             str(d): (confusion[d][d] / sum(confusion[d]) if sum(confusion[d]) else None)
-            for d in range(10)
+            for d in range(NUM_DIGITS)
         },
         "per_model_version": [
             {"model_version": v, "labelled": n, "accuracy": hits / n}

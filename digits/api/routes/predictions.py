@@ -2,37 +2,32 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
 from digits import autoretrain
 from digits.api.deps import StoreDep
-from digits.api.images import decode_base64_image, stored_png
-from digits.api.metrics import Metrics
-from digits.api.records import record_from_row
+from digits.api.images import decode_base64_image
 from digits.api.store import PredictionNotFoundError, PredictionStore
 from digits.config import Settings
-from digits.db import crud, queries
-from digits.db.models import utcnow
+from digits.db import queries
 from digits.predict import Predictor
-from digits.preprocess import input_to_png
 from digits.schemas import (
     CorrectionIn,
     Label,
     Outcome,
-    PredictionFormIn,
     PredictionJsonIn,
     PredictionOut,
     PredictionPage,
     PredictionRecord,
     Status,
+    Submission,
 )
 
 _In = TypeVar("_In", bound=BaseModel)
@@ -43,18 +38,6 @@ _ANSWER_FIELDS = set(PredictionOut.model_fields)
 MAX_PAGE = 500
 MAX_FORM_FIELDS = 8
 
-_IMAGE_BODY = TypeAdapter(bytes).json_schema()
-# One route takes four content types, so FastAPI cannot infer the body from the signature;
-# every schema here is generated from the pydantic models the route validates with.
-_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {"schema": PredictionFormIn.model_json_schema()},
-        "application/json": {"schema": PredictionJsonIn.model_json_schema()},
-        "image/png": {"schema": _IMAGE_BODY},
-        "image/jpeg": {"schema": _IMAGE_BODY},
-    },
-}
 _ERRORS: dict[int | str, dict[str, Any]] = {
     413: {"description": "Body or image over the configured limit"},
     415: {"description": "Not a PNG or JPEG, or an unsupported content type"},
@@ -75,9 +58,25 @@ def _validated(model: type[_In], fields: Any) -> _In:
         raise HTTPException(422, jsonable_encoder(errors)) from exc
 
 
-async def _read_submission(
-    request: Request,
-) -> tuple[bytes, str, uuid.UUID | None, uuid.UUID | None]:
+class _FormIn(Submission):
+    image: bytes = Field(description="PNG or JPEG file")
+
+
+_IMAGE_BODY = TypeAdapter(bytes).json_schema()
+# One route takes four content types, so FastAPI cannot infer the body from the signature;
+# every schema here is generated from the pydantic models the route validates with.
+_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": _FormIn.model_json_schema()},
+        "application/json": {"schema": PredictionJsonIn.model_json_schema()},
+        "image/png": {"schema": _IMAGE_BODY},
+        "image/jpeg": {"schema": _IMAGE_BODY},
+    },
+}
+
+
+async def _read_submission(request: Request) -> tuple[bytes, Submission]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
@@ -89,58 +88,19 @@ async def _read_submission(
                 fields["image"] = await upload.read()
             elif upload is not None:
                 fields["image"] = decode_base64_image(upload)
-        submitted = _validated(PredictionFormIn, fields)
-        return submitted.image, submitted.source, submitted.drawing_id, submitted.session_id
+        submitted = _validated(_FormIn, fields)
+        return submitted.image, submitted
     if content_type == "application/json" or content_type.endswith("+json"):
         payload = _validated(PredictionJsonIn, await request.body())
-        image = decode_base64_image(payload.image)
-        return image, payload.source, payload.drawing_id, payload.session_id
+        return decode_base64_image(payload.image), payload
     if content_type in {"image/png", "image/jpeg"}:
-        submitted = _validated(
-            PredictionFormIn, {**request.query_params, "image": await request.body()}
-        )
-        return submitted.image, submitted.source, submitted.drawing_id, submitted.session_id
+        submitted = _validated(_FormIn, {**request.query_params, "image": await request.body()})
+        return submitted.image, submitted
     raise HTTPException(
         415,
         'send multipart/form-data with an \'image\' file, JSON {"image": "<base64>"}, '
         "or a raw image/png or image/jpeg body",
     )
-
-
-def _predict_and_save(
-    *,
-    data: bytes,
-    source: str,
-    drawing_id: uuid.UUID | None,
-    session_id: uuid.UUID | None,
-    predictor: Predictor,
-    settings: Settings,
-    store: PredictionStore,
-    metrics: Metrics,
-) -> PredictionRecord:
-    """Predict, then store durably (database or spool)."""
-    started = time.perf_counter()
-    prediction = predictor.predict(
-        data, max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels
-    )
-    new = crud.NewPrediction(
-        id=uuid.uuid4(),
-        created_at=utcnow(),
-        digit=prediction.digit,
-        confidence=prediction.confidence,
-        probabilities=prediction.probabilities,
-        status=prediction.status,
-        source=source,
-        drawing_id=drawing_id,
-        model_version=predictor.version,
-        image_png=stored_png(data, max_side=settings.stored_image_max_side),
-        input_png=input_to_png(prediction.model_input),
-        latency_ms=(time.perf_counter() - started) * 1000,
-        session_id=session_id,
-    )
-    record = store.save_prediction(new)
-    metrics.predictions.labels(digit=str(record.digit), status=record.status).inc()
-    return record
 
 
 @router.post(
@@ -155,21 +115,17 @@ async def create_prediction(request: Request) -> Response:
     # The hot path reads app.state directly and serialises the answer itself: FastAPI's
     # dependency solving and response validation would add CPU to every request.
     state = request.app.state
-    data, source, drawing_id, session_id = await _read_submission(request)
+    data, submission = await _read_submission(request)
+    settings: Settings = state.settings
     # Model and insert run here, on the event loop, one request at a time per worker as in a
     # sync worker. Handing them to a thread cost a worker more CPU than the work itself under
     # load (GIL hand-offs, thread wake-ups); docs/api.md has the figures. Concurrency comes
     # from the workers.
-    record = _predict_and_save(
-        data=data,
-        source=source,
-        drawing_id=drawing_id,
-        session_id=session_id,
-        predictor=state.holder.predictor,  # once: a model swap cannot change it halfway
-        settings=state.settings,
-        store=state.store,
-        metrics=state.metrics,
+    predictor: Predictor = state.holder.predictor  # once: a swap cannot change it halfway
+    prediction = predictor.predict_drawing(
+        data, limits=settings.input_limits, stored_max_side=settings.stored_image_max_side
     )
+    record = state.store.save_prediction(prediction, submission)
     return Response(
         record.model_dump_json(include=_ANSWER_FIELDS),
         status_code=201,
@@ -228,7 +184,7 @@ def list_predictions(
             until=until,
             session_id=session_id,
         )
-        items = [record_from_row(row) for row in rows]
+        items = [PredictionRecord.model_validate(row, from_attributes=True) for row in rows]
     return PredictionPage(items=items, total=total)
 
 
