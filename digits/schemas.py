@@ -6,11 +6,20 @@ PostgreSQL rows serialise identically.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    model_validator,
+)
 
 Source = Literal["canvas", "upload", "api"]
 Status = Literal["ok", "uncertain", "not_a_digit"]
@@ -18,6 +27,8 @@ Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
 Health = Literal["ok", "degraded", "unavailable"]
 Origin = Literal["shipped", "retrain", "manual"]
 Action = Literal["initial", "promote", "rollback"]
+MAX_PAGE = 500
+MAX_OFFSET = 1_000_000
 NUM_DIGITS = 10  # the classes a prediction's probabilities cover; the model adds not-a-digit
 Label = Annotated[int, Field(ge=0, le=NUM_DIGITS - 1)]
 
@@ -30,6 +41,17 @@ def iso_utc(value: datetime) -> str:
 
 
 UtcDatetime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
+
+
+def _iso_8601(value: Any) -> Any:
+    # Pydantic alone would also read a number as a Unix time; a history bound is a date.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d\d-\d\d[Tt ].+", value):
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2026-01-01T00:00:00+00:00")
+    return value
+
+
+# ISO 8601 with a UTC offset, e.g. ``2026-01-01T00:00:00+00:00``.
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
 
 
 class Submission(BaseModel):
@@ -89,6 +111,28 @@ class PredictionRecord(PredictionOut):
     true_label: Label | None = None
     not_a_digit: bool = Field(False, description="the user said it is not a digit")
     labelled_at: UtcDatetime | None = None
+
+
+class HistoryFilter(BaseModel):
+    """Which stored predictions ``GET /api/predictions`` lists (its query parameters), and
+    which page of them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    digit: Label | None = Field(None, description="predicted digit")
+    true_label: Label | None = Field(None, description="the user's digit label")
+    outcome: Outcome | None = Field(
+        None, description='"labelled" includes a "not a digit" label, "unlabelled" excludes it'
+    )
+    status: Status | None = Field(None, description="the model's answer")
+    not_a_digit: bool | None = Field(
+        None, description='the user labelled it "not a digit" (true) or did not (false)'
+    )
+    since: IsoDatetime | None = Field(None, description="created at or after")
+    until: IsoDatetime | None = Field(None, description="created before")
+    session_id: uuid.UUID | None = Field(None, description="the client's session")
 
 
 class PredictionPage(BaseModel):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
@@ -20,13 +19,11 @@ from digits.db import queries
 from digits.predict import Predictor
 from digits.schemas import (
     CorrectionIn,
-    Label,
-    Outcome,
+    HistoryFilter,
     PredictionJsonIn,
     PredictionOut,
     PredictionPage,
     PredictionRecord,
-    Status,
     Submission,
 )
 
@@ -35,7 +32,6 @@ _In = TypeVar("_In", bound=BaseModel)
 router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
 _ANSWER_FIELDS = set(PredictionOut.model_fields)
-MAX_PAGE = 500
 MAX_FORM_FIELDS = 8
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -151,39 +147,10 @@ def correct_prediction(
 
 
 @router.get("", response_model=PredictionPage)
-def list_predictions(
-    store: StoreDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    digit: Annotated[Label | None, Query(description="predicted digit")] = None,
-    true_label: Annotated[Label | None, Query(description="the user's correction")] = None,
-    outcome: Annotated[Outcome | None, Query()] = None,
-    status: Annotated[Status | None, Query(description="the model's answer")] = None,
-    not_a_digit: Annotated[
-        bool | None, Query(description='the user labelled it "not a digit" (or not)')
-    ] = None,
-    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
-    session_id: Annotated[uuid.UUID | None, Query(description="the client's session")] = None,
-) -> PredictionPage:
+def list_predictions(store: StoreDep, query: Annotated[HistoryFilter, Query()]) -> PredictionPage:
     """Stored predictions, newest first."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(422, f"{name} needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
     with store.database.read() as session:
-        rows, total = queries.list_predictions(
-            session,
-            limit=limit,
-            offset=offset,
-            digit=digit,
-            true_label=true_label,
-            outcome=outcome,
-            status=status,
-            not_a_digit=not_a_digit,
-            since=since,
-            until=until,
-            session_id=session_id,
-        )
+        rows, total = queries.list_predictions(session, query=query)
         items = [PredictionRecord.model_validate(row, from_attributes=True) for row in rows]
     return PredictionPage(items=items, total=total)
 
