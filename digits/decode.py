@@ -13,6 +13,10 @@ import numpy as np
 import pyspng
 from PIL import Image, UnidentifiedImageError
 
+# The image branch of digits.errors, where the decoding stage's callers look for it.
+from digits.errors import EmptyImageError as EmptyImageError
+from digits.errors import ImageTooLargeError, PreprocessError, UnsupportedImageError
+
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096
 ACCEPTED_FORMATS = ("PNG", "JPEG")
@@ -29,22 +33,6 @@ class InputLimits:
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
-
-
-class PreprocessError(ValueError):
-    """The input cannot become a model input; the message says why."""
-
-
-class EmptyImageError(PreprocessError):
-    """The image holds no drawing (blank or nearly so)."""
-
-
-class ImageTooLargeError(PreprocessError):
-    """The input is over the byte or pixel limit."""
-
-
-class UnsupportedImageError(PreprocessError):
-    """The bytes are not a decodable PNG or JPEG, or the array has an unusable shape."""
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:

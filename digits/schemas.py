@@ -88,6 +88,19 @@ class CorrectionIn(BaseModel):
         return self
 
 
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a message, or for invalid fields one entry per field (the input
+    itself is never echoed back)."""
+
+    detail: str | list[FieldError]
+
+
 class PredictionOut(BaseModel):
     """What ``POST /api/predictions`` answers (201)."""
 

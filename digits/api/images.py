@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from digits.decode import UnsupportedImageError
+from digits.errors import UnsupportedImageError
 
 
 def decode_base64_image(value: str) -> bytes:

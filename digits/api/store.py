@@ -20,6 +20,12 @@ from digits.api.metrics import Metrics
 from digits.db import crud
 from digits.db.models import PredictionRow, row_from_json, row_to_json, utcnow
 from digits.db.session import Database, is_connection_error
+from digits.errors import (
+    DatabaseUnavailableError,
+    PredictionNotFoundError,
+    PredictionSpooledError,
+    SpoolError,
+)
 from digits.predict import Prediction
 from digits.schemas import PredictionRecord, Submission
 from digits.spool import Applied, Entry, Spool
@@ -30,18 +36,6 @@ RECENT_LIMIT = 10_000
 REPLAY_BATCH = 200
 # A spooled correction: the label columns but not_a_digit, which a null true_label implies.
 _LABEL_ENTRY = frozenset({"id", "true_label", "labelled_at"})
-
-
-class DatabaseUnavailableError(RuntimeError):
-    """The database cannot be reached and the answer needs it."""
-
-
-class PredictionSpooledError(RuntimeError):
-    """The prediction exists but waits in a local spool until the database is back."""
-
-
-class PredictionNotFoundError(LookupError):
-    pass
 
 
 def _labelled(record: PredictionRecord, true_label: int | None, at: datetime) -> PredictionRecord:
@@ -123,7 +117,14 @@ class PredictionStore:
         logger.warning("database unreachable, using the spool: %s", error.__class__.__name__)
 
     def _spool(self, entry: Entry) -> None:
-        self.spool.append(entry)
+        try:
+            self.spool.append(entry)
+        except SpoolError as exc:
+            logger.error("the database is down and the spool cannot be written: %s", exc)
+            # The path stays in the log: the client learns only that it may try again.
+            raise SpoolError(
+                "the database is unavailable and the local spool cannot be written"
+            ) from exc
         self.metrics.spooled.labels(kind=entry["op"]).inc()
         self.metrics.spool_depth.set(self.spool.depth)
 
