@@ -18,7 +18,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    model_validator,
 )
 
 Source = Literal["canvas", "upload", "api"]
@@ -73,19 +72,38 @@ class PredictionJsonIn(Submission):
     image: str = Field(description="PNG or JPEG as base64, or a data: URL")
 
 
-class CorrectionIn(BaseModel):
-    """The digit that was drawn, or ``{"not_a_digit": true}``: exactly one of the two."""
+def _json_integer(value: Any) -> Any:
+    # A JSON number, as JSON Schema's "integer" reads it (3 or 3.0); never "3" or true.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected a JSON integer")
+    return value
+
+
+class DigitLabelIn(BaseModel):
+    """The digit that was drawn (a JSON integer 0-9)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    true_label: Label | None = None
-    not_a_digit: Literal[True] | None = None
+    true_label: Annotated[Label, BeforeValidator(_json_integer)]
 
-    @model_validator(mode="after")
-    def _one_answer(self) -> CorrectionIn:
-        if (self.true_label is None) == (self.not_a_digit is None):
-            raise ValueError('give either "true_label" (0-9) or "not_a_digit": true')
-        return self
+
+class NotADigitIn(BaseModel):
+    """The drawing is no digit at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    not_a_digit: Literal[True]
+
+
+# The body of ``PATCH /api/predictions/{id}``: exactly one of the two.
+CorrectionIn = DigitLabelIn | NotADigitIn
+
+
+def correction(true_label: int | None) -> CorrectionIn:
+    """The body that says ``true_label`` was drawn, or for None that it is not a digit."""
+    return (
+        NotADigitIn(not_a_digit=True) if true_label is None else DigitLabelIn(true_label=true_label)
+    )
 
 
 class FieldError(BaseModel):

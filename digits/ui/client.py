@@ -22,6 +22,7 @@ from digits.schemas import (
     PredictionRecord,
     Source,
     Stats,
+    correction,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -99,7 +100,7 @@ class ApiClient:
 
     def label(self, prediction_id: uuid.UUID | str, true_label: int | None) -> PredictionRecord:
         """Record (or change) the digit the user says was drawn; None: not a digit."""
-        body = {"not_a_digit": True} if true_label is None else {"true_label": true_label}
+        body = correction(true_label).model_dump()
         response = self._send("PATCH", f"/api/predictions/{prediction_id}", json=body)
         return self._parse(PredictionRecord, response)
 

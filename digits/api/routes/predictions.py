@@ -34,6 +34,7 @@ from digits.db import queries
 from digits.errors import NotFoundError, PredictionNotFoundError, UnsupportedMediaTypeError
 from digits.schemas import (
     CorrectionIn,
+    DigitLabelIn,
     ErrorOut,
     HistoryFilter,
     PredictionJsonIn,
@@ -46,7 +47,7 @@ from digits.schemas import (
 router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
 _WHY = {
-    400: "The body could not be parsed (a malformed form)",
+    400: "The body could not be parsed (malformed JSON text or form)",
     404: "No prediction with this id",
     413: "Body or image over the configured limit",
     415: "Not a PNG or JPEG, or a body of another content type",
@@ -183,16 +184,19 @@ router.add_api_route(
 )
 
 
-@router.patch("/{prediction_id}", response_model=PredictionRecord, responses=_errors(404, 413, 503))
+@router.patch(
+    "/{prediction_id}", response_model=PredictionRecord, responses=_errors(400, 404, 413, 503)
+)
 def correct_prediction(
     prediction_id: uuid.UUID,
-    correction: CorrectionIn,
+    correction: Annotated[CorrectionIn, Body()],
     store: StoreDep,
     settings: SettingsDep,
     background: BackgroundTasks,
 ) -> PredictionRecord:
     """Record or change the digit the user says was drawn, or that it is not a digit."""
-    record = store.label(prediction_id, correction.true_label)
+    true_label = correction.true_label if isinstance(correction, DigitLabelIn) else None
+    record = store.label(prediction_id, true_label)
     if settings.retrain_after:  # maybe start a retraining, once the answer has gone
         background.add_task(autoretrain.start_if_due, store.database, settings.retrain_after)
     return record
