@@ -20,6 +20,7 @@ from digits.api.metrics import Metrics
 from digits.db import crud
 from digits.db.models import PredictionRow, row_from_json, row_to_json, utcnow
 from digits.db.session import Database, is_connection_error
+from digits.db.spool import Applied, Entry, Spool
 from digits.errors import (
     DatabaseUnavailableError,
     PredictionNotFoundError,
@@ -28,7 +29,6 @@ from digits.errors import (
 )
 from digits.predict import Prediction
 from digits.schemas import PredictionRecord, Submission
-from digits.spool import Applied, Entry, Spool
 
 logger = logging.getLogger(__name__)
 

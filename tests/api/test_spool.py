@@ -15,8 +15,8 @@ from digits import checkpoint as ckpt
 from digits.api.store import PredictionStore
 from digits.db.models import PredictionRow
 from digits.db.session import Database
+from digits.db.spool import Spool
 from digits.model import DigitNet
-from digits.spool import Spool
 
 
 def _spooled_prediction(digit: int, probabilities: list[float]) -> dict:

@@ -26,12 +26,12 @@ from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
-from digits import autoretrain
 from digits.api.deps import PredictorDep, SettingsDep, StoreDep
 from digits.api.images import decode_base64_image
 from digits.api.store import PredictionStore
 from digits.db import queries
 from digits.errors import NotFoundError, PredictionNotFoundError, UnsupportedMediaTypeError
+from digits.loop import autoretrain
 from digits.schemas import (
     CorrectionIn,
     DigitLabelIn,
