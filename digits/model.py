@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NUM_DIGITS = 10
-NOT_A_DIGIT = 10  # the extra class: letters, shapes, scribbles, several digits
+from digits.schemas import NUM_DIGITS
+
+NOT_A_DIGIT = NUM_DIGITS  # the extra class: letters, shapes, scribbles, several digits
 NUM_CLASSES = NUM_DIGITS + 1
 
 

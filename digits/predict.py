@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,19 @@ DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5
 
 @dataclass(frozen=True)
 class Prediction:
+    """The model's answer for one image. A drawing predicted by ``Predictor.predict_drawing``
+    also carries what the API stores with it: the drawing (``image_png``), the 28x28 the
+    network read (``input_png``) and how long all that took."""
+
     digit: int
     confidence: float
     probabilities: list[float]
     status: Status
     model_input: np.ndarray  # (28, 28) float32, what the network saw
+    model_version: str
+    image_png: bytes | None = None
+    input_png: bytes | None = None
+    latency_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -167,12 +176,28 @@ class Predictor:
             status = "uncertain"
         else:
             status = "ok"
-        return Prediction(digit, confidence, [float(p) for p in probs], status, model_input)
+        return Prediction(
+            digit, confidence, [float(p) for p in probs], status, model_input, self.version
+        )
 
     def predict(self, image: decode.ImageInput, **limits: int) -> Prediction:
         """Raises decode.PreprocessError (EmptyImageError for a blank drawing)."""
         model_input = preprocess.to_model_input(image, **limits)
         return self.predict_inputs(model_input[None])[0]
+
+    def predict_drawing(
+        self, data: bytes, *, limits: decode.InputLimits, stored_max_side: int
+    ) -> Prediction:
+        """A submitted PNG or JPEG -> the prediction with the two images kept beside it: the
+        drawing as stored (a PNG at most ``stored_max_side`` a side) and the 28x28 input."""
+        started = time.perf_counter()
+        prediction = self.predict(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+        return replace(
+            prediction,
+            image_png=decode.stored_png(data, max_side=stored_max_side),
+            input_png=preprocess.input_to_png(prediction.model_input),
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
 
     def predict_inputs(self, inputs: np.ndarray) -> list[Prediction]:
         probs, rejects = self.scores(inputs)
