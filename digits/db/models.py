@@ -150,7 +150,9 @@ class PredictionRow(Base):
 
     # What a later prediction of the same drawing replaces: all but its identity and its label.
     IDENTITY: ClassVar[frozenset[str]] = frozenset({"id", "drawing_id"})
-    LABEL: ClassVar[frozenset[str]] = frozenset({"true_label", "not_a_digit", "labelled_at"})
+    LABEL: ClassVar[frozenset[str]] = frozenset(
+        {"true_label", "not_a_digit", "labelled_at", "first_labelled_at"}
+    )
 
     __table_args__ = (
         Index("ix_predictions_created_at", "created_at"),
