@@ -1,10 +1,13 @@
 """Self-describing checkpoints: weights, architecture arguments, normalisation, temperature,
-metrics, training config and a version (a hash of the weights). One loader for everyone."""
+metrics, training config, a version (a hash of the weights) and the ONNX graph serving runs.
+Training writes them here; everyone reads them through digits.checkpoint_file (no torch)."""
 
 from __future__ import annotations
 
-import hashlib
 import io
+import tempfile
+import threading
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,14 +15,13 @@ from typing import Any
 
 import torch
 
-from digits import preprocess
+from digits import checkpoint_file, preprocess
+from digits.checkpoint_file import FORMAT, CheckpointError, ServingCheckpoint
 from digits.model import DigitNet
 
-FORMAT = "digits-checkpoint/1"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, unreadable, or not one of ours."""
+# torch.onnx.export keeps process-global state: two exports at once (two threads training, a
+# retraining beside a test) fail with "GLOBALS.in_onnx_export must be False".
+_EXPORT_LOCK = threading.Lock()
 
 
 @dataclass
@@ -36,7 +38,8 @@ class Checkpoint:
 
     @property
     def version(self) -> str:
-        return weights_version(self.state_dict, self.temperature)
+        arrays = {k: v.detach().cpu().contiguous().numpy() for k, v in self.state_dict.items()}
+        return checkpoint_file.weights_version(arrays, self.temperature)
 
     def build_model(self) -> DigitNet:
         model = DigitNet(**self.model_args)
@@ -44,16 +47,50 @@ class Checkpoint:
         model.eval()
         return model
 
+    def for_serving(self) -> ServingCheckpoint:
+        """What a Predictor runs: this checkpoint's metadata and its weights exported as a graph."""
+        return checkpoint_file.load_bytes(to_bytes(self), name=f"checkpoint {self.version}")
 
-def weights_version(state_dict: dict[str, torch.Tensor], temperature: float) -> str:
-    """Content hash of the weights and the calibration: the same bytes, the same version."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(name.encode())
-        digest.update(tensor.numpy().tobytes())
-    digest.update(repr(round(float(temperature), 6)).encode())
-    return digest.hexdigest()[:12]
+
+class _Served(torch.nn.Module):
+    """The network with the two outputs serving reads: logits and penultimate features."""
+
+    def __init__(self, net: DigitNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.net.penultimate(x)  # (N, 36w)
+        return self.net.head(features), features  # (N, num_classes), (N, 36w)
+
+
+def export_graph(model: DigitNet) -> bytes:
+    """The eval-mode network as an ONNX model (input, logits and features named as
+    digits.checkpoint_file says), for ONNX Runtime: for one 28x28 image it runs this network
+    faster than torch, whose per-operator dispatch costs more than the arithmetic."""
+    size = preprocess.IMAGE_SIZE
+    example = torch.zeros(1, 1, size, size)
+    with (
+        _EXPORT_LOCK,
+        tempfile.TemporaryDirectory(prefix="digits-onnx-") as tmp,
+        warnings.catch_warnings(),
+        torch.inference_mode(),
+    ):
+        path = Path(tmp) / "model.onnx"
+        # The TorchScript-based exporter: no onnxscript or C compiler needed, and torch is
+        # pinned (pyproject.toml), so its deprecation does not bite.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        outputs = [checkpoint_file.GRAPH_LOGITS, checkpoint_file.GRAPH_FEATURES]
+        torch.onnx.export(
+            _Served(model).eval(),
+            (example,),
+            path,
+            input_names=[checkpoint_file.GRAPH_INPUT],
+            output_names=outputs,
+            dynamic_axes={name: {0: "batch"} for name in [checkpoint_file.GRAPH_INPUT, *outputs]},
+            dynamo=False,
+        )
+        return path.read_bytes()
 
 
 def from_model(model: torch.nn.Module, model_args: dict[str, Any], **fields: Any) -> Checkpoint:
@@ -61,7 +98,8 @@ def from_model(model: torch.nn.Module, model_args: dict[str, Any], **fields: Any
     return Checkpoint(state_dict=state, model_args=dict(model_args), **fields)
 
 
-def save(checkpoint: Checkpoint, path: Path) -> str:
+def to_bytes(checkpoint: Checkpoint) -> bytes:
+    """The file's bytes, with a graph exported from these weights now."""
     payload = {
         "format": FORMAT,
         "version": checkpoint.version,
@@ -74,42 +112,39 @@ def save(checkpoint: Checkpoint, path: Path) -> str:
         "parent": checkpoint.parent,
         "data": checkpoint.data,
         "created_at": checkpoint.created_at,
+        # Outside the version, which hashes the weights alone: adding the graph to a
+        # checkpoint from an earlier release keeps its version. A byte tensor, so the zip
+        # stores it as a raw entry beside the weights.
+        "graph": torch.frombuffer(
+            bytearray(export_graph(checkpoint.build_model())), dtype=torch.uint8
+        ),
     }
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(buffer.getvalue())
-    tmp.replace(path)
+    return buffer.getvalue()
+
+
+def save(checkpoint: Checkpoint, path: Path) -> str:
+    write_atomically(to_bytes(checkpoint), path)
     return checkpoint.version
 
 
+def write_atomically(raw: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(raw)
+    tmp.replace(path)
+
+
 def load(path: Path) -> Checkpoint:
-    if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
-    return load_bytes(raw, name=str(path))
+    return load_bytes(checkpoint_file.read_file(path), name=str(path))
 
 
 def load_bytes(raw: bytes, *, name: str = "checkpoint") -> Checkpoint:
-    """The one loader: files and the registry's stored bytes both come through here."""
-    path = name  # how the messages below name the source
-    try:
-        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise CheckpointError(f"{path} is not a readable checkpoint: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a {FORMAT} file")
-    if payload["preprocessing"].get("version") != preprocess.PREPROCESS_VERSION:
-        raise CheckpointError(
-            f"{path} was trained with preprocessing v{payload['preprocessing'].get('version')}, "
-            f"this code uses v{preprocess.PREPROCESS_VERSION}"
-        )
+    """Files and the registry's stored bytes both come through here."""
+    payload, arrays = checkpoint_file.read_payload(raw, name=name)
     checkpoint = Checkpoint(
-        state_dict=payload["state_dict"],
+        state_dict={k: torch.from_numpy(v) for k, v in arrays.items()},
         model_args=payload["model_args"],
         temperature=payload["temperature"],
         metrics=payload["metrics"],
@@ -119,13 +154,13 @@ def load_bytes(raw: bytes, *, name: str = "checkpoint") -> Checkpoint:
         data=payload.get("data", {}),
         created_at=payload["created_at"],
     )
-    if checkpoint.version != payload["version"]:
-        raise CheckpointError(
-            f"{path} is corrupt: its weights hash to {checkpoint.version}, "
-            f"the file says {payload['version']}"
-        )
     try:
         checkpoint.build_model()
     except (RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{path}: weights do not fit the architecture: {exc}") from exc
+        raise CheckpointError(f"{name}: weights do not fit the architecture: {exc}") from exc
     return checkpoint
+
+
+def with_graph(raw: bytes, *, name: str) -> bytes:
+    """A checkpoint's bytes with a graph exported from its weights; the same version."""
+    return to_bytes(load_bytes(raw, name=name))

@@ -88,11 +88,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from digits.api.server import serve
+    from digits.checkpoint_file import CheckpointError
     from digits.ports import PortTakenError
+    from digits.registry import RegistryError
 
     try:
         serve(host=args.host, port=args.port, workers=args.workers)
-    except PortTakenError as exc:
+    except (PortTakenError, CheckpointError, RegistryError) as exc:
         print(f"digits serve: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -194,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
 
     models = sub.add_parser(
-        "models", help="model registry: list | add PATH | promote VERSION | rollback"
+        "models",
+        help="model registry: list | add PATH | promote VERSION | rollback | export-onnx",
     )
     models_sub = models.add_subparsers(dest="models_command", required=True)
     as_json = argparse.ArgumentParser(add_help=False)
@@ -211,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub.add_parser(
         "rollback", parents=[as_json], help="re-activate the previously active model"
     )
+    export_onnx = models_sub.add_parser(
+        "export-onnx",
+        parents=[as_json],
+        help="export the ONNX graph serving needs into every registered model lacking one "
+        "(or into the files given); needs torch",
+    )
+    export_onnx.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     models.set_defaults(func=cmd_models)
 
     retrain = sub.add_parser("retrain", help="fine-tune on users' corrections; promote if better")
@@ -233,7 +243,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        log.error("digits %s needs torch: pip install 'digits[train]'", args.command)
+        return 1
 
 
 if __name__ == "__main__":

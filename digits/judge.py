@@ -100,7 +100,7 @@ def compare(
     for name, checkpoint in models.items():
         log.info("evaluating the %s model (%s)", name, checkpoint.version)
         row: dict[str, Any] = {"version": checkpoint.version}
-        predictor = Predictor(checkpoint)
+        predictor = Predictor(checkpoint.for_serving())
         row["mnist"] = summary(answers(predictor, mnist_test.images), mnist_test.labels)
         held = answers(predictor, heldout.images)
         row["heldout"] = summary(held, heldout.labels)

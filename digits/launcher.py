@@ -26,7 +26,7 @@ from digits.ports import PortTakenError, ensure_port_free
 
 log = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_S = 180.0  # the first start imports torch and Streamlit on a busy 2-core machine
+STARTUP_TIMEOUT_S = 180.0  # the first start imports Streamlit on a busy 2-core machine
 STOP_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 0.5
 

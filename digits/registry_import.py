@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from digits import checkpoint as ckpt
+from digits import checkpoint_file
 from digits.schemas import ActivationEvent
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ def import_file_registry(registry: Registry, root: Path) -> int:
         path = root / "checkpoints" / f"{version}.pt"
         try:
             data = path.read_bytes()
-            checkpoint = ckpt.load_bytes(data, name=str(path))
-        except (OSError, ckpt.CheckpointError) as exc:
+            checkpoint = checkpoint_file.load_bytes(data, name=str(path))
+        except (OSError, checkpoint_file.CheckpointError) as exc:
             log.warning("file registry: %s skipped: %s", version, exc)
             continue
         imported += registry.add_bytes(

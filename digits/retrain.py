@@ -170,10 +170,10 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
     registry = Registry.from_settings(settings)
     active = registry.ensure().active
     assert active is not None  # ensure() activates the shipped weights at least
-    parent = registry.load(active)
+    parent = ckpt.load_bytes(registry.checkpoint_bytes(active), name=f"registered model {active}")
     num_classes = int(parent.model_args.get("num_classes", 10))
     corrections = load_corrections(settings.resolved_database_url, num_classes)
-    answered = judge.answers(Predictor(parent), corrections.images).labels()
+    answered = judge.answers(Predictor(parent.for_serving()), corrections.images).labels()
     split = gate.split(corrections.sessions, corrections.labels, answered)
     heldout_sessions = len(np.unique(corrections.sessions[split.heldout]))
     log.info(

@@ -14,7 +14,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
-from digits.config import get_settings
+from digits.config import Settings, get_settings
 from digits.logs import configure_logging
 from digits.ports import ensure_port_free
 
@@ -54,6 +54,24 @@ def _prepare_multiprocess_metrics(workers: int) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
 
 
+def require_servable_model(settings: Settings) -> None:
+    """Refuse to start on a model serving cannot run: one without its ONNX graph (registered
+    by an earlier release) fails here with its remedy, not in every worker's start-up.
+    Raises checkpoint_file.CheckpointError or registry.RegistryError."""
+    from digits import checkpoint_file
+    from digits.db.session import Database
+    from digits.registry import Registry
+
+    if settings.model_path is not None:
+        checkpoint_file.load(settings.model_path).require_graph()
+        return
+    database = Database(settings.resolved_database_url)
+    try:
+        Registry(database, legacy=settings.data_dir / "models").load_active().require_graph()
+    finally:
+        database.dispose()
+
+
 def serve(host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     """Blocks until stopped. Arguments left out come from the settings (DIGITS_HOST/PORT/WORKERS)."""
     settings = get_settings()
@@ -71,6 +89,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     # which keeps replicas safe: the migration itself is serialised by a lock.
     wait_for_database(settings.resolved_database_url, timeout_s=settings.db_wait_s)
     upgrade_head(settings.resolved_database_url)
+    require_servable_model(settings)
     _prepare_multiprocess_metrics(workers)
     os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers
     logger.info("serving", extra={"host": host, "port": port, "workers": workers})
@@ -84,8 +103,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         # every connection of a burst, and keep-alive clients then load one core of several.
         reuse_port=True,
         # The supervisor restarts a worker that stays silent this long. A worker's start-up
-        # (torch, the model, the ONNX export) can take longer than gunicorn's default on a busy
-        # small machine, and a killed worker restarts just as slowly: a restart loop.
+        # (imports, the model) can take longer than gunicorn's default on a busy small machine,
+        # and a killed worker restarts just as slowly: a restart loop.
         timeout=WORKER_HEALTHCHECK_S,
         graceful_timeout=GRACEFUL_SHUTDOWN_S,
         keepalive=5,

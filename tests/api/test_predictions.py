@@ -12,7 +12,7 @@ from api_helpers import MakeClient, blank, drawing, png_bytes, post_drawing
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from digits import checkpoint as ckpt
+from digits import checkpoint_file
 from digits.predict import Predictor
 
 POST_FIELDS = {
@@ -150,7 +150,7 @@ def test_pixel_limit(make_client: MakeClient) -> None:
 def test_low_confidence_is_uncertain_with_best_guess(
     make_client: MakeClient, checkpoint_path
 ) -> None:
-    strict = Predictor(ckpt.load(checkpoint_path), uncertain_threshold=1.0)
+    strict = Predictor(checkpoint_file.load(checkpoint_path), uncertain_threshold=1.0)
     with make_client(predictor_override=strict) as client:
         body = post_drawing(client).json()
         assert body["status"] == "uncertain"
