@@ -11,7 +11,7 @@ import onnxruntime as ort
 
 from digits import checkpoint_file, decode, preprocess
 from digits.checkpoint_file import NOT_A_DIGIT, NUM_DIGITS, ServingCheckpoint
-from digits.config import DEFAULT_UNCERTAIN_THRESHOLD, SHIPPED_WEIGHTS
+from digits.config import DEFAULT_UNCERTAIN_THRESHOLD
 from digits.schemas import Status
 
 # Used when a checkpoint with a not-a-digit class carries no fitted threshold of its own.
@@ -70,14 +70,12 @@ class Predictor:
         self.source = source
 
     @classmethod
-    def from_checkpoint(
-        cls, path: Path | None = None, *, uncertain_threshold: float | None = None
-    ) -> Predictor:
-        """Load ``path``, or the configured model (DIGITS_MODEL_PATH), or the shipped weights."""
+    def from_checkpoint(cls, path: Path, *, uncertain_threshold: float | None = None) -> Predictor:
+        """Load the checkpoint at ``path``, with the configured thresholds. Which model is
+        served is decided in one place: ``digits.api.holder.serving``."""
         from digits.config import get_settings
 
         settings = get_settings()
-        path = path or settings.model_path or SHIPPED_WEIGHTS
         threshold = (
             settings.uncertain_threshold if uncertain_threshold is None else uncertain_threshold
         )
