@@ -17,9 +17,9 @@ from digits.api.testing import serve_process
 from digits.cli import main
 from digits.config import get_settings
 from digits.db.session import Database
-from digits.predict import Predictor
 from digits.loop import registry as registry_module
 from digits.loop.registry import Registry
+from digits.predict import Predictor
 
 MakeCheckpoint = Callable[[int], Path]
 
