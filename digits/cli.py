@@ -1,4 +1,5 @@
-"""`digits` command line: train | evaluate | predict | serve | ui | up | migrate | models | retrain."""
+"""`digits` command line: train | evaluate | predict | serve | ui | up | migrate | models | retrain |
+trainer."""
 
 from __future__ import annotations
 
@@ -192,6 +193,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return retrain_command(args)
 
 
+def cmd_trainer(args: argparse.Namespace) -> int:
+    from digits.config import get_settings
+    from digits.loop.trainer import POLL_S, serve_jobs
+
+    return serve_jobs(get_settings(), once=args.once, poll_s=args.poll or POLL_S)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from digits.config import get_settings
 
@@ -291,6 +299,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--canvas-n", type=int, default=200, help="drawings per canvas benchmark set (0: skip)"
     )
     retrain.set_defaults(func=cmd_retrain)
+
+    trainer = sub.add_parser(
+        "trainer",
+        help="run the retraining jobs the API queues (exports missing ONNX graphs first)",
+    )
+    trainer.add_argument("--once", action="store_true", help="run the jobs queued now, then exit")
+    trainer.add_argument(
+        "--poll", type=float, default=None, help="seconds between queue checks (default 5)"
+    )
+    trainer.set_defaults(func=cmd_trainer)
     return parser
 
 

@@ -18,6 +18,8 @@ Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
 Health = Literal["ok", "degraded", "unavailable"]
 Origin = Literal["shipped", "retrain", "manual"]
 Action = Literal["initial", "promote", "rollback"]
+JobState = Literal["queued", "running", "done", "failed"]
+JobOrigin = Literal["admin", "auto"]
 Label = Annotated[int, Field(ge=0, le=9)]
 
 NUM_CLASSES = 10
@@ -189,6 +191,24 @@ class ModelRegistry(BaseModel):
     models: list[RegisteredModel]
     events: list[ActivationEvent]
     card: str | None = Field(description="the active model's card or retraining report (Markdown)")
+
+
+class RetrainJobId(BaseModel):
+    job_id: uuid.UUID
+
+
+class RetrainJob(BaseModel):
+    """A retraining run by `digits trainer` (``GET /api/admin/retrain/{job_id}``)."""
+
+    job_id: uuid.UUID = Field(validation_alias="id")
+    origin: JobOrigin = Field(description="admin: asked for; auto: DIGITS_RETRAIN_AFTER")
+    state: JobState
+    progress: float = Field(ge=0, le=1)
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    report: dict[str, Any] | None = Field(description="what `digits retrain` prints, once done")
+    error: str | None = Field(description="why it failed")
 
 
 class AccuracyPoint(BaseModel):

@@ -63,7 +63,7 @@ def _add(registry: Registry, args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_onnx(registry: Registry, paths: list[Path]) -> list[str]:
+def export_onnx(registry: Registry, paths: list[Path]) -> list[str]:
     """Give every registered model (``paths``: those files) without an ONNX graph one exported
     from its weights; the versions that got one. The only step of an upgrade that needs torch."""
     from digits import checkpoint  # torch: `pip install 'digits[train]'`
@@ -89,7 +89,7 @@ def models_command(args: argparse.Namespace) -> int:
     if args.models_command == "export-onnx":
         try:
             registry.ensure()
-            exported = _export_onnx(registry, args.paths)
+            exported = export_onnx(registry, args.paths)
         except (CheckpointError, RegistryError) as exc:
             log.error("%s", exc)
             return 1

@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,8 +75,10 @@ def train_candidate(
     split: gate.Split,
     options: Options,
     cache_dir: Path,
+    on_step: Callable[[float], None] | None = None,
 ) -> ckpt.Checkpoint:
-    """Fine-tune from ``parent`` on the training sessions with MNIST replay; fit the temperature."""
+    """Fine-tune from ``parent`` on the training sessions with MNIST replay; fit the temperature.
+    ``on_step`` hears the share of fine-tuning steps done."""
     if train.pick_device().type == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     # The first images of the training set (framed now, a few seconds) rather than the framed
@@ -110,6 +113,7 @@ def train_candidate(
         max_lr=MAX_LR,
         seed=options.seed,
         distill_weight=DISTILL_WEIGHT,
+        on_step=on_step,
     )
     # On digits and their ten outputs only, as train.fit does: the Predictor divides those by it.
     calibration &= corrections.labels < NUM_DIGITS
@@ -165,8 +169,12 @@ def _candidate_metrics(
     }
 
 
-def retrain(settings: Settings, options: Options) -> dict[str, Any]:
-    """The whole loop; returns the report (also written to the report folder)."""
+def retrain(
+    settings: Settings, options: Options, *, progress: Callable[[float], None] | None = None
+) -> dict[str, Any]:
+    """The whole loop; returns the report (also written to the report folder). ``progress``
+    hears how far it got, 0-1: most of the time goes to fine-tuning, then to judging."""
+    progress = progress or (lambda _: None)
     started = time.perf_counter()
     if settings.model_path is not None:
         log.warning("DIGITS_MODEL_PATH is set: the API serves that file, not the registry's model")
@@ -212,13 +220,17 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
         }
 
     cache_dir = settings.resolved_cache_dir
-    candidate = train_candidate(parent, corrections, split, options, cache_dir)
+    progress(0.05)
+    candidate = train_candidate(
+        parent, corrections, split, options, cache_dir, lambda done: progress(0.05 + 0.75 * done)
+    )
     results, correct = judge.compare(
         {"active": parent, "candidate": candidate},
         mnist_test=data.framed_mnist("test", options.mnist_dir, cache_dir),
         heldout=corrections.subset(split.heldout),
         canvas=judge.canvas_inputs(options.mnist_dir, cache_dir, options.canvas_n),
     )
+    progress(0.95)
     interval = gate.paired_interval(
         correct["active"], correct["candidate"], corrections.sessions[split.heldout]
     )

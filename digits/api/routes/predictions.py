@@ -20,7 +20,7 @@ from digits.api.store import PredictionNotFoundError, PredictionStore
 from digits.config import Settings
 from digits.db import crud, queries
 from digits.db.models import utcnow
-from digits.loop import autoretrain
+from digits.loop import jobs
 from digits.predict import Predictor
 from digits.preprocess import input_to_png
 from digits.schemas import (
@@ -189,8 +189,8 @@ def correct_prediction(
     """Record or change the digit the user says was drawn, or that it is not a digit."""
     record = store.label(prediction_id, correction.true_label)
     after = request.app.state.settings.retrain_after
-    if after:  # DIGITS_RETRAIN_AFTER: maybe start a retraining, once the answer has gone
-        background.add_task(autoretrain.start_if_due, store.database, after)
+    if after:  # DIGITS_RETRAIN_AFTER: maybe queue a retraining, once the answer has gone
+        background.add_task(jobs.enqueue_if_due, store.database, after)
     return record
 
 
