@@ -137,14 +137,17 @@ def read_payload(raw: bytes, *, name: str) -> tuple[dict[str, Any], dict[str, np
         raise CheckpointError(f"{name} is not a readable checkpoint: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{name} is not a {FORMAT} file")
-    trained_with = payload["preprocessing"].get("version")
+    try:
+        trained_with = payload["preprocessing"].get("version")
+        arrays: dict[str, np.ndarray] = dict(payload["state_dict"])
+        version = weights_version(arrays, payload["temperature"])
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise CheckpointError(f"{name} is not a complete {FORMAT} file: {exc!r}") from exc
     if trained_with != preprocess.PREPROCESS_VERSION:
         raise CheckpointError(
             f"{name} was trained with preprocessing v{trained_with}, "
             f"this code uses v{preprocess.PREPROCESS_VERSION}"
         )
-    arrays: dict[str, np.ndarray] = dict(payload["state_dict"])
-    version = weights_version(arrays, payload["temperature"])
     if version != payload["version"]:
         raise CheckpointError(
             f"{name} is corrupt: its weights hash to {version}, the file says {payload['version']}"

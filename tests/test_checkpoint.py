@@ -140,6 +140,13 @@ def test_a_damaged_graph_is_detected(tmp_path: Path) -> None:
         checkpoint_file.load_bytes(bytes(raw))
 
 
+def test_an_incomplete_payload_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    torch.save({"format": checkpoint_file.FORMAT, "state_dict": {}}, path)
+    with pytest.raises(checkpoint_file.CheckpointError, match="not a complete"):
+        checkpoint_file.load(path)
+
+
 def test_only_tensors_and_plain_data_are_unpickled(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
     flag = tmp_path / "ran"
