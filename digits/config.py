@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from digits.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputLimits
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_WEIGHTS = PACKAGE_DIR / "weights" / "model.pt"
 
@@ -35,8 +37,8 @@ class Settings(BaseSettings):
     # None: the threshold fitted on `validation` writers and stored in the checkpoint.
     not_a_digit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
-    max_body_bytes: int = 2 * 1024 * 1024
-    max_pixels: int = 4096 * 4096
+    max_body_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
     stored_image_max_side: int = 560
 
     api_url: str = "http://127.0.0.1:8000"
@@ -73,6 +75,10 @@ class Settings(BaseSettings):
         if problems:
             raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
         return self
+
+    @property
+    def input_limits(self) -> InputLimits:
+        return InputLimits(max_bytes=self.max_body_bytes, max_pixels=self.max_pixels)
 
     @property
     def resolved_database_url(self) -> str:

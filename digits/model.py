@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from digits.checkpoint_file import NOT_A_DIGIT as NOT_A_DIGIT
-from digits.checkpoint_file import NUM_DIGITS
+from digits.schemas import NOT_A_DIGIT as NOT_A_DIGIT
+from digits.schemas import NUM_DIGITS
 
 NUM_CLASSES = NUM_DIGITS + 1
 

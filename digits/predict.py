@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 
-from digits import checkpoint_file, decode, preprocess
-from digits.checkpoint_file import NOT_A_DIGIT, NUM_DIGITS, ServingCheckpoint
+from digits import checkpoint as ckpt
+from digits import decode, preprocess
+from digits.checkpoint import ServingCheckpoint
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD
-from digits.schemas import Status
+from digits.schemas import NOT_A_DIGIT, NUM_DIGITS, Status
 
 # Used when a checkpoint with a not-a-digit class carries no fitted threshold of its own.
 DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5
@@ -20,11 +22,19 @@ DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5
 
 @dataclass(frozen=True)
 class Prediction:
+    """The model's answer for one image. A drawing predicted by ``Predictor.predict_drawing``
+    also carries what the API stores with it: the drawing (``image_png``), the 28x28 the
+    network read (``input_png``) and how long all that took."""
+
     digit: int
     confidence: float
     probabilities: list[float]
     status: Status
     model_input: np.ndarray  # (28, 28) float32, what the network saw
+    model_version: str
+    image_png: bytes | None = None
+    input_png: bytes | None = None
+    latency_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -55,7 +65,7 @@ class Predictor:
         not_a_digit_threshold: float | None = None,
         source: Path | None = None,
     ) -> None:
-        """Raises checkpoint_file.MissingGraphError for a checkpoint without its graph."""
+        """Raises checkpoint.MissingGraphError for a checkpoint without its graph."""
         self.checkpoint = checkpoint
         self._session = _inference_session(checkpoint.require_graph())
         self.temperature = float(checkpoint.temperature)
@@ -80,7 +90,7 @@ class Predictor:
             settings.uncertain_threshold if uncertain_threshold is None else uncertain_threshold
         )
         return cls(
-            checkpoint_file.load(path),
+            ckpt.read(path),
             uncertain_threshold=threshold,
             not_a_digit_threshold=settings.not_a_digit_threshold,
             source=path,
@@ -100,21 +110,17 @@ class Predictor:
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         """(N, 28, 28) model inputs in [0, 1] -> (N, classes) raw logits."""
-        return self._run(inputs, checkpoint_file.GRAPH_LOGITS)[0]
+        return self._run(inputs, ckpt.GRAPH_LOGITS)[0]
 
     def logits_and_features(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 28, 28) model inputs in [0, 1] -> ((N, classes) raw logits, (N, 36w)
         penultimate features), from one forward pass."""
-        logits, features = self._run(
-            inputs, checkpoint_file.GRAPH_LOGITS, checkpoint_file.GRAPH_FEATURES
-        )
+        logits, features = self._run(inputs, ckpt.GRAPH_LOGITS, ckpt.GRAPH_FEATURES)
         return logits, features
 
     def _run(self, inputs: np.ndarray, *outputs: str) -> list[np.ndarray]:
         batch = preprocess.normalize(inputs.astype(np.float32, copy=False))[:, None]
-        results: list[np.ndarray] = self._session.run(
-            list(outputs), {checkpoint_file.GRAPH_INPUT: batch}
-        )
+        results: list[np.ndarray] = self._session.run(list(outputs), {ckpt.GRAPH_INPUT: batch})
         return results
 
     def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,12 +151,28 @@ class Predictor:
             status = "uncertain"
         else:
             status = "ok"
-        return Prediction(digit, confidence, [float(p) for p in probs], status, model_input)
+        return Prediction(
+            digit, confidence, [float(p) for p in probs], status, model_input, self.version
+        )
 
     def predict(self, image: decode.ImageInput, **limits: int) -> Prediction:
         """Raises decode.PreprocessError (EmptyImageError for a blank drawing)."""
         model_input = preprocess.to_model_input(image, **limits)
         return self.predict_inputs(model_input[None])[0]
+
+    def predict_drawing(
+        self, data: bytes, *, limits: decode.InputLimits, stored_max_side: int
+    ) -> Prediction:
+        """A submitted PNG or JPEG -> the prediction with the two images kept beside it: the
+        drawing as stored (a PNG at most ``stored_max_side`` a side) and the 28x28 input."""
+        started = time.perf_counter()
+        prediction = self.predict(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+        return replace(
+            prediction,
+            image_png=decode.stored_png(data, max_side=stored_max_side),
+            input_png=preprocess.input_to_png(prediction.model_input),
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
 
     def predict_inputs(self, inputs: np.ndarray) -> list[Prediction]:
         probs, rejects = self.scores(inputs)

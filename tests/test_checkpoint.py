@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from digits import checkpoint as ckpt
-from digits import checkpoint_file
 from digits.config import SHIPPED_WEIGHTS
 from digits.model import DigitNet
 from digits.predict import Predictor
@@ -90,8 +89,8 @@ def test_the_file_is_read_and_its_version_checked_without_torch(tmp_path: Path) 
     path = tmp_path / "m.pt"
     version = ckpt.save(_checkpoint(), path)
     code = (
-        "import sys; from pathlib import Path; from digits import checkpoint_file; "
-        "c = checkpoint_file.load(Path(sys.argv[1])); "
+        "import sys; from pathlib import Path; from digits import checkpoint; "
+        "c = checkpoint.read(Path(sys.argv[1])); "
         "assert 'torch' not in sys.modules; print(c.version, c.graph is not None, c.temperature)"
     )
     env = os.environ | {"PYTHONPATH": str(Path(__file__).parents[2])}
@@ -113,17 +112,17 @@ def test_the_graph_is_outside_the_version(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
     version = ckpt.save(_checkpoint(), path)
     _without_graph(path)
-    old = checkpoint_file.load(path)
+    old = ckpt.read(path)
     assert (old.version, old.graph) == (version, None)
-    with pytest.raises(checkpoint_file.MissingGraphError, match="digits models export-onnx"):
+    with pytest.raises(ckpt.MissingGraphError, match="digits models export-onnx"):
         Predictor(old)
-    restored = checkpoint_file.load_bytes(ckpt.with_graph(path.read_bytes(), name="m"))
+    restored = ckpt.read_bytes(ckpt.with_graph(path.read_bytes(), name="m"))
     assert restored.version == version
     assert Predictor(restored).version == version
 
 
 def test_the_shipped_weights_carry_their_graph() -> None:
-    shipped = checkpoint_file.load(SHIPPED_WEIGHTS)
+    shipped = ckpt.read(SHIPPED_WEIGHTS)
     assert shipped.graph is not None
     assert shipped.version == ckpt.load(SHIPPED_WEIGHTS).version
 
@@ -132,27 +131,27 @@ def test_a_damaged_graph_is_detected(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
     ckpt.save(_checkpoint(), path)
     raw = bytearray(path.read_bytes())
-    graph = checkpoint_file.load(path).graph
+    graph = ckpt.read(path).graph
     assert graph is not None
     at = raw.find(graph[len(graph) // 2 : len(graph) // 2 + 64])
     raw[at] ^= 0xFF
-    with pytest.raises(checkpoint_file.CheckpointError, match="CRC"):
-        checkpoint_file.load_bytes(bytes(raw))
+    with pytest.raises(ckpt.CheckpointError, match="CRC"):
+        ckpt.read_bytes(bytes(raw))
 
 
 def test_an_incomplete_payload_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
-    torch.save({"format": checkpoint_file.FORMAT, "state_dict": {}}, path)
-    with pytest.raises(checkpoint_file.CheckpointError, match="not a complete"):
-        checkpoint_file.load(path)
+    torch.save({"format": ckpt.FORMAT, "state_dict": {}}, path)
+    with pytest.raises(ckpt.CheckpointError, match="not a complete"):
+        ckpt.read(path)
 
 
 def test_only_tensors_and_plain_data_are_unpickled(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
     flag = tmp_path / "ran"
-    torch.save({"format": checkpoint_file.FORMAT, "x": _Exploit(str(flag))}, path)
-    with pytest.raises(checkpoint_file.CheckpointError, match="has no place in a checkpoint"):
-        checkpoint_file.load(path)
+    torch.save({"format": ckpt.FORMAT, "x": _Exploit(str(flag))}, path)
+    with pytest.raises(ckpt.CheckpointError, match="has no place in a checkpoint"):
+        ckpt.read(path)
     assert not flag.exists()
 
 

@@ -11,9 +11,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api import errors
@@ -97,6 +99,21 @@ class _Maintenance:
             self.app.state.holder.reload_if_changed()
 
 
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's generated document, with the request bodies of the content-type-chosen POST
+    operations (which it keeps one per path and method) gathered into the one POST."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for route in predictions.POST_BODIES:
+            alone = get_openapi(title=app.title, version=app.version, routes=[route])
+            body = alone["paths"][route.path]["post"]["requestBody"]
+            spec["paths"][route.path]["post"]["requestBody"]["content"].update(body["content"])
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -167,6 +184,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
     for router in (predictions.router, admin.router, stats.router, models.router, health.router):
         app.include_router(router)

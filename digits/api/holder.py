@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from digits.checkpoint_file import CheckpointError
+from digits.checkpoint import CheckpointError
 from digits.config import Settings
 from digits.db.session import is_connection_error
 from digits.loop.registry import Registry, RegistryError

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from digits import checkpoint_file
-from digits.checkpoint_file import CheckpointError
+from digits import checkpoint as ckpt
+from digits.checkpoint import CheckpointError
 from digits.loop.registry import Index, Registry, RegistryError
 from digits.schemas import ActivationEvent
 
@@ -66,20 +66,16 @@ def _add(registry: Registry, args: argparse.Namespace) -> int:
 def export_onnx(registry: Registry, paths: list[Path]) -> list[str]:
     """Give every registered model (``paths``: those files) without an ONNX graph one exported
     from its weights; the versions that got one. The only step of an upgrade that needs torch."""
-    from digits import checkpoint  # torch: `pip install 'digits[train]'`
-
     exported = []
     for path in paths:
-        raw = checkpoint_file.read_file(path)
-        loaded = checkpoint_file.load_bytes(raw, name=str(path))
+        raw = ckpt.file_bytes(path)
+        loaded = ckpt.read_bytes(raw, name=str(path))
         if loaded.graph is None:
-            checkpoint.write_atomically(checkpoint.with_graph(raw, name=str(path)), path)
+            ckpt.write_atomically(ckpt.with_graph(raw, name=str(path)), path)
             exported.append(loaded.version)
     for version in [] if paths else registry.graphless():
         raw = registry.checkpoint_bytes(version)
-        registry.replace_bytes(
-            version, checkpoint.with_graph(raw, name=f"registered model {version}")
-        )
+        registry.replace_bytes(version, ckpt.with_graph(raw, name=f"registered model {version}"))
         exported.append(version)
     return exported
 

@@ -22,8 +22,8 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digits import checkpoint_file
-from digits.checkpoint_file import CheckpointError, ServingCheckpoint
+from digits import checkpoint as ckpt
+from digits.checkpoint import CheckpointError, ServingCheckpoint
 from digits.config import SHIPPED_WEIGHTS, Settings, get_settings
 from digits.db.migrate import upgrade_head
 from digits.db.models import ActivationRow, ModelVersionRow, utcnow
@@ -152,7 +152,7 @@ class Registry:
 
     def load(self, version: str) -> ServingCheckpoint:
         raw = self.checkpoint_bytes(version)
-        return checkpoint_file.load_bytes(raw, name=f"registered model {version}")
+        return ckpt.read_bytes(raw, name=f"registered model {version}")
 
     def load_active(self) -> ServingCheckpoint:
         active = self.ensure().active
@@ -189,7 +189,7 @@ class Registry:
                 )
             return index
         raw = self.shipped.read_bytes()
-        shipped = checkpoint_file.load_bytes(raw, name=str(self.shipped))
+        shipped = ckpt.read_bytes(raw, name=str(self.shipped))
         if shipped.version in index.models and index.active is not None:
             if self.load(shipped.version).graph is None and shipped.graph is not None:
                 # Registered by a release whose checkpoints had no graph: the shipped file
@@ -259,7 +259,7 @@ class Registry:
         if not path.is_file():
             raise CheckpointError(f"no checkpoint at {path}")
         raw = path.read_bytes()
-        checkpoint = checkpoint_file.load_bytes(raw, name=str(path))
+        checkpoint = ckpt.read_bytes(raw, name=str(path))
         if checkpoint.graph is None:
             raw = _with_graph(raw, name=str(path))
         return checkpoint.version, self.add_bytes(raw, checkpoint, origin=origin, report=report)
@@ -271,7 +271,7 @@ class Registry:
     def replace_bytes(self, version: str, raw: bytes) -> None:
         """Store ``raw`` as the checkpoint of ``version``: the same weights (its version says
         so) with a graph the stored bytes lack."""
-        checkpoint = checkpoint_file.load_bytes(raw, name=f"new bytes of model {version}")
+        checkpoint = ckpt.read_bytes(raw, name=f"new bytes of model {version}")
         if checkpoint.version != version:
             raise RegistryError(f"bytes of model {checkpoint.version} offered for {version}")
         checkpoint.require_graph()
@@ -342,13 +342,14 @@ class Registry:
 
 def _with_graph(raw: bytes, *, name: str) -> bytes:
     try:
-        from digits.checkpoint import with_graph  # torch: `pip install 'digits[train]'`
-    except ImportError as exc:
+        return ckpt.with_graph(raw, name=name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
         raise CheckpointError(
             f"{name} has no ONNX graph, and exporting one needs torch: "
             "`pip install 'digits[train]'`"
         ) from exc
-    return with_graph(raw, name=name)
 
 
 def _append(

@@ -14,7 +14,6 @@ from api_helpers import MakeClient, clear_database
 from fastapi.testclient import TestClient
 
 from digits import checkpoint as ckpt
-from digits import checkpoint_file
 from digits.api import create_app
 from digits.config import Settings
 from digits.db.migrate import upgrade_head
@@ -37,9 +36,7 @@ def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def predictor(checkpoint_path: Path) -> Predictor:
     # threshold 0: an untrained model's answers still count as "ok" unless a test says otherwise
-    return Predictor(
-        checkpoint_file.load(checkpoint_path), uncertain_threshold=0.0, source=checkpoint_path
-    )
+    return Predictor(ckpt.read(checkpoint_path), uncertain_threshold=0.0, source=checkpoint_path)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

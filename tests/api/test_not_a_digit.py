@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 from test_spool import _unreachable
 
 from digits import checkpoint as ckpt
-from digits import checkpoint_file
 from digits.api.store import PredictionStore
 from digits.db import queries
 from digits.model import NUM_CLASSES, DigitNet
@@ -28,7 +27,7 @@ def rejecting(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
     args = {"width": 8, "num_classes": NUM_CLASSES}
     path = tmp_path_factory.mktemp("model") / "rejecting.pt"
     ckpt.save(ckpt.from_model(DigitNet(**args), args), path)
-    return Predictor(checkpoint_file.load(path), uncertain_threshold=0.0, not_a_digit_threshold=0.0)
+    return Predictor(ckpt.read(path), uncertain_threshold=0.0, not_a_digit_threshold=0.0)
 
 
 @pytest.fixture

@@ -49,8 +49,11 @@ def test_an_admin_queues_a_retraining_and_follows_it(
             "admin",
         )
         assert client.get(f"/api/admin/retrain/{job_id}").status_code == 401
-        unknown = client.get(f"/api/admin/retrain/{uuid.uuid4()}", headers=ADMIN)
-        assert unknown.status_code == 404
+        missing = uuid.uuid4()
+        unknown = client.get(f"/api/admin/retrain/{missing}", headers=ADMIN)
+        assert unknown.status_code == 404 and unknown.json() == {
+            "detail": f"no retraining job {missing}"
+        }
 
 
 def test_labels_queue_a_retraining_after_n(make_client: MakeClient, settings: Settings) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from digits import checkpoint_file
+from digits import checkpoint as ckpt
 from digits.api.testing import serve_process
 from digits.cli import main
 from digits.config import get_settings
@@ -35,7 +35,7 @@ def without_graph(raw: bytes) -> bytes:
 
 def register_as_before(registry: Registry, path: Path) -> str:
     raw = without_graph(path.read_bytes())
-    checkpoint = checkpoint_file.load_bytes(raw)
+    checkpoint = ckpt.read_bytes(raw)
     registry.add_bytes(raw, checkpoint, origin="retrain")
     return checkpoint.version
 
@@ -67,7 +67,7 @@ def test_export_onnx_gives_every_earlier_model_its_graph(
     registry.promote(active)  # `older` is the rollback target
     assert registry.graphless() == [older, active]
 
-    with pytest.raises(checkpoint_file.MissingGraphError, match="digits models export-onnx"):
+    with pytest.raises(ckpt.MissingGraphError, match="digits models export-onnx"):
         Predictor(registry.load_active())
 
     assert main(["models", "export-onnx", "--json"]) == 0
@@ -117,13 +117,13 @@ def test_models_add_and_export_onnx_give_a_file_its_graph(
 ) -> None:
     earlier = tmp_path / "earlier.pt"
     earlier.write_bytes(without_graph(make_checkpoint(1).read_bytes()))
-    version = checkpoint_file.load(earlier).version
+    version = ckpt.read(earlier).version
     assert main(["models", "add", str(earlier)]) == 0
     registry = Registry(Database(cli_env), shipped=shipped)
     assert registry.load(version).graph is not None  # exported as it was registered
     registry.database.dispose()
 
-    assert checkpoint_file.load(earlier).graph is None
+    assert ckpt.read(earlier).graph is None
     assert main(["models", "export-onnx", str(earlier)]) == 0
-    rewritten = checkpoint_file.load(earlier)
+    rewritten = ckpt.read(earlier)
     assert (rewritten.version, rewritten.graph is not None) == (version, True)

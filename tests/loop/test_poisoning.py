@@ -19,7 +19,7 @@ from digits.config import SHIPPED_WEIGHTS, Settings
 from digits.data import pen
 from digits.db import crud
 from digits.db.migrate import upgrade_head
-from digits.db.models import utcnow
+from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database
 from digits.loop import retrain
 from digits.loop.registry import Registry
@@ -40,7 +40,7 @@ def _store(
         for (_, label, session_key), prediction, x in zip(
             drawings, predictions, inputs, strict=True
         ):
-            new = crud.NewPrediction(
+            row = PredictionRow(
                 id=uuid.uuid4(),
                 created_at=utcnow(),
                 digit=prediction.digit,
@@ -55,8 +55,8 @@ def _store(
                 latency_ms=1.0,
                 session_id=uuid.uuid5(SESSIONS, session_key),
             )
-            crud.record_prediction(session, new=new)
-            crud.set_label(session, prediction_id=new.id, true_label=label, labelled_at=utcnow())
+            crud.record_prediction(session, row=row)
+            crud.set_label(session, prediction_id=row.id, true_label=label, labelled_at=utcnow())
 
 
 def _accuracy_on_threes(predictor: Predictor, seed: int) -> float:

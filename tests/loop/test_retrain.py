@@ -12,6 +12,7 @@ import pytest
 from digits.config import Settings
 from digits.loop import gate, retrain
 from digits.loop import registry as registry_module
+from digits.loop.report import summary_line
 
 
 def test_whole_sessions_are_held_out_stably_and_about_a_quarter() -> None:
@@ -140,7 +141,7 @@ def test_without_enough_corrections_nothing_is_trained(
     assert report["decision"] == "skipped" and report["promoted"] is False
     assert report["corrections_train"] == report["corrections_heldout"] == 0
     assert report["heldout_sessions"] == report["heldout_samples"] == 0
-    line = report.summary_line(report)
+    line = summary_line(report)
     assert line["heldout_sessions"] == 0 and line["heldout_samples"] == 0
     index = registry_module.Registry.from_settings(settings).read()
     assert list(index.models) == [index.active]  # the shipped weights only

@@ -25,7 +25,7 @@ from support import require
 
 from digits import preprocess
 from digits.api.testing import free_port
-from digits.checkpoint_file import ServingCheckpoint
+from digits.checkpoint import ServingCheckpoint
 from digits.config import SHIPPED_WEIGHTS
 from digits.db.migrate import upgrade_head
 from digits.db.session import Database

@@ -8,11 +8,12 @@ import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 
 from digits.api.deps import AdminDep, StoreDep
 from digits.db import crud
 from digits.db.models import utcnow
+from digits.errors import NotFoundError
 from digits.loop import jobs
 from digits.schemas import DeletedCount, PurgedCount, RetrainJob, RetrainJobId
 
@@ -47,6 +48,10 @@ def purge_images(
     return PurgedCount(purged=purged)
 
 
+class RetrainJobNotFoundError(NotFoundError):
+    """No retraining job has that id."""
+
+
 @router.post("/api/admin/retrain", status_code=202, response_model=RetrainJobId, responses=_AUTH)
 def request_retraining(_: AdminDep, store: StoreDep) -> RetrainJobId:
     """Queue a retraining for `digits trainer`; the job already waiting, if there is one."""
@@ -65,5 +70,5 @@ def retraining(job_id: uuid.UUID, _: AdminDep, store: StoreDep) -> RetrainJob:
     with store.database.read() as session:
         job = jobs.get(session, job_id)
         if job is None:
-            raise HTTPException(404, f"no retraining job {job_id}")
+            raise RetrainJobNotFoundError(f"no retraining job {job_id}")
         return RetrainJob.model_validate(job, from_attributes=True)
