@@ -178,6 +178,26 @@ class RetrainLeaseRow(Base):
     last_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
+class RetrainJobRow(Base):
+    """A retraining asked for by an admin or by DIGITS_RETRAIN_AFTER, run by `digits trainer`
+    (never by the API): queued -> running -> done | failed, with its progress and report."""
+
+    __tablename__ = "retrain_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(16), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    progress: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The summary `digits retrain` prints, once done.
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_retrain_jobs_state_created_at", "state", "created_at"),)
+
+
 class ModelVersionRow(Base):
     """One registered checkpoint. The bytes live here so any replica on any machine can serve
     the active version from the database alone, with no shared model volume."""

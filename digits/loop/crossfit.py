@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +96,13 @@ def _fit_in_worker(weights: np.ndarray) -> dict[str, np.ndarray]:
     return {name: tensor.numpy() for name, tensor in model.state_dict().items()}
 
 
-def fit_all(recipe: Recipe, weights: list[np.ndarray]) -> list[nn.Module]:
-    """One model per weights vector, fitted side by side, under one progress bar of steps."""
+def fit_all(
+    recipe: Recipe,
+    weights: list[np.ndarray],
+    on_step: Callable[[float], None] | None = None,
+) -> list[nn.Module]:
+    """One model per weights vector, fitted side by side, under one progress bar of steps;
+    ``on_step`` hears the share of all steps done."""
     context = multiprocessing.get_context("spawn")  # a forked torch can hang in its thread pool
     counter = context.Value("i", 0)
     workers = min(len(weights), os.cpu_count() or 1)
@@ -115,6 +121,8 @@ def fit_all(recipe: Recipe, weights: list[np.ndarray]) -> list[nn.Module]:
         while pending:
             _, pending = wait(pending, timeout=2.0)
             bar.update(counter.value - bar.n)
+            if on_step is not None:
+                on_step(bar.n / bar.total)
         states = [future.result() for future in futures]
     models: list[nn.Module] = []
     for state in states:

@@ -102,7 +102,7 @@ def compare(
     for name, checkpoint in models.items():
         log.info("evaluating the %s model (%s)", name, checkpoint.version)
         row: dict[str, Any] = {"version": checkpoint.version}
-        predictor = Predictor(checkpoint)
+        predictor = Predictor(checkpoint.for_serving())
         row["mnist"] = summary(answers(predictor, mnist_test.images), mnist_test.labels)
         for mode, (inputs, labels) in canvas.items():
             row[f"canvas_{mode}"] = summary(answers(predictor, inputs), labels)

@@ -22,6 +22,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,8 +80,10 @@ def fit_models(
     split: gate.Split,
     options: Options,
     cache_dir: Path,
+    on_step: Callable[[float], None] | None = None,
 ) -> Fitted:
-    """Fine-tune the fold candidates and the final model; fit the temperature they share."""
+    """Fine-tune the fold candidates and the final model; fit the temperature they share.
+    ``on_step`` hears the share of fine-tuning steps done."""
     # The first images of the training set (framed now, a few seconds) rather than the framed
     # 60 000 (a minute to make where no cache exists yet).
     framed = data.framed_mnist(
@@ -99,7 +102,9 @@ def fit_models(
     )
     rows = [split.train(k) for k in range(split.folds)] + [split.train()]
     models = crossfit.fit_all(
-        recipe, [gate.capped_weights(split.sessions, corrections.labels, r) for r in rows]
+        recipe,
+        [gate.capped_weights(split.sessions, corrections.labels, r) for r in rows],
+        on_step=on_step,
     )
     # On digits and their ten outputs only, as train.fit does: the Predictor divides those by it.
     # Each correction's logits come from the candidate that never saw its session; as many
@@ -199,23 +204,27 @@ def _evidence(
     probs = np.zeros((len(images), NUM_DIGITS), dtype=np.float32)
     rejected = np.zeros(len(images), dtype=bool)
     for k, candidate in enumerate(fitted.folds):
-        read = judge.answers(Predictor(candidate), images[fold == k])
+        read = judge.answers(Predictor(candidate.for_serving()), images[fold == k])
         probs[fold == k], rejected[fold == k] = read.probs, read.rejected
     return parent_read.subset(split.evidence), judge.Answers(probs, rejected)
 
 
-def retrain(settings: Settings, options: Options) -> dict[str, Any]:
-    """The whole loop; returns the report (also written to the report folder)."""
+def retrain(
+    settings: Settings, options: Options, *, progress: Callable[[float], None] | None = None
+) -> dict[str, Any]:
+    """The whole loop; returns the report (also written to the report folder). ``progress``
+    hears how far it got, 0-1: most of the time goes to fine-tuning, then to judging."""
+    progress = progress or (lambda _: None)
     started = time.perf_counter()
     if settings.model_path is not None:
         log.warning("DIGITS_MODEL_PATH is set: the API serves that file, not the registry's model")
     registry = Registry.from_settings(settings)
     active = registry.ensure().active
     assert active is not None  # ensure() activates the shipped weights at least
-    parent = registry.load(active)
+    parent = ckpt.load_bytes(registry.checkpoint_bytes(active), name=f"registered model {active}")
     num_classes = int(parent.model_args.get("num_classes", 10))
     corrections = load_corrections(settings.resolved_database_url, num_classes)
-    parent_read = judge.answers(Predictor(parent), corrections.images)
+    parent_read = judge.answers(Predictor(parent.for_serving()), corrections.images)
     split = gate.split(
         corrections.sessions,
         corrections.labels,
@@ -267,7 +276,11 @@ def retrain(settings: Settings, options: Options) -> dict[str, Any]:
         }
 
     cache_dir = settings.resolved_cache_dir
-    fitted = fit_models(parent, corrections, split, options, cache_dir)
+    progress(0.05)
+    fitted = fit_models(
+        parent, corrections, split, options, cache_dir, lambda done: progress(0.05 + 0.75 * done)
+    )
+    progress(0.8)
     candidate = fitted.final
     results = judge.compare(
         {"active": parent, "candidate": candidate},

@@ -26,7 +26,7 @@ from support import require
 
 from digits import preprocess
 from digits.api.testing import free_port
-from digits.checkpoint import Checkpoint
+from digits.checkpoint import ServingCheckpoint
 from digits.config import SHIPPED_WEIGHTS
 from digits.db.migrate import upgrade_head
 from digits.db.session import Database
@@ -65,7 +65,7 @@ def ordinary_drawing(seed: int) -> tuple[np.ndarray, int]:
     return drawings.draw(strokes, drawings.random_look(rng, "normal")), digit
 
 
-def error_rate(model: Checkpoint, drawings: list[np.ndarray], digit: int) -> float:
+def error_rate(model: ServingCheckpoint, drawings: list[np.ndarray], digit: int) -> float:
     predictor = Predictor(model)
     inputs = np.stack([preprocess.to_model_input(d) for d in drawings])
     return float((predictor.probabilities(inputs).argmax(axis=1) != digit).mean())
