@@ -4,6 +4,7 @@ trainer."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from digits.predict import Predictor
 
 log = logging.getLogger(__name__)
+
+# What the `train` extra brings: a command that needs one of them says so rather than failing.
+TRAIN_MODULES = {"torch", "onnx", "matplotlib"}
 
 
 def _add_data_args(parser: argparse.ArgumentParser) -> None:
@@ -163,6 +167,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from digits.ui.launch import run
 
+    if importlib.util.find_spec("streamlit") is None:
+        log.error("digits ui needs Streamlit: pip install 'digits[ui]'")
+        return 1
     run(args.port)
     return 0
 
@@ -197,7 +204,9 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     from digits.config import get_settings
     from digits.loop.trainer import POLL_S, serve_jobs
 
-    return serve_jobs(get_settings(), once=args.once, poll_s=args.poll or POLL_S)
+    return serve_jobs(
+        get_settings(), once=args.once, poll_s=args.poll or POLL_S, ready_file=args.ready_file
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,6 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument(
         "--poll", type=float, default=None, help="seconds between queue checks (default 5)"
     )
+    trainer.add_argument(
+        "--ready-file",
+        type=Path,
+        default=None,
+        help="created once jobs are taken (for a container health check)",
+    )
     trainer.set_defaults(func=cmd_trainer)
     return parser
 
@@ -325,9 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ModuleNotFoundError as exc:
-        if exc.name != "torch":
+        if exc.name not in TRAIN_MODULES:
             raise
-        log.error("digits %s needs torch: pip install 'digits[train]'", args.command)
+        log.error("digits %s needs %s: pip install 'digits[train]'", args.command, exc.name)
         return 1
 
 

@@ -64,6 +64,46 @@ print("done", flush=True)
 """
 
 
+# Runs inside an API container (the package's drawing synthesiser needs numpy and Pillow only):
+# argv[2] sessions draw a 3 written backwards (which MNIST-trained models read as an 8) and some
+# ordinary digits, send them to the API named in argv[1] and correct every answer, as
+# tests/loop/test_retrain_e2e.py does; a candidate fine-tuned on them passes the promotion gate.
+# Prints the number of corrections.
+SEED = r"""
+import sys, uuid
+import httpx
+import numpy as np
+from digits.synth import drawings, glyphs
+url, sessions = sys.argv[1], int(sys.argv[2])
+
+def backwards_three(seed):
+    rng = np.random.default_rng([seed, 3033])
+    strokes = glyphs.glyph_strokes(3, ("round", "pointy")[seed % 2], rng,
+                                   glyphs.random_quirks(rng, 0.7))
+    mirrored = [np.column_stack([1.0 - s[:, 0], s[:, 1]]) for s in strokes]
+    return drawings.draw(mirrored, drawings.random_look(rng, "normal")), 3
+
+def ordinary(seed):
+    rng = np.random.default_rng([seed, 4041])
+    digit = int(rng.integers(10))
+    style = glyphs.STYLES[digit][int(rng.integers(len(glyphs.STYLES[digit])))]
+    strokes = glyphs.glyph_strokes(digit, style, rng, glyphs.random_quirks(rng, 0.7))
+    return drawings.draw(strokes, drawings.random_look(rng, "normal")), digit
+
+sent = [backwards_three(i) for i in range(200)] + [ordinary(i) for i in range(60)]
+users = [str(uuid.uuid4()) for _ in range(sessions)]
+with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
+    for i, (image, label) in enumerate(sent):
+        posted = client.post("/api/predictions",
+                             files={"image": ("d.png", drawings.to_png(image), "image/png")},
+                             data={"source": "canvas", "session_id": users[i % sessions]})
+        posted.raise_for_status()
+        client.patch(f"/api/predictions/{posted.json()['id']}",
+                     json={"true_label": label}).raise_for_status()
+print(len(sent))
+"""
+
+
 def run(*argv: str, check: bool = True, timeout: float = 120, stdin: str | None = None) -> str:
     result = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout, input=stdin, check=False
@@ -94,7 +134,7 @@ def wait_healthy(timeout: float, apis: int = 1) -> str:
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
-        found = {s: containers(s) for s in ("postgres", "api", "ui")}
+        found = {s: containers(s) for s in ("postgres", "api", "ui", "trainer")}
         states = {c[:12]: health(c) for cs in found.values() for c in cs}
         if (
             len(found["api"]) == apis
@@ -113,9 +153,22 @@ def psql(sql: str) -> str:
 
 def api_get(container: str, path: str) -> dict[str, Any]:
     """GET on one replica through its loopback port (docker/compose.test.yaml publishes it)."""
+    return api_call(container, "GET", path)
+
+
+def api_call(container: str, method: str, path: str, *, admin: bool = False) -> dict[str, Any]:
     address = run(DOCKER, "port", container, "8000/tcp").split()[0]
-    with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
+    request = urllib.request.Request(f"http://{address}{path}", method=method)
+    if admin:
+        request.add_header("Authorization", f"Bearer {dotenv()['DIGITS_ADMIN_TOKEN']}")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def dotenv() -> dict[str, str]:
+    """The .env the script generated for the stack."""
+    lines = (STACK / ".env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
 
 
 def active_version() -> str:
@@ -275,7 +328,8 @@ def cmd_outage(args: argparse.Namespace) -> str:
 def cmd_promote(args: argparse.Namespace) -> str:
     limit = float(args.value)
     apis = containers("api")
-    first = apis[0]
+    # Checkpoints are written with torch, which only the train image holds.
+    (trainer,) = containers("trainer")
     make = (
         "import dataclasses, sys; from digits import checkpoint; "
         "from digits.config import SHIPPED_WEIGHTS; "
@@ -283,20 +337,29 @@ def cmd_promote(args: argparse.Namespace) -> str:
         "c = dataclasses.replace(c, temperature=c.temperature * 1.001, parent=c.version); "
         "checkpoint.save(c, __import__('pathlib').Path('/tmp/promoted.pt'))"
     )
-    run(DOCKER, "exec", first, "python", "-c", make, timeout=180)
+    run(DOCKER, "exec", trainer, "python", "-c", make, timeout=180)
     added = json.loads(
-        run(DOCKER, "exec", first, "digits", "models", "add", "/tmp/promoted.pt", "--json")
+        run(DOCKER, "exec", trainer, "digits", "models", "add", "/tmp/promoted.pt", "--json")
     )
     version = added["version"]
-    since = run(DOCKER, "exec", first, "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").strip()
-    run(DOCKER, "exec", first, "digits", "models", "promote", version, timeout=180)
+    since = run(DOCKER, "exec", apis[0], "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").strip()
+    run(DOCKER, "exec", trainer, "digits", "models", "promote", version, timeout=180)
     promoted = time.monotonic()
+    took = served_by_all(apis, version, since, limit, promoted)
+    return (
+        f"{version} served by {len(apis)} replicas ({sum(workers(c) for c in apis)} workers) "
+        f"after {took:.1f} s"
+    )
+
+
+def served_by_all(apis: list[str], version: str, since: str, limit: float, start: float) -> float:
+    """Seconds from ``start`` until every replica serves ``version``; fails after ``limit``."""
     # A replica runs several worker processes, each holding its own model, and one answer
     # comes from one of them: a replica is done when it answers with the new version and every
     # worker has logged its swap.
     expected = {c: workers(c) for c in apis}
     waiting = set(apis)
-    while waiting and time.monotonic() - promoted < limit:
+    while waiting and time.monotonic() - start < limit:
         waiting = {
             c
             for c in waiting
@@ -304,11 +367,50 @@ def cmd_promote(args: argparse.Namespace) -> str:
             or log_count(c, since, "model swapped") < expected[c]
         }
         time.sleep(0.5)
-    took = time.monotonic() - promoted
     assert not waiting, f"{len(waiting)} of {len(apis)} replicas still serve the old model"
+    return time.monotonic() - start
+
+
+def cmd_retrain(args: argparse.Namespace) -> str:
+    limit = float(args.value)
+    apis = containers("api")
+    (trainer,) = containers("trainer")
+    before = active_version()
+    seeded = run(
+        DOCKER,
+        "exec",
+        "-i",
+        apis[0],
+        "python",
+        "-",
+        "http://api:8000",
+        "13",
+        stdin=SEED,
+        timeout=900,
+    ).split()[-1]
+    since = run(DOCKER, "exec", apis[0], "date", "-u", "+%Y-%m-%dT%H:%M:%SZ").strip()
+    job = api_call(apis[0], "POST", "/api/admin/retrain", admin=True)["job_id"]
+    started = time.monotonic()
+    seen: list[float] = []
+    while True:
+        state = api_call(apis[0], "GET", f"/api/admin/retrain/{job}", admin=True)
+        seen.append(state["progress"])
+        if state["state"] in {"done", "failed"}:
+            break
+        assert time.monotonic() - started < limit, f"job {state['state']} after {limit:.0f} s"
+        time.sleep(5)
+    took = time.monotonic() - started
+    report = state["report"] or {}
+    assert state["state"] == "done", state
+    assert report.get("decision") == "promoted", json.dumps(report)[:1500]
+    assert log_count(trainer, since, f"retraining job {job}") >= 1, "not run by the trainer"
+    version = report["candidate"]
+    assert version != before and report["active"] == version, report
+    switched = served_by_all(apis, version, since, 30, time.monotonic())
+    reports = sorted({round(p, 1) for p in seen})
     return (
-        f"{version} served by {len(apis)} replicas ({sum(expected.values())} workers) "
-        f"after {took:.1f} s"
+        f"{seeded} corrections; job done in {took:.0f} s (progress seen {reports}), "
+        f"{version} served by {len(apis)} replicas {switched:.1f} s later"
     )
 
 
@@ -353,9 +455,15 @@ def cmd_swarm(args: argparse.Namespace) -> str:
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
         apis = task_containers(f"{PROJECT}_api")
-        found = apis + task_containers(f"{PROJECT}_postgres")
+        found = apis + [
+            c for s in ("postgres", "trainer") for c in task_containers(f"{PROJECT}_{s}")
+        ]
         states = {c[:12]: health(c) for c in found}
-        if len(apis) == replicas and all(v == "healthy" for v in states.values()):
+        if (
+            len(apis) == replicas
+            and len(found) == replicas + 2
+            and all(v == "healthy" for v in states.values())
+        ):
             break
         time.sleep(3)
     else:
@@ -378,7 +486,7 @@ def cmd_swarm(args: argparse.Namespace) -> str:
         f"SELECT count(*) FROM predictions WHERE id IN ({quoted})",
     )
     assert int(count) == len(ids), (count, len(ids))
-    return f"{replicas} API tasks healthy, {len(ids)} predictions stored"
+    return f"{replicas} API tasks and the trainer healthy, {len(ids)} predictions stored"
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], str]] = {
@@ -388,6 +496,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], str]] = {
     "scale": cmd_scale,
     "outage": cmd_outage,
     "promote": cmd_promote,
+    "retrain": cmd_retrain,
     "swarm": cmd_swarm,
 }
 

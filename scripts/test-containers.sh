@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the real image and run the real compose.yaml in a Docker engine this script starts
+# Build the real images and run the real compose.yaml in a Docker engine this script starts
 # itself (own socket, data root in a temporary folder), then check the stack as an operator
 # uses it. Everything it started is removed on exit, whatever happens. One line per check, then
 # `containers: P passed, F failed`; exit 1 if any check failed. Without a usable engine: exit 1
@@ -156,28 +156,55 @@ if ! curl -fsS -m 10 -o /dev/null https://download.pytorch.org/whl/cpu/torch/ 2>
         --build-arg "PIP_FIND_LINKS=http://127.0.0.1:$port/")
 fi
 
-built=$SECONDS
 load_or_build postgres:15 "$(tree_hash docker/postgres)-${pg_build_base//[:\/]/_}" \
     --build-arg "BASE_IMAGE=$pg_build_base" docker/postgres
 result "image postgres:15 (stand-in)" $?
-load_or_build digits:latest \
-    "$(tree_hash Dockerfile .dockerignore pyproject.toml README.md digits)-${base_image//[:\/]/_}" \
-    --build-arg "BASE_IMAGE=$base_image" "${torch_args[@]}" .
-rc=$?
-size="$(docker image inspect digits:latest --format '{{.Size}}' 2>/dev/null || echo 0)"
-result "image digits:latest" $rc "$((size / 1024 / 1024)) MiB, $((SECONDS - built)) s"
-if [[ $rc -ne 0 ]]; then finish; fi
-lean=0
-leftovers="$(docker run --rm --network none --entrypoint sh digits:latest -c \
-    'id -u; command -v gcc cc pip; ls -d /root/.cache/pip /home/digits/.cache/pip 2>/dev/null;
-     find /opt/venv \( -name "libcudart*" -o -name "libcublas*" -o -name "libcudnn*" \
-         -o -name "libnccl*" -o -name "*providers_cuda*" -o -path "*/site-packages/nvidia" \) |
-         head -3
-     python -c "import torch; torch.version.cuda and print(\"torch for CUDA\", torch.version.cuda)"' \
-    2>&1)"
-[[ "$(head -1 <<<"$leftovers")" == 10001 && "$(wc -l <<<"$leftovers")" -eq 1 ]] || lean=1
-result "image is lean (uid 10001, no compiler, pip, pip cache, CUDA)" $lean \
-    "$(tail -n +2 <<<"$leftovers" | tr '\n' ' ')"
+# The three images of the Dockerfile, one target each; what goes into them is the same context.
+context_key="$(tree_hash Dockerfile .dockerignore pyproject.toml README.md digits)-${base_image//[:\/]/_}"
+image_ok=0
+for target in api ui train; do
+    began=$SECONDS
+    load_or_build "digits-$target:latest" "$context_key" --target "$target" \
+        --build-arg "BASE_IMAGE=$base_image" "${torch_args[@]}" .
+    rc=$?
+    size="$(docker image inspect "digits-$target:latest" --format '{{.Size}}' 2>/dev/null || echo 0)"
+    result "image digits-$target:latest" $rc "$((size / 1024 / 1024)) MiB, $((SECONDS - began)) s"
+    [[ $rc -eq 0 ]] || image_ok=1
+done
+if [[ $image_ok -ne 0 ]]; then finish; fi
+
+# What an image holds that it must not: prints nothing else after the uid when it is lean.
+# ARGV: the modules it must not be able to import.
+leftovers() { # IMAGE MODULE...
+    local image="$1"
+    shift
+    docker run --rm --network none --entrypoint sh "$image" -c \
+        'id -u; command -v gcc cc pip; ls -d /root/.cache/pip /home/digits/.cache/pip 2>/dev/null;
+         find /opt/venv \( -name "libcudart*" -o -name "libcublas*" -o -name "libcudnn*" \
+             -o -name "libnccl*" -o -name "*providers_cuda*" -o -path "*/site-packages/nvidia" \) |
+             head -3
+         python -c "
+import importlib.util, sys
+for name in sys.argv[1:]:
+    if importlib.util.find_spec(name): print(name, \"is installed\")
+try:
+    import torch
+    torch.version.cuda and print(\"torch for CUDA\", torch.version.cuda)
+except ImportError:
+    pass" "$@"' sh "$@" 2>&1
+}
+lean_result() { # NAME OUTPUT [EXTRA-RC]
+    local rc=0
+    [[ "$(head -1 <<<"$2")" == 10001 && "$(wc -l <<<"$2")" -eq 1 && "${3:-0}" -eq 0 ]] || rc=1
+    result "$1" $rc "$(tail -n +2 <<<"$2" | tr '\n' ' ')"
+}
+api_size=$(($(docker image inspect digits-api:latest --format '{{.Size}}') / 1024 / 1024))
+lean_result "digits-api is lean (uid 10001, no torch, Streamlit, compiler, pip; <= 400 MiB: $api_size)" \
+    "$(leftovers digits-api:latest torch streamlit pandas onnx)" $((api_size > 400))
+lean_result "digits-ui holds no torch (uid 10001, no compiler, pip)" \
+    "$(leftovers digits-ui:latest torch)"
+lean_result "digits-train: CPU torch only (uid 10001, no compiler, pip, Streamlit)" \
+    "$(leftovers digits-train:latest streamlit)"
 
 # --- the stack -------------------------------------------------------------------------------
 # The real compose.yaml (copied, so the generated .env stays out of the checkout) with a
@@ -192,7 +219,10 @@ ui_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
     echo "DIGITS_LOG_JSON=false"
 } >"$work/stack/.env"
 cp docker/compose.test.yaml "$work/stack/compose.test.yaml"
-export DIGITS_CT_UI="http://127.0.0.1:$ui_port" DIGITS_CT_WORK="$work"
+# The trainer reads this MNIST folder (docker/compose.test.yaml mounts it).
+DIGITS_CT_MNIST="$(cd "${DIGITS_MNIST_DIR:-$repo_root/../shared/mnist}" && pwd)" \
+    || no_engine "no MNIST folder (set DIGITS_MNIST_DIR)"
+export DIGITS_CT_UI="http://127.0.0.1:$ui_port" DIGITS_CT_WORK="$work" DIGITS_CT_MNIST
 check() { # NAME COMMAND...: runs docker/checks.py COMMAND and records its verdict
     local name="$1" out rc began=$SECONDS
     shift
@@ -213,6 +243,7 @@ compose up -d --no-build --scale api=3 >/dev/null 2>&1
 check "--scale api=3: a stream is spread over the replicas and all stored" scale 3
 check "PostgreSQL stopped 10 s under a stream: nothing acknowledged lost" outage 10
 check "a promotion in one replica is served by all within 10 s" promote 10
+check "POST /api/admin/retrain: the trainer promotes, every replica serves it" retrain 1200
 if [[ $failed -gt 0 ]]; then
     compose logs --no-color --tail 40 >&2
 fi

@@ -9,8 +9,10 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from digits.config import Settings
+from digits.db.wait import wait_for_database
 from digits.loop import jobs
 from digits.loop.cli import export_onnx
 from digits.loop.registry import Registry
@@ -52,12 +54,26 @@ def run_job(settings: Settings, registry: Registry, job_id: uuid.UUID, holder: s
     return True
 
 
-def serve_jobs(settings: Settings, *, once: bool = False, poll_s: float = POLL_S) -> int:
-    """Blocks, taking jobs as they come; with ``once``, runs what is queued now and returns."""
+def serve_jobs(
+    settings: Settings,
+    *,
+    once: bool = False,
+    poll_s: float = POLL_S,
+    ready_file: Path | None = None,
+) -> int:
+    """Blocks, taking jobs as they come; with ``once``, runs what is queued now and returns.
+    ``ready_file`` is created once the graphs are exported and jobs are taken (a container's
+    health check looks for it); it is removed first, so one left by an earlier run never counts."""
+    if ready_file is not None:
+        ready_file.unlink(missing_ok=True)
+    # Started beside its database (swarm ignores depends_on): wait rather than crash-loop.
+    wait_for_database(settings.resolved_database_url, timeout_s=settings.db_wait_s)
     registry = Registry.from_settings(settings)
     registry.ensure()
     exported = export_onnx(registry, [])
     log.info("trainer ready; ONNX graphs exported for %d earlier models", len(exported))
+    if ready_file is not None:
+        ready_file.touch()
     holder = f"trainer-{uuid.uuid4().hex[:12]}"
     while True:
         job_id = jobs.claim(registry.database, holder)

@@ -169,7 +169,10 @@ def test_the_trainer_runs_queued_jobs_and_records_failures(
     assert trainer.serve_jobs(settings, once=True) == 0
     assert state(database, running) == ("failed", 0.5, "RuntimeError: out of memory")
     assert seen == [0.5, 0.5]
-    assert trainer.serve_jobs(settings, once=True) == 0  # nothing queued: returns at once
+    ready = tmp_path / "trainer.ready"
+    ready.write_text("left by an earlier run")
+    assert trainer.serve_jobs(settings, once=True, ready_file=ready) == 0  # nothing queued
+    assert ready.exists() and ready.read_text() == "", "the ready file is made afresh"
     with database.read() as session:
         assert session.query(RetrainJobRow).count() == 2
 

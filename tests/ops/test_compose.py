@@ -125,6 +125,22 @@ def test_api_migrates_serves_scales_and_spools(raw: dict[str, Any]) -> None:
     assert "${POSTGRES_PASSWORD:?" in api["environment"]["DIGITS_DATABASE_URL"]
 
 
+def test_trainer_shares_the_database_and_never_serves(raw: dict[str, Any]) -> None:
+    trainer, api = raw["services"]["trainer"], raw["services"]["api"]
+    assert trainer["command"][:2] == ["digits", "trainer"]
+    assert trainer["build"]["target"] == "train" and api["build"]["target"] == "api"
+    assert raw["services"]["ui"]["build"]["target"] == "ui"
+    for key in ("DIGITS_DATABASE_URL", "DIGITS_ENV", "DIGITS_ADMIN_TOKEN"):
+        assert trainer["environment"][key] == api["environment"][key], key
+    assert "ports" not in trainer and "expose" not in trainer
+    # Where the downloaded MNIST is kept between jobs.
+    data = [v for v in trainer["volumes"] if v.endswith(":/data")]
+    assert data and data[0].split(":")[0] in raw["volumes"]
+    assert "--ready-file" in trainer["command"]
+    ready = trainer["command"][trainer["command"].index("--ready-file") + 1]
+    assert ready in " ".join(trainer["healthcheck"]["test"])
+
+
 def test_ui_waits_for_a_healthy_api(raw: dict[str, Any]) -> None:
     ui = raw["services"]["ui"]
     assert ui["depends_on"]["api"]["condition"] == "service_healthy"
@@ -135,50 +151,93 @@ def test_ui_waits_for_a_healthy_api(raw: dict[str, Any]) -> None:
         assert "container_name" not in service, name
 
 
-def _dockerfile_instructions() -> list[tuple[str, str]]:
+def _dockerfile_stages() -> dict[str, list[tuple[str, str]]]:
+    """Each build stage's instructions by its name; the ARGs before the first under ""."""
     text = DOCKERFILE.read_text().replace("\\\n", " ")
-    pairs = []
+    stages: dict[str, list[tuple[str, str]]] = {"": []}
+    current = ""
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             keyword, _, rest = line.partition(" ")
-            pairs.append((keyword.upper(), rest.strip()))
-    return pairs
+            if keyword.upper() == "FROM":
+                current = rest.split(" AS ")[-1].strip()
+                stages[current] = []
+            stages[current].append((keyword.upper(), rest.strip()))
+    return stages
 
 
-def test_dockerfile_is_small_cpu_only_and_unprivileged() -> None:
-    instructions = _dockerfile_instructions()
-    args = dict(rest.partition("=")[::2] for keyword, rest in instructions if keyword == "ARG")
+def _with_parents(stages: dict[str, list[tuple[str, str]]], name: str) -> list[tuple[str, str]]:
+    """A stage's instructions after those of the stages it is built from (FROM and COPY --from)."""
+    own = stages[name]
+    parents = [rest.split(" AS ")[0].strip() for keyword, rest in own if keyword == "FROM"]
+    parents += [
+        rest.split()[0].removeprefix("--from=")
+        for keyword, rest in own
+        if keyword == "COPY" and rest.startswith("--from=")
+    ]
+    inherited = [i for p in parents if p in stages for i in _with_parents(stages, p)]
+    return inherited + own
+
+
+def test_dockerfile_builds_three_small_unprivileged_images() -> None:
+    stages = _dockerfile_stages()
+    every = [i for instructions in stages.values() for i in instructions]
+    args = dict(rest.partition("=")[::2] for keyword, rest in every if keyword == "ARG")
     assert args["BASE_IMAGE"] == "python:3.11-slim"
-    stages = [rest for keyword, rest in instructions if keyword == "FROM"]
-    assert len(stages) >= 2 and all(s.startswith("${BASE_IMAGE}") for s in stages)
-    runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+    froms = [rest for keyword, rest in every if keyword == "FROM"]
+    assert all(f.startswith("${BASE_IMAGE}") or f.split()[0] in stages for f in froms)
+    assert {"api", "ui", "train"} <= set(stages)
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    torch_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
+    extras = pyproject["project"]["optional-dependencies"]
+    torch_pin = next(d for d in extras["train"] if d.startswith("torch"))
+    base = " ".join(pyproject["project"]["dependencies"])
+    assert "torch" not in base and "streamlit" not in base and "onnx>" not in base
+    for target, extra in (("api", None), ("ui", "ui"), ("train", "train")):
+        instructions = _with_parents(stages, target)
+        runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
+        # The spool's mount point exists in the image, owned by the API user, so that a fresh
+        # named volume mounted there is writable by it.
+        assert "mkdir -p /data/spool" in runs and "chown -R digits:digits /data" in runs
+        assert "pip uninstall --yes pip" in runs, target
+        assert (f"[{extra}]" in runs) if extra else "[" not in runs, target
+        assert ("torch" in runs) == (target == "train"), target
+        users = [rest for keyword, rest in instructions if keyword == "USER"]
+        assert users and users[-1] not in {"root", "0"}, target
+        assert any(keyword == "HEALTHCHECK" for keyword, _ in instructions), target
+    train_runs = " ".join(rest for keyword, rest in _with_parents(stages, "train"))
     assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
-    assert '--index-url "$TORCH_INDEX_URL"' in runs and torch_pin in runs
-    # The spool's mount point exists in the image, owned by the API user, so that a fresh
-    # named volume mounted there is writable by it.
-    assert "mkdir -p /data/spool" in runs and "chown -R digits:digits /data" in runs
-    users = [rest for keyword, rest in instructions if keyword == "USER"]
-    assert users and users[-1] not in {"root", "0"}
-    healthcheck = next(rest for keyword, rest in instructions if keyword == "HEALTHCHECK")
-    assert "/readyz" in healthcheck
+    assert '--index-url "$TORCH_INDEX_URL"' in train_runs and torch_pin in train_runs
+    api_health = next(rest for keyword, rest in stages["api"] if keyword == "HEALTHCHECK")
+    assert "/readyz" in api_health
+
+
+def _cmd(stage: str) -> list[str]:
+    cmd = next(rest for keyword, rest in _dockerfile_stages()[stage] if keyword == "CMD")
+    return list(yaml.safe_load(cmd))  # exec form is a JSON list
 
 
 def test_dockerfile_and_compose_run_the_command_the_tests_exercise(raw: dict[str, Any]) -> None:
-    cmd = next(rest for keyword, rest in reversed(_dockerfile_instructions()) if keyword == "CMD")
-    argv = yaml.safe_load(cmd)  # exec form is a JSON list
+    argv = _cmd("api")
     assert argv[:2] == ["digits", "serve"]
     assert raw["services"]["api"]["command"][:6] == argv[:6]
-    assert raw["services"]["ui"]["command"] == ["digits", "ui"]
+    assert raw["services"]["ui"]["command"] == _cmd("ui") == ["digits", "ui"]
+    assert raw["services"]["trainer"]["command"] == _cmd("train")
     digits = REPO_ROOT / ".venv" / "bin" / "digits"
     require(digits.exists(), "the project is not installed in .venv")
-    help_text = subprocess.run(
-        [str(digits), "serve", "--help"], capture_output=True, text=True, timeout=120, check=True
-    ).stdout
-    for flag in ("--host", "--port", "--workers"):
-        assert flag in help_text
+    for command, flags in (
+        ("serve", ("--host", "--port", "--workers")),
+        ("trainer", ("--ready-file",)),
+    ):
+        help_text = subprocess.run(
+            [str(digits), command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        for flag in flags:
+            assert flag in help_text
 
 
 def test_dockerignore_sends_only_the_package() -> None:
