@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     database_password: str | None = None
     retention_days: int | None = None  # drop stored drawings after N days, keep inputs/labels
+    # Session memory (digits.memory): a session's labelled drawings adapt its later answers;
+    # the last session_memory_size of them count.
+    session_memory: bool = True
+    session_memory_size: int = Field(default=200, ge=1)
     spool_dir: Path | None = None  # default data_dir/spool
     log_level: str = "INFO"
     log_json: bool = True

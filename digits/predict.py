@@ -157,17 +157,21 @@ class Predictor:
         """(N, 28, 28) model inputs in [0, 1] -> (N, 10) calibrated digit probabilities."""
         return self.scores(inputs)[0]
 
+    def status(self, probs: np.ndarray, reject: float) -> Status:
+        """The status of an answer: (10,) calibrated digit probabilities and the not-a-digit
+        score, as ``scores`` gives them (``digits.memory.adapt`` applies it to its own)."""
+        if self.rejects and reject >= self.not_a_digit_threshold:
+            return "not_a_digit"
+        if float(probs.max()) < self.uncertain_threshold:
+            return "uncertain"
+        return "ok"
+
     def _prediction(self, probs: np.ndarray, reject: float, model_input: np.ndarray) -> Prediction:
         digit = int(probs.argmax())
-        confidence = float(probs[digit])
-        status: Status
-        if self.rejects and reject >= self.not_a_digit_threshold:
-            status = "not_a_digit"
-        elif confidence < self.uncertain_threshold:
-            status = "uncertain"
-        else:
-            status = "ok"
-        return Prediction(digit, confidence, [float(p) for p in probs], status, model_input)
+        status = self.status(probs, reject)
+        return Prediction(
+            digit, float(probs[digit]), [float(p) for p in probs], status, model_input
+        )
 
     def predict(self, image: decode.ImageInput, **limits: int) -> Prediction:
         """Raises decode.PreprocessError (EmptyImageError for a blank drawing)."""
