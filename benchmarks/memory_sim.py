@@ -41,7 +41,10 @@ from digits.training.pen_benchmark import drawings
 SEED = 20_261_205  # fixed: every run meets the same people in the same order
 LETTER_SHARE = 0.5  # letters per digit a person sends, at most
 BUCKETS = ((0, 10, "1-10"), (10, 20, "11-20"), (20, None, "21+"))
-GROUPS = {"validation": ("validation",), "test+loop": ("test", "loop")}
+GROUPS: dict[str, tuple[pen.Role, ...]] = {
+    "validation": ("validation",),
+    "test+loop": ("test", "loop"),
+}
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,8 @@ def people(roles: Sequence[pen.Role]) -> Iterator[Person]:
         theirs = [s for s in digits if s.writer == writer]
         their_letters = [s for s in letters if s.writer == writer]
         count = min(len(their_letters), math.ceil(LETTER_SHARE * len(theirs)))
-        chosen = rng.choice(len(their_letters), count, replace=False) if count else []
-        samples = theirs + [their_letters[i] for i in sorted(chosen)]
+        chosen = sorted(rng.choice(len(their_letters), count, replace=False)) if count else []
+        samples = theirs + [their_letters[int(i)] for i in chosen]
         yield Person(writer, [samples[i] for i in rng.permutation(len(samples))], index)
 
 
