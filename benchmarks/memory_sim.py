@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from digits import memory, preprocess
 from digits.config import SHIPPED_WEIGHTS, get_settings
@@ -93,19 +92,10 @@ class Step:
         return int(self.label) if self.label.isdigit() else None
 
 
-def features_of(predictor: Predictor, inputs: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) model inputs -> (N, D) penultimate features, as DigitNet computes them."""
-    model = predictor.checkpoint.build_model()
-    batch = torch.from_numpy(preprocess.normalize(inputs.astype(np.float32))[:, None])
-    with torch.inference_mode():
-        return model.features(batch).flatten(1).numpy()
-
-
 def session(predictor: Predictor, person: Person, size: int) -> list[Step]:
     """One person's drawings answered in order, each then labelled into their memory."""
     inputs = np.stack([preprocess.to_model_input(image) for image in person.drawings()])
-    probabilities, rejects = predictor.scores(inputs)
-    features = features_of(predictor, inputs)
+    probabilities, rejects, features = predictor.scores_and_features(inputs)
     entries: list[memory.Entry] = []
     steps = []
     for position, sample in enumerate(person.samples):

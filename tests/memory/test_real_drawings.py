@@ -8,7 +8,6 @@ import uuid
 
 import numpy as np
 import pytest
-import torch
 
 from digits import memory, preprocess
 from digits.config import SHIPPED_WEIGHTS
@@ -32,16 +31,11 @@ def train_digits() -> list[pen.PenSample]:
 
 
 class Drawn:
-    """Drawings as the served model reads them: scores, and penultimate features (computed
-    with torch from the same checkpoint, as ``DigitNet.features`` gives them)."""
+    """Drawings as the served model reads them: scores and penultimate features."""
 
     def __init__(self, predictor: Predictor, samples: list[pen.PenSample], seed: int) -> None:
         inputs = np.stack([preprocess.to_model_input(d) for d in drawings(samples, seed)])
-        self.probabilities, self.rejects = predictor.scores(inputs)
-        model = predictor.checkpoint.build_model()
-        with torch.inference_mode():
-            batch = torch.from_numpy(preprocess.normalize(inputs)[:, None])
-            self.features = model.features(batch).flatten(1).numpy()
+        self.probabilities, self.rejects, self.features = predictor.scores_and_features(inputs)
         self.predictor = predictor
         self.ids = [uuid.uuid4() for _ in samples]
 
