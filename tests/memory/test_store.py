@@ -11,6 +11,7 @@ import pytest
 
 from digits import preprocess
 from digits.db import crud
+from digits.db.models import PredictionRow
 from digits.db.session import Database
 from digits.memory import store
 
@@ -22,7 +23,7 @@ def _predict(database: Database, session_id: uuid.UUID, version: str, pixel: int
     """A stored prediction of the session whose 28x28 input has one lit pixel."""
     model_input = np.zeros((28, 28), np.float32)
     model_input.flat[pixel] = 1.0
-    new = crud.NewPrediction(
+    row = PredictionRow(
         id=uuid.uuid4(),
         created_at=T0 + timedelta(seconds=pixel),
         digit=3,
@@ -38,7 +39,7 @@ def _predict(database: Database, session_id: uuid.UUID, version: str, pixel: int
         session_id=session_id,
     )
     with database.write() as session:
-        return crud.record_prediction(session, new=new)
+        return crud.record_prediction(session, row=row)
 
 
 def _remember(
