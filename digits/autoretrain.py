@@ -1,6 +1,9 @@
 """``DIGITS_RETRAIN_AFTER=N``: after N new corrections since the last retraining, one retraining
 runs, in a separate niced process, one at a time across every replica.
 
+A retraining is a job claimed under a lease, then launched: ``maybe_start`` takes the lease and
+hands its holder id to a launcher, by default ``spawn`` (the background process below).
+
 The right to run is a lease row (``retrain_lease``) taken by a conditional UPDATE: it succeeds
 for exactly one caller while the lease is free or expired, on SQLite and PostgreSQL alike, and
 needs no lock held across the retraining. The lease expires on its own if the retraining process
@@ -14,6 +17,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, insert, or_, select, update
@@ -28,6 +32,9 @@ log = logging.getLogger(__name__)
 LEASE = "retrain"
 LEASE_TTL = timedelta(minutes=30)  # far longer than a retraining takes on two cores
 NICE = 10
+
+# Runs the job claimed by the lease holder whose id it is given; the holder gives the lease back.
+Launch = Callable[[str], None]
 
 
 def corrections_since(session: Session, since: datetime | None) -> int:
@@ -79,30 +86,35 @@ def release(session: Session, holder: str) -> None:
     )
 
 
-def maybe_start(database: Database, after: int | None) -> str | None:
-    """Called after a correction is stored: start a retraining if one is due (its own short
-    transaction takes the lease); returns the lease holder id when one was started."""
-    if not after:
-        return None
-    holder = uuid.uuid4().hex
-    with database.write() as session:
-        if not try_acquire(session, holder, after):
-            return None
+def spawn(holder: str) -> None:
+    """The retraining in a niced process of its own, which releases the lease when it ends."""
     subprocess.Popen(
         [sys.executable, "-m", "digits.autoretrain", holder],
         preexec_fn=lambda: os.nice(NICE),
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+def maybe_start(database: Database, after: int | None, launch: Launch = spawn) -> str | None:
+    """Called after a correction is stored: if a retraining is due, claim it (its own short
+    transaction takes the lease) and launch it; returns the lease holder id when one was."""
+    if not after:
+        return None
+    holder = uuid.uuid4().hex
+    with database.write() as session:
+        if not try_acquire(session, holder, after):
+            return None
+    launch(holder)
     log.info("retraining started in the background (lease %s)", holder)
     return holder
 
 
-def start_if_due(database: Database, after: int) -> None:
+def start_if_due(database: Database, after: int, launch: Launch = spawn) -> None:
     """``maybe_start`` for the API's background task: a database that is away (the correction
     went to the spool) only postpones the check to the next correction."""
     try:
-        maybe_start(database, after)
+        maybe_start(database, after, launch)
     except OperationalError as exc:
         log.warning("retraining check skipped: the database is unreachable (%s)", exc)
 

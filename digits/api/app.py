@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy.exc import SQLAlchemyError
 
+from digits import autoretrain
 from digits.api import errors
 from digits.api.holder import ModelHolder, serving
 from digits.api.metrics import Metrics
@@ -102,8 +103,10 @@ def create_app(
     *,
     predictor: Predictor | None = None,
     run_maintenance: bool = True,
+    retrain_launch: autoretrain.Launch = autoretrain.spawn,
 ) -> FastAPI:
-    """The API. ``predictor`` replaces loading from ``settings.model_path`` (tests)."""
+    """The API. ``predictor`` replaces loading from ``settings.model_path`` (tests);
+    ``retrain_launch`` runs a retraining that DIGITS_RETRAIN_AFTER claimed (tests observe it)."""
     settings = settings or get_settings()
     # Here rather than in the lifespan so that uvicorn's own startup lines are JSON too.
     configure_logging(settings.log_level, json_lines=settings.log_json)
@@ -168,6 +171,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.retrain_launch = retrain_launch
     errors.install(app)
     for router in (predictions.router, admin.router, stats.router, models.router, health.router):
         app.include_router(router)

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from digits import checkpoint as ckpt
 from digits.api import create_app
+from digits.autoretrain import Launch, spawn
 from digits.config import Settings
 from digits.db.migrate import upgrade_head
 from digits.db.testing import temporary_postgres_database
@@ -75,12 +76,18 @@ def make_client(settings: Settings, predictor: Predictor) -> MakeClient:
 
     @contextmanager
     def make(
-        *, predictor_override: Predictor | None = None, load_model: bool = False, **overrides: Any
+        *,
+        predictor_override: Predictor | None = None,
+        load_model: bool = False,
+        retrain_launch: Launch = spawn,
+        **overrides: Any,
     ) -> Iterator[TestClient]:
         clear_database(settings.resolved_database_url)
         app_settings = settings.model_copy(update=overrides)
         served = None if load_model else predictor_override or predictor
-        app = create_app(app_settings, predictor=served, run_maintenance=False)
+        app = create_app(
+            app_settings, predictor=served, run_maintenance=False, retrain_launch=retrain_launch
+        )
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client
 

@@ -1,4 +1,5 @@
-"""DIGITS_RETRAIN_AFTER's lease: one retraining at a time, whoever asks, on both databases."""
+"""DIGITS_RETRAIN_AFTER's lease: one retraining at a time, whoever asks, on both databases
+(tests/api/test_retrain_after.py claims it through the API's PATCHes)."""
 
 from __future__ import annotations
 
@@ -91,19 +92,3 @@ def test_an_expired_lease_is_taken_over(database: Database) -> None:
 def test_off_by_default(database: Database) -> None:
     add_corrections(database, 50)
     assert autoretrain.maybe_start(database, None) is None
-
-
-def test_a_due_retraining_starts_one_niced_process(
-    database: Database, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    started: list[list[str]] = []
-    monkeypatch.setattr(
-        autoretrain.subprocess, "Popen", lambda command, **_: started.append(command)
-    )
-    add_corrections(database, 3)
-    assert autoretrain.maybe_start(database, 5) is None
-    add_corrections(database, 2)
-    holder = autoretrain.maybe_start(database, 5)
-    assert holder is not None
-    assert autoretrain.maybe_start(database, 5) is None  # the first still holds the lease
-    assert started == [[autoretrain.sys.executable, "-m", "digits.autoretrain", holder]]

@@ -190,7 +190,8 @@ def correct_prediction(
     record = store.label(prediction_id, correction.true_label)
     after = request.app.state.settings.retrain_after
     if after:  # DIGITS_RETRAIN_AFTER: maybe start a retraining, once the answer has gone
-        background.add_task(autoretrain.start_if_due, store.database, after)
+        launch = request.app.state.retrain_launch
+        background.add_task(autoretrain.start_if_due, store.database, after, launch)
     return record
 
 
