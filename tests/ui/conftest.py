@@ -1,0 +1,70 @@
+"""Page tests run against the real API app, in this process (see live_api.py)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from live_api import InProcess, LiveApi, start_clock
+
+from digits import checkpoint as ckpt
+from digits.api import create_app
+from digits.config import SHIPPED_WEIGHTS, Settings
+from digits.db.migrate import upgrade_head
+from digits.predict import Predictor
+from digits.ui.client import ApiClient
+
+MakeApi = Callable[..., AbstractContextManager[LiveApi]]
+
+
+@pytest.fixture(scope="session")
+def shipped_checkpoint() -> ckpt.Checkpoint:
+    # The pages are tested on what the app ships: without it they would test nothing real.
+    assert SHIPPED_WEIGHTS.is_file(), f"the shipped weights are missing: {SHIPPED_WEIGHTS}"
+    return ckpt.load(SHIPPED_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def shipped_predictor(shipped_checkpoint: ckpt.Checkpoint) -> Predictor:
+    return Predictor(shipped_checkpoint, source=SHIPPED_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating takes longer than a copy)."""
+    path = tmp_path_factory.mktemp("schema") / "digits.sqlite3"
+    upgrade_head(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def make_api(tmp_path: Path, migrated: Path, shipped_predictor: Predictor) -> MakeApi:
+    """``with make_api(predictor=...) as api:`` the API on a fresh database."""
+
+    @contextmanager
+    def make(predictor: Predictor = shipped_predictor) -> Iterator[LiveApi]:
+        database_file = tmp_path / "digits.sqlite3"
+        shutil.copy(migrated, database_file)
+        settings = Settings(
+            data_dir=tmp_path / "data",
+            database_url=f"sqlite:///{database_file}",
+            spool_dir=tmp_path / "spool",
+            log_json=False,
+        )
+        app = create_app(settings, predictor=predictor, run_maintenance=False)
+        with TestClient(app) as app_client:
+            client = ApiClient("http://testserver", transport=InProcess(app_client))
+            yield LiveApi(app, client, app.state.store.database, start_clock())
+            client.close()
+
+    return make
+
+
+@pytest.fixture
+def api(make_api: MakeApi) -> Iterator[LiveApi]:
+    with make_api() as live:
+        yield live
