@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from live_api import InProcess, LiveApi, start_clock
+from live_api import InProcess, LiveApi, MakeApi, start_clock
 
 from digits import checkpoint as ckpt
 from digits.api import create_app
@@ -17,8 +17,6 @@ from digits.config import SHIPPED_WEIGHTS, Settings
 from digits.db.migrate import upgrade_head
 from digits.predict import Predictor
 from digits.ui.client import ApiClient
-
-MakeApi = Callable[..., AbstractContextManager[LiveApi]]
 
 
 @pytest.fixture(scope="session")
@@ -57,8 +55,9 @@ def make_api(tmp_path: Path, migrated: Path, shipped_predictor: Predictor) -> Ma
         )
         app = create_app(settings, predictor=predictor, run_maintenance=False)
         with TestClient(app) as app_client:
-            client = ApiClient("http://testserver", transport=InProcess(app_client))
-            yield LiveApi(app, client, app.state.store.database, start_clock())
+            transport = InProcess(app_client)
+            client = ApiClient("http://testserver", transport=transport)
+            yield LiveApi(app, client, transport, app.state.store.database, start_clock())
             client.close()
 
     return make

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -47,8 +47,10 @@ class InProcess(httpx.BaseTransport):
 
     def __init__(self, app_client: TestClient) -> None:
         self.app_client = app_client
+        self.sent: list[str] = []  # "METHOD /path" of every request, in order
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.sent.append(f"{request.method} {request.url.path}")
         answer = self.app_client.send(request)
         return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
 
@@ -59,6 +61,7 @@ class LiveApi:
 
     app: FastAPI
     client: ApiClient
+    transport: InProcess
     database: Database
     clock: datetime
 
@@ -102,6 +105,11 @@ class LiveApi:
             session.add(row)
         return str(row.id)
 
+    @property
+    def posts(self) -> int:
+        """How many predictions the UI asked for."""
+        return self.transport.sent.count("POST /api/predictions")
+
     def rows(self) -> list[PredictionRow]:
         """Every stored prediction, newest first."""
         with self.database.read() as session:
@@ -130,6 +138,9 @@ class LiveApi:
             self.store.spool.open()
 
 
+MakeApi = Callable[..., AbstractContextManager[LiveApi]]
+
+
 def start_clock() -> datetime:
-    """An hour ago, on the minute: rows added after it are in the past, a minute apart."""
-    return (utcnow() - timedelta(hours=1)).replace(second=0, microsecond=0)
+    """Six hours ago, on the hour: rows added after it are in the past."""
+    return (utcnow() - timedelta(hours=6)).replace(minute=0, second=0, microsecond=0)

@@ -121,9 +121,10 @@ def _versions(registry: ModelRegistry) -> None:
                     "Parent": m.parent or "",
                     "Trained": m.created_at,
                     "MNIST accuracy": m.metrics.get("mnist_accuracy"),
-                    "Held-out sessions": m.metrics.get("heldout_accuracy"),
-                    "Held-out (sessions / samples)": (
-                        f"{m.metrics['heldout_sessions']} / {m.metrics['heldout_samples']}"
+                    "Held-out accuracy": m.metrics.get("heldout_accuracy"),
+                    "Judged on": (
+                        f"{m.metrics['heldout_samples']} drawings, "
+                        f"{m.metrics['heldout_sessions']} sessions"
                         if "heldout_sessions" in m.metrics
                         else ""
                     ),
@@ -136,7 +137,9 @@ def _versions(registry: ModelRegistry) -> None:
         hide_index=True,
         column_config={
             "MNIST accuracy": st.column_config.NumberColumn(format="percent"),
-            "Held-out sessions": st.column_config.NumberColumn(format="percent"),
+            "Held-out accuracy": st.column_config.NumberColumn(
+                format="percent", help="On the corrections of sessions it never trained on"
+            ),
             "Trained": st.column_config.DatetimeColumn(format="MMM D HH:mm"),
         },
     )
