@@ -1,4 +1,5 @@
-"""Page tests run against the real API app, in this process (see live_api.py)."""
+"""Page tests run against the real API app in this process (live_api.py); browser tests against
+the running stack (e2e.py), one per test module."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from e2e import Stack, running_stack
 from fastapi.testclient import TestClient
 from live_api import InProcess, LiveApi, MakeApi, start_clock
+from playwright.sync_api import Browser
+from support import CHROMIUM_ARGS
 
 from digits import checkpoint as ckpt
 from digits.api import create_app
@@ -67,3 +71,19 @@ def make_api(tmp_path: Path, migrated: Path, shipped_predictor: Predictor) -> Ma
 def api(make_api: MakeApi) -> Iterator[LiveApi]:
     with make_api() as live:
         yield live
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, chromium_path: str) -> Iterator[Stack]:
+    with running_stack(tmp_path_factory.mktemp("e2e")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Browser]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

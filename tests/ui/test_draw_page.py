@@ -22,7 +22,7 @@ from digits.config import SHIPPED_WEIGHTS
 from digits.predict import Predictor
 from digits.ui import present
 from digits.ui.client import ApiClient
-from digits.ui.pages import draw
+from digits.ui.views import draw
 
 BLANK = canvas_png([])
 
@@ -48,7 +48,7 @@ class FakeCanvas:
 
 
 def _page() -> None:
-    from digits.ui.pages import draw
+    from digits.ui.views import draw
 
     draw.render()
 

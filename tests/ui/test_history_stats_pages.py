@@ -8,20 +8,20 @@ from live_api import LiveApi
 from streamlit.testing.v1 import AppTest
 
 from digits.ui.client import ApiClient
-from digits.ui.pages import history
+from digits.ui.views import history
 
 # Nothing listens on port 9 (discard).
 UNREACHABLE = "http://127.0.0.1:9"
 
 
 def _history() -> None:
-    from digits.ui.pages import history
+    from digits.ui.views import history
 
     history.render()
 
 
 def _stats() -> None:
-    from digits.ui.pages import stats
+    from digits.ui.views import stats
 
     stats.render()
 

@@ -12,7 +12,7 @@ import streamlit as st
 
 from digits.schemas import Source
 from digits.ui.client import ApiError
-from digits.ui.pages.result import Shown, error_key, show_answer, show_feedback
+from digits.ui.views.result import Shown, error_key, show_answer, show_feedback
 from digits.ui.session import get_client, show_error, show_flash
 
 CANVAS_SIZE = 280

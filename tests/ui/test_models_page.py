@@ -1,0 +1,89 @@
+"""The Models page under AppTest against the real API: a registry with a promoted retraining,
+and corrections of each version's predictions over several hours."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+from pathlib import Path
+
+from live_api import LiveApi
+from streamlit.testing.v1 import AppTest
+
+from digits import checkpoint as ckpt
+from digits.registry import Registry
+from digits.ui import present
+from digits.ui.client import ApiClient
+
+REPORT = "# Retraining report\n\nDecision: promoted.\n"
+
+
+def _page() -> None:
+    from digits.ui.views import models
+
+    models.render()
+
+
+def run(client: ApiClient) -> AppTest:
+    at = AppTest.from_function(_page, default_timeout=30)
+    at.session_state["api_client"] = client
+    return at.run()
+
+
+def promote_a_retraining(registry: Registry, shipped: ckpt.Checkpoint, tmp_path: Path) -> str:
+    """The shipped weights, then a retrained child of them (another temperature) promoted."""
+    registry.ensure()
+    child = dataclasses.replace(
+        shipped,
+        temperature=shipped.temperature * 1.1,
+        parent=shipped.version,
+        data={"corrections_train": 240},
+        metrics={
+            "mnist_accuracy": 0.9943,
+            "heldout_accuracy": 0.93,
+            "heldout_sessions": 4,
+            "heldout_samples": 40,
+        },
+    )
+    path = tmp_path / "child.pt"
+    ckpt.save(child, path)
+    version, _ = registry.register(path, origin="retrain", report=REPORT)
+    registry.promote(version, reason="better on held-out sessions")
+    return version
+
+
+def test_models_page_shows_the_active_model_history_and_versions(
+    api: LiveApi, shipped_checkpoint: ckpt.Checkpoint, tmp_path: Path
+) -> None:
+    shipped = shipped_checkpoint.version
+    child = promote_a_retraining(api.app.state.registry, shipped_checkpoint, tmp_path)
+    # Ten corrections an hour: the shipped model's, 4 right each hour; then the child's, 9 right.
+    start = api.clock
+    for hour in range(3):
+        version, right = (shipped, 4) if hour < 2 else (child, 9)
+        api.clock = start + timedelta(hours=hour)
+        for i in range(10):
+            api.add(3, true_label=3 if i < right else 5, model_version=version, minutes=5)
+    at = run(api.client)
+
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    # This process serves what the test loaded; the registry's active model is the child.
+    assert metrics["Active model"] == shipped
+    assert f"The registry's active model is {child}" in at.warning[0].value
+    assert metrics["Origin"] == "retrain"
+    assert metrics["MNIST test accuracy"] == present.percent(0.9943)
+    assert "Retraining report" in at.expander[0].markdown[0].value
+    versions, events = (frame.value for frame in at.dataframe)
+    assert list(versions["Version"]) == [child, shipped]
+    assert list(versions.columns).count("Held-out accuracy") == 1
+    assert versions["Held-out accuracy"].iloc[0] == 0.93
+    assert list(versions["Judged on"]) == ["40 drawings, 4 sessions", ""]
+    assert list(events["What"]) == ["promote", "initial"]
+    assert len(at.get("vega_lite_chart")) == 1
+
+
+def test_models_page_reports_an_unreachable_api() -> None:
+    at = run(ApiClient("http://127.0.0.1:9"))
+    assert not at.exception
+    assert "could not be loaded" in at.error[0].value
