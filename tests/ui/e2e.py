@@ -40,13 +40,15 @@ class Stack:
         return f"sqlite:///{self.database}"
 
 
-def trained_model() -> Path:
-    """DIGITS_TEST_MODEL_PATH, else the shipped weights; the tests assert what a trained model
-    reads, so a missing one fails them instead of weakening them."""
-    path = Path(os.environ.get("DIGITS_TEST_MODEL_PATH") or SHIPPED_WEIGHTS)
+def model_setting() -> dict[str, str]:
+    """DIGITS_TEST_MODEL_PATH pins the served model; else the app serves its registry, which
+    starts from the shipped weights. The tests assert what a trained model reads, so a missing
+    one fails them instead of weakening them."""
+    pinned = os.environ.get("DIGITS_TEST_MODEL_PATH")
+    path = Path(pinned) if pinned else SHIPPED_WEIGHTS
     if not path.is_file():
         pytest.fail(f"no trained model for the browser tests at {path}", pytrace=False)
-    return path
+    return {"DIGITS_MODEL_PATH": pinned} if pinned else {}
 
 
 def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -72,7 +74,7 @@ def running_stack(work: Path) -> Iterator[Stack]:
         "DIGITS_DATA_DIR": str(work),
         "DIGITS_DATABASE_URL": f"sqlite:///{database}",
         "DIGITS_LOG_JSON": "false",
-        "DIGITS_MODEL_PATH": str(trained_model()),
+        **model_setting(),
     }
     api_port, ui_port = free_port(), free_port()
     api_url, ui_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}"

@@ -59,7 +59,7 @@ def _draw_label_and_check(
         draw_with_mouse(page, [*strokes, STRAY])
         feedback.wait_for(timeout=ANSWER_TIMEOUT_MS)
         assert ink_at(page, *STRAY[1])
-        page.get_by_role("button", name="Undo stroke").click()
+        page.get_by_role("button", name="Undo", exact=True).click()
         deadline = time.monotonic() + ANSWER_TIMEOUT_MS / 1000
         while ink_at(page, *STRAY[1]) and time.monotonic() < deadline:
             page.wait_for_timeout(200)
