@@ -15,10 +15,10 @@ from fastapi.testclient import TestClient
 
 from digits import checkpoint as ckpt
 from digits.api import create_app
-from digits.autoretrain import Launch, spawn
 from digits.config import Settings
 from digits.db.migrate import upgrade_head
 from digits.db.testing import temporary_postgres_database
+from digits.loop.autoretrain import Launch, spawn
 from digits.model import DigitNet
 from digits.predict import Predictor
 

@@ -10,9 +10,9 @@ import pytest
 from api_helpers import MakeClient, drawing, post_drawing
 from sqlalchemy import delete
 
-from digits import autoretrain
 from digits.db.models import RetrainLeaseRow
 from digits.db.session import Database
+from digits.loop import autoretrain
 
 
 def _drop_lease(url: str) -> None:

@@ -11,7 +11,7 @@ from live_api import LiveApi
 from streamlit.testing.v1 import AppTest
 
 from digits import checkpoint as ckpt
-from digits.registry import Registry
+from digits.loop.registry import Registry
 from digits.ui import present
 from digits.ui.client import ApiClient
 
