@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 import streamlit as st
 
+from digits.config import BRUSH_RANGE, CANVAS_SIZE, DEFAULT_BRUSH
 from digits.schemas import Source
 from digits.ui.client import ApiError
 from digits.ui.session import get_client, show_error, show_flash
@@ -21,9 +22,6 @@ from digits.ui.views.result import (
     show_feedback,
 )
 
-CANVAS_SIZE = 280
-BRUSH_RANGE = (8, 40)
-DEFAULT_BRUSH = 20
 INK = "#000000"
 PAPER = "#FFFFFF"
 UPLOAD_TYPES = ["png", "jpg", "jpeg"]
