@@ -14,6 +14,7 @@ from digits import checkpoint as ckpt
 from digits.loop.registry import Registry
 from digits.ui import present
 from digits.ui.client import ApiClient
+from digits.ui.views import models
 
 REPORT = "# Retraining report\n\nDecision: promoted.\n"
 
@@ -80,7 +81,29 @@ def test_models_page_shows_the_active_model_history_and_versions(
     assert versions["Held-out accuracy"].iloc[0] == 0.93
     assert list(versions["Judged on"]) == ["40 drawings, 4 sessions", ""]
     assert list(events["What"]) == ["promote", "initial"]
-    assert len(at.get("vega_lite_chart")) == 1
+    [chart] = at.get("vega_lite_chart")
+    assert '"line"' in chart.proto.spec  # three hours: accuracy over time
+    assert "per hour of the prediction" in at.caption[0].value
+
+
+def test_corrections_from_one_hour_are_a_bar_per_version_not_one_point(
+    api: LiveApi, shipped_checkpoint: ckpt.Checkpoint, tmp_path: Path
+) -> None:
+    shipped = shipped_checkpoint.version
+    child = promote_a_retraining(api.app.state.registry, shipped_checkpoint, tmp_path)
+    for version, right in ((shipped, 4), (child, 9)):
+        for i in range(10):
+            api.add(3, true_label=3 if i < right else 5, model_version=version, minutes=2)
+    at = run(api.client)
+
+    [chart] = at.get("vega_lite_chart")
+    assert '"line"' not in chart.proto.spec
+    assert chart.proto.spec.count('"bar"') == 1
+    bars = models.accuracy_bars(api.client.model_accuracy()).data
+    assert sorted(zip(bars["version"], bars["text"], strict=True)) == sorted(
+        [(shipped, "40% of 10"), (child, "90% of 10")]
+    )
+    assert "the chart over time appears once they span more than one hour" in (at.caption[0].value)
 
 
 def test_models_page_reports_an_unreachable_api() -> None:
