@@ -79,7 +79,7 @@ def per_digit_accuracy(
     )
     bars = base.mark_bar(color=ACCENT)
     labels = base.mark_text(
-        baseline="bottom", dy=-3, lineBreak="\n", fontSize=10, color="#111827"
+        baseline="bottom", dy=-15, lineBreak="\n", fontSize=10, color="#111827"
     ).encode(text="text:N")
     # Room above the bars for their two-line labels.
     return (bars + labels).properties(padding={"top": 28})

@@ -3,6 +3,7 @@ weights, and the UI's own `ApiClient` talking to it through Starlette's TestClie
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +18,11 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import select
 
+from digits import checkpoint as ckpt
 from digits.api.store import PredictionStore
 from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database
+from digits.loop.registry import Registry
 from digits.ui.client import ApiClient
 
 # Canvas pixels (280x280) of a clear "7" and of the letter "H", as the canvas sends them.
@@ -136,6 +139,34 @@ class LiveApi:
             self.store.database.dispose()
             self.store.database = healthy
             self.store.spool.open()
+
+
+REPORT = "# Retraining report\n\nDecision: promoted.\n"
+
+
+def promote_a_retraining(
+    registry: Registry, shipped: ckpt.Checkpoint, tmp_path: Path, *, at: datetime | None = None
+) -> str:
+    """The shipped weights, then a retrained child of them (another temperature) promoted
+    (``at`` that time, else now)."""
+    registry.ensure()
+    child = dataclasses.replace(
+        shipped,
+        temperature=shipped.temperature * 1.1,
+        parent=shipped.version,
+        data={"corrections_train": 240},
+        metrics={
+            "mnist_accuracy": 0.9943,
+            "heldout_accuracy": 0.93,
+            "heldout_sessions": 4,
+            "heldout_samples": 40,
+        },
+    )
+    path = tmp_path / "child.pt"
+    ckpt.save(child, path)
+    version, _ = registry.register(path, origin="retrain", report=REPORT)
+    registry.record_activation(version, "promote", "better on held-out sessions", at=at)
+    return version
 
 
 MakeApi = Callable[..., AbstractContextManager[LiveApi]]

@@ -87,7 +87,7 @@ def test_history_corrects_a_label(api: LiveApi) -> None:
     first = api.add(4)
     api.add(9)
     at = run(_history, api)
-    at.selectbox(key="history_fix_id").set_value(first).run()
+    next(s for s in at.selectbox if s.label.startswith("Prediction")).set_value(first).run()
     at.selectbox(key=f"history_label_{first}").set_value(9).run()
     at.button(key="history_save").click().run()
 

@@ -3,20 +3,16 @@ and corrections of each version's predictions over several hours."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
-from live_api import LiveApi
+from live_api import LiveApi, promote_a_retraining
 from streamlit.testing.v1 import AppTest
 
 from digits import checkpoint as ckpt
-from digits.loop.registry import Registry
 from digits.ui import present
 from digits.ui.client import ApiClient
 from digits.ui.views import models
-
-REPORT = "# Retraining report\n\nDecision: promoted.\n"
 
 
 def _page() -> None:
@@ -29,28 +25,6 @@ def run(client: ApiClient) -> AppTest:
     at = AppTest.from_function(_page, default_timeout=30)
     at.session_state["api_client"] = client
     return at.run()
-
-
-def promote_a_retraining(registry: Registry, shipped: ckpt.Checkpoint, tmp_path: Path) -> str:
-    """The shipped weights, then a retrained child of them (another temperature) promoted."""
-    registry.ensure()
-    child = dataclasses.replace(
-        shipped,
-        temperature=shipped.temperature * 1.1,
-        parent=shipped.version,
-        data={"corrections_train": 240},
-        metrics={
-            "mnist_accuracy": 0.9943,
-            "heldout_accuracy": 0.93,
-            "heldout_sessions": 4,
-            "heldout_samples": 40,
-        },
-    )
-    path = tmp_path / "child.pt"
-    ckpt.save(child, path)
-    version, _ = registry.register(path, origin="retrain", report=REPORT)
-    registry.promote(version, reason="better on held-out sessions")
-    return version
 
 
 def test_models_page_shows_the_active_model_history_and_versions(
