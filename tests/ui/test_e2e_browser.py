@@ -73,7 +73,7 @@ def _draw_label_and_check(
     # In view where the pen lifted, with no scrolling: on a phone too.
     box, view = answered.bounding_box(), page.viewport_size
     assert box is not None and view is not None
-    assert 0 <= box["y"] and box["y"] + box["height"] <= view["height"], (box, view)
+    assert box["y"] >= 0 and box["y"] + box["height"] <= view["height"], (box, view)
     expect(page.get_by_text(re.compile(r"^The model is .* it is an? \d "))).to_be_in_viewport()
 
     # The true digit, from the "No, the right digit is" / "Or pick the digit you drew" row.
