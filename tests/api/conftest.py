@@ -18,7 +18,6 @@ from digits.api import create_app
 from digits.config import Settings
 from digits.db.migrate import upgrade_head
 from digits.db.testing import temporary_postgres_database
-from digits.loop.autoretrain import Launch, spawn
 from digits.model import DigitNet
 from digits.predict import Predictor
 
@@ -37,7 +36,7 @@ def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def predictor(checkpoint_path: Path) -> Predictor:
     # threshold 0: an untrained model's answers still count as "ok" unless a test says otherwise
-    return Predictor(ckpt.load(checkpoint_path), uncertain_threshold=0.0, source=checkpoint_path)
+    return Predictor(ckpt.read(checkpoint_path), uncertain_threshold=0.0, source=checkpoint_path)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)
@@ -76,18 +75,12 @@ def make_client(settings: Settings, predictor: Predictor) -> MakeClient:
 
     @contextmanager
     def make(
-        *,
-        predictor_override: Predictor | None = None,
-        load_model: bool = False,
-        retrain_launch: Launch = spawn,
-        **overrides: Any,
+        *, predictor_override: Predictor | None = None, load_model: bool = False, **overrides: Any
     ) -> Iterator[TestClient]:
         clear_database(settings.resolved_database_url)
         app_settings = settings.model_copy(update=overrides)
         served = None if load_model else predictor_override or predictor
-        app = create_app(
-            app_settings, predictor=served, run_maintenance=False, retrain_launch=retrain_launch
-        )
+        app = create_app(app_settings, predictor=served, run_maintenance=False)
         with TestClient(app, raise_server_exceptions=False) as client:
             yield client
 

@@ -32,7 +32,7 @@ def shipped_checkpoint() -> ckpt.Checkpoint:
 
 @pytest.fixture(scope="session")
 def shipped_predictor(shipped_checkpoint: ckpt.Checkpoint) -> Predictor:
-    return Predictor(shipped_checkpoint, source=SHIPPED_WEIGHTS)
+    return Predictor(ckpt.read(SHIPPED_WEIGHTS), source=SHIPPED_WEIGHTS)
 
 
 @pytest.fixture(scope="session")

@@ -162,10 +162,10 @@ def test_failed_label_keeps_the_drawing_and_says_why(
 
 
 def test_uncertain_answer_is_explained_not_shown_as_a_digit(
-    make_api: MakeApi, canvas: FakeCanvas, shipped_checkpoint: ckpt.Checkpoint
+    make_api: MakeApi, canvas: FakeCanvas
 ) -> None:
     # Nothing is certain enough for a threshold of 1: the answer is uncertain, with its guess.
-    strict = Predictor(shipped_checkpoint, uncertain_threshold=1.0, source=SHIPPED_WEIGHTS)
+    strict = Predictor(ckpt.read(SHIPPED_WEIGHTS), uncertain_threshold=1.0, source=SHIPPED_WEIGHTS)
     with make_api(strict) as api:
         at = start(api)
         canvas.stroke()

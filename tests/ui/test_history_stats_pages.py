@@ -7,7 +7,8 @@ from pathlib import Path
 from live_api import LiveApi
 from streamlit.testing.v1 import AppTest
 
-from digits.ui.client import ApiClient
+from digits.ui import present
+from digits.ui.client import ApiClient, HistoryFilter
 from digits.ui.views import history
 
 # Nothing listens on port 9 (discard).
@@ -124,11 +125,12 @@ def test_history_labels_a_drawing_not_a_digit(api: LiveApi) -> None:
 def test_history_csv_export_has_every_matching_row(api: LiveApi) -> None:
     for i in range(130):
         api.add(i % 10, true_label=(i % 10) if i % 3 else None)
-    csv_text = history._export(api.client, history.Filters(None, "unlabelled", None, None))
+    csv_text = history._export(api.client, HistoryFilter(outcome="unlabelled"))
     lines = csv_text.strip().splitlines()
-    assert lines[0].startswith("id,created_at,digit,confidence,status,true_label")
+    assert lines[0].startswith("id,digit,confidence,p0,")
     assert len(lines) == 1 + sum(1 for i in range(130) if i % 3 == 0)
-    assert all(line.split(",")[5] == "" for line in lines[1:])
+    label = present.CSV_COLUMNS.index("true_label")
+    assert all(line.split(",")[label] == "" for line in lines[1:])
 
 
 def test_history_empty_and_failure_messages(api: LiveApi) -> None:

@@ -51,9 +51,9 @@ def test_models_page_shows_the_active_model_history_and_versions(
     assert "Retraining report" in at.expander[0].markdown[0].value
     versions, events = (frame.value for frame in at.dataframe)
     assert list(versions["Version"]) == [child, shipped]
-    assert list(versions.columns).count("Held-out accuracy") == 1
-    assert versions["Held-out accuracy"].iloc[0] == 0.93
-    assert list(versions["Judged on"]) == ["40 drawings, 4 sessions", ""]
+    assert [c for c in versions.columns if "fold" in c or "Held" in c] == ["Sessions, out of fold"]
+    assert versions["Sessions, out of fold"].iloc[0] == 0.93
+    assert list(versions["Judged on (sessions / samples)"]) == ["4 / 40", ""]
     assert list(events["What"]) == ["promote", "initial"]
     [chart] = at.get("vega_lite_chart")
     assert '"line"' in chart.proto.spec  # three hours: accuracy over time
