@@ -17,7 +17,7 @@ SHIPPED_WEIGHTS = PACKAGE_DIR / "weights" / "model.pt"
 # The drawing canvas, in its own pixels: the UI's, and the one synthetic drawings imitate.
 CANVAS_SIZE = 280
 BRUSH_RANGE = (8, 40)  # the thinnest and thickest brush a person can pick
-DEFAULT_BRUSH = 20  # the brush the canvas starts with
+DEFAULT_BRUSH = 18  # the brush the canvas starts with, and the synthetic drawings' default
 
 # Below this calibrated confidence an answer is reported as "uncertain" (with its best guess).
 DEFAULT_UNCERTAIN_THRESHOLD = 0.6
