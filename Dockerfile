@@ -18,8 +18,14 @@ COPY pyproject.toml README.md ./
 COPY digits ./digits
 RUN pip install .
 
+# Serving needs none of: pip and setuptools, the libraries' own test suites, ONNX Runtime's
+# model tooling (quantisation, transformer optimisers, converters; serving only runs sessions).
 FROM build AS build-api
-RUN pip uninstall --yes pip
+RUN site="$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")" \
+    && pip uninstall --yes setuptools pip \
+    && find "$site" -depth -type d -name tests -exec rm -rf {} + \
+    && rm -rf "$site"/onnxruntime/transformers "$site"/onnxruntime/quantization \
+        "$site"/onnxruntime/tools "$site"/onnxruntime/datasets
 
 # What every image shares: the unprivileged user and the data folder. /data/spool exists, owned
 # by that user, so that a fresh named volume mounted there inherits the ownership (Docker copies

@@ -1,5 +1,6 @@
 """The `digits predict --json` contract: one object per input file, one per line, in order."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from digits import checkpoint as ckpt
@@ -105,3 +107,19 @@ def test_not_a_digit_is_printed_with_its_best_guess(tmp_path: Path) -> None:
     plain = _run("--model", str(model), str(path), **refuse)
     assert plain.stdout.startswith(f"{path}: {line['digit']} (")
     assert plain.stdout.rstrip().endswith(", not_a_digit)")
+
+
+def test_the_ui_without_its_extra_says_which_to_install(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`pip install digits` serves the API alone; `digits ui` then names the extra it lacks."""
+    from digits import cli
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "streamlit" else find_spec(name, *a),
+    )
+    assert cli.main(["ui", "--port", "1"]) == 1
+    assert "pip install 'digits[ui]'" in caplog.text
