@@ -1,4 +1,5 @@
-"""`digits` command line: train | evaluate | predict | serve | ui | up | migrate | models | retrain."""
+"""`digits` command line: train | evaluate | predict | read | serve | ui | up | migrate | models |
+retrain."""
 
 from __future__ import annotations
 
@@ -84,6 +85,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from digits.predict_cli import run_predict
 
     return run_predict(args.files, as_json=args.json, model=args.model)
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from digits.api.holder import serving
+    from digits.config import get_settings
+    from digits.numbers import NumberReader, read_files
+    from digits.predict import Predictor
+    from digits.registry import Registry
+
+    settings = get_settings()
+    if args.model:
+        predictor = Predictor.from_checkpoint(args.model)
+    else:  # the model the API serves, as `digits predict` reads with
+        predictor = serving(settings, Registry.from_settings(settings))[0]()
+    reader = NumberReader(predictor, max_digits=settings.max_number_digits)
+    for line in read_files(reader, args.files):
+        if args.json:
+            sys.stdout.write(json.dumps(line) + "\n")
+        elif line["number"] is not None:
+            percent = round(100 * line["confidence"])
+            sys.stdout.write(f"{line['file']}: {line['number']} ({line['status']}, {percent} %)\n")
+        else:
+            sys.stdout.write(
+                f"{line['file']}: {line['status']} {line.get('error', '')}".rstrip() + "\n"
+            )
+    sys.stdout.flush()
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -176,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per file per line")
     predict.add_argument("--model", type=Path, default=None, help="default: the active model")
     predict.set_defaults(func=cmd_predict)
+
+    read = sub.add_parser("read", help="read the whole number written in image files")
+    read.add_argument("files", nargs="+", type=Path)
+    read.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    read.add_argument("--model", type=Path, default=None, help="default: the active model")
+    read.set_defaults(func=cmd_read)
 
     serve = sub.add_parser("serve", help="run the prediction API (migrates the database first)")
     serve.add_argument("--host", default=settings.host)

@@ -12,8 +12,9 @@ wide to be a digit of this line.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -220,3 +221,17 @@ def _best_split(spans: list[tuple[int, int]], scores: np.ndarray, count: int) ->
         chosen.append(last[j])
         j = spans[last[j]][0]
     return chosen[::-1]
+
+
+def read_files(reader: NumberReader, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    """`digits read --json`: one record a file, in order. A file that cannot be read is an
+    ``error`` record, a blank one ``empty``; neither stops the rest."""
+    for path in files:
+        line: dict[str, Any] = {"file": str(path), "number": None, "confidence": None}
+        try:
+            line |= reader.read(path.read_bytes()).as_dict()
+        except decode.EmptyImageError:
+            line |= {"status": "empty", "digits": []}
+        except (decode.PreprocessError, OSError) as exc:
+            line |= {"status": "error", "digits": [], "error": str(exc)}
+        yield line
