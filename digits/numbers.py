@@ -6,8 +6,8 @@ Grouping: every run of up to MAX_GROUP neighbouring atoms is a candidate digit, 
 network; dynamic programming picks the split of the line whose pieces read best. A piece's
 score is the log of its best digit's probability plus a share of the not-a-digit probability
 (so a letter stays one piece rather than being split into digit-like strokes, while two digits
-read as one "pair" piece lose to reading them apart), less a cost for pieces too short or too
-wide to be a digit of this line.
+read as one "pair" piece lose to reading them apart), less a cost for pieces too short to be
+a digit of this line and for the ink cut to make them.
 """
 
 from __future__ import annotations
@@ -26,19 +26,31 @@ from digits.predict import Prediction, Predictor
 
 NumberStatus = Literal["ok", "uncertain", "not_a_number"]
 
+# The line is read shrunk to about this many pixels high: the framing brings every digit down
+# to 20x20 anyway, and segmenting a quarter of the pixels takes a quarter of the time.
+WORK_HEIGHT = 100
 MAX_STROKES = 64
 MAX_STROKE_POINTS = 4096
-MAX_GROUP = 4  # a digit is at most this many atoms
+MAX_GROUP = 6  # a digit is at most this many atoms
 MAX_GROUP_WIDTH = 1.6  # line heights: no group of atoms wider than this is read as one digit
-# Fitted on `validation` writers' numbers (benchmarks/numbers_bench.py --role validation).
+# How pieces are scored, tuned on `validation` writers' numbers (benchmarks/numbers_bench.py
+# --role validation): the share of the not-a-digit probability a piece is credited with (none
+# lets letters be split into digit-like strokes), the cost of a piece shorter than this share
+# of the line (a 5's flag alone), and of each stroke a cut goes through (a cut through a 0
+# crosses two, one between touching digits mostly one).
 NOT_A_DIGIT_SHARE = 0.5
-SHORT_HEIGHT, SHORT_COST = 0.55, 10.0  # a piece shorter than this share of the line is a part
-WIDE_WIDTH, WIDE_COST = 1.0, 0.0  # a piece wider than this many line heights is several
-CUT_COST = 0.5  # for each stroke a cut goes through: a cut through a 0 crosses two
-# The whole number's confidence is the product of the digits' confidences raised to this
-# power, fitted (maximum likelihood) on `validation` writers' numbers: it also carries the
-# chance that the line was cut wrongly, which no single digit's confidence knows of.
-CONFIDENCE_POWER = 1.0
+SHORT_HEIGHT, SHORT_COST = 0.55, 10.0
+CUT_COST = 0.3
+# The pieces' scores are not log-likelihoods; scaled by this they weigh one count of digits
+# against another about as well as they can.
+SPLIT_SHARPNESS = 3.0
+# The whole number's confidence: (how sure the count of digits is x the product of the
+# digits' calibrated confidences) ** CONFIDENCE_POWER, the power of highest likelihood on
+# `validation` writers' numbers (the script above prints it).
+CONFIDENCE_POWER = 0.5
+# A number is answered `ok` from this confidence up: at most 1 % of `validation` writers'
+# numbers are then answered `ok` and wrong.
+OK_CONFIDENCE = 0.9
 
 
 class TooManyDigitsError(decode.PreprocessError):
@@ -105,7 +117,11 @@ class NumberReader:
     ) -> NumberReading:
         """Raises decode.PreprocessError: EmptyImageError for a blank drawing,
         TooManyDigitsError past max_digits pieces."""
-        ink = preprocess.ink_map(image, **limits)
+        full = preprocess.ink_map(image, **limits)
+        shrink = _shrink_factor(full)
+        ink = _shrunk(full, shrink)
+        if strokes:
+            strokes = [np.asarray(s, np.float64) / shrink for s in strokes]
         atoms, height = segment.atoms(ink, strokes)
         if len(atoms) > MAX_GROUP * self.max_digits:
             raise TooManyDigitsError(self._too_many(len(atoms)))
@@ -114,32 +130,52 @@ class NumberReader:
         scores = _scores(self.predictor.logits(inputs)) - [
             _shape_cost(atoms[i:j], height) for i, j in spans
         ]
-        chosen = _best_split(spans, scores, len(atoms))
+        chosen, certainty = _best_split(spans, scores, len(atoms))
         if len(chosen) > self.max_digits:
             raise TooManyDigitsError(self._too_many(len(chosen)))
         predictions = self.predictor.predict_inputs(inputs[chosen])
-        digits = tuple(
-            DigitReading(p, _box(atoms[spans[k][0] : spans[k][1]]))
-            for p, k in zip(predictions, chosen, strict=True)
-        )
-        return self._reading(digits)
+        height_px, width_px = full.shape
+        digits = []
+        for prediction, k in zip(predictions, chosen, strict=True):
+            x0, y0, x1, y1 = (v * shrink for v in _box(atoms[spans[k][0] : spans[k][1]]))
+            box = (x0, y0, min(x1, width_px), min(y1, height_px))
+            digits.append(DigitReading(prediction, box))
+        return self._reading(digits, certainty)
 
     def _too_many(self, count: int) -> str:
         return f"the drawing holds {count} pieces; a number has at most {self.max_digits} digits"
 
-    def _reading(self, digits: tuple[DigitReading, ...]) -> NumberReading:
+    def _reading(self, digits: list[DigitReading], certainty: float) -> NumberReading:
         confidences = np.array([d.prediction.confidence for d in digits])
-        confidence = float(np.prod(confidences) ** CONFIDENCE_POWER)
+        confidence = float((certainty * np.prod(confidences)) ** CONFIDENCE_POWER)
         status: NumberStatus
         statuses = {d.prediction.status for d in digits}
         if "not_a_digit" in statuses:
             status = "not_a_number"
-        elif "uncertain" in statuses or confidence < self.predictor.uncertain_threshold:
+        elif "uncertain" in statuses or confidence < OK_CONFIDENCE:
             status = "uncertain"
         else:
             status = "ok"
         number = "".join(str(d.prediction.digit) for d in digits)
-        return NumberReading(number, confidence, status, digits)
+        return NumberReading(number, confidence, status, tuple(digits))
+
+
+def _shrink_factor(ink: np.ndarray) -> int:
+    """The whole factor that brings the written line to about WORK_HEIGHT pixels high."""
+    rows = np.flatnonzero(ink.max(axis=1) > 0)
+    return max(1, round((rows[-1] - rows[0] + 1) / WORK_HEIGHT))
+
+
+def _shrunk(ink: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of each factor x factor block (the edges padded with no ink), noise floor kept."""
+    if factor == 1:
+        return ink
+    h, w = -(-ink.shape[0] // factor) * factor, -(-ink.shape[1] // factor) * factor
+    padded = np.zeros((h, w), np.float32)
+    padded[: ink.shape[0], : ink.shape[1]] = ink
+    small = padded.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    small[small < preprocess.NOISE_FLOOR] = 0.0
+    return small
 
 
 def _spans(atoms: list[segment.Atom], height: float) -> list[tuple[int, int]]:
@@ -190,12 +226,11 @@ def _scores(logits: np.ndarray) -> np.ndarray:
 
 
 def _shape_cost(atoms: Sequence[segment.Atom], height: float) -> float:
-    """What speaks against the atoms being one digit: too short or too wide for the line, and
-    the strokes cut to set them apart from the rest of their piece (half of each cut: the
-    piece on its other side pays the other half)."""
-    x0, y0, x1, y1 = _box(atoms)
+    """What speaks against the atoms being one digit: too short for the line, and the strokes
+    cut to set them apart from the rest of their piece (half of each cut: the piece on its
+    other side pays the other half)."""
+    _, y0, _, y1 = _box(atoms)
     short = max(0.0, SHORT_HEIGHT - (y1 - y0) / height)
-    wide = max(0.0, (x1 - x0) / height - WIDE_WIDTH)
     parts = {(a.source, a.part) for a in atoms}
     cut = sum(
         (a.cut_before if (a.source, a.part - 1) not in parts else 0.0)
@@ -203,16 +238,25 @@ def _shape_cost(atoms: Sequence[segment.Atom], height: float) -> float:
         for a in atoms
         if a.source >= 0
     )
-    return SHORT_COST * short + WIDE_COST * wide + CUT_COST * cut / 2
+    return SHORT_COST * short + CUT_COST * cut / 2
 
 
-def _best_split(spans: list[tuple[int, int]], scores: np.ndarray, count: int) -> list[int]:
-    """The spans (indices) that cover atoms 0..count-1 in order with the highest total score."""
+def _best_split(
+    spans: list[tuple[int, int]], scores: np.ndarray, count: int
+) -> tuple[list[int], float]:
+    """The spans (indices) that cover atoms 0..count-1 in order with the highest total score,
+    and the share of all splits (scores read as log-likelihoods) that make as many pieces:
+    how sure the count of digits is. Splits that differ only in where a sliver goes agree
+    on the count, so they do not make it less sure."""
     best = np.full(count + 1, -np.inf)
     best[0] = 0.0
     last = [-1] * (count + 1)
+    # every[j, c]: log of the summed likelihood of the splits of atoms[:j] into c pieces.
+    every = np.full((count + 1, count + 1), -np.inf)
+    every[0, 0] = 0.0
     for k in sorted(range(len(spans)), key=lambda k: spans[k][1]):
         i, j = spans[k]
+        every[j, 1:] = np.logaddexp(every[j, 1:], every[i, :-1] + SPLIT_SHARPNESS * scores[k])
         if best[i] + scores[k] > best[j]:
             best[j] = best[i] + scores[k]
             last[j] = k
@@ -220,7 +264,8 @@ def _best_split(spans: list[tuple[int, int]], scores: np.ndarray, count: int) ->
     while j > 0:
         chosen.append(last[j])
         j = spans[last[j]][0]
-    return chosen[::-1]
+    total = np.logaddexp.reduce(every[count])
+    return chosen[::-1], float(np.exp(every[count, len(chosen)] - total))
 
 
 def read_files(reader: NumberReader, files: Sequence[Path]) -> Iterator[dict[str, Any]]:

@@ -18,12 +18,13 @@ from PIL import Image, ImageDraw
 from digits.preprocess import stroke_width
 
 # A piece wider than this many line heights may hold several digits: it is offered cuts.
-SPLIT_WIDTH = 0.75
+SPLIT_WIDTH = 0.5
 # Cuts are tried no closer than this (line heights) to a piece's edge or to each other.
-CUT_MARGIN = 0.18
+CUT_MARGIN = 0.15
 # A cut may wander this far (line heights) from the column where it starts.
 CUT_REACH = 0.2
-CUT_SPACING = 0.3  # at most one cut tried per this many line heights of a piece's width
+CUT_STEP = 0.03  # cut paths start this far apart (line heights); the cheapest are kept
+CUT_SPACING = 0.35  # at most one cut tried per this many line heights of a piece's width
 CUT_TURN_COST = 0.02  # ink crossed is 1 a pixel; turning sideways costs this much a step
 SPECK = 0.06  # pieces smaller than this a side (line heights) are dust, not writing
 
@@ -154,59 +155,64 @@ def _by_strokes(atom: Atom, strokes: Sequence[np.ndarray], width: float) -> list
     ]
 
 
-def _cut_path(ink: np.ndarray, column: int, reach: int) -> np.ndarray:
-    """The top-to-bottom path through the least ink that starts within ``reach`` of
-    ``column`` -> the path's column in each row."""
-    lo, hi = max(column - reach, 0), min(column + reach + 1, ink.shape[1])
-    cost = ink[:, lo:hi].astype(np.float64)
-    width = hi - lo
+def _cut_paths(ink: np.ndarray, columns: list[int], reach: int) -> list[np.ndarray]:
+    """For each column, the top-to-bottom path through the least ink that stays within
+    ``reach`` of it -> the path's column in each row. All the windows step down the rows
+    together: one pass of small array operations a row, whatever the number of cuts."""
+    width = 2 * reach + 1
+    padded = np.pad(ink.astype(np.float64), ((0, 0), (reach, reach)), constant_values=np.inf)
+    starts = np.array(columns)
+    cost = np.stack([padded[:, c : c + width] for c in starts], axis=1)  # (H, cuts, width)
     total = cost[0].copy()
     came = np.zeros(cost.shape, np.int8)
-    inf = np.full(1, np.inf)
+    shifted = np.full(total.shape, np.inf)
     for y in range(1, len(cost)):
-        options = np.stack(
-            [
-                np.concatenate([inf, total[:-1]]) + CUT_TURN_COST,
-                total,
-                np.concatenate([total[1:], inf]) + CUT_TURN_COST,
-            ]
-        )
-        step = options.argmin(axis=0)
-        came[y] = step - 1
-        total = options[step, np.arange(width)] + cost[y]
-    path = np.empty(len(cost), np.int64)
-    path[-1] = int(total.argmin())
+        from_left = shifted.copy()
+        from_left[:, 1:] = total[:, :-1] + CUT_TURN_COST
+        from_right = shifted.copy()
+        from_right[:, :-1] = total[:, 1:] + CUT_TURN_COST
+        best = np.minimum(total, np.minimum(from_left, from_right))
+        came[y] = np.where(best == total, 0, np.where(best == from_left, -1, 1))
+        total = best + cost[y]
+    paths = np.empty((len(starts), len(cost)), np.int64)
+    paths[:, -1] = total.argmin(axis=1)
+    cuts = np.arange(len(starts))
     for y in range(len(cost) - 1, 0, -1):
-        path[y - 1] = path[y] + came[y, path[y]]
-    return path + lo
+        paths[:, y - 1] = paths[:, y] + came[y, cuts, paths[:, y]]
+    return list(paths + (starts - reach)[:, None])
 
 
-def _cut_columns(atom: Atom, height: float) -> list[int]:
-    """Where to try cuts in a wide atom: the columns with least ink, apart from each other."""
+def _cuts(local: np.ndarray, height: float) -> list[np.ndarray]:
+    """The cheapest cut paths through a wide atom's ink (``local``), apart from each other and
+    from its edges, at most one per CUT_SPACING line heights of its width, left to right."""
     margin = max(1, round(CUT_MARGIN * height))
-    profile = atom.mask.sum(axis=0).astype(np.float64)
-    kernel = np.ones(5) / 5
-    smooth = np.convolve(profile, kernel, mode="same")
-    wanted = int(atom.mask.shape[1] / (CUT_SPACING * height))
-    chosen: list[int] = []
-    for x in np.argsort(smooth[margin:-margin], kind="stable") + margin:
+    span = local.shape[1]
+    starts = list(range(margin, span - margin, max(1, round(CUT_STEP * height))))
+    if not starts:
+        return []
+    paths = _cut_paths(local, starts, max(1, round(CUT_REACH * height)))
+    rows = np.arange(len(local))
+    costs = [float(local[rows, p].sum()) for p in paths]
+    wanted = int(span / (CUT_SPACING * height))
+    chosen: list[np.ndarray] = []
+    for k in np.argsort(costs, kind="stable"):
         if len(chosen) >= wanted:
             break
-        if all(abs(int(x) - c) >= margin for c in chosen):
-            chosen.append(int(x))
-    return sorted(chosen)
+        centre = paths[k].mean()
+        inside = margin <= centre <= span - margin
+        if inside and all(abs(centre - c.mean()) >= margin for c in chosen):
+            chosen.append(paths[k])
+    return sorted(chosen, key=lambda p: float(p.mean()))
 
 
 def _split(atom: Atom, ink: np.ndarray, height: float, width: float, source: int) -> list[Atom]:
     """A wide atom -> the parts between its cut paths, left to right."""
     if atom.mask.shape[1] <= SPLIT_WIDTH * height:
         return [atom]
-    columns = _cut_columns(atom, height)
-    if not columns:
-        return [atom]
     local = ink[atom.top : atom.bottom, atom.left : atom.right] * atom.mask
-    reach = max(1, round(CUT_REACH * height))
-    paths = [_cut_path(local, c, reach) for c in columns]
+    paths = _cuts(local, height)
+    if not paths:
+        return [atom]
     rows = np.arange(len(local))
     crossed = [0.0] + [float(atom.mask[rows, p].sum()) / max(width, 1.0) for p in paths] + [0.0]
     grid = np.arange(atom.mask.shape[1])[None, :]
@@ -243,4 +249,6 @@ def atoms(ink: np.ndarray, strokes: Sequence[np.ndarray] | None = None) -> tuple
     if strokes:
         kept = [part for a in kept for part in _by_strokes(a, strokes, width)]
     parts = [part for n, a in enumerate(kept) for part in _split(a, ink, height, width, n)]
+    # Slivers a stroke or a cut leaves behind are less than a dab of the pen: not writing.
+    parts = [a for a in parts if a.mask.sum() >= width**2 / 2] or parts
     return sorted(parts, key=lambda a: a.centre), height
