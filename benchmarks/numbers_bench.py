@@ -1,5 +1,5 @@
 """Numbers benchmark: whole numbers composed from `test` writers' own pen digits
-(digits.number_drawings), read by digits.numbers with the shipped weights (or --model).
+(digits.synth.pen_numbers), read by digits.read.numbers with the shipped weights (or --model).
 
 1,500 numbers of 2 to 6 digits in three gap styles (touching, normal, wide); each number's
 digits also drawn alone as the real-pen benchmark draws single digits and read as `digits
@@ -26,10 +26,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from digits import number_drawings, numbers, synth
-from digits.evaluate import expected_calibration_error
-from digits.evaluate_pen import drawings, predict_all
 from digits.predict import Predictor
+from digits.read import numbers
+from digits.synth import drawings, pen_numbers
+from digits.training.metrics import expected_calibration_error
+from digits.training.pen_benchmark import drawings as pen_drawings
+from digits.training.pen_benchmark import predict_all
 
 SEED = 20_261_205  # fixed: the benchmark is the same set every run
 ECE_BINS = 15
@@ -46,7 +48,7 @@ TARGETS = {
 
 
 def _read_all(
-    reader: numbers.NumberReader, items: list[number_drawings.NumberDrawing], strokes: bool
+    reader: numbers.NumberReader, items: list[pen_numbers.NumberDrawing], strokes: bool
 ) -> list[numbers.NumberReading]:
     return [
         reader.read(item.image, strokes=item.strokes if strokes else None)
@@ -54,20 +56,20 @@ def _read_all(
     ]
 
 
-def _alone_right(predictor: Predictor, items: list[number_drawings.NumberDrawing]) -> np.ndarray:
+def _alone_right(predictor: Predictor, items: list[pen_numbers.NumberDrawing]) -> np.ndarray:
     """Whether each number's digits, each drawn alone on the 280x280 canvas, are all read right."""
     samples = [s for item in items for s in item.samples]
-    predictions = predict_all(predictor, drawings(samples, SEED, 0), "digits alone")
+    predictions = predict_all(predictor, pen_drawings(samples, SEED, 0), "digits alone")
     right = [p.digit == s.digit for p, s in zip(predictions, samples, strict=True)]
     ends = np.cumsum([len(item.samples) for item in items])
     return np.array([all(right[e - len(i.samples) : e]) for i, e in zip(items, ends, strict=True)])
 
 
 def _figures(
-    items: list[number_drawings.NumberDrawing],
+    items: list[pen_numbers.NumberDrawing],
     readings: list[numbers.NumberReading],
     alone: np.ndarray,
-    pick: Callable[[number_drawings.NumberDrawing], bool],
+    pick: Callable[[pen_numbers.NumberDrawing], bool],
 ) -> dict[str, Any]:
     rows = [
         (item.label == r.number, len(item.label) == len(r.number), r.status, ok)
@@ -85,11 +87,11 @@ def _figures(
     }
 
 
-def _gap_style_is(style: str) -> Callable[[number_drawings.NumberDrawing], bool]:
+def _gap_style_is(style: str) -> Callable[[pen_numbers.NumberDrawing], bool]:
     return lambda item: item.gap_style == style
 
 
-def _length_is(length: int) -> Callable[[number_drawings.NumberDrawing], bool]:
+def _length_is(length: int) -> Callable[[pen_numbers.NumberDrawing], bool]:
     return lambda item: len(item.samples) == length
 
 
@@ -103,13 +105,13 @@ def _confidence_power(items: list[Any], readings: list[numbers.NumberReading]) -
     return float(powers[int(np.argmin(nll))])
 
 
-def _time_read(items: list[number_drawings.NumberDrawing], model: Path | None) -> float:
+def _time_read(items: list[pen_numbers.NumberDrawing], model: Path | None) -> float:
     """Seconds `digits read --json` takes for these numbers as PNG files, start-up included."""
     with tempfile.TemporaryDirectory(prefix="digits-numbers-") as tmp:
         files = []
         for k, item in enumerate(items):
             path = Path(tmp) / f"{k:04d}.png"
-            path.write_bytes(synth.to_png(item.image))
+            path.write_bytes(drawings.to_png(item.image))
             files.append(str(path))
         command = [sys.executable, "-m", "digits.cli", "read", "--json", *files]
         if model is not None:
@@ -134,19 +136,18 @@ def main() -> int:
 
     predictor = Predictor.from_checkpoint(args.model)
     reader = numbers.NumberReader(predictor)
-    items = number_drawings.number_set(args.role, args.n, SEED)
-    lettered = number_drawings.number_set(args.role, args.letters, SEED, with_letter=True)
+    items = pen_numbers.number_set(args.role, args.n, SEED)
+    lettered = pen_numbers.number_set(args.role, args.letters, SEED, with_letter=True)
     readings = _read_all(reader, items, args.strokes)
     letter_readings = _read_all(reader, lettered, args.strokes)
     alone = _alone_right(predictor, items)
 
     by_style = {
-        style: _figures(items, readings, alone, _gap_style_is(style))
-        for style in number_drawings.GAPS
+        style: _figures(items, readings, alone, _gap_style_is(style)) for style in pen_numbers.GAPS
     }
     by_length = {
         n: _figures(items, readings, alone, _length_is(n))
-        for n in range(number_drawings.LENGTHS[0], number_drawings.LENGTHS[1] + 1)
+        for n in range(pen_numbers.LENGTHS[0], pen_numbers.LENGTHS[1] + 1)
     }
     spaced = _figures(items, readings, alone, lambda i: i.gap_style != "touching")
     overall = _figures(items, readings, alone, lambda i: True)

@@ -17,8 +17,8 @@ from digits.api.store import PredictionStore
 from digits.db import crud
 from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database
+from digits.db.spool import Spool
 from digits.model import DigitNet
-from digits.spool import Spool
 
 
 def _unreachable(backend: str, tmp_path: Path) -> Database:
