@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from digits.config import SHIPPED_WEIGHTS
 from digits.predict import Predictor
 from digits.read import numbers
 from digits.synth import drawings, pen_numbers
@@ -100,7 +101,7 @@ def _confidence_power(items: list[Any], readings: list[numbers.NumberReading]) -
     raw = np.array([r.confidence ** (1 / numbers.CONFIDENCE_POWER) for r in readings])
     right = np.array([i.label == r.number for i, r in zip(items, readings, strict=True)])
     raw = np.clip(raw, 1e-9, 1 - 1e-9)
-    powers = np.linspace(0.5, 6.0, 111)
+    powers = np.linspace(0.1, 6.0, 119)
     nll = [-np.where(right, p * np.log(raw), np.log1p(-(raw**p))).sum() for p in powers]
     return float(powers[int(np.argmin(nll))])
 
@@ -134,7 +135,7 @@ def main() -> int:
     parser.add_argument("--strokes", action="store_true", help="give the reader the strokes too")
     args = parser.parse_args()
 
-    predictor = Predictor.from_checkpoint(args.model)
+    predictor = Predictor.from_checkpoint(args.model or SHIPPED_WEIGHTS)
     reader = numbers.NumberReader(predictor)
     items = pen_numbers.number_set(args.role, args.n, SEED)
     lettered = pen_numbers.number_set(args.role, args.letters, SEED, with_letter=True)
