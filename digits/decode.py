@@ -7,10 +7,15 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pyspng
 from PIL import Image, UnidentifiedImageError
+
+# The image branch of digits.errors, where the decoding stage's callers look for it.
+from digits.errors import EmptyImageError as EmptyImageError
+from digits.errors import ImageTooLargeError, PreprocessError, UnsupportedImageError
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -22,20 +27,12 @@ _SPNG_MODES = frozenset({"L", "RGB", "RGBA"})
 ImageInput = bytes | bytearray | memoryview | np.ndarray | Image.Image
 
 
-class PreprocessError(ValueError):
-    """The input cannot become a model input; the message says why."""
+@dataclass(frozen=True)
+class InputLimits:
+    """What an upload may weigh (bytes) and hold (pixels) before anything is decompressed."""
 
-
-class EmptyImageError(PreprocessError):
-    """The image holds no drawing (blank or nearly so)."""
-
-
-class ImageTooLargeError(PreprocessError):
-    """The input is over the byte or pixel limit."""
-
-
-class UnsupportedImageError(PreprocessError):
-    """The bytes are not a decodable PNG or JPEG, or the array has an unusable shape."""
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -169,3 +166,18 @@ def colour_and_alpha(
             )
         return _split_alpha(_as_uint8(image))
     raise UnsupportedImageError(f"cannot read an image from {type(image).__name__}")
+
+
+def stored_png(data: bytes, *, max_side: int) -> bytes:
+    """A decodable PNG or JPEG as the PNG kept for the history: no larger than ``max_side``
+    a side (a PNG already that small is kept as it is)."""
+    image: Image.Image = Image.open(io.BytesIO(data))
+    if image.format == "PNG" and max(image.size) <= max_side:
+        return data
+    image.load()
+    if image.mode not in {"L", "LA", "RGB", "RGBA"}:
+        image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+    image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()

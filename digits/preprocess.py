@@ -16,10 +16,10 @@ import numpy as np
 from PIL import Image
 
 from digits import decode
+from digits.errors import EmptyImageError
 
 IMAGE_SIZE = 28
 BOX_SIZE = 20
-NUM_CLASSES = 10
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 # Bump when the framing changes: checkpoints record it, and cached training inputs depend on it.
@@ -80,7 +80,7 @@ def _alpha_box(alpha: np.ndarray) -> tuple[slice, slice]:
     """The rows and columns that hold any alpha."""
     rows = np.flatnonzero(alpha.max(axis=1))
     if rows.size == 0:
-        raise decode.EmptyImageError("the image is fully transparent: nothing was drawn")
+        raise EmptyImageError("the image is fully transparent: nothing was drawn")
     band = np.s_[rows[0] : rows[-1] + 1]
     cols = np.flatnonzero(alpha[band].max(axis=0))
     return band, np.s_[cols[0] : cols[-1] + 1]
@@ -120,10 +120,10 @@ def _ink_plane(colour: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray
 
 
 def _span(flags: np.ndarray, empty: str = "the image holds no drawing") -> slice:
-    """From the first true flag to the last; decode.EmptyImageError(empty) if none is true."""
+    """From the first true flag to the last; EmptyImageError(empty) if none is true."""
     (indices,) = flags.nonzero()
     if indices.size == 0:
-        raise decode.EmptyImageError(empty)
+        raise EmptyImageError(empty)
     return slice(indices[0], indices[-1] + 1)
 
 
@@ -132,7 +132,7 @@ def _levels(table: np.ndarray, peak: int) -> np.ndarray:
     noise floor act on each level alike: they are applied to the table's 256 entries rather
     than to every pixel."""
     if peak < CONTRAST_MIN * 255:
-        raise decode.EmptyImageError("the image is blank: no stroke stands out from the background")
+        raise EmptyImageError("the image is blank: no stroke stands out from the background")
     levels = table.astype(np.float32) / peak
     levels[levels < NOISE_FLOOR] = 0.0
     return levels
@@ -140,7 +140,7 @@ def _levels(table: np.ndarray, peak: int) -> np.ndarray:
 
 def _require_mass(ink: np.ndarray, canvas_size: int) -> None:
     if float(ink.sum()) < max(3.0, MIN_INK_FRACTION * canvas_size):
-        raise decode.EmptyImageError("the image is nearly blank: draw a digit")
+        raise EmptyImageError("the image is nearly blank: draw a digit")
 
 
 def _ink_crop(
@@ -178,7 +178,7 @@ def ink_map(
 ) -> np.ndarray:
     """PNG/JPEG bytes, a PIL image or an array -> (H, W) float32 ink over the whole input, 1.0
     at its peak and 0 below NOISE_FLOOR: the ink to_model_input crops, for a reader that cuts
-    it into several digits (digits.numbers). Raises EmptyImageError as to_model_input does."""
+    it into several digits (digits.read.numbers). Raises EmptyImageError as to_model_input does."""
     colour, alpha = decode.colour_and_alpha(image, max_bytes=max_bytes, max_pixels=max_pixels)
     plane, background = _ink_plane(colour, alpha)
     table = _ink_table(background)

@@ -1,14 +1,11 @@
-"""Turning request bodies into image bytes, and the size-capped PNG kept for the history."""
+"""A JSON body's image: base64 text -> bytes."""
 
 from __future__ import annotations
 
 import base64
 import binascii
-import io
 
-from PIL import Image
-
-from digits.decode import UnsupportedImageError
+from digits.errors import UnsupportedImageError
 
 
 def decode_base64_image(value: str) -> bytes:
@@ -27,20 +24,3 @@ def decode_base64_image(value: str) -> bytes:
     if not data:
         raise UnsupportedImageError("the image field is empty; send a PNG or JPEG as base64")
     return data
-
-
-def stored_png(data: bytes, *, max_side: int) -> bytes:
-    """The submitted image as PNG no larger than ``max_side`` (already-small PNGs kept as is).
-
-    Called after the predictor decoded ``data`` successfully, so it is a valid PNG or JPEG.
-    """
-    image: Image.Image = Image.open(io.BytesIO(data))
-    if image.format == "PNG" and max(image.size) <= max_side:
-        return data
-    image.load()
-    if image.mode not in {"L", "LA", "RGB", "RGBA"}:
-        image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
-    image.thumbnail((max_side, max_side))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False)
-    return buffer.getvalue()

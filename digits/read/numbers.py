@@ -21,9 +21,11 @@ import numpy as np
 
 from digits import decode, preprocess
 from digits.config import DEFAULT_MAX_NUMBER_DIGITS
-from digits.model import NOT_A_DIGIT, NUM_DIGITS
+from digits.errors import EmptyImageError, InvalidInputError, StrokesError, TooManyDigitsError
+from digits.model import NOT_A_DIGIT
 from digits.predict import Prediction, Predictor
 from digits.read import segment
+from digits.schemas import NUM_DIGITS
 
 NumberStatus = Literal["ok", "uncertain", "not_a_number"]
 
@@ -52,14 +54,6 @@ CONFIDENCE_POWER = 0.3
 # A number is answered `ok` from this confidence up: at most 1 % of `validation` writers'
 # numbers are then answered `ok` and wrong.
 OK_CONFIDENCE = 0.94
-
-
-class TooManyDigitsError(decode.PreprocessError):
-    """The drawing holds more pieces than a number may have digits."""
-
-
-class StrokesError(decode.PreprocessError):
-    """The strokes sent beside the image are malformed or over the limits."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +110,9 @@ class NumberReader:
         strokes: Sequence[np.ndarray] | None = None,
         **limits: int,
     ) -> NumberReading:
-        """Raises decode.PreprocessError: EmptyImageError for a blank drawing,
-        TooManyDigitsError past max_digits pieces."""
+        """Raises digits.errors.InvalidInputError: EmptyImageError for a blank drawing,
+        TooManyDigitsError past max_digits pieces, the other PreprocessErrors for an image that
+        cannot be read."""
         full = preprocess.ink_map(image, **limits)
         shrink = _shrink_factor(full)
         ink = _shrunk(full, shrink)
@@ -276,8 +271,8 @@ def read_files(reader: NumberReader, files: Sequence[Path]) -> Iterator[dict[str
         line: dict[str, Any] = {"file": str(path), "number": None, "confidence": None}
         try:
             line |= reader.read(path.read_bytes()).as_dict()
-        except decode.EmptyImageError:
+        except EmptyImageError:
             line |= {"status": "empty", "digits": []}
-        except (decode.PreprocessError, OSError) as exc:
+        except (InvalidInputError, OSError) as exc:
             line |= {"status": "error", "digits": [], "error": str(exc)}
         yield line

@@ -9,9 +9,10 @@ from collections import deque
 import numpy as np
 import pytest
 
-from digits import decode, preprocess
+from digits import preprocess
 from digits.config import SHIPPED_WEIGHTS
 from digits.data import pen
+from digits.errors import EmptyImageError, StrokesError, TooManyDigitsError
 from digits.predict import Predictor
 from digits.read import numbers, segment
 from digits.synth import pen_numbers
@@ -111,22 +112,22 @@ def test_a_letter_makes_it_not_a_number(reader: numbers.NumberReader) -> None:
 
 
 def test_blank_and_oversized_inputs(reader: numbers.NumberReader) -> None:
-    with pytest.raises(decode.EmptyImageError):
+    with pytest.raises(EmptyImageError):
         reader.read(np.zeros((280, 600), np.uint8))
     item = pen_numbers.number_set("validation", 1, SEED)[0]
     small = numbers.NumberReader(reader.predictor, max_digits=len(item.label) - 1)
-    with pytest.raises(numbers.TooManyDigitsError, match="at most"):
+    with pytest.raises(TooManyDigitsError, match="at most"):
         small.read(item.image)
 
 
 def test_strokes_are_checked_and_separate_touching_digits(reader: numbers.NumberReader) -> None:
-    with pytest.raises(numbers.StrokesError):
+    with pytest.raises(StrokesError):
         numbers.parse_strokes([[[0, 0]]] * (numbers.MAX_STROKES + 1))
-    with pytest.raises(numbers.StrokesError):
+    with pytest.raises(StrokesError):
         numbers.parse_strokes([[[0, 0]] * (numbers.MAX_STROKE_POINTS + 1)])
-    with pytest.raises(numbers.StrokesError):
+    with pytest.raises(StrokesError):
         numbers.parse_strokes([[[0, "a"]]])
-    with pytest.raises(numbers.StrokesError):
+    with pytest.raises(StrokesError):
         numbers.parse_strokes({"x": 1})
     touching = [
         item
