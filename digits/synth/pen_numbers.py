@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from digits.config import CANVAS_SIZE, DEFAULT_BRUSH
 from digits.data import pen
 from digits.synth import drawings
 
@@ -25,9 +26,9 @@ GAPS: dict[GapStyle, tuple[float, float]] = {
     "wide": (0.35, 0.70),
 }
 GAP_SHARES: dict[GapStyle, float] = {"touching": 0.25, "normal": 0.5, "wide": 0.25}
-HEIGHT = 280
-MAX_WIDTH = 1120
-BRUSH = 18.0
+HEIGHT = CANVAS_SIZE  # the canvas's height; its width fits the number
+MAX_WIDTH = 4 * CANVAS_SIZE
+BRUSH = float(DEFAULT_BRUSH)
 MIN_WRITER_DIGITS = 20
 LENGTHS = (2, 6)
 _MARGIN = (12.0, 40.0)  # pixels of canvas left clear around the ink, each side
