@@ -7,7 +7,7 @@ from torch import nn
 
 from digits.schemas import NUM_DIGITS
 
-NOT_A_DIGIT = NUM_DIGITS  # the extra class: letters, shapes, scribbles, several digits
+NOT_A_DIGIT_CLASS = NUM_DIGITS  # the extra class: letters, shapes, scribbles, several digits
 NUM_CLASSES = NUM_DIGITS + 1
 
 

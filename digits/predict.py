@@ -17,7 +17,7 @@ import torch
 from digits import checkpoint as ckpt
 from digits import decode, preprocess
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD
-from digits.model import NOT_A_DIGIT, NUM_DIGITS
+from digits.model import NOT_A_DIGIT_CLASS, NUM_DIGITS
 from digits.schemas import Status
 
 _INPUT = "input"
@@ -160,7 +160,7 @@ class Predictor:
         digits = _softmax(logits[:, :NUM_DIGITS] / self.temperature)
         if not self.rejects:
             return digits, np.zeros(len(logits))
-        return digits, _softmax(logits)[:, NOT_A_DIGIT]
+        return digits, _softmax(logits)[:, NOT_A_DIGIT_CLASS]
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """(N, 28, 28) model inputs in [0, 1] -> (N, 10) calibrated digit probabilities."""

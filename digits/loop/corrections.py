@@ -11,13 +11,13 @@ from PIL import Image
 
 from digits.data import mnist
 from digits.loop import gate
-from digits.model import NOT_A_DIGIT
+from digits.model import NOT_A_DIGIT_CLASS
 
 
 @dataclass(frozen=True)
 class Corrections:
     images: np.ndarray  # (N, 28, 28) float32 model inputs
-    labels: np.ndarray  # (N,) int64; NOT_A_DIGIT for "not a digit"
+    labels: np.ndarray  # (N,) int64; NOT_A_DIGIT_CLASS for "not a digit"
     sessions: np.ndarray  # (N,) str: gate.session_key of each row
     unusable: int = 0  # "not a digit" corrections a 10-output model cannot learn
 
@@ -45,10 +45,10 @@ def load_corrections(database_url: str, num_classes: int) -> Corrections:
     unusable = 0
     for row in rows:
         if row.not_a_digit:
-            if num_classes <= NOT_A_DIGIT:
+            if num_classes <= NOT_A_DIGIT_CLASS:
                 unusable += 1
                 continue
-            label = NOT_A_DIGIT
+            label = NOT_A_DIGIT_CLASS
         else:
             assert row.true_label is not None
             label = row.true_label

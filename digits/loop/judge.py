@@ -12,7 +12,7 @@ import numpy as np
 
 from digits import checkpoint as ckpt
 from digits.data import mnist
-from digits.model import NOT_A_DIGIT, NUM_DIGITS
+from digits.model import NOT_A_DIGIT_CLASS, NUM_DIGITS
 from digits.predict import Predictor
 from digits.training.evaluate import CANVAS_MODES, CANVAS_SEED
 from digits.training.metrics import CONFIDENT, expected_calibration_error
@@ -28,8 +28,8 @@ class Answers:
     rejected: np.ndarray  # (N,) bool: answered not_a_digit
 
     def labels(self) -> np.ndarray:
-        """The answer as a label: NOT_A_DIGIT when rejected, else the best-guess digit."""
-        return np.where(self.rejected, NOT_A_DIGIT, self.probs.argmax(axis=1))
+        """The answer as a label: NOT_A_DIGIT_CLASS when rejected, else the best-guess digit."""
+        return np.where(self.rejected, NOT_A_DIGIT_CLASS, self.probs.argmax(axis=1))
 
     def correct(self, labels: np.ndarray) -> np.ndarray:
         """A digit is read right when the best guess is that digit (the figure the real-pen
