@@ -30,7 +30,10 @@ class Settings(BaseSettings):
     database_url: str | None = None  # None: SQLite file in data_dir
     db_wait_s: float = Field(default=60.0, ge=0.0)  # how long `digits serve` waits for it
     mnist_dir: Path | None = None  # a local folder with the four canonical .gz files
-    retrain_after: int | None = None  # retrain in the background after N new corrections
+    retrain_after: int | None = None  # queue a retraining (for `digits trainer`) after N new labels
+    # Sessions with fewer labelled rows share one capped pool with anonymous rows, never evidence.
+    retrain_min_session: int = Field(default=10, ge=1)
+    retrain_folds: int = Field(default=5, ge=2)  # the promotion gate's cross-validation folds
     cache_dir: Path | None = None  # where downloads go; default data_dir/mnist
     model_path: Path | None = None  # None: the active registry model, else the shipped weights
     uncertain_threshold: float = Field(default=DEFAULT_UNCERTAIN_THRESHOLD, ge=0.0, le=1.0)

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import tempfile
-import threading
 import time
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
 from digits import checkpoint as ckpt
 from digits import decode, preprocess
+from digits.checkpoint import ServingCheckpoint
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD
-from digits.model import NOT_A_DIGIT_CLASS, NUM_DIGITS
-from digits.schemas import Status
+from digits.schemas import NOT_A_DIGIT, NUM_DIGITS, Status
 
-_INPUT = "input"
-# torch.onnx.export keeps process-global state: two exports at once (two apps in one process,
-# a reload beside a retraining) fail with "GLOBALS.in_onnx_export must be False".
-_EXPORT_LOCK = threading.Lock()
 # Used when a checkpoint with a not-a-digit class carries no fitted threshold of its own.
 DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5
 
@@ -53,55 +45,29 @@ class Prediction:
         }
 
 
-def _inference_session(model: torch.nn.Module) -> ort.InferenceSession:
-    """The eval-mode network as an ONNX Runtime session on one CPU thread.
-
-    For one 28x28 image ONNX Runtime runs this network faster than torch (traced or
-    eager): torch's per-operator dispatch costs more than the arithmetic at this size. The
-    export happens once per loaded checkpoint; tests compare the outputs with the
-    eager model.
-    """
-    example = torch.zeros(1, 1, preprocess.IMAGE_SIZE, preprocess.IMAGE_SIZE)
-    with (
-        _EXPORT_LOCK,
-        tempfile.TemporaryDirectory(prefix="digits-onnx-") as tmp,
-        warnings.catch_warnings(),
-        torch.inference_mode(),
-    ):
-        path = Path(tmp) / "model.onnx"
-        # The TorchScript-based exporter: no onnxscript or C compiler needed, and torch is
-        # pinned (pyproject.toml), so its deprecation does not bite.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model.eval(),
-            (example,),
-            path,
-            input_names=[_INPUT],
-            output_names=["logits"],
-            dynamic_axes={_INPUT: {0: "batch"}},
-            dynamo=False,
-        )
-        exported = path.read_bytes()
+def _inference_session(graph: bytes) -> ort.InferenceSession:
+    """The checkpoint's exported graph as an ONNX Runtime session on one CPU thread."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 class Predictor:
     def __init__(
         self,
-        checkpoint: ckpt.Checkpoint,
+        checkpoint: ServingCheckpoint,
         *,
         uncertain_threshold: float = DEFAULT_UNCERTAIN_THRESHOLD,
         not_a_digit_threshold: float | None = None,
         source: Path | None = None,
     ) -> None:
+        """Raises checkpoint.MissingGraphError for a checkpoint without its graph."""
         self.checkpoint = checkpoint
-        self._session = _inference_session(checkpoint.build_model())
+        self._session = _inference_session(checkpoint.require_graph())
         self.temperature = float(checkpoint.temperature)
         self.uncertain_threshold = uncertain_threshold
         self.rejects = int(checkpoint.model_args.get("num_classes", NUM_DIGITS)) > NUM_DIGITS
@@ -124,7 +90,7 @@ class Predictor:
             settings.uncertain_threshold if uncertain_threshold is None else uncertain_threshold
         )
         return cls(
-            ckpt.load(path),
+            ckpt.read(path),
             uncertain_threshold=threshold,
             not_a_digit_threshold=settings.not_a_digit_threshold,
             source=path,
@@ -144,9 +110,18 @@ class Predictor:
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         """(N, 28, 28) model inputs in [0, 1] -> (N, classes) raw logits."""
+        return self._run(inputs, ckpt.GRAPH_LOGITS)[0]
+
+    def logits_and_features(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 28, 28) model inputs in [0, 1] -> ((N, classes) raw logits, (N, 36w)
+        penultimate features), from one forward pass."""
+        logits, features = self._run(inputs, ckpt.GRAPH_LOGITS, ckpt.GRAPH_FEATURES)
+        return logits, features
+
+    def _run(self, inputs: np.ndarray, *outputs: str) -> list[np.ndarray]:
         batch = preprocess.normalize(inputs.astype(np.float32, copy=False))[:, None]
-        logits: np.ndarray = self._session.run(None, {_INPUT: batch})[0]
-        return logits
+        results: list[np.ndarray] = self._session.run(list(outputs), {ckpt.GRAPH_INPUT: batch})
+        return results
 
     def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 28, 28) model inputs in [0, 1] -> ((N, 10) calibrated digit probabilities,
@@ -160,7 +135,7 @@ class Predictor:
         digits = _softmax(logits[:, :NUM_DIGITS] / self.temperature)
         if not self.rejects:
             return digits, np.zeros(len(logits))
-        return digits, _softmax(logits)[:, NOT_A_DIGIT_CLASS]
+        return digits, _softmax(logits)[:, NOT_A_DIGIT]
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """(N, 28, 28) model inputs in [0, 1] -> (N, 10) calibrated digit probabilities."""

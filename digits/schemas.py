@@ -29,7 +29,10 @@ Action = Literal["initial", "promote", "rollback"]
 MAX_PAGE = 500
 MAX_OFFSET = 1_000_000
 NUM_DIGITS = 10  # the classes a prediction's probabilities cover; the model adds not-a-digit
+NOT_A_DIGIT = NUM_DIGITS  # the model's extra class: letters, shapes, scribbles, several digits
 Label = Annotated[int, Field(ge=0, le=NUM_DIGITS - 1)]
+JobState = Literal["queued", "running", "done", "failed"]
+JobOrigin = Literal["admin", "auto"]
 
 
 def iso_utc(value: datetime) -> str:
@@ -264,6 +267,24 @@ class ModelRegistry(BaseModel):
     models: list[RegisteredModel]
     events: list[ActivationEvent]
     card: str | None = Field(description="the active model's card or retraining report (Markdown)")
+
+
+class RetrainJobId(BaseModel):
+    job_id: uuid.UUID
+
+
+class RetrainJob(BaseModel):
+    """A retraining run by `digits trainer` (``GET /api/admin/retrain/{job_id}``)."""
+
+    job_id: uuid.UUID = Field(validation_alias="id")
+    origin: JobOrigin = Field(description="admin: asked for; auto: DIGITS_RETRAIN_AFTER")
+    state: JobState
+    progress: float = Field(ge=0, le=1)
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    report: dict[str, Any] | None = Field(description="what `digits retrain` prints, once done")
+    error: str | None = Field(description="why it failed")
 
 
 class AccuracyPoint(BaseModel):

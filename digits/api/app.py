@@ -1,5 +1,6 @@
 """``create_app()``: the FastAPI application. The model, the database engine and the spool are
-made in the lifespan (never at import), one intra-op torch thread per worker."""
+made in the lifespan (never at import). Workers run the model in ONNX Runtime and never import
+torch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
@@ -129,7 +129,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         die_with_supervisor()
-        torch.set_num_threads(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = await asyncio.to_thread(_migrate, settings)
         database = Database(settings.resolved_database_url)
@@ -159,8 +158,8 @@ def create_app(
                 "database": database.url.render_as_string(),
             },
         )
-        # Torch, the model and the app live as long as the process: frozen, they are left out
-        # of every full collection, which would otherwise walk them all and stall a request.
+        # The runtime, the model and the app live as long as the process: frozen, they are left
+        # out of every full collection, which would otherwise walk them all and stall a request.
         # For the tail only: the mean CPU per request is the same either way (trick_bench.py).
         gc.collect()
         gc.freeze()

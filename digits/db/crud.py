@@ -96,6 +96,8 @@ def _label(row: PredictionRow, true_label: int | None, labelled_at: datetime) ->
     row.true_label = true_label
     row.not_a_digit = true_label is None
     row.labelled_at = labelled_at
+    if row.first_labelled_at is None:
+        row.first_labelled_at = labelled_at
 
 
 def set_label(

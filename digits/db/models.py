@@ -136,6 +136,8 @@ class PredictionRow(Base):
         Boolean, nullable=False, default=False, server_default=false()
     )
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # When the row was first labelled: relabelling never counts again towards a retraining.
+    first_labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
 
     def content(self) -> dict[str, Any]:
@@ -148,7 +150,9 @@ class PredictionRow(Base):
 
     # What a later prediction of the same drawing replaces: all but its identity and its label.
     IDENTITY: ClassVar[frozenset[str]] = frozenset({"id", "drawing_id"})
-    LABEL: ClassVar[frozenset[str]] = frozenset({"true_label", "not_a_digit", "labelled_at"})
+    LABEL: ClassVar[frozenset[str]] = frozenset(
+        {"true_label", "not_a_digit", "labelled_at", "first_labelled_at"}
+    )
 
     __table_args__ = (
         Index("ix_predictions_created_at", "created_at"),
@@ -157,6 +161,7 @@ class PredictionRow(Base):
         Index("ix_predictions_drawing_id", "drawing_id"),
         Index("ix_predictions_session_id", "session_id"),
         Index("ix_predictions_model_version", "model_version"),
+        Index("ix_predictions_first_labelled_at", "first_labelled_at"),
     )
 
 
@@ -171,6 +176,26 @@ class RetrainLeaseRow(Base):
     holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class RetrainJobRow(Base):
+    """A retraining asked for by an admin or by DIGITS_RETRAIN_AFTER, run by `digits trainer`
+    (never by the API): queued -> running -> done | failed, with its progress and report."""
+
+    __tablename__ = "retrain_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(16), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    progress: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The summary `digits retrain` prints, once done.
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_retrain_jobs_state_created_at", "state", "created_at"),)
 
 
 class ModelVersionRow(Base):

@@ -11,14 +11,14 @@ from PIL import Image
 
 from digits.data import mnist
 from digits.loop import gate
-from digits.model import NOT_A_DIGIT_CLASS
+from digits.model import NOT_A_DIGIT
 
 
 @dataclass(frozen=True)
 class Corrections:
     images: np.ndarray  # (N, 28, 28) float32 model inputs
-    labels: np.ndarray  # (N,) int64; NOT_A_DIGIT_CLASS for "not a digit"
-    sessions: np.ndarray  # (N,) str: gate.session_key of each row
+    labels: np.ndarray  # (N,) int64; NOT_A_DIGIT for "not a digit"
+    sessions: np.ndarray  # (N,) str: gate.session_key of each row (before pooling)
     unusable: int = 0  # "not a digit" corrections a 10-output model cannot learn
 
     def subset(self, mask: np.ndarray) -> mnist.Dataset:
@@ -45,16 +45,16 @@ def load_corrections(database_url: str, num_classes: int) -> Corrections:
     unusable = 0
     for row in rows:
         if row.not_a_digit:
-            if num_classes <= NOT_A_DIGIT_CLASS:
+            if num_classes <= NOT_A_DIGIT:
                 unusable += 1
                 continue
-            label = NOT_A_DIGIT_CLASS
+            label = NOT_A_DIGIT
         else:
             assert row.true_label is not None
             label = row.true_label
         images.append(_decode_input(row.input_png))
         labels.append(label)
-        sessions.append(gate.session_key(row.session_id, row.id))
+        sessions.append(gate.session_key(row.session_id))
     return Corrections(
         np.stack(images) if images else np.zeros((0, 28, 28), np.float32),
         np.array(labels, dtype=np.int64),

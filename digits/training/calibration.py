@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from digits import preprocess
-from digits.model import NOT_A_DIGIT_CLASS
+from digits.model import NOT_A_DIGIT
 
 
 @torch.no_grad()
@@ -41,7 +41,7 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def reject_scores(logits: torch.Tensor) -> np.ndarray:
     """(N, 11) logits -> the probability of the not-a-digit class (uncalibrated softmax)."""
-    return F.softmax(logits.float(), dim=1)[:, NOT_A_DIGIT_CLASS].numpy()
+    return F.softmax(logits.float(), dim=1)[:, NOT_A_DIGIT].numpy()
 
 
 def reject_threshold(logits: torch.Tensor, labels: np.ndarray, *, n_pen_val: int) -> float:
@@ -50,7 +50,7 @@ def reject_threshold(logits: torch.Tensor, labels: np.ndarray, *, n_pen_val: int
     and digit pairs, so that as few real digits as possible are refused."""
     scores = reject_scores(logits[-n_pen_val:] if n_pen_val else logits)
     tail = labels[-n_pen_val:] if n_pen_val else labels
-    rejects = scores[tail == NOT_A_DIGIT_CLASS]
+    rejects = scores[tail == NOT_A_DIGIT]
     if not len(rejects):
         return 0.5
     return float(np.clip(np.quantile(rejects, 0.05), 0.3, 0.95))

@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from digits import preprocess
 from digits.data import mnist, pen
-from digits.model import NOT_A_DIGIT_CLASS
+from digits.model import NOT_A_DIGIT
 from digits.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def pen_drawings(role: pen.Role, config: TrainConfig, cache_dir: Path) -> mnist.
         scribbles=config.scribbles // shares,
         pairs=config.pairs // shares,
         seed=config.seed + (7 if role == "train" else 11),
-        not_a_digit=NOT_A_DIGIT_CLASS,
+        not_a_digit=NOT_A_DIGIT,
     )
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, images=images, labels=labels)

@@ -151,7 +151,7 @@ def test_pixel_limit(make_client: MakeClient) -> None:
 def test_low_confidence_is_uncertain_with_best_guess(
     make_client: MakeClient, checkpoint_path
 ) -> None:
-    strict = Predictor(ckpt.load(checkpoint_path), uncertain_threshold=1.0)
+    strict = Predictor(ckpt.read(checkpoint_path), uncertain_threshold=1.0)
     with make_client(predictor_override=strict) as client:
         body = post_drawing(client).json()
         assert body["status"] == "uncertain"

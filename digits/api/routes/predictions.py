@@ -31,7 +31,7 @@ from digits.api.images import decode_base64_image
 from digits.api.store import PredictionStore
 from digits.db import queries
 from digits.errors import NotFoundError, PredictionNotFoundError, UnsupportedMediaTypeError
-from digits.loop import autoretrain
+from digits.loop import jobs
 from digits.schemas import (
     CorrectionIn,
     DigitLabelIn,
@@ -204,8 +204,8 @@ def correct_prediction(
     """Record or change the digit the user says was drawn, or that it is not a digit."""
     true_label = correction.true_label if isinstance(correction, DigitLabelIn) else None
     record = store.label(prediction_id, true_label)
-    if settings.retrain_after:  # maybe start a retraining, once the answer has gone
-        background.add_task(autoretrain.start_if_due, store.database, settings.retrain_after)
+    if settings.retrain_after:  # maybe queue a retraining, once the answer has gone
+        background.add_task(jobs.enqueue_if_due, store.database, settings.retrain_after)
     return record
 
 
