@@ -14,6 +14,11 @@ from digits.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputLimits
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_WEIGHTS = PACKAGE_DIR / "weights" / "model.pt"
 
+# The drawing canvas, in its own pixels: the UI's, and the one synthetic drawings imitate.
+CANVAS_SIZE = 280
+BRUSH_RANGE = (8, 40)  # the thinnest and thickest brush a person can pick
+DEFAULT_BRUSH = 18  # the brush the canvas starts with, and the synthetic drawings' default
+
 # Below this calibrated confidence an answer is reported as "uncertain" (with its best guess).
 DEFAULT_UNCERTAIN_THRESHOLD = 0.6
 
@@ -58,6 +63,10 @@ class Settings(BaseSettings):
     admin_token: str | None = None
     database_password: str | None = None
     retention_days: int | None = None  # drop stored drawings after N days, keep inputs/labels
+    # Session memory (digits.memory): a session's labelled drawings adapt its later answers;
+    # the last session_memory_size of them count.
+    session_memory: bool = True
+    session_memory_size: int = Field(default=200, ge=1)
     spool_dir: Path | None = None  # default data_dir/spool
     log_level: str = "INFO"
     log_json: bool = True

@@ -272,6 +272,11 @@ def input_to_png(model_input: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def png_to_input(png: bytes) -> np.ndarray:
+    """PNG bytes from ``input_to_png`` -> the (28, 28) float32 model input in [0, 1]."""
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32) / 255.0
+
+
 def describe() -> dict[str, Any]:
     """The constants a checkpoint records so a consumer can verify it reads inputs the same way."""
     return {

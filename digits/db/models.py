@@ -165,6 +165,35 @@ class PredictionRow(Base):
     )
 
 
+class MemoryEntryRow(Base):
+    """One labelled drawing a session's later answers learn from (``digits.memory``): the
+    network's penultimate features of the drawing under one model version, and its label.
+
+    One row per (prediction, model version): entries of another version are never read with
+    this one's, and a rollback finds its own entries again.
+    """
+
+    __tablename__ = "memory_entries"
+
+    prediction_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    # float16, little-endian: half the bytes of float32, and cosine similarities move by
+    # well under 0.001, far below the closeness threshold's resolution.
+    features: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # The digit drawn, or NULL: the person said it is not a digit (an entry is always labelled).
+    label: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (
+        Index(
+            "ix_memory_entries_session_version_created", "session_id", "model_version", "created_at"
+        ),
+    )
+
+
 class RetrainLeaseRow(Base):
     """One row per lease name: who holds the right to run a retraining, until when, and when
     the last one finished. Taken with a conditional UPDATE, which both databases make atomic, so
