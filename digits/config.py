@@ -21,6 +21,8 @@ DEFAULT_BRUSH = 18  # the brush the canvas starts with, and the synthetic drawin
 
 # Below this calibrated confidence an answer is reported as "uncertain" (with its best guess).
 DEFAULT_UNCERTAIN_THRESHOLD = 0.6
+# A written number with more pieces than this is refused (digits.numbers; a 422 in the API).
+DEFAULT_MAX_NUMBER_DIGITS = 12
 
 
 class InsecureSettingsError(RuntimeError):
@@ -44,6 +46,7 @@ class Settings(BaseSettings):
     uncertain_threshold: float = Field(default=DEFAULT_UNCERTAIN_THRESHOLD, ge=0.0, le=1.0)
     # None: the threshold fitted on `validation` writers and stored in the checkpoint.
     not_a_digit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_number_digits: int = Field(default=DEFAULT_MAX_NUMBER_DIGITS, ge=1)
 
     max_body_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS

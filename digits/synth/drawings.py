@@ -126,6 +126,7 @@ def render(
     strokes: Sequence[np.ndarray],
     *,
     canvas: int = CANVAS_SIZE,
+    height: int | None = None,
     brush: float = DEFAULT_BRUSH,
     encoding: Encoding = "L",
     ink: Color = (0, 0, 0),
@@ -133,14 +134,15 @@ def render(
     supersample: int = 2,
     jpeg_quality: int = 80,
 ) -> np.ndarray:
-    """Draw round-capped strokes (canvas pixel coordinates) -> uint8 image.
+    """Draw round-capped strokes (canvas pixel coordinates) -> uint8 image, ``canvas`` pixels
+    wide and ``height`` (default: as many) high.
 
     Encodings: "L" (H, W) ink dark on light; "L-inverted" (H, W) light ink on dark, whatever
     the colours given; "RGB" (H, W, 3); "RGBA" (H, W, 4) with a transparent background (all four
     channels 0) and opaque ink; "JPEG" an RGB image that went through JPEG compression.
     """
-    big = canvas * supersample
-    layer = Image.new("L", (big, big), 0)
+    size = (canvas, canvas if height is None else height)
+    layer = Image.new("L", (size[0] * supersample, size[1] * supersample), 0)
     pen = ImageDraw.Draw(layer)
     width = max(1.0, brush * supersample)
     r = width / 2
@@ -152,7 +154,7 @@ def render(
         for x, y in pts.tolist():
             pen.ellipse((x - r, y - r, x + r, y + r), fill=255)
     if supersample > 1:
-        layer = layer.resize((canvas, canvas), Image.Resampling.BOX)
+        layer = layer.resize(size, Image.Resampling.BOX)
     alpha = np.asarray(layer, dtype=np.float32)[..., None] / 255.0  # (H, W, 1) coverage
     if encoding == "L":
         return np.rint(255.0 - alpha[..., 0] * 255.0).astype(np.uint8)

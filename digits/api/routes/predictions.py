@@ -107,7 +107,14 @@ class Predictions:
         return record
 
 
-PredictionsDep = Annotated[Predictions, Depends()]
+async def get_predictions(
+    predictor: PredictorDep, settings: SettingsDep, store: StoreDep, response: Response
+) -> Predictions:
+    # async: FastAPI would build the class itself in a worker thread, a hand-off per request.
+    return Predictions(predictor, settings, store, response)
+
+
+PredictionsDep = Annotated[Predictions, Depends(get_predictions)]
 _POST: dict[str, Any] = {
     "status_code": 201,
     "response_model": PredictionOut,

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from digits.schemas import HistoryFilter, Outcome, PredictionRecord, Status
+from digits.schemas import NUM_DIGITS, HistoryFilter, Outcome, PredictionRecord, Status
 from digits.ui import present
 from digits.ui.client import ApiClient, ApiError
 from digits.ui.session import flash, get_client, show_error, show_flash
@@ -36,7 +36,7 @@ ANSWER_OPTIONS: dict[str, Status | None] = {
 }
 PAGE_KEY = "history_page"
 FIX_KEY = "history_fix_id"
-NOT_A_DIGIT_OPTION = 10  # after the ten digits in the label choice
+NOT_A_DIGIT_OPTION = NUM_DIGITS  # after the ten digits in the label choice
 
 
 def render() -> None:
