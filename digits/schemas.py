@@ -19,6 +19,9 @@ Health = Literal["ok", "degraded", "unavailable"]
 Origin = Literal["shipped", "retrain", "manual"]
 Action = Literal["initial", "promote", "rollback"]
 Label = Annotated[int, Field(ge=0, le=9)]
+# A label in a JSON body: an integer, never true/false, 1.0 or "1".
+StrictLabel = Annotated[int, Field(ge=0, le=9, strict=True)]
+SESSION_ID_REFUSED = "session_id is not accepted: the session is the X-Session-Token header"
 
 NUM_CLASSES = 10
 
@@ -33,6 +36,13 @@ def iso_utc(value: datetime) -> str:
 UtcDatetime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
 
 
+def _refuse_session_id(data: Any) -> Any:
+    # Sessions are issued by the server; a client-chosen id could claim another's rows.
+    if isinstance(data, dict) and "session_id" in data:
+        raise ValueError(SESSION_ID_REFUSED)
+    return data
+
+
 class PredictionJsonIn(BaseModel):
     """JSON body of ``POST /api/predictions`` (the multipart form carries the same fields)."""
 
@@ -41,7 +51,8 @@ class PredictionJsonIn(BaseModel):
     image: str = Field(description="PNG or JPEG as base64, or a data: URL")
     source: Source = "api"
     drawing_id: uuid.UUID | None = None
-    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
+
+    _no_session_id = model_validator(mode="before")(_refuse_session_id)
 
 
 class PredictionFormIn(BaseModel):
@@ -50,7 +61,8 @@ class PredictionFormIn(BaseModel):
     image: bytes = Field(description="PNG or JPEG file")
     source: Source = "api"
     drawing_id: uuid.UUID | None = None
-    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
+
+    _no_session_id = model_validator(mode="before")(_refuse_session_id)
 
 
 class CorrectionIn(BaseModel):
@@ -58,7 +70,7 @@ class CorrectionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    true_label: Label | None = None
+    true_label: StrictLabel | None = None
     not_a_digit: Literal[True] | None = None
 
     @model_validator(mode="after")
@@ -78,6 +90,22 @@ class PredictionOut(BaseModel):
     status: Status
     model_version: str
     created_at: UtcDatetime
+
+
+class PredictionCreated(PredictionOut):
+    """The 201 of ``POST /api/predictions``; a request without ``X-Session-Token`` made a new
+    session, whose token comes back here."""
+
+    session_token: str | None = Field(
+        None, description="the new session's X-Session-Token (only when none was sent)"
+    )
+
+
+class SessionOut(BaseModel):
+    """A new session (``POST /api/sessions``): send the token as ``X-Session-Token``."""
+
+    session_id: uuid.UUID
+    session_token: str
 
 
 class PredictionRecord(PredictionOut):

@@ -20,8 +20,10 @@ from digits.api import errors
 from digits.api.holder import ModelHolder, serving
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
-from digits.api.routes import admin, health, models, predictions, stats
+from digits.api.routes import admin, health, models, predictions, sessions, stats
 from digits.api.server import die_with_supervisor
+from digits.api.sessions import HEADER as SESSION_HEADER
+from digits.api.sessions import make_authority
 from digits.api.store import PredictionStore
 from digits.config import Settings, get_settings
 from digits.db import crud
@@ -80,7 +82,8 @@ class _Maintenance:
         store: PredictionStore = self.app.state.store
         try:
             if not self.migrated:
-                self.migrated = store.schema_ready = _migrate(self.settings)
+                self.migrated = _migrate(self.settings)
+                store.schema_ready = self.app.state.sessions.schema_ready = self.migrated
             if self.migrated:
                 store.replay()
                 if self.settings.retention_days is not None and (
@@ -127,6 +130,8 @@ def create_app(
         spool.open()
         store = PredictionStore(database, spool, metrics)
         store.schema_ready = migrated
+        app.state.sessions = make_authority(settings, database)
+        app.state.sessions.schema_ready = migrated
         app.state.holder = holder
         app.state.database = database
         app.state.registry = registry
@@ -169,14 +174,15 @@ def create_app(
     app.state.settings = settings
     app.state.metrics = metrics
     errors.install(app)
-    for router in (predictions.router, admin.router, stats.router, models.router, health.router):
-        app.include_router(router)
+    routers = (predictions, sessions, admin, stats, models, health)
+    for module in routers:
+        app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH"],
-            allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Content-Type", "X-Request-ID", "Authorization", SESSION_HEADER],
             expose_headers=["X-Request-ID", "Location"],
         )
     app.add_middleware(

@@ -50,6 +50,13 @@ class PredictionNotFoundError(LookupError):
     pass
 
 
+def _owned(record: PredictionRecord | None, owner: uuid.UUID | None) -> PredictionRecord | None:
+    """``record`` when ``owner`` (None: the admin) may see it."""
+    if record is None or owner is None or record.session_id == owner:
+        return record
+    return None
+
+
 def _labelled(record: PredictionRecord, true_label: int | None, at: datetime) -> PredictionRecord:
     return record.model_copy(
         update={"true_label": true_label, "not_a_digit": true_label is None, "labelled_at": at}
@@ -81,10 +88,12 @@ class PredictionStore:
         with self._recent_lock:
             return self._recent.get(prediction_id)
 
-    def _open_for_drawing(self, drawing_id: uuid.UUID) -> PredictionRecord | None:
+    def _open_for_drawing(
+        self, drawing_id: uuid.UUID, session_id: uuid.UUID | None
+    ) -> PredictionRecord | None:
         with self._recent_lock:
             for record in reversed(self._recent.values()):
-                if record.drawing_id == drawing_id:
+                if record.drawing_id == drawing_id and record.session_id == session_id:
                     open_ = record.true_label is None and not record.not_a_digit
                     return record if open_ else None
         return None
@@ -130,7 +139,7 @@ class PredictionStore:
                 self._remember(record)
                 return record
         if new.drawing_id is not None:
-            earlier = self._open_for_drawing(new.drawing_id)
+            earlier = self._open_for_drawing(new.drawing_id, new.session_id)
             if earlier is not None:
                 new = replace(new, id=earlier.id)
         self._spool(prediction_entry(new))
@@ -144,8 +153,11 @@ class PredictionStore:
             stored_id = crud.record_prediction(session, new=new)
         return record_from_new(replace(new, id=stored_id))
 
-    def label(self, prediction_id: uuid.UUID, true_label: int | None) -> PredictionRecord:
-        """Record the digit the user says was drawn, or None for "not a digit"."""
+    def label(
+        self, prediction_id: uuid.UUID, true_label: int | None, *, owner: uuid.UUID | None = None
+    ) -> PredictionRecord:
+        """Record the digit the user says was drawn, or None for "not a digit", on one of
+        ``owner``'s predictions (None: any)."""
         labelled_at = utcnow()
         if self.schema_ready and self.spool.depth == 0:
             try:
@@ -155,6 +167,7 @@ class PredictionStore:
                         prediction_id=prediction_id,
                         true_label=true_label,
                         labelled_at=labelled_at,
+                        owner=owner,
                     )
                     record = record_from_row(row) if row is not None else None
             except SQLAlchemyError as exc:
@@ -167,9 +180,11 @@ class PredictionStore:
                     self._remember(record)
                     return record
                 # Not in the database: it may still wait in another worker's spool.
-                if self.spooled_record(prediction_id) is None:
+                if _owned(self.spooled_record(prediction_id), owner) is None:
                     raise PredictionNotFoundError(prediction_id)
-        known = self._recent_record(prediction_id) or self.spooled_record(prediction_id)
+        known = _owned(
+            self._recent_record(prediction_id) or self.spooled_record(prediction_id), owner
+        )
         if known is None:
             raise DatabaseUnavailableError(
                 "the database is unavailable and this prediction is not known to this server; "
@@ -182,20 +197,21 @@ class PredictionStore:
         return record
 
     # -- reads -----------------------------------------------------------------------------
-    def get(self, prediction_id: uuid.UUID) -> PredictionRecord:
+    def get(self, prediction_id: uuid.UUID, *, owner: uuid.UUID | None = None) -> PredictionRecord:
+        """One of ``owner``'s predictions (None: any)."""
         try:
             with self.database.read() as session:
-                row = crud.get_prediction(session, prediction_id=prediction_id)
+                row = crud.get_prediction(session, prediction_id=prediction_id, owner=owner)
                 record = record_from_row(row) if row is not None else None
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
             self._db_failed(exc)
             record = None
-            if self.spooled_record(prediction_id) is None:
+            if _owned(self.spooled_record(prediction_id), owner) is None:
                 raise DatabaseUnavailableError("the database is unavailable") from exc
         if record is None:
-            if self.spooled_record(prediction_id) is not None:
+            if _owned(self.spooled_record(prediction_id), owner) is not None:
                 raise PredictionSpooledError(
                     f"prediction {prediction_id} is safely stored in the local spool while the "
                     "database is unavailable; it can be read once it has been replayed"

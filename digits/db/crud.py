@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Table,
     and_,
@@ -33,6 +34,12 @@ RELIABILITY_BINS = 10
 _INSERT_PREDICTION = insert(cast(Table, PredictionRow.__table__))
 # Neither a digit label nor "not a digit": what a later prediction of the drawing may replace.
 UNLABELLED = and_(PredictionRow.true_label.is_(None), PredictionRow.not_a_digit.is_(False))
+
+
+def owned_by(owner: uuid.UUID | None) -> list[ColumnElement[bool]]:
+    """The rows a caller may see and change: a session's own, or every row (``None``: the
+    admin). Every query on a caller's behalf is scoped by it."""
+    return [] if owner is None else [PredictionRow.session_id == owner]
 
 
 @dataclass(frozen=True)
@@ -87,17 +94,23 @@ def record_prediction(session: Session | Connection, *, new: NewPrediction) -> u
     """
     if new.drawing_id is not None:
         _lock_drawing(session, new.drawing_id)
+        mine = PredictionRow.session_id == new.session_id  # another session's row is not ours
         existing = session.scalar(
             select(PredictionRow.id)
-            .where(PredictionRow.drawing_id == new.drawing_id, UNLABELLED)
+            .where(PredictionRow.drawing_id == new.drawing_id, mine, UNLABELLED)
             .order_by(PredictionRow.created_at.desc())
             .limit(1)
         )
         if existing is not None:
-            session.execute(
-                update(PredictionRow).where(PredictionRow.id == existing).values(**new.content())
+            # UNLABELLED again in the UPDATE itself: a correction committed since the SELECT
+            # (a concurrent PATCH) keeps its row, and this prediction gets a row of its own.
+            replaced = session.execute(
+                update(PredictionRow)
+                .where(PredictionRow.id == existing, UNLABELLED)
+                .values(**new.content())
             )
-            return existing
+            if replaced.rowcount:  # type: ignore[attr-defined]
+                return existing
     session.execute(
         _INSERT_PREDICTION, {"id": new.id, "drawing_id": new.drawing_id, **new.content()}
     )
@@ -122,11 +135,13 @@ def upsert_prediction(session: Session, *, new: NewPrediction) -> bool:
     return False
 
 
-def get_prediction(session: Session, *, prediction_id: uuid.UUID) -> PredictionRow | None:
+def get_prediction(
+    session: Session, *, prediction_id: uuid.UUID, owner: uuid.UUID | None = None
+) -> PredictionRow | None:
     return session.scalars(
         select(PredictionRow)
         .options(defer(PredictionRow.image_png), defer(PredictionRow.input_png))
-        .where(PredictionRow.id == prediction_id)
+        .where(PredictionRow.id == prediction_id, *owned_by(owner))
     ).first()
 
 
@@ -137,11 +152,16 @@ def _label(row: PredictionRow, true_label: int | None, labelled_at: datetime) ->
 
 
 def set_label(
-    session: Session, *, prediction_id: uuid.UUID, true_label: int | None, labelled_at: datetime
+    session: Session,
+    *,
+    prediction_id: uuid.UUID,
+    true_label: int | None,
+    labelled_at: datetime,
+    owner: uuid.UUID | None = None,
 ) -> PredictionRow | None:
     """Record or change the correction: a digit, or None for "not a digit". None when the
-    prediction does not exist."""
-    row = get_prediction(session, prediction_id=prediction_id)
+    prediction does not exist (or is not ``owner``'s)."""
+    row = get_prediction(session, prediction_id=prediction_id, owner=owner)
     if row is None:
         return None
     _label(row, true_label, labelled_at)

@@ -96,6 +96,20 @@ class PredictionRow(Base):
     )
 
 
+class SessionRow(Base):
+    """A session the server issued. Its token is signed, never stored: the row only says when
+    the session was last used (it expires after DIGITS_SESSION_TTL_DAYS without use) and
+    whether it was deleted (its token is then refused). A session whose token was issued while
+    the database was down gets its row on first use."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
 class RetrainLeaseRow(Base):
     """One row per lease name: who holds the right to run a retraining, until when, and when
     the last one finished. Taken with a conditional UPDATE, which both databases make atomic, so

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session, defer
 
-from digits.db.crud import UNLABELLED
+from digits.db.crud import UNLABELLED, owned_by
 from digits.db.models import PredictionRow
 from digits.schemas import Outcome, Status
 
@@ -18,10 +18,19 @@ ImageKind = Literal["image", "input"]
 RELIABILITY_BINS = 10
 
 
-def get_png(session: Session, *, prediction_id: uuid.UUID, kind: ImageKind) -> bytes | None:
-    """The stored drawing or 28x28 input; raises LookupError for an unknown prediction."""
+def get_png(
+    session: Session,
+    *,
+    prediction_id: uuid.UUID,
+    kind: ImageKind,
+    owner: uuid.UUID | None = None,
+) -> bytes | None:
+    """The stored drawing or 28x28 input; raises LookupError for an unknown prediction (or
+    one that is not ``owner``'s)."""
     column = PredictionRow.image_png if kind == "image" else PredictionRow.input_png
-    found = session.execute(select(column).where(PredictionRow.id == prediction_id)).first()
+    found = session.execute(
+        select(column).where(PredictionRow.id == prediction_id, *owned_by(owner))
+    ).first()
     if found is None:
         raise LookupError(prediction_id)
     return found[0]
@@ -82,10 +91,11 @@ def list_predictions(
     since: datetime | None = None,
     until: datetime | None = None,
     session_id: uuid.UUID | None = None,
+    owner: uuid.UUID | None = None,
 ) -> tuple[list[PredictionRow], int]:
-    """A page of predictions, newest first, and how many match in all. ``not_a_digit``: the
-    user's "not a digit" label (True) or its absence (False)."""
-    clauses = _filters(
+    """A page of ``owner``'s predictions (None: everyone's), newest first, and how many match
+    in all. ``not_a_digit``: the user's "not a digit" label (True) or its absence (False)."""
+    clauses = owned_by(owner) + _filters(
         digit=digit,
         true_label=true_label,
         outcome=outcome,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from api_helpers import clear_database, drawing
+from api_helpers import SESSION_HEADER, clear_database, drawing
 from sqlalchemy import func, select
 
 from digits.api import create_app
@@ -21,6 +21,8 @@ async def _run(app, body: bytes) -> tuple[list[dict], list[int], dict]:
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            session = (await client.post("/api/sessions")).json()
+            client.headers[SESSION_HEADER] = session["session_token"]
 
             async def predict() -> httpx.Response:
                 return await client.post(
@@ -63,6 +65,8 @@ async def _same_drawing(app, body: bytes, drawing_id: str) -> list[httpx.Respons
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            session = (await client.post("/api/sessions")).json()
+            client.headers[SESSION_HEADER] = session["session_token"]
             return await asyncio.gather(
                 *(
                     client.post(

@@ -7,7 +7,7 @@ import json
 import uuid
 from pathlib import Path
 
-from api_helpers import MakeClient, drawing, post_drawing
+from api_helpers import MakeClient, drawing, post_drawing, session_of, unreachable
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -16,15 +16,8 @@ from digits.api.records import label_entry, prediction_entry
 from digits.api.store import PredictionStore
 from digits.db import crud
 from digits.db.models import PredictionRow, utcnow
-from digits.db.session import Database
 from digits.model import DigitNet
 from digits.spool import Spool
-
-
-def _unreachable(backend: str, tmp_path: Path) -> Database:
-    if backend == "sqlite":  # a file in a directory that does not exist cannot be opened
-        return Database(f"sqlite:///{tmp_path / 'gone' / 'digits.sqlite3'}")
-    return Database("postgresql://postgres@127.0.0.1:1/nowhere")  # nothing listens on port 1
 
 
 def _rows(store: PredictionStore) -> dict[str, PredictionRow]:
@@ -43,7 +36,7 @@ def test_outage_is_spooled_and_replayed_exactly_once(
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
     before = post_drawing(client).json()  # stored in the database before the outage
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
 
     made = [post_drawing(client, drawing(200 + i)) for i in range(5)]
     assert [r.status_code for r in made] == [201] * 5
@@ -98,7 +91,7 @@ def test_replaying_twice_changes_nothing_and_newer_labels_win(
 ) -> None:
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     created = post_drawing(client).json()
     client.patch(f"/api/predictions/{created['id']}", json={"true_label": 1})
     copy = store.spool.path.read_bytes()
@@ -147,6 +140,7 @@ def test_live_spools_are_left_to_their_owner_and_corrections_wait(
         id=uuid.uuid4(), created_at=utcnow(), digit=5, confidence=0.9,
         probabilities=[0.1] * 10, status="ok", source="api", drawing_id=None,
         model_version="v", image_png=None, input_png=b"png", latency_ms=1.0,
+        session_id=session_of(client),
     )  # fmt: skip
     other.spool.append(prediction_entry(new))  # another worker, still alive, has it spooled
 
@@ -166,7 +160,7 @@ def test_live_spools_are_left_to_their_owner_and_corrections_wait(
 def test_not_ready_when_nothing_can_store(client: TestClient, backend: str, tmp_path: Path) -> None:
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     store.spool.close()
     try:
         ready = client.get("/readyz")
@@ -183,7 +177,7 @@ def test_spool_lines_are_json_and_fsynced_before_the_answer(
     client: TestClient, backend: str, tmp_path: Path
 ) -> None:
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     created = post_drawing(client).json()
     entry = json.loads(store.spool.path.read_bytes().splitlines()[0])
     assert entry["op"] == "prediction" and entry["id"] == created["id"]
@@ -214,7 +208,7 @@ def test_busy_process_goes_back_to_direct_writes(
 
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     for _ in range(5):
         assert post_drawing(client).status_code == 201
     store.database = healthy

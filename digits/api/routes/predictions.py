@@ -17,6 +17,7 @@ from digits.api.deps import StoreDep
 from digits.api.images import decode_base64_image, stored_png
 from digits.api.metrics import Metrics
 from digits.api.records import record_from_row
+from digits.api.sessions import CallerDep, TokenHeader, session_for_prediction
 from digits.api.store import PredictionNotFoundError, PredictionStore
 from digits.config import Settings
 from digits.db import crud, queries
@@ -27,6 +28,7 @@ from digits.schemas import (
     CorrectionIn,
     Label,
     Outcome,
+    PredictionCreated,
     PredictionFormIn,
     PredictionJsonIn,
     PredictionOut,
@@ -41,6 +43,7 @@ router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
 _ANSWER_FIELDS = set(PredictionOut.model_fields)
 MAX_PAGE = 500
+MAX_OFFSET = 1_000_000
 MAX_FORM_FIELDS = 8
 
 _IMAGE_BODY = TypeAdapter(bytes).json_schema()
@@ -56,6 +59,7 @@ _REQUEST_BODY: dict[str, Any] = {
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Unknown, expired or deleted X-Session-Token"},
     413: {"description": "Body or image over the configured limit"},
     415: {"description": "Not a PNG or JPEG, or an unsupported content type"},
     422: {"description": "Empty drawing, or invalid fields"},
@@ -75,9 +79,7 @@ def _validated(model: type[_In], fields: Any) -> _In:
         raise HTTPException(422, jsonable_encoder(errors)) from exc
 
 
-async def _read_submission(
-    request: Request,
-) -> tuple[bytes, str, uuid.UUID | None, uuid.UUID | None]:
+async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
         async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
@@ -90,16 +92,16 @@ async def _read_submission(
             elif upload is not None:
                 fields["image"] = decode_base64_image(upload)
         submitted = _validated(PredictionFormIn, fields)
-        return submitted.image, submitted.source, submitted.drawing_id, submitted.session_id
+        return submitted.image, submitted.source, submitted.drawing_id
     if content_type == "application/json" or content_type.endswith("+json"):
         payload = _validated(PredictionJsonIn, await request.body())
         image = decode_base64_image(payload.image)
-        return image, payload.source, payload.drawing_id, payload.session_id
+        return image, payload.source, payload.drawing_id
     if content_type in {"image/png", "image/jpeg"}:
         submitted = _validated(
             PredictionFormIn, {**request.query_params, "image": await request.body()}
         )
-        return submitted.image, submitted.source, submitted.drawing_id, submitted.session_id
+        return submitted.image, submitted.source, submitted.drawing_id
     raise HTTPException(
         415,
         'send multipart/form-data with an \'image\' file, JSON {"image": "<base64>"}, '
@@ -112,7 +114,7 @@ def _predict_and_save(
     data: bytes,
     source: str,
     drawing_id: uuid.UUID | None,
-    session_id: uuid.UUID | None,
+    session_id: uuid.UUID,
     predictor: Predictor,
     settings: Settings,
     store: PredictionStore,
@@ -146,16 +148,17 @@ def _predict_and_save(
 @router.post(
     "",
     status_code=201,
-    response_model=PredictionOut,
+    response_model=PredictionCreated,
     openapi_extra={"requestBody": _REQUEST_BODY},
     responses=_ERRORS,
     summary="Predict the digit in an image and store the prediction",
 )
-async def create_prediction(request: Request) -> Response:
+async def create_prediction(request: Request, x_session_token: TokenHeader = None) -> Response:
     # The hot path reads app.state directly and serialises the answer itself: FastAPI's
     # dependency solving and response validation would add CPU to every request.
     state = request.app.state
-    data, source, drawing_id, session_id = await _read_submission(request)
+    session_id, new_token = session_for_prediction(request)
+    data, source, drawing_id = await _read_submission(request)
     # Model and insert run here, on the event loop, one request at a time per worker as in a
     # sync worker. Handing them to a thread cost a worker more CPU than the work itself under
     # load (GIL hand-offs, thread wake-ups); docs/api.md has the figures. Concurrency comes
@@ -170,8 +173,12 @@ async def create_prediction(request: Request) -> Response:
         store=state.store,
         metrics=state.metrics,
     )
+    body = record.model_dump_json(include=_ANSWER_FIELDS)
+    if new_token is not None:
+        answer = record.model_dump(include=_ANSWER_FIELDS)
+        body = PredictionCreated(**answer, session_token=new_token).model_dump_json()
     return Response(
-        record.model_dump_json(include=_ANSWER_FIELDS),
+        body,
         status_code=201,
         media_type="application/json",
         headers={"Location": f"/api/predictions/{record.id}"},
@@ -183,11 +190,12 @@ def correct_prediction(
     prediction_id: uuid.UUID,
     correction: CorrectionIn,
     store: StoreDep,
+    caller: CallerDep,
     request: Request,
     background: BackgroundTasks,
 ) -> PredictionRecord:
     """Record or change the digit the user says was drawn, or that it is not a digit."""
-    record = store.label(prediction_id, correction.true_label)
+    record = store.label(prediction_id, correction.true_label, owner=caller.session_id)
     after = request.app.state.settings.retrain_after
     if after:  # DIGITS_RETRAIN_AFTER: maybe start a retraining, once the answer has gone
         background.add_task(autoretrain.start_if_due, store.database, after)
@@ -197,8 +205,9 @@ def correct_prediction(
 @router.get("", response_model=PredictionPage)
 def list_predictions(
     store: StoreDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     digit: Annotated[Label | None, Query(description="predicted digit")] = None,
     true_label: Annotated[Label | None, Query(description="the user's correction")] = None,
     outcome: Annotated[Outcome | None, Query()] = None,
@@ -210,7 +219,7 @@ def list_predictions(
     until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
     session_id: Annotated[uuid.UUID | None, Query(description="the client's session")] = None,
 ) -> PredictionPage:
-    """Stored predictions, newest first."""
+    """The caller's stored predictions (the admin's: everyone's), newest first."""
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise HTTPException(422, f"{name} needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
@@ -227,27 +236,35 @@ def list_predictions(
             since=since,
             until=until,
             session_id=session_id,
+            owner=caller.session_id,
         )
         items = [record_from_row(row) for row in rows]
     return PredictionPage(items=items, total=total)
 
 
 @router.get("/{prediction_id}", response_model=PredictionRecord)
-def get_prediction(prediction_id: uuid.UUID, store: StoreDep) -> PredictionRecord:
-    return store.get(prediction_id)
+def get_prediction(
+    prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep
+) -> PredictionRecord:
+    return store.get(prediction_id, owner=caller.session_id)
 
 
-def _png(store: PredictionStore, prediction_id: uuid.UUID, kind: queries.ImageKind) -> Response:
+def _png(
+    store: PredictionStore,
+    prediction_id: uuid.UUID,
+    kind: queries.ImageKind,
+    owner: uuid.UUID | None,
+) -> Response:
     with store.database.read() as session:
         try:
-            data = queries.get_png(session, prediction_id=prediction_id, kind=kind)
+            data = queries.get_png(session, prediction_id=prediction_id, kind=kind, owner=owner)
         except LookupError:
             data = None
             missing = True
         else:
             missing = False
     if missing:
-        store.get(prediction_id)  # answers 503 for a spooled prediction, else 404
+        store.get(prediction_id, owner=owner)  # answers 503 for a spooled prediction, else 404
         raise PredictionNotFoundError(prediction_id)
     if data is None:
         raise HTTPException(404, "the stored drawing was removed by the retention policy")
@@ -261,9 +278,9 @@ def _png(store: PredictionStore, prediction_id: uuid.UUID, kind: queries.ImageKi
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown or purged"}},
 )
-def get_image(prediction_id: uuid.UUID, store: StoreDep) -> Response:
+def get_image(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> Response:
     """The submitted drawing as stored (PNG, at most DIGITS_STORED_IMAGE_MAX_SIDE per side)."""
-    return _png(store, prediction_id, "image")
+    return _png(store, prediction_id, "image", caller.session_id)
 
 
 @router.get(
@@ -271,6 +288,6 @@ def get_image(prediction_id: uuid.UUID, store: StoreDep) -> Response:
     response_class=Response,
     responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown id"}},
 )
-def get_input(prediction_id: uuid.UUID, store: StoreDep) -> Response:
+def get_input(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> Response:
     """The 28x28 image the model read (PNG, white ink on black)."""
-    return _png(store, prediction_id, "input")
+    return _png(store, prediction_id, "input", caller.session_id)
