@@ -101,7 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from digits.ui.launch import run
 
-    run(args.port)
+    run(args.port, args.host)
     return 0
 
 
@@ -184,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     ui = sub.add_parser("ui", help="run the web UI")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ui.add_argument("--port", type=int, default=settings.ui_port)
     ui.set_defaults(func=cmd_ui)
 

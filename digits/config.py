@@ -9,10 +9,10 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_WEIGHTS = PACKAGE_DIR / "weights" / "model.pt"
@@ -94,7 +94,8 @@ class Settings(BaseSettings):
         if self.database_url is None or self.database_url.startswith("sqlite"):
             problems.append("DIGITS_DATABASE_URL must name a server database")
         else:
-            given = {make_url(self.database_url).password, self.database_password} - {None, ""}
+            in_url = urlsplit(self.database_url).password  # no SQLAlchemy: the UI reads this too
+            given = {unquote(in_url or ""), self.database_password or ""} - {""}
             if not given or given & _DEFAULT_SECRETS:
                 problems.append("the database password must be set and not a default")
         if problems:

@@ -209,7 +209,10 @@ def up(
             )
             children.append(
                 _spawn(
-                    "UI", [digits, "ui", "--port", str(ui_port)], env, f"{ui_url}/_stcore/health"
+                    "UI",
+                    [digits, "ui", "--host", host, "--port", str(ui_port)],
+                    env,
+                    f"{ui_url}/_stcore/health",
                 )
             )
             _wait_healthy(children, STARTUP_TIMEOUT_S)

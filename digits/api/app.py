@@ -190,5 +190,6 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
         trusted_hosts=settings.trusted_hosts,
+        trusted_proxies=settings.trusted_proxies,
     )
     return app

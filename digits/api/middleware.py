@@ -14,10 +14,12 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digits.api.clients import Network, client_address
 from digits.api.metrics import Metrics
 from digits.logs import request_id_var
 
@@ -58,14 +60,19 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         metrics: Metrics,
         trusted_hosts: list[str] | None = None,
+        trusted_proxies: Sequence[Network] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.trusted_proxies = trusted_proxies
         hosts = [h.lower() for h in trusted_hosts or ["*"]]
         self.trusted_hosts = None if "*" in hosts else hosts
 
-    def _host_allowed(self, headers: dict[bytes, bytes]) -> bool:
+    def _host_allowed(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        # Two Host headers: the check and the application could each read a different one.
+        if sum(name == b"host" for name, _ in scope["headers"]) > 1:
+            return False
         if self.trusted_hosts is None:
             return True
         host = headers.get(b"host", b"").decode("latin-1").lower()
@@ -86,7 +93,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder = [500]
         try:
-            if not self._host_allowed(headers):
+            if not self._host_allowed(scope, headers):
                 status_holder[0] = 400
                 for message in _json_response(400, "invalid Host header", request_id):
                     await send(message)
@@ -158,7 +165,11 @@ class RequestContextMiddleware:
             "route": template,
             "status": status,
             "duration_ms": round(elapsed * 1000, 3),
+            "client": client_address(scope, self.trusted_proxies),
         }
+        admin_token_fp = scope.get("state", {}).get("admin_token_fp")
+        if admin_token_fp is not None:  # set by the admin check: which token was used
+            extra["admin_token_fp"] = admin_token_fp
         level = logging.WARNING if status >= 500 else logging.INFO
         logger.log(level, "%s %s %s", method, scope["path"], status, extra=extra)
 

@@ -190,7 +190,18 @@ def test_correction_records_and_changes_the_label(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"true_label": 10}, {"true_label": -1}, {"true_label": "x"}, {}, {"true_label": 1.5}],
+    [
+        {"true_label": 10},
+        {"true_label": -1},
+        {"true_label": "x"},
+        {},
+        {"true_label": 1.5},
+        # Labels are strict integers: true would be stored as 1.
+        {"true_label": True},
+        {"true_label": False},
+        {"true_label": 1.0},
+        {"true_label": "1"},
+    ],
 )
 def test_bad_correction_is_422(client: TestClient, payload: dict[str, object]) -> None:
     created = post_drawing(client).json()

@@ -193,7 +193,12 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
             assert posted.status_code == 201, posted.text
             body = posted.json()
             assert body["model_version"] == shipped
-            patched = client.patch(f"/api/predictions/{body['id']}", json={"true_label": label})
+            # Each drawing is a session of its own (a token-less POST), as many users would be.
+            patched = client.patch(
+                f"/api/predictions/{body['id']}",
+                json={"true_label": label},
+                headers={"X-Session-Token": body["session_token"]},
+            )
             assert patched.status_code == 200
 
     hammer_image = synth.to_png(ordinary_drawing(99_999)[0])
@@ -278,7 +283,11 @@ def test_a_candidate_no_better_on_the_corrections_is_refused_and_nothing_changes
             body = posted.json()
             if body["digit"] != digit:
                 continue  # only what the shipped model reads already
-            patched = client.patch(f"/api/predictions/{body['id']}", json={"true_label": digit})
+            patched = client.patch(
+                f"/api/predictions/{body['id']}",
+                json={"true_label": digit},
+                headers={"X-Session-Token": body["session_token"]},
+            )
             assert patched.status_code == 200
 
     with Hammer(server, synth.to_png(ordinary_drawing(99_999)[0])) as hammer:
