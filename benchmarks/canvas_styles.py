@@ -15,15 +15,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from digits import data, preprocess, synth
+from digits import preprocess
+from digits.config import SHIPPED_WEIGHTS
+from digits.data import mnist
 from digits.predict import Predictor
+from digits.synth import drawings
 
 
-def size_bucket(look: synth.Look) -> str:
+def size_bucket(look: drawings.Look) -> str:
     return "small<.45" if look.height < 0.45 else ("big>.8" if look.height > 0.8 else "medium")
 
 
-def brush_bucket(look: synth.Look) -> str:
+def brush_bucket(look: drawings.Look) -> str:
     return "thin<8" if look.brush < 8 else ("thick>24" if look.brush > 24 else "brush8-24")
 
 
@@ -34,7 +37,7 @@ def table(title: str, groups: dict[str, list[bool]]) -> None:
         print(f"  {key:<24} {np.mean(hits):7.2%}  (n={len(hits)})")
 
 
-def error_grid(items: list[synth.BenchmarkItem], predicted: np.ndarray, path: Path) -> None:
+def error_grid(items: list[drawings.BenchmarkItem], predicted: np.ndarray, path: Path) -> None:
     tiles: list[np.ndarray] = []
     for item, guess in zip(items, predicted, strict=True):
         if guess == item.label or len(tiles) >= 60:
@@ -68,10 +71,12 @@ def main() -> None:
     parser.add_argument("--errors", type=Path, default=None, help="PNG grid of misread drawings")
     args = parser.parse_args()
 
-    predictor = Predictor.from_checkpoint(args.model)
-    test = data.load_mnist("test", args.mnist_dir)
+    predictor = Predictor.from_checkpoint(args.model or SHIPPED_WEIGHTS)
+    test = mnist.load_mnist("test", args.mnist_dir)
     for mode in ("normal", "careless"):
-        items = synth.benchmark_items(test.images, test.labels, mode=mode, n=args.n, seed=args.seed)
+        items = drawings.benchmark_items(
+            test.images, test.labels, mode=mode, n=args.n, seed=args.seed
+        )
         inputs = np.stack([preprocess.to_model_input(item.image) for item in items])
         predicted = predictor.probabilities(inputs).argmax(axis=1)
         hits = predicted == np.array([item.label for item in items])

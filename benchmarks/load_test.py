@@ -25,20 +25,20 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from digits import glyphs, synth
 from digits.api.testing import serve_process
 from digits.db.testing import temporary_postgres_database
+from digits.synth import drawings, glyphs
 
 ADMIN_URL = os.environ.get("DIGITS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MAX_DURATION_S = 600.0
 
 
-def drawings() -> list[bytes]:
+def canvas_drawings() -> list[bytes]:
     """A few 280x280 canvas-like drawings (the project's own generator): black strokes on a
     transparent background, as the web canvas sends them."""
-    look = synth.Look(encoding="RGBA")
+    look = drawings.Look(encoding="RGBA")
     return [
-        synth.to_png(synth.draw(glyphs.glyph_strokes(d, glyphs.STYLES[d][0]), look))
+        drawings.to_png(drawings.draw(glyphs.glyph_strokes(d, glyphs.STYLES[d][0]), look))
         for d in (1, 7, 4, 3)
     ]
 
@@ -59,7 +59,7 @@ async def drive(
     base: str, concurrency: int, duration_s: float, max_requests: int
 ) -> tuple[list[float], Counter[int], int, float]:
     """Returns latencies of 2xx answers (s), status counts, transport errors, elapsed (s)."""
-    images = drawings()
+    images = canvas_drawings()
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     errors = 0

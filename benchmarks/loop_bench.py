@@ -31,12 +31,15 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from digits import judge, pen, preprocess, synth
+from digits import preprocess
 from digits.api.testing import free_port
 from digits.config import Settings
-from digits.evaluate import expected_calibration_error
+from digits.data import pen
+from digits.loop import judge
+from digits.loop.registry import Registry
 from digits.predict import Predictor
-from digits.registry import Registry
+from digits.synth import drawings
+from digits.training.metrics import expected_calibration_error
 
 DIGITS = str(Path(sys.executable).parent / "digits")
 SESSIONS = uuid.UUID("3c6f7a52-5f0e-4d0b-9a51-6f1d3b8e2a10")  # namespace of the writers' ids
@@ -71,7 +74,7 @@ def label_through_api(
     """POST the drawing in a session, PATCH the user's label; False if the API refused it."""
     posted = client.post(
         "/api/predictions",
-        files={"image": ("d.png", synth.to_png(image), "image/png")},
+        files={"image": ("d.png", drawings.to_png(image), "image/png")},
         data={"source": "canvas", "session_id": session_id},
     )
     if posted.status_code != 201:

@@ -13,9 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-from digits.evaluate import summarise
-from digits.evaluate_pen import pen_benchmark
+from digits.config import SHIPPED_WEIGHTS
 from digits.predict import Predictor
+from digits.training.metrics import summarise
+from digits.training.pen_benchmark import pen_benchmark
 
 TARGETS = {
     "digits_accuracy": (">=", 0.985),
@@ -32,7 +33,7 @@ def main() -> int:
     parser.add_argument("--model", type=Path, default=None, help="default: the shipped weights")
     parser.add_argument("--mnist-dir", type=Path, default=os.environ.get("DIGITS_MNIST_DIR"))
     args = parser.parse_args()
-    predictor = Predictor.from_checkpoint(args.model)
+    predictor = Predictor.from_checkpoint(args.model or SHIPPED_WEIGHTS)
     report = pen_benchmark(predictor)
     digits = report["digits"]
     figures = {
@@ -52,7 +53,7 @@ def main() -> int:
     }
     if args.mnist_dir is not None:
         from digits.config import get_settings
-        from digits.training_data import framed_mnist
+        from digits.training.data import framed_mnist
 
         test = framed_mnist("test", args.mnist_dir, get_settings().resolved_cache_dir)
         figures["mnist_accuracy"] = summarise(predictor.probabilities(test.images), test.labels)[

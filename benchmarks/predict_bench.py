@@ -48,14 +48,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2000)
     args = parser.parse_args()
 
-    from digits import synth
+    from digits.config import SHIPPED_WEIGHTS
     from digits.predict import Predictor
+    from digits.synth import drawings
 
     torch.set_num_threads(1)
-    predictor = Predictor.from_checkpoint()
-    drawings = synth.benchmark_set(None, None, mode="careless", n=200, seed=7)
-    rgba = next(image for image, _ in drawings if image.ndim == 3 and image.shape[2] == 4)
-    png = synth.to_png(rgba)
+    predictor = Predictor.from_checkpoint(SHIPPED_WEIGHTS)
+    drawn = drawings.benchmark_set(None, None, mode="careless", n=200, seed=7)
+    rgba = next(image for image, _ in drawn if image.ndim == 3 and image.shape[2] == 4)
+    png = drawings.to_png(rgba)
     framed = torch.zeros(1, 1, 28, 28)
     typical = TypicalNet().eval()
 
@@ -79,11 +80,11 @@ def main() -> None:
         )
 
     with tempfile.TemporaryDirectory() as tmp:
-        drawings = synth.benchmark_set(None, None, mode="normal", n=min(args.files, 500), seed=11)
+        drawn = drawings.benchmark_set(None, None, mode="normal", n=min(args.files, 500), seed=11)
         paths = []
         for i in range(args.files):
             path = Path(tmp) / f"{i:05d}.png"
-            path.write_bytes(synth.to_png(drawings[i % len(drawings)][0]))
+            path.write_bytes(drawings.to_png(drawn[i % len(drawn)][0]))
             paths.append(str(path))
         start = time.perf_counter()
         result = subprocess.run(

@@ -6,10 +6,14 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from digits.config import SHIPPED_WEIGHTS
+
+if TYPE_CHECKING:
+    from digits.predict import Predictor
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +29,8 @@ def _add_data_args(parser: argparse.ArgumentParser) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from digits.checkpoint import load
-    from digits.train import TrainConfig, fit
+    from digits.training.config import TrainConfig
+    from digits.training.train import fit
 
     config = TrainConfig(dry_run=args.dry_run, seed=args.seed)
     if args.epochs is not None:
@@ -58,7 +63,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from digits.evaluate import evaluate
+    from digits.training.evaluate import evaluate
 
     report = evaluate(
         args.model or SHIPPED_WEIGHTS,
@@ -80,15 +85,71 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
-    from digits.predict_cli import run_predict
+PREDICT_BATCH = 256
 
-    return run_predict(args.files, as_json=args.json, model=args.model)
+
+def _predict_lines(predictor: Predictor, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    """One JSON-able line per file, in order; a bad file never stops the batch."""
+    import numpy as np
+
+    from digits import decode, preprocess
+
+    for start in range(0, len(files), PREDICT_BATCH):
+        chunk = files[start : start + PREDICT_BATCH]
+        results: list[dict[str, Any]] = []
+        inputs, slots = [], []
+        for path in chunk:
+            line: dict[str, Any] = {
+                "file": str(path),
+                "digit": None,
+                "confidence": None,
+                "probabilities": None,
+            }
+            try:
+                inputs.append(preprocess.to_model_input(path.read_bytes()))
+                slots.append(len(results))
+            except decode.EmptyImageError:
+                line["status"] = "empty"
+            except (decode.PreprocessError, OSError) as exc:
+                line |= {"status": "error", "error": str(exc)}
+            results.append(line)
+        if inputs:
+            for slot, prediction in zip(
+                slots, predictor.predict_inputs(np.stack(inputs)), strict=True
+            ):
+                results[slot] |= prediction.as_dict()
+        yield from results
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from digits.api.holder import serving
+    from digits.config import get_settings
+    from digits.loop.registry import Registry
+    from digits.predict import Predictor
+
+    if args.model:
+        predictor = Predictor.from_checkpoint(args.model)
+    else:  # the model the API serves
+        settings = get_settings()
+        predictor = serving(settings, Registry.from_settings(settings))[0]()
+    for line in _predict_lines(predictor, args.files):
+        if args.json:
+            sys.stdout.write(json.dumps(line) + "\n")
+        elif line["digit"] is not None:  # ok, uncertain or not_a_digit, with the best guess
+            sys.stdout.write(
+                f"{line['file']}: {line['digit']} ({line['confidence']:.1%}, {line['status']})\n"
+            )
+        else:
+            sys.stdout.write(
+                f"{line['file']}: {line['status']} {line.get('error', '')}".rstrip() + "\n"
+            )
+    sys.stdout.flush()
+    return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from digits.api.ports import PortTakenError
     from digits.api.server import serve
-    from digits.ports import PortTakenError
 
     try:
         serve(host=args.host, port=args.port, workers=args.workers)
@@ -120,13 +181,13 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from digits.registry_cli import models_command
+    from digits.loop.cli import models_command
 
     return models_command(args)
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from digits.retrain import retrain_command
+    from digits.loop.retrain import retrain_command
 
     return retrain_command(args)
 

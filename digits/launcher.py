@@ -21,8 +21,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from digits.config import Settings, get_settings
-from digits.ports import PortTakenError, ensure_port_free
+from digits.api.ports import PortTakenError, ensure_port_free
+from digits.config import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +153,6 @@ def _stop_signals() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous_int)
 
 
-def _migrate(settings: Settings) -> None:
-    from digits.db.migrate import upgrade_head
-
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade_head(settings.resolved_database_url)
-
-
 def up(
     *,
     host: str | None = None,
@@ -197,7 +190,7 @@ def up(
         try:
             _ensure_port_free(host, port, "API")
             _ensure_port_free(host, ui_port, "UI")
-            _migrate(settings)
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
             digits = _digits_command()
             children.append(
                 _spawn(

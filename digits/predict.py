@@ -15,7 +15,7 @@ import torch
 
 from digits import checkpoint as ckpt
 from digits import decode, preprocess
-from digits.config import DEFAULT_UNCERTAIN_THRESHOLD, SHIPPED_WEIGHTS
+from digits.config import DEFAULT_UNCERTAIN_THRESHOLD
 from digits.model import NOT_A_DIGIT, NUM_DIGITS
 from digits.schemas import Status
 
@@ -105,14 +105,12 @@ class Predictor:
         self.source = source
 
     @classmethod
-    def from_checkpoint(
-        cls, path: Path | None = None, *, uncertain_threshold: float | None = None
-    ) -> Predictor:
-        """Load ``path``, or the configured model (DIGITS_MODEL_PATH), or the shipped weights."""
+    def from_checkpoint(cls, path: Path, *, uncertain_threshold: float | None = None) -> Predictor:
+        """Load the checkpoint at ``path``, with the configured thresholds. Which model is
+        served is decided in one place: ``digits.api.holder.serving``."""
         from digits.config import get_settings
 
         settings = get_settings()
-        path = path or settings.model_path or SHIPPED_WEIGHTS
         threshold = (
             settings.uncertain_threshold if uncertain_threshold is None else uncertain_threshold
         )

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import torch
 
-from digits import calibration, train, training_data
 from digits import checkpoint as ckpt
 from digits.config import get_settings
+from digits.training import calibration, data
+from digits.training.config import TrainConfig
 
 
 def main(first: Path, second: Path, output: Path) -> None:
@@ -27,9 +28,9 @@ def main(first: Path, second: Path, output: Path) -> None:
     }
     b.temperature = (a.temperature + b.temperature) / 2
     b.parent = b.parent or a.version
-    fields = train.TrainConfig.__dataclass_fields__
-    config = train.TrainConfig(**{k: v for k, v in b.train_config.items() if k in fields})
-    val = training_data.pen_drawings("validation", config, get_settings().resolved_cache_dir)
+    fields = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{k: v for k, v in b.train_config.items() if k in fields})
+    val = data.pen_drawings("validation", config, get_settings().resolved_cache_dir)
     logits = calibration.logits_of(b.build_model(), val.images, torch.device("cpu"))
     b.metrics["not_a_digit_threshold"] = calibration.reject_threshold(
         logits, val.labels, n_pen_val=len(val.labels)

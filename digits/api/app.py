@@ -21,19 +21,19 @@ from digits.api.holder import ModelHolder, serving
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
 from digits.api.routes import admin, health, models, predictions, sessions, stats
-from digits.api.server import die_with_supervisor
 from digits.api.sessions import HEADER as SESSION_HEADER
 from digits.api.sessions import make_authority
 from digits.api.store import PredictionStore
+from digits.api.supervisor import die_with_supervisor
 from digits.config import Settings, get_settings
 from digits.db import crud
 from digits.db.migrate import upgrade_head
 from digits.db.models import utcnow
 from digits.db.session import Database, is_connection_error
+from digits.db.spool import Spool
 from digits.logs import configure_logging
+from digits.loop.registry import Registry
 from digits.predict import Predictor
-from digits.registry import Registry
-from digits.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def create_app(
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = await asyncio.to_thread(_migrate, settings)
         database = Database(settings.resolved_database_url)
-        registry = Registry(database, legacy=settings.data_dir / "models")
+        registry = Registry(database)
         # After the migration: the registry's tables must exist to read the active model.
         holder = (
             ModelHolder(lambda: predictor)

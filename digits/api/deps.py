@@ -14,8 +14,8 @@ from digits.api.metrics import Metrics
 from digits.api.sessions import check_admin
 from digits.api.store import PredictionStore
 from digits.config import Settings
+from digits.loop.registry import Registry
 from digits.predict import Predictor
-from digits.registry import Registry
 
 
 async def get_settings_dep(request: Request) -> Settings:

@@ -17,13 +17,13 @@ from digits.api.store import (
     PredictionSpooledError,
 )
 from digits.db.session import is_connection_error
+from digits.db.spool import SpoolError
 from digits.decode import (
     EmptyImageError,
     ImageTooLargeError,
     PreprocessError,
     UnsupportedImageError,
 )
-from digits.spool import SpoolError
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_S = "5"

@@ -16,8 +16,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from digits.checkpoint import CheckpointError
 from digits.config import Settings
 from digits.db.session import is_connection_error
+from digits.loop.registry import Registry, RegistryError
 from digits.predict import Predictor
-from digits.registry import Registry, RegistryError
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from digits.db import crud
 from digits.db.models import PredictionRow
+from digits.db.spool import Entry
 from digits.schemas import PredictionRecord
-from digits.spool import Entry
 
 
 def record_from_row(row: PredictionRow) -> PredictionRecord:

@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
-import signal
 from typing import Any, ClassVar
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
+from digits.api.ports import ensure_port_free
+from digits.api.supervisor import SUPERVISOR_ENV
 from digits.config import get_settings
 from digits.logs import configure_logging
-from digits.ports import ensure_port_free
 
 logger = logging.getLogger(__name__)
 
 WORKER_HEALTHCHECK_S = 60
 GRACEFUL_SHUTDOWN_S = 10
-SUPERVISOR_ENV = "DIGITS_SUPERVISOR_PID"
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_supervisor() -> None:
-    """In a worker of `digits serve --workers N`: end when the supervisor does, even when it was
-    killed outright (SIGKILL, the OOM killer). uvicorn's workers would otherwise keep serving
-    as orphans that nothing stops. Linux only; elsewhere a no-op."""
-    supervisor = os.environ.get(SUPERVISOR_ENV)
-    if supervisor is None or os.getpid() == int(supervisor):
-        return
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-        logger.warning("could not tie this worker to its supervisor's lifetime")
-        return
-    if os.getppid() != int(supervisor):  # it died before the request took effect
-        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _prepare_multiprocess_metrics(workers: int) -> None:
@@ -58,7 +36,6 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     """Blocks until stopped. Arguments left out come from the settings (DIGITS_HOST/PORT/WORKERS)."""
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    from digits.db.migrate import upgrade_head  # after logging: alembic logs as it imports
     from digits.db.wait import wait_for_database
 
     host = host or settings.host
@@ -67,10 +44,9 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
     # gunicorn's workers would otherwise retry the bind, exit and be restarted, over and over.
     ensure_port_free(host, port)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    # Once here, before any worker starts; each worker's lifespan repeats it (a no-op then),
-    # which keeps replicas safe: the migration itself is serialised by a lock.
+    # Each worker's lifespan migrates (digits.api.app); the migration is serialised by a lock,
+    # so the first worker applies it and the others find nothing to do.
     wait_for_database(settings.resolved_database_url, timeout_s=settings.db_wait_s)
-    upgrade_head(settings.resolved_database_url)
     _prepare_multiprocess_metrics(workers)
     os.environ[SUPERVISOR_ENV] = str(os.getpid())  # inherited by the workers
     logger.info("serving", extra={"host": host, "port": port, "workers": workers})

@@ -29,8 +29,8 @@ from digits.api.records import (
 from digits.db import crud
 from digits.db.models import utcnow
 from digits.db.session import Database, is_connection_error
+from digits.db.spool import Applied, Entry, Spool
 from digits.schemas import PredictionRecord
-from digits.spool import Applied, Entry, Spool
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from digits.api.records import label_entry, prediction_entry
 from digits.api.store import PredictionStore
 from digits.db import crud
 from digits.db.models import PredictionRow, utcnow
+from digits.db.spool import Spool
 from digits.model import DigitNet
-from digits.spool import Spool
 
 
 def _rows(store: PredictionStore) -> dict[str, PredictionRow]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from digits.spool import Applied, Spool, SpoolError
+from digits.db.spool import Applied, Spool, SpoolError
 
 
 def _lines(spool: Spool) -> list[dict]:

@@ -25,8 +25,8 @@ import httpx
 import pytest
 from ops_support import POSTGRES_ADMIN_URL, postgres_reachable, require
 
-from digits import glyphs, synth
 from digits.api.testing import DIGITS, serve_process
+from digits.synth import drawings, glyphs
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgres, pytest.mark.slow]
 
@@ -65,12 +65,12 @@ def _wait_postgres(up: bool, timeout_s: float = 60.0) -> None:
         time.sleep(0.2)
 
 
-def drawings() -> list[bytes]:
+def canvas_drawings() -> list[bytes]:
     """A few 280x280 canvas-like drawings (the project's own generator): black strokes on a
     transparent background, as the web canvas sends them."""
-    look = synth.Look(encoding="RGBA")
+    look = drawings.Look(encoding="RGBA")
     return [
-        synth.to_png(synth.draw(glyphs.glyph_strokes(d, glyphs.STYLES[d][0]), look))
+        drawings.to_png(drawings.draw(glyphs.glyph_strokes(d, glyphs.STYLES[d][0]), look))
         for d in (1, 7, 4)
     ]
 
@@ -89,7 +89,7 @@ class Ledger:
 
 
 def _client_loop(base: str, stop: threading.Event, ledger: Ledger, seed: int) -> None:
-    images = drawings()
+    images = canvas_drawings()
     n = seed
     with httpx.Client(base_url=base, timeout=15.0, trust_env=False) as client:
         while not stop.is_set():

@@ -12,7 +12,6 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.datastructures import UploadFile
 
-from digits import autoretrain
 from digits.api.deps import StoreDep
 from digits.api.images import decode_base64_image, stored_png
 from digits.api.metrics import Metrics
@@ -22,6 +21,7 @@ from digits.api.store import PredictionNotFoundError, PredictionStore
 from digits.config import Settings
 from digits.db import crud, queries
 from digits.db.models import utcnow
+from digits.loop import autoretrain
 from digits.predict import Predictor
 from digits.preprocess import input_to_png
 from digits.schemas import (

@@ -1,0 +1,58 @@
+"""Small untrained checkpoints, a migrated database of each backend (SQLite always; PostgreSQL
+where it runs, and always with CI=true), and a registry whose "shipped weights" are one of them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from digits import checkpoint as ckpt
+from digits.db.migrate import upgrade_head
+from digits.db.session import Database
+from digits.db.testing import temporary_postgres_database
+from digits.loop.registry import Registry
+from digits.model import DigitNet
+
+MakeCheckpoint = Callable[[int], Path]
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture
+def make_checkpoint(tmp_path: Path) -> MakeCheckpoint:
+    """``make_checkpoint(seed)`` -> a narrow network's checkpoint file; one version per seed."""
+
+    def make(seed: int) -> Path:
+        torch.manual_seed(seed)
+        path = tmp_path / "checkpoints-in" / f"seed{seed}.pt"
+        ckpt.save(ckpt.from_model(DigitNet(width=4), {"width": 4}), path)
+        return path
+
+    return make
+
+
+@pytest.fixture
+def shipped(make_checkpoint: MakeCheckpoint) -> Path:
+    return make_checkpoint(0)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
+        upgrade_head(url)
+        yield url
+        return
+    with temporary_postgres_database(request.getfixturevalue("postgres_url")) as url:
+        upgrade_head(url)
+        yield url
+
+
+@pytest.fixture
+def registry(database_url: str, shipped: Path) -> Iterator[Registry]:
+    registry = Registry(Database(database_url), shipped=shipped)
+    yield registry
+    registry.database.dispose()
