@@ -213,6 +213,7 @@ def start_server(
             "DIGITS_MODEL_PATH": str(model),
             "DIGITS_LOG_LEVEL": "WARNING",
             "DIGITS_UNCERTAIN_THRESHOLD": "0",
+            "DIGITS_RATE_LIMIT": "0",
         }
     process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60

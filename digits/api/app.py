@@ -20,6 +20,7 @@ from digits.api import errors
 from digits.api.holder import ModelHolder, serving
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
+from digits.api.ratelimit import RateLimitMiddleware
 from digits.api.routes import admin, health, models, predictions, sessions, stats
 from digits.api.sessions import HEADER as SESSION_HEADER
 from digits.api.sessions import make_authority
@@ -185,7 +186,13 @@ def create_app(
             allow_headers=["Content-Type", "X-Request-ID", "Authorization", SESSION_HEADER],
             expose_headers=["X-Request-ID", "Location"],
         )
-    app.add_middleware(
+    if settings.rate_limit:
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_minute=settings.rate_limit,
+            trusted_proxies=settings.trusted_proxies,
+        )
+    app.add_middleware(  # outermost: every answer, a 429 too, has its request id and log line
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,

@@ -66,6 +66,7 @@ def settings(database_url: str, tmp_path: Path, checkpoint_path: Path) -> Settin
         model_path=checkpoint_path,
         spool_dir=tmp_path / "spool",
         log_json=True,
+        rate_limit=0,  # tests send faster than a visitor may; test_ratelimit turns it on
     )
 
 
