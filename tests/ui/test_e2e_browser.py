@@ -374,6 +374,42 @@ def test_phone_touch_draw_correct_and_find_it(browser: Browser, stack: Stack) ->
         context.close()
 
 
+def test_each_browser_sees_its_own_drawings_and_keeps_them_over_a_reload(
+    browser: Browser, stack: Stack
+) -> None:
+    """One API session per person and device: kept in a cookie, so a reload (or a phone waking
+    a sleeping tab) resumes it, and another browser is somebody else."""
+    first = browser.new_context(viewport={"width": 1280, "height": 900})
+    second = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = first.new_page()
+    try:
+        page.goto(stack.ui_url, wait_until="domcontentloaded")
+        _draw_with_mouse(page, SEVEN)
+        page.get_by_text("Was it right?").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        mine = page.get_by_text("Showing 1-1 of 1 predictions.")
+        page.goto(f"{stack.ui_url}/history", wait_until="domcontentloaded")
+        mine.wait_for(timeout=ANSWER_TIMEOUT_MS)
+        page.reload(wait_until="domcontentloaded")
+        mine.wait_for(timeout=ANSWER_TIMEOUT_MS)
+        _shot(page, "session-reloaded-history")
+
+        other = second.new_page()
+        other.goto(f"{stack.ui_url}/history", wait_until="domcontentloaded")
+        other.get_by_text("No predictions match these filters yet.").wait_for(
+            timeout=ANSWER_TIMEOUT_MS
+        )
+        _shot(other, "session-other-browser-history")
+        with sqlite3.connect(stack.database) as db:
+            sessions = db.execute("SELECT COUNT(DISTINCT id) FROM sessions").fetchone()[0]
+        assert sessions >= 2
+    except BaseException:
+        _shot(page, "session-failure")
+        raise
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_drawn_letter_is_not_a_digit(browser: Browser, stack: Stack) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()

@@ -94,7 +94,6 @@ class FakeClient(ApiClient):
         *,
         source: Source = "canvas",
         drawing_id: str | None = None,
-        session_id: str | None = None,
         filename: str = "drawing.png",
         content_type: str = "image/png",
     ) -> PredictionOut:
@@ -103,7 +102,6 @@ class FakeClient(ApiClient):
                 "image": image,
                 "source": source,
                 "drawing_id": drawing_id,
-                "session_id": session_id,
                 "filename": filename,
                 "content_type": content_type,
             }
