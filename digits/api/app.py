@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api import errors
 from digits.api.holder import ModelHolder, serving
+from digits.api.large_images import LargeImages
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
 from digits.api.ratelimit import RateLimitMiddleware
@@ -133,6 +134,11 @@ def create_app(
         store.schema_ready = migrated
         app.state.sessions = make_authority(settings, database)
         app.state.sessions.schema_ready = migrated
+        app.state.large_images = LargeImages(
+            max_bytes=settings.max_body_bytes,
+            max_pixels=settings.max_pixels,
+            stored_side=settings.stored_image_max_side,
+        )
         app.state.holder = holder
         app.state.database = database
         app.state.registry = registry
@@ -163,6 +169,7 @@ def create_app(
                 if spool.depth:
                     await asyncio.to_thread(store.replay)
             spool.close()
+            app.state.large_images.close()
             database.dispose()
             metrics.process_exited()
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
+import numpy as np
 from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -111,7 +112,8 @@ async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | No
 
 def _predict_and_save(
     *,
-    data: bytes,
+    data: bytes | np.ndarray,
+    stored: bytes | None,
     source: str,
     drawing_id: uuid.UUID | None,
     session_id: uuid.UUID,
@@ -120,7 +122,8 @@ def _predict_and_save(
     store: PredictionStore,
     metrics: Metrics,
 ) -> PredictionRecord:
-    """Predict, then store durably (database or spool)."""
+    """Predict, then store durably (database or spool). ``stored``: the stored copy when it
+    was made already (with ``data`` shrunk off the event loop), else made from ``data``."""
     started = time.perf_counter()
     prediction = predictor.predict(
         data, max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels
@@ -135,7 +138,11 @@ def _predict_and_save(
         source=source,
         drawing_id=drawing_id,
         model_version=predictor.version,
-        image_png=stored_png(data, max_side=settings.stored_image_max_side),
+        image_png=(
+            stored
+            if isinstance(data, np.ndarray)
+            else stored_png(data, max_side=settings.stored_image_max_side)
+        ),
         input_png=input_to_png(prediction.model_input),
         latency_ms=(time.perf_counter() - started) * 1000,
         session_id=session_id,
@@ -158,13 +165,15 @@ async def create_prediction(request: Request, x_session_token: TokenHeader = Non
     # dependency solving and response validation would add CPU to every request.
     state = request.app.state
     session_id, new_token = session_for_prediction(request)
-    data, source, drawing_id = await _read_submission(request)
+    submitted, source, drawing_id = await _read_submission(request)
+    data, stored = await state.large_images.prepare(submitted)
     # Model and insert run here, on the event loop, one request at a time per worker as in a
     # sync worker. Handing them to a thread cost a worker more CPU than the work itself under
     # load (GIL hand-offs, thread wake-ups); docs/api.md has the figures. Concurrency comes
     # from the workers.
     record = _predict_and_save(
         data=data,
+        stored=stored,
         source=source,
         drawing_id=drawing_id,
         session_id=session_id,
