@@ -9,6 +9,7 @@ limit (then refused), so no oversized upload is ever buffered whole.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -34,6 +35,8 @@ SECURITY_HEADERS = [
 ]
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# The whole body must arrive within this: 2 MiB at 100 kB/s, a slow phone, takes 20 s.
+BODY_TIMEOUT_S = 30.0
 
 
 def _json_response(status: int, detail: str, request_id: str) -> tuple[Message, Message]:
@@ -99,7 +102,18 @@ class RequestContextMiddleware:
                     await send(message)
                 return
             if scope["method"] in _BODY_METHODS:
-                body = await self._read_body(headers, receive)
+                try:
+                    async with asyncio.timeout(BODY_TIMEOUT_S):
+                        body = await self._read_body(headers, receive)
+                except TimeoutError:
+                    status_holder[0] = 408
+                    for message in _json_response(
+                        408,
+                        f"the request body did not arrive within {BODY_TIMEOUT_S:g} s",
+                        request_id,
+                    ):
+                        await send(message)
+                    return
                 if body is None:
                     status_holder[0] = 413
                     for message in _json_response(
