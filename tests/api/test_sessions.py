@@ -271,3 +271,20 @@ def test_sessions_are_served_while_the_database_is_down(
     assert state.store.replay() == 3
     client.headers[SESSION_HEADER] = new.json()["session_token"]
     assert client.get("/api/predictions").json()["total"] == 1
+
+
+def test_openapi_declares_the_session_header_as_optional(anonymous: TestClient) -> None:
+    spec = anonymous.get("/openapi.json").json()
+    for path, method in [
+        ("/api/predictions", "post"),
+        ("/api/predictions", "get"),
+        ("/api/predictions/{prediction_id}", "patch"),
+        ("/api/predictions/{prediction_id}/image", "get"),
+        ("/api/sessions/{session_id}", "delete"),
+    ]:
+        parameters = spec["paths"][path][method]["parameters"]
+        header = next(p for p in parameters if p["name"] == "X-Session-Token")
+        assert header["in"] == "header" and not header.get("required", False), (path, method)
+    created = spec["paths"]["/api/predictions"]["post"]["responses"]["201"]
+    schema = created["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert "session_token" in spec["components"]["schemas"][schema]["properties"]
