@@ -57,7 +57,9 @@ class RateLimiter:
 class RateLimitMiddleware:
     """Answers 429 with Retry-After to a write over its session's (or address's) limit."""
 
-    def __init__(self, app: ASGIApp, *, per_minute: int, trusted_proxies: Sequence[Network]):
+    def __init__(
+        self, app: ASGIApp, *, per_minute: int, trusted_proxies: Sequence[Network]
+    ) -> None:
         self.app = app
         self.limiter = RateLimiter(per_minute)
         self.trusted_proxies = trusted_proxies
