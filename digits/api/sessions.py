@@ -112,9 +112,10 @@ class SessionAuthority:
             return session_id
         now = utcnow()
         try:
-            with self.database.read() as session:
+            # A Core connection, not an ORM session: this read comes with every request.
+            with self.database.engine.connect() as connection:
                 standing, record_use = session_rows.standing(
-                    session, session_id=session_id, issued_at=issued_at, now=now, ttl=self.ttl
+                    connection, session_id=session_id, issued_at=issued_at, now=now, ttl=self.ttl
                 )
             if record_use:
                 with self.database.write() as session:

@@ -9,7 +9,7 @@ import enum
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,10 @@ from digits.db.models import PredictionRow, SessionRow
 # last_seen_at is written at most this often per session: expiry is counted in days, and a
 # write on every request would double the hot path's statements.
 TOUCH_INTERVAL = timedelta(hours=1)
+# Every request with a token reads this: built once, so SQLAlchemy reuses its compiled form.
+_STANDING = select(SessionRow.last_seen_at, SessionRow.deleted_at).where(
+    SessionRow.id == bindparam("session_id")
+)
 
 
 class Standing(enum.Enum):
@@ -27,12 +31,15 @@ class Standing(enum.Enum):
 
 
 def standing(
-    session: Session, *, session_id: uuid.UUID, issued_at: datetime, now: datetime, ttl: timedelta
+    connection: Connection | Session,
+    *,
+    session_id: uuid.UUID,
+    issued_at: datetime,
+    now: datetime,
+    ttl: timedelta,
 ) -> tuple[Standing, bool]:
     """Whether the session may act, and whether its use should be recorded (``use``)."""
-    found = session.execute(
-        select(SessionRow.last_seen_at, SessionRow.deleted_at).where(SessionRow.id == session_id)
-    ).first()
+    found = connection.execute(_STANDING, {"session_id": session_id}).first()
     if found is None:  # never used since it was issued (maybe while the database was down)
         if issued_at + ttl < now:
             return Standing.EXPIRED, False
