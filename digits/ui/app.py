@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from digits.ui.pages import draw, history, models, stats
+from digits.ui.session import get_client
 
 
 def main() -> None:
@@ -24,6 +25,9 @@ def main() -> None:
         ],
         position="top",
     )
+    # The browser's API session, resumed or begun here on every page: a page may first ask
+    # for it inside a callback, where the script that keeps it in a cookie would not render.
+    get_client()
     navigation.run()
 
 

@@ -42,16 +42,29 @@ def get_client() -> ApiClient:
         )
         st.stop()
     shared = _shared_client(settings.api_url, settings.api_timeout_s)
-    token = st.session_state.get(TOKEN_KEY) or _resume_or_start(shared, settings.session_ttl_days)
+    token = st.session_state.get(TOKEN_KEY) or _resume_or_start(shared)
+    if _cookie() != token:
+        # Streamlit cannot set a cookie from the server; this line of script does, in the page.
+        # On every run until the browser sends it back: a run's elements can be replaced by
+        # the next run's before the browser ever mounts them.
+        age = settings.session_ttl_days * 86400
+        cookie = f"{COOKIE}={token}; path=/; max-age={age}; SameSite=Strict"
+        script = f"<script>document.cookie = {json.dumps(cookie)};</script>"
+        st.html(script, unsafe_allow_javascript=True)
     return shared.with_credentials(
         session_token=token, admin_token=st.session_state.get(ADMIN_KEY) or None
     )
 
 
-def _resume_or_start(shared: ApiClient, ttl_days: int) -> str:
-    """The browser's session from its cookie, or a new one when it has none (or it expired)."""
+def _cookie() -> str | None:
+    """The session token the browser sent when this Streamlit session connected."""
     token = st.context.cookies.get(COOKIE)
-    token = token if isinstance(token, str) else None  # no browser behind a headless test run
+    return token if isinstance(token, str) else None  # no browser behind a headless test run
+
+
+def _resume_or_start(shared: ApiClient) -> str:
+    """The browser's session from its cookie, or a new one when it has none (or it expired)."""
+    token = _cookie()
     try:
         if not token or not shared.with_credentials(session_token=token).session_is_valid():
             token = shared.create_session().session_token
@@ -59,11 +72,6 @@ def _resume_or_start(shared: ApiClient, ttl_days: int) -> str:
         show_error(err)
         st.stop()
     st.session_state[TOKEN_KEY] = token
-    # Streamlit cannot set a cookie from the server; this line of script does, in the page.
-    cookie = f"{COOKIE}={token}; path=/; max-age={ttl_days * 86400}; SameSite=Strict"
-    st.html(
-        f"<script>document.cookie = {json.dumps(cookie)};</script>", unsafe_allow_javascript=True
-    )
     return token
 
 
