@@ -1,4 +1,5 @@
-"""`digits` command line: train | evaluate | predict | serve | ui | up | migrate | models | retrain."""
+"""`digits` command line: train | evaluate | predict | serve | ui | up | migrate | models | retrain |
+trainer."""
 
 from __future__ import annotations
 
@@ -192,6 +193,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return retrain_command(args)
 
 
+def cmd_trainer(args: argparse.Namespace) -> int:
+    from digits.config import get_settings
+    from digits.loop.trainer import POLL_S, serve_jobs
+
+    return serve_jobs(get_settings(), once=args.once, poll_s=args.poll or POLL_S)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from digits.config import get_settings
 
@@ -256,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.set_defaults(func=cmd_migrate)
 
     models = sub.add_parser(
-        "models", help="model registry: list | add PATH | promote VERSION | rollback"
+        "models",
+        help="model registry: list | add PATH | promote VERSION | rollback | export-onnx",
     )
     models_sub = models.add_subparsers(dest="models_command", required=True)
     as_json = argparse.ArgumentParser(add_help=False)
@@ -273,17 +282,36 @@ def build_parser() -> argparse.ArgumentParser:
     models_sub.add_parser(
         "rollback", parents=[as_json], help="re-activate the previously active model"
     )
+    export_onnx = models_sub.add_parser(
+        "export-onnx",
+        parents=[as_json],
+        help="export the ONNX graph serving needs into every registered model lacking one "
+        "(or into the files given); needs torch",
+    )
+    export_onnx.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     models.set_defaults(func=cmd_models)
 
     retrain = sub.add_parser("retrain", help="fine-tune on users' corrections; promote if better")
     _add_data_args(retrain)
-    retrain.add_argument("--epochs", type=int, default=2)
+    retrain.add_argument(
+        "--epochs", type=int, default=None, help="of every fold's fit and the final one (1)"
+    )
     retrain.add_argument("--report-dir", type=Path, default=None)
     retrain.add_argument("--no-promote", action="store_true")
     retrain.add_argument(
         "--canvas-n", type=int, default=200, help="drawings per canvas benchmark set (0: skip)"
     )
     retrain.set_defaults(func=cmd_retrain)
+
+    trainer = sub.add_parser(
+        "trainer",
+        help="run the retraining jobs the API queues (exports missing ONNX graphs first)",
+    )
+    trainer.add_argument("--once", action="store_true", help="run the jobs queued now, then exit")
+    trainer.add_argument(
+        "--poll", type=float, default=None, help="seconds between queue checks (default 5)"
+    )
+    trainer.set_defaults(func=cmd_trainer)
     return parser
 
 
@@ -295,7 +323,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        log.error("digits %s needs torch: pip install 'digits[train]'", args.command)
+        return 1
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from digits.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputLimits
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_WEIGHTS = PACKAGE_DIR / "weights" / "model.pt"
 
@@ -36,15 +38,18 @@ class Settings(BaseSettings):
     database_url: str | None = None  # None: SQLite file in data_dir
     db_wait_s: float = Field(default=60.0, ge=0.0)  # how long `digits serve` waits for it
     mnist_dir: Path | None = None  # a local folder with the four canonical .gz files
-    retrain_after: int | None = None  # retrain in the background after N new corrections
+    retrain_after: int | None = None  # queue a retraining (for `digits trainer`) after N new labels
+    # Sessions with fewer labelled rows share one capped pool with anonymous rows, never evidence.
+    retrain_min_session: int = Field(default=10, ge=1)
+    retrain_folds: int = Field(default=5, ge=2)  # the promotion gate's cross-validation folds
     cache_dir: Path | None = None  # where downloads go; default data_dir/mnist
     model_path: Path | None = None  # None: the active registry model, else the shipped weights
     uncertain_threshold: float = Field(default=DEFAULT_UNCERTAIN_THRESHOLD, ge=0.0, le=1.0)
     # None: the threshold fitted on `validation` writers and stored in the checkpoint.
     not_a_digit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
 
-    max_body_bytes: int = 2 * 1024 * 1024
-    max_pixels: int = 4096 * 4096
+    max_body_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
     stored_image_max_side: int = 560
 
     api_url: str = "http://127.0.0.1:8000"
@@ -101,6 +106,10 @@ class Settings(BaseSettings):
         if problems:
             raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
         return self
+
+    @property
+    def input_limits(self) -> InputLimits:
+        return InputLimits(max_bytes=self.max_body_bytes, max_pixels=self.max_pixels)
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,10 +7,15 @@ from __future__ import annotations
 import io
 import struct
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pyspng
 from PIL import Image, UnidentifiedImageError
+
+# The image branch of digits.errors, where the decoding stage's callers look for it.
+from digits.errors import EmptyImageError as EmptyImageError
+from digits.errors import ImageTooLargeError, PreprocessError, UnsupportedImageError
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -22,20 +27,12 @@ _SPNG_MODES = frozenset({"L", "RGB", "RGBA"})
 ImageInput = bytes | bytearray | memoryview | np.ndarray | Image.Image
 
 
-class PreprocessError(ValueError):
-    """The input cannot become a model input; the message says why."""
+@dataclass(frozen=True)
+class InputLimits:
+    """What an upload may weigh (bytes) and hold (pixels) before anything is decompressed."""
 
-
-class EmptyImageError(PreprocessError):
-    """The image holds no drawing (blank or nearly so)."""
-
-
-class ImageTooLargeError(PreprocessError):
-    """The input is over the byte or pixel limit."""
-
-
-class UnsupportedImageError(PreprocessError):
-    """The bytes are not a decodable PNG or JPEG, or the array has an unusable shape."""
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 def _open(data: bytes, max_pixels: int) -> Image.Image:
@@ -169,3 +166,53 @@ def colour_and_alpha(
             )
         return _split_alpha(_as_uint8(image))
     raise UnsupportedImageError(f"cannot read an image from {type(image).__name__}")
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# What a PNG's pixels need: the critical chunks, and transparency. Text, metadata, colour
+# profiles, private chunks and anything after IEND are dropped from the stored copy.
+_KEPT_CHUNKS = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"})
+# A canvas drawing is a few KB; only noise-like images come near this once capped in size.
+STORED_MAX_BYTES = 256 * 1024
+
+
+def _pixel_chunks(data: bytes) -> bytes:
+    """The PNG with only the chunks its pixels need (it was decoded already)."""
+    kept, position = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        end = position + 12 + length  # length, type, data, CRC
+        if kind in _KEPT_CHUNKS:
+            kept.append(data[position:end])
+        if kind == b"IEND":
+            break
+        position = end
+    return b"".join(kept)
+
+
+def _encode(image: Image.Image, max_side: int) -> bytes:
+    image = image.copy()
+    image.thumbnail((max_side, max_side))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
+
+
+def stored_png(data: bytes | Image.Image, *, max_side: int) -> bytes:
+    """A decodable PNG or JPEG (or an image decoded already) as the PNG kept for the history:
+    no larger than ``max_side`` a side and STORED_MAX_BYTES in all, without ancillary chunks or
+    trailing bytes. A small PNG keeps its own pixel chunks; anything else is re-encoded."""
+    image = data if isinstance(data, Image.Image) else Image.open(io.BytesIO(data))
+    if isinstance(data, bytes) and image.format == "PNG" and max(image.size) <= max_side:
+        stripped = _pixel_chunks(data)
+        if len(stripped) <= STORED_MAX_BYTES:
+            return stripped
+    image.load()
+    if image.mode not in {"L", "LA", "RGB", "RGBA"}:
+        image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+    encoded = _encode(image, max_side)
+    while len(encoded) > STORED_MAX_BYTES and max_side > 28:  # noise compresses badly
+        max_side //= 2
+        encoded = _encode(image, max_side)
+    return encoded

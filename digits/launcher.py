@@ -1,4 +1,5 @@
-"""`digits up`: migrate the database, run the API and the UI side by side, stop both on Ctrl-C.
+"""`digits up`: run the API and the UI side by side, with the trainer (retraining jobs) where
+torch is installed; stop them all on Ctrl-C.
 
 Each child runs in its own session (process group), so a terminal's Ctrl-C reaches only this
 launcher, which then stops the UI before the API and waits for both: nothing is left behind.
@@ -7,6 +8,7 @@ launcher, which then stops the UI before the API and waits for both: nothing is 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -26,7 +28,7 @@ from digits.config import get_settings
 
 log = logging.getLogger(__name__)
 
-STARTUP_TIMEOUT_S = 180.0  # the first start imports torch and Streamlit on a busy 2-core machine
+STARTUP_TIMEOUT_S = 180.0  # the first start imports Streamlit on a busy 2-core machine
 STOP_TIMEOUT_S = 20.0
 POLL_INTERVAL_S = 0.5
 
@@ -39,7 +41,7 @@ class LaunchError(RuntimeError):
 class Child:
     name: str
     process: subprocess.Popen[bytes]
-    health_url: str
+    health_url: str | None  # None: healthy while it runs (the trainer serves no HTTP)
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -76,7 +78,7 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str], health_url: str) -> Child:
+def _spawn(name: str, args: list[str], env: dict[str, str], health_url: str | None) -> Child:
     process = subprocess.Popen(args, env=env, start_new_session=True, preexec_fn=_die_with_parent)
     log.info("started %s (pid %d): %s", name, process.pid, " ".join(args))
     return Child(name=name, process=process, health_url=health_url)
@@ -108,7 +110,7 @@ def _wait_healthy(children: list[Child], timeout_s: float) -> None:
                     f"the {child.name} {_how_it_ended(child.process.returncode)} "
                     "while starting (its output is above)"
                 )
-            if _answers_ok(child.health_url):
+            if child.health_url is None or _answers_ok(child.health_url):
                 pending.remove(child)
         if not pending:
             return
@@ -161,7 +163,8 @@ def up(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """Run the API and the UI until Ctrl-C (or SIGTERM); returns the process exit code."""
+    """Run the API, the UI and, where torch is installed, the trainer until Ctrl-C (or
+    SIGTERM); returns the process exit code."""
     settings = get_settings()
     out = out or sys.stdout
     err = err or sys.stderr
@@ -208,10 +211,16 @@ def up(
                     f"{ui_url}/_stcore/health",
                 )
             )
+            # Without torch (serving only) nothing here retrains: jobs wait for a trainer
+            # started elsewhere.
+            trains = importlib.util.find_spec("torch") is not None
+            if trains:
+                children.append(_spawn("trainer", [digits, "trainer"], env, None))
             _wait_healthy(children, STARTUP_TIMEOUT_S)
             out.write(
                 f"\nDigits is running:\n  app  {ui_url}\n  API  {api_url}/docs\n"
-                "Press Ctrl-C to stop.\n"
+                + ("  trainer  runs retraining jobs\n" if trains else "")
+                + "Press Ctrl-C to stop.\n"
             )
             out.flush()
             while all(child.alive() for child in children):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-NUM_DIGITS = 10
-NOT_A_DIGIT = 10  # the extra class: letters, shapes, scribbles, several digits
+from digits.schemas import NOT_A_DIGIT as NOT_A_DIGIT
+from digits.schemas import NUM_DIGITS
+
 NUM_CLASSES = NUM_DIGITS + 1
 
 
@@ -40,3 +41,11 @@ class DigitNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # x: (N, 1, 28, 28), standardised with MNIST mean/std
         return self.classifier(self.features(x))
+
+    def penultimate(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, 28, 28) -> (N, 36w): what the last layer reads, flattened."""
+        return self.classifier[0](self.features(x))
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, 36w) penultimate features -> (N, num_classes) logits."""
+        return self.classifier[2](self.classifier[1](features))

@@ -2,38 +2,39 @@
 
 from __future__ import annotations
 
-import tempfile
-import threading
-import warnings
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import torch
 
 from digits import checkpoint as ckpt
 from digits import decode, preprocess
+from digits.checkpoint import ServingCheckpoint
 from digits.config import DEFAULT_UNCERTAIN_THRESHOLD
-from digits.model import NOT_A_DIGIT, NUM_DIGITS
-from digits.schemas import Status
+from digits.schemas import NOT_A_DIGIT, NUM_DIGITS, Status
 
-_INPUT = "input"
-# torch.onnx.export keeps process-global state: two exports at once (two apps in one process,
-# a reload beside a retraining) fail with "GLOBALS.in_onnx_export must be False".
-_EXPORT_LOCK = threading.Lock()
 # Used when a checkpoint with a not-a-digit class carries no fitted threshold of its own.
 DEFAULT_NOT_A_DIGIT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """The model's answer for one image. A drawing predicted by ``Predictor.predict_drawing``
+    also carries what the API stores with it: the drawing (``image_png``), the 28x28 the
+    network read (``input_png``) and how long all that took."""
+
     digit: int
     confidence: float
     probabilities: list[float]
     status: Status
     model_input: np.ndarray  # (28, 28) float32, what the network saw
+    model_version: str
+    image_png: bytes | None = None
+    input_png: bytes | None = None
+    latency_ms: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -44,55 +45,29 @@ class Prediction:
         }
 
 
-def _inference_session(model: torch.nn.Module) -> ort.InferenceSession:
-    """The eval-mode network as an ONNX Runtime session on one CPU thread.
-
-    For one 28x28 image ONNX Runtime runs this network faster than torch (traced or
-    eager): torch's per-operator dispatch costs more than the arithmetic at this size. The
-    export happens once per loaded checkpoint; tests compare the outputs with the
-    eager model.
-    """
-    example = torch.zeros(1, 1, preprocess.IMAGE_SIZE, preprocess.IMAGE_SIZE)
-    with (
-        _EXPORT_LOCK,
-        tempfile.TemporaryDirectory(prefix="digits-onnx-") as tmp,
-        warnings.catch_warnings(),
-        torch.inference_mode(),
-    ):
-        path = Path(tmp) / "model.onnx"
-        # The TorchScript-based exporter: no onnxscript or C compiler needed, and torch is
-        # pinned (pyproject.toml), so its deprecation does not bite.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(
-            model.eval(),
-            (example,),
-            path,
-            input_names=[_INPUT],
-            output_names=["logits"],
-            dynamic_axes={_INPUT: {0: "batch"}},
-            dynamo=False,
-        )
-        exported = path.read_bytes()
+def _inference_session(graph: bytes) -> ort.InferenceSession:
+    """The checkpoint's exported graph as an ONNX Runtime session on one CPU thread."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
-    return ort.InferenceSession(exported, options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 class Predictor:
     def __init__(
         self,
-        checkpoint: ckpt.Checkpoint,
+        checkpoint: ServingCheckpoint,
         *,
         uncertain_threshold: float = DEFAULT_UNCERTAIN_THRESHOLD,
         not_a_digit_threshold: float | None = None,
         source: Path | None = None,
     ) -> None:
+        """Raises checkpoint.MissingGraphError for a checkpoint without its graph."""
         self.checkpoint = checkpoint
-        self._session = _inference_session(checkpoint.build_model())
+        self._session = _inference_session(checkpoint.require_graph())
         self.temperature = float(checkpoint.temperature)
         self.uncertain_threshold = uncertain_threshold
         self.rejects = int(checkpoint.model_args.get("num_classes", NUM_DIGITS)) > NUM_DIGITS
@@ -115,7 +90,7 @@ class Predictor:
             settings.uncertain_threshold if uncertain_threshold is None else uncertain_threshold
         )
         return cls(
-            ckpt.load(path),
+            ckpt.read(path),
             uncertain_threshold=threshold,
             not_a_digit_threshold=settings.not_a_digit_threshold,
             source=path,
@@ -135,9 +110,18 @@ class Predictor:
 
     def logits(self, inputs: np.ndarray) -> np.ndarray:
         """(N, 28, 28) model inputs in [0, 1] -> (N, classes) raw logits."""
+        return self._run(inputs, ckpt.GRAPH_LOGITS)[0]
+
+    def logits_and_features(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 28, 28) model inputs in [0, 1] -> ((N, classes) raw logits, (N, 36w)
+        penultimate features), from one forward pass."""
+        logits, features = self._run(inputs, ckpt.GRAPH_LOGITS, ckpt.GRAPH_FEATURES)
+        return logits, features
+
+    def _run(self, inputs: np.ndarray, *outputs: str) -> list[np.ndarray]:
         batch = preprocess.normalize(inputs.astype(np.float32, copy=False))[:, None]
-        logits: np.ndarray = self._session.run(None, {_INPUT: batch})[0]
-        return logits
+        results: list[np.ndarray] = self._session.run(list(outputs), {ckpt.GRAPH_INPUT: batch})
+        return results
 
     def scores(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(N, 28, 28) model inputs in [0, 1] -> ((N, 10) calibrated digit probabilities,
@@ -167,12 +151,39 @@ class Predictor:
             status = "uncertain"
         else:
             status = "ok"
-        return Prediction(digit, confidence, [float(p) for p in probs], status, model_input)
+        return Prediction(
+            digit, confidence, [float(p) for p in probs], status, model_input, self.version
+        )
 
     def predict(self, image: decode.ImageInput, **limits: int) -> Prediction:
         """Raises decode.PreprocessError (EmptyImageError for a blank drawing)."""
         model_input = preprocess.to_model_input(image, **limits)
         return self.predict_inputs(model_input[None])[0]
+
+    def predict_drawing(
+        self,
+        data: bytes | np.ndarray,
+        *,
+        limits: decode.InputLimits,
+        stored_max_side: int,
+        stored: bytes | None = None,
+    ) -> Prediction:
+        """A submitted PNG or JPEG -> the prediction with the two images kept beside it: the
+        drawing as stored (a PNG at most ``stored_max_side`` a side) and the 28x28 input.
+        ``data`` may also be pixels already decoded and shrunk, with ``stored`` made beside
+        them (digits.api.large_images)."""
+        started = time.perf_counter()
+        prediction = self.predict(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
+        return replace(
+            prediction,
+            image_png=(
+                stored
+                if isinstance(data, np.ndarray)
+                else decode.stored_png(data, max_side=stored_max_side)
+            ),
+            input_png=preprocess.input_to_png(prediction.model_input),
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
 
     def predict_inputs(self, inputs: np.ndarray) -> list[Prediction]:
         probs, rejects = self.scores(inputs)

@@ -16,10 +16,10 @@ import numpy as np
 from PIL import Image
 
 from digits import decode
+from digits.errors import EmptyImageError
 
 IMAGE_SIZE = 28
 BOX_SIZE = 20
-NUM_CLASSES = 10
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 # Bump when the framing changes: checkpoints record it, and cached training inputs depend on it.
@@ -84,7 +84,7 @@ def _transparent_plane(colour: np.ndarray, alpha: np.ndarray) -> tuple[np.ndarra
     background by definition, so it holds no ink."""
     rows = np.flatnonzero(alpha.max(axis=1))
     if rows.size == 0:
-        raise decode.EmptyImageError("the image is fully transparent: nothing was drawn")
+        raise EmptyImageError("the image is fully transparent: nothing was drawn")
     band = np.s_[rows[0] : rows[-1] + 1]
     cols = np.flatnonzero(alpha[band].max(axis=0))
     box = np.s_[band, cols[0] : cols[-1] + 1]
@@ -115,10 +115,10 @@ def _ink_plane(colour: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray
 
 
 def _span(flags: np.ndarray, empty: str = "the image holds no drawing") -> slice:
-    """From the first true flag to the last; decode.EmptyImageError(empty) if none is true."""
+    """From the first true flag to the last; EmptyImageError(empty) if none is true."""
     (indices,) = flags.nonzero()
     if indices.size == 0:
-        raise decode.EmptyImageError(empty)
+        raise EmptyImageError(empty)
     return slice(indices[0], indices[-1] + 1)
 
 
@@ -137,7 +137,7 @@ def _ink_crop(
     row_levels = extreme.reduce(plane, axis=1)
     peak = int(table[row_levels].max())
     if peak < CONTRAST_MIN * 255:
-        raise decode.EmptyImageError("the image is blank: no stroke stands out from the background")
+        raise EmptyImageError("the image is blank: no stroke stands out from the background")
     floor = NOISE_FLOOR * peak
     rows = _span(table[row_levels] >= floor)
     col_levels = extreme.reduce(plane[rows], axis=0)
@@ -149,7 +149,7 @@ def _ink_crop(
     ink = np.take(levels, plane[rows, cols])
     # Blank or not is judged against the whole canvas, not the crop.
     if float(ink.sum()) < max(3.0, MIN_INK_FRACTION * canvas_size):
-        raise decode.EmptyImageError("the image is nearly blank: draw a digit")
+        raise EmptyImageError("the image is nearly blank: draw a digit")
     inner_rows = _span(levels[row_levels[rows]] > BBOX_THRESHOLD)
     inner_cols = _span(levels[col_levels[cols]] > BBOX_THRESHOLD)
     return ink, (inner_rows, inner_cols)

@@ -6,11 +6,20 @@ PostgreSQL rows serialise identically.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+)
 
 Source = Literal["canvas", "upload", "api"]
 Status = Literal["ok", "uncertain", "not_a_digit"]
@@ -18,12 +27,14 @@ Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
 Health = Literal["ok", "degraded", "unavailable"]
 Origin = Literal["shipped", "retrain", "manual"]
 Action = Literal["initial", "promote", "rollback"]
-Label = Annotated[int, Field(ge=0, le=9)]
-# A label in a JSON body: an integer, never true/false, 1.0 or "1".
-StrictLabel = Annotated[int, Field(ge=0, le=9, strict=True)]
+MAX_PAGE = 500
+MAX_OFFSET = 1_000_000
+NUM_DIGITS = 10  # the classes a prediction's probabilities cover; the model adds not-a-digit
+NOT_A_DIGIT = NUM_DIGITS  # the model's extra class: letters, shapes, scribbles, several digits
+Label = Annotated[int, Field(ge=0, le=NUM_DIGITS - 1)]
+JobState = Literal["queued", "running", "done", "failed"]
+JobOrigin = Literal["admin", "auto"]
 SESSION_ID_REFUSED = "session_id is not accepted: the session is the X-Session-Token header"
-
-NUM_CLASSES = 10
 
 
 def iso_utc(value: datetime) -> str:
@@ -36,57 +47,99 @@ def iso_utc(value: datetime) -> str:
 UtcDatetime = Annotated[datetime, PlainSerializer(iso_utc, return_type=str, when_used="json")]
 
 
-def _refuse_session_id(data: Any) -> Any:
-    # Sessions are issued by the server; a client-chosen id could claim another's rows.
-    if isinstance(data, dict) and "session_id" in data:
+def _iso_8601(value: Any) -> Any:
+    # Pydantic alone would also read a number as a Unix time; a history bound is a date.
+    if isinstance(value, str) and not re.fullmatch(r"\d{4}-\d\d-\d\d[Tt ].+", value):
+        raise ValueError("expected an ISO 8601 date and time, e.g. 2026-01-01T00:00:00+00:00")
+    return value
+
+
+# ISO 8601 with a UTC offset, e.g. ``2026-01-01T00:00:00+00:00``.
+IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+
+
+class Submission(BaseModel):
+    """Where an image submitted to ``POST /api/predictions`` comes from: form fields, JSON
+    fields, or query parameters beside a raw image body."""
+
+    source: Source = "api"
+    drawing_id: uuid.UUID | None = Field(
+        None, description="a later POST of the same drawing replaces its unlabelled prediction"
+    )
+    # Declared only to be refused: sessions are issued by the server (the X-Session-Token
+    # header), and a client-chosen id could claim another's rows.
+    session_id: Any = Field(None, description="not accepted: send the X-Session-Token header")
+
+    @field_validator("session_id", mode="before")
+    @classmethod
+    def _refuse_session_id(cls, value: Any) -> Any:
         raise ValueError(SESSION_ID_REFUSED)
-    return data
 
 
-class PredictionJsonIn(BaseModel):
-    """JSON body of ``POST /api/predictions`` (the multipart form carries the same fields)."""
+class PredictionJsonIn(Submission):
+    """JSON body of ``POST /api/predictions``."""
 
     model_config = ConfigDict(extra="forbid")
 
     image: str = Field(description="PNG or JPEG as base64, or a data: URL")
-    source: Source = "api"
-    drawing_id: uuid.UUID | None = None
-
-    _no_session_id = model_validator(mode="before")(_refuse_session_id)
 
 
-class PredictionFormIn(BaseModel):
-    """Multipart form of ``POST /api/predictions``: the image as a file (or a base64 field)."""
-
-    image: bytes = Field(description="PNG or JPEG file")
-    source: Source = "api"
-    drawing_id: uuid.UUID | None = None
-
-    _no_session_id = model_validator(mode="before")(_refuse_session_id)
+def _json_integer(value: Any) -> Any:
+    # A JSON number, as JSON Schema's "integer" reads it (3 or 3.0); never "3" or true.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("expected a JSON integer")
+    return value
 
 
-class CorrectionIn(BaseModel):
-    """The digit that was drawn, or ``{"not_a_digit": true}``: exactly one of the two."""
+class DigitLabelIn(BaseModel):
+    """The digit that was drawn (a JSON integer 0-9)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    true_label: StrictLabel | None = None
-    not_a_digit: Literal[True] | None = None
+    true_label: Annotated[Label, BeforeValidator(_json_integer)]
 
-    @model_validator(mode="after")
-    def _one_answer(self) -> CorrectionIn:
-        if (self.true_label is None) == (self.not_a_digit is None):
-            raise ValueError('give either "true_label" (0-9) or "not_a_digit": true')
-        return self
+
+class NotADigitIn(BaseModel):
+    """The drawing is no digit at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    not_a_digit: Literal[True]
+
+
+# The body of ``PATCH /api/predictions/{id}``: exactly one of the two.
+CorrectionIn = DigitLabelIn | NotADigitIn
+
+
+def correction(true_label: int | None) -> CorrectionIn:
+    """The body that says ``true_label`` was drawn, or for None that it is not a digit."""
+    return (
+        NotADigitIn(not_a_digit=True) if true_label is None else DigitLabelIn(true_label=true_label)
+    )
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: a message, or for invalid fields one entry per field (the input
+    itself is never echoed back)."""
+
+    detail: str | list[FieldError]
 
 
 class PredictionOut(BaseModel):
     """What ``POST /api/predictions`` answers (201)."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     digit: Label
     confidence: float
-    probabilities: list[float] = Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)
+    probabilities: list[float] = Field(min_length=NUM_DIGITS, max_length=NUM_DIGITS)
     status: Status
     model_version: str
     created_at: UtcDatetime
@@ -117,6 +170,28 @@ class PredictionRecord(PredictionOut):
     true_label: Label | None = None
     not_a_digit: bool = Field(False, description="the user said it is not a digit")
     labelled_at: UtcDatetime | None = None
+
+
+class HistoryFilter(BaseModel):
+    """Which stored predictions ``GET /api/predictions`` lists (its query parameters), and
+    which page of them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    digit: Label | None = Field(None, description="predicted digit")
+    true_label: Label | None = Field(None, description="the user's digit label")
+    outcome: Outcome | None = Field(
+        None, description='"labelled" includes a "not a digit" label, "unlabelled" excludes it'
+    )
+    status: Status | None = Field(None, description="the model's answer")
+    not_a_digit: bool | None = Field(
+        None, description='the user labelled it "not a digit" (true) or did not (false)'
+    )
+    since: IsoDatetime | None = Field(None, description="created at or after")
+    until: IsoDatetime | None = Field(None, description="created before")
+    session_id: uuid.UUID | None = Field(None, description="the client's session")
 
 
 class PredictionPage(BaseModel):
@@ -217,6 +292,24 @@ class ModelRegistry(BaseModel):
     models: list[RegisteredModel]
     events: list[ActivationEvent]
     card: str | None = Field(description="the active model's card or retraining report (Markdown)")
+
+
+class RetrainJobId(BaseModel):
+    job_id: uuid.UUID
+
+
+class RetrainJob(BaseModel):
+    """A retraining run by `digits trainer` (``GET /api/admin/retrain/{job_id}``)."""
+
+    job_id: uuid.UUID = Field(validation_alias="id")
+    origin: JobOrigin = Field(description="admin: asked for; auto: DIGITS_RETRAIN_AFTER")
+    state: JobState
+    progress: float = Field(ge=0, le=1)
+    created_at: UtcDatetime
+    started_at: UtcDatetime | None
+    finished_at: UtcDatetime | None
+    report: dict[str, Any] | None = Field(description="what `digits retrain` prints, once done")
+    error: str | None = Field(description="why it failed")
 
 
 class AccuracyPoint(BaseModel):

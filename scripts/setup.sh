@@ -43,6 +43,6 @@ else
     # torch first and pinned: pip then takes the CPU build (a local wheel where the machine has
     # one) instead of resolving torch as a dependency, which can pull a multi-GB CUDA build.
     "$venv/bin/python" -m pip install --quiet "torch==2.13.0"
-    "$venv/bin/python" -m pip install --quiet -e "${repo_root}[dev]"
+    "$venv/bin/python" -m pip install --quiet -e "${repo_root}[train,dev]"
     echo "$wanted" > "$stamp"
 fi

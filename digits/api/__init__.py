@@ -1,7 +1,7 @@
 """The prediction service: ``create_app()`` for ASGI servers, ``server.serve()`` for the CLI.
 
 ``create_app`` is imported lazily so that ``digits serve`` can set up logging before the
-heavy imports (torch, alembic) log anything.
+heavy imports (alembic, ONNX Runtime) log anything.
 """
 
 from __future__ import annotations

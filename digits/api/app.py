@@ -1,5 +1,6 @@
 """``create_app()``: the FastAPI application. The model, the database engine and the spool are
-made in the lifespan (never at import), one intra-op torch thread per worker."""
+made in the lifespan (never at import). Workers run the model in ONNX Runtime and never import
+torch."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
-import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api import errors
@@ -102,6 +104,39 @@ class _Maintenance:
             self.app.state.holder.reload_if_changed()
 
 
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's generated document, with the request bodies of the content-type-chosen POST
+    operations (which it keeps one per path and method) gathered into the one POST."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes
+        )
+        for route in predictions.POST_BODIES:
+            alone = get_openapi(title=app.title, version=app.version, routes=[route])
+            body = alone["paths"][route.path]["post"]["requestBody"]
+            spec["paths"][route.path]["post"]["requestBody"]["content"].update(body["content"])
+        created = spec["paths"]["/api/predictions"]["post"]["responses"]["201"]
+        created["links"] = _links_as_the_new_session(spec)
+        app.openapi_schema = spec
+    return app.openapi_schema
+
+
+def _links_as_the_new_session(spec: dict[str, Any]) -> dict[str, Any]:
+    """From a 201 to reading and correcting that prediction, as the session the POST made
+    (its ``session_token``; a POST that sent a token answers none)."""
+    links = {}
+    for path in ("", "/image", "/input"):
+        for operation in spec["paths"][f"/api/predictions/{{prediction_id}}{path}"].values():
+            links[operation["operationId"]] = {
+                "operationId": operation["operationId"],
+                "parameters": {
+                    "path.prediction_id": "$response.body#/id",
+                    f"header.{SESSION_HEADER}": "$response.body#/session_token",
+                },
+            }
+    return links
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -117,7 +152,6 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         die_with_supervisor()
-        torch.set_num_threads(1)
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrated = await asyncio.to_thread(_migrate, settings)
         database = Database(settings.resolved_database_url)
@@ -154,7 +188,7 @@ def create_app(
                 "database": database.url.render_as_string(),
             },
         )
-        # Torch, the model and the app live as long as the process: frozen, they are left out
+        # The runtime, the model and the app live as long as the process: frozen, they are left out
         # of every full collection, which would otherwise walk them all and stall requests.
         gc.collect()
         gc.freeze()
@@ -181,6 +215,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
     routers = (predictions, sessions, admin, stats, models, health)
     for module in routers:

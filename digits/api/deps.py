@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from digits.api.holder import ModelHolder
 from digits.api.metrics import Metrics
 from digits.api.sessions import check_admin
 from digits.api.store import PredictionStore
@@ -20,6 +21,11 @@ from digits.predict import Predictor
 
 async def get_settings_dep(request: Request) -> Settings:
     return request.app.state.settings
+
+
+async def get_holder(request: Request) -> ModelHolder | None:
+    """None until the lifespan has loaded a model."""
+    return getattr(request.app.state, "holder", None)
 
 
 async def get_predictor(request: Request) -> Predictor:
@@ -40,6 +46,7 @@ async def get_metrics(request: Request) -> Metrics:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+HolderDep = Annotated[ModelHolder | None, Depends(get_holder)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]

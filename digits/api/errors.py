@@ -1,5 +1,6 @@
-"""Domain errors -> HTTP answers, translated once here. Every error body is ``{"detail": ...}``
-and no traceback ever reaches a client (it goes to the log, with the request id)."""
+"""The error tree (``digits.errors``) -> HTTP answers, in one handler. Every error body is
+``{"detail": ...}`` and no traceback ever reaches a client (it goes to the log, with the
+request id)."""
 
 from __future__ import annotations
 
@@ -9,67 +10,61 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 
-from digits.api.store import (
-    DatabaseUnavailableError,
-    PredictionNotFoundError,
-    PredictionSpooledError,
-)
 from digits.db.session import is_connection_error
-from digits.db.spool import SpoolError
-from digits.decode import (
+from digits.errors import (
+    DatabaseUnavailableError,
+    DigitsError,
     EmptyImageError,
     ImageTooLargeError,
-    PreprocessError,
+    InvalidInputError,
+    NotFoundError,
+    UnavailableError,
     UnsupportedImageError,
+    UnsupportedMediaTypeError,
 )
 
 logger = logging.getLogger(__name__)
 RETRY_AFTER_S = "5"
 
+# Most specific first: the first branch an error belongs to gives its status.
+STATUS: tuple[tuple[type[DigitsError], int], ...] = (
+    (ImageTooLargeError, 413),
+    (UnsupportedImageError, 415),
+    (UnsupportedMediaTypeError, 415),
+    (InvalidInputError, 422),
+    (NotFoundError, 404),
+    (UnavailableError, 503),
+)
 
-def _error(status: int, detail: str, *, retry: bool = False) -> JSONResponse:
-    headers = {"Retry-After": RETRY_AFTER_S} if retry else None
+
+def status_of(error: DigitsError) -> int:
+    return next((status for kind, status in STATUS if isinstance(error, kind)), 500)
+
+
+async def _digits_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DigitsError)
+    status = status_of(exc)
+    detail = f"empty drawing: {exc}" if isinstance(exc, EmptyImageError) else str(exc)
+    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+    if status == 500:
+        logger.error("unmapped error", exc_info=exc)
+        detail = "internal server error"
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
-async def _preprocess(_: Request, exc: Exception) -> JSONResponse:
-    if isinstance(exc.__cause__, ImageTooLargeError):
-        exc = exc.__cause__  # a size refusal wrapped on its way out of the decoder
-    if isinstance(exc, EmptyImageError):
-        return _error(422, f"empty drawing: {exc}")
-    if isinstance(exc, ImageTooLargeError):
-        return _error(413, str(exc))
-    if isinstance(exc, UnsupportedImageError):
-        return _error(415, str(exc))
-    return _error(422, str(exc))
-
-
-async def _not_found(_: Request, exc: Exception) -> JSONResponse:
-    return _error(404, f"no prediction with id {exc}")
-
-
-async def _spooled(_: Request, exc: Exception) -> JSONResponse:
-    return _error(503, str(exc), retry=True)
-
-
-async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-    return _error(503, str(exc), retry=True)
-
-
-async def _spool_failed(_: Request, exc: Exception) -> JSONResponse:
-    logger.error("the database is down and the spool cannot be written: %s", exc)
-    return _error(
-        503, "the database is unavailable and the local spool cannot be written", retry=True
-    )
-
-
-async def _database(_: Request, exc: Exception) -> JSONResponse:
+async def _database(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, SQLAlchemyError) and is_connection_error(exc):
-        return _error(503, "the database is unavailable; try again in a moment", retry=True)
+        unavailable = DatabaseUnavailableError("the database is unavailable; try again in a moment")
+        return await _digits_error(request, unavailable)
     logger.error("database error", exc_info=exc)
-    return _error(500, "internal error while reading or writing the database")
+    return JSONResponse(
+        {"detail": "internal error while reading or writing the database"}, status_code=500
+    )
 
 
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
@@ -87,17 +82,32 @@ async def _validation(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
+def _methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route answers on ``path``: the routes sharing a path each know only
+    their own, so a 405 from one of them would name only that one's."""
+    methods: set[str] = set()
+    for route in app.routes:
+        if isinstance(route, APIRoute | Route) and route.path_regex.match(path) and route.methods:
+            methods |= route.methods
+    return sorted(methods)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(_methods(request.app, request.url.path))
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
+
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error", exc_info=exc)
-    return _error(500, "internal server error")
+    return JSONResponse({"detail": "internal server error"}, status_code=500)
 
 
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(DigitsError, _digits_error)
     app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(PreprocessError, _preprocess)
-    app.add_exception_handler(PredictionNotFoundError, _not_found)
-    app.add_exception_handler(PredictionSpooledError, _spooled)
-    app.add_exception_handler(DatabaseUnavailableError, _unavailable)
-    app.add_exception_handler(SpoolError, _spool_failed)
+    app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(SQLAlchemyError, _database)
     app.add_exception_handler(Exception, _unexpected)

@@ -22,21 +22,21 @@ import numpy as np
 from PIL import Image
 
 from digits import decode
-from digits.api.images import PNG_SIGNATURE, stored_png
+from digits.errors import ImageTooLargeError
 
 LARGE_PIXELS = 1024 * 1024  # canvas drawings (280x280) and most photos stay on the fast path
 WORK_SIDE = 1024
 QUEUE = 2
 
 
-class ImageBudgetError(decode.ImageTooLargeError):
+class ImageBudgetError(ImageTooLargeError):
     """This worker is already decoding as many large images as its budget allows."""
 
 
 def pixel_count(data: bytes) -> int | None:
     """Width x height from the header alone; None when it cannot be read (the decoder will say
     why)."""
-    if data.startswith(PNG_SIGNATURE) and len(data) >= 24:
+    if data.startswith(decode.PNG_SIGNATURE) and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
         return int(width) * int(height)
     try:
@@ -59,7 +59,7 @@ def shrink(
     factor = math.ceil(max(image.size) / WORK_SIDE)
     if factor > 1:
         image = image.reduce(factor)
-    return np.asarray(image), stored_png(image, max_side=stored_side)
+    return np.asarray(image), decode.stored_png(image, max_side=stored_side)
 
 
 class LargeImages:

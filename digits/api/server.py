@@ -61,8 +61,8 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         # every connection of a burst, and keep-alive clients then load one core of several.
         reuse_port=True,
         # The supervisor restarts a worker that stays silent this long. A worker's start-up
-        # (torch, the model, the ONNX export) can take longer than gunicorn's default on a busy
-        # small machine, and a killed worker restarts just as slowly: a restart loop.
+        # (imports, the model) can take longer than gunicorn's default on a busy small machine,
+        # and a killed worker restarts just as slowly: a restart loop.
         timeout=WORKER_HEALTHCHECK_S,
         graceful_timeout=GRACEFUL_SHUTDOWN_S,
         keepalive=KEEPALIVE_S,

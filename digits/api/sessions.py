@@ -42,7 +42,6 @@ MISSING = (
     f"send the {HEADER} header (from POST /api/sessions, or the session_token of a "
     "POST /api/predictions made without it), or the admin's 'Authorization: Bearer' token"
 )
-SESSION_FIELD = f"session_id is not accepted here: the session is the {HEADER} header"
 
 TokenHeader = Annotated[
     str | None,
@@ -184,13 +183,15 @@ async def get_caller(request: Request, x_session_token: TokenHeader = None) -> C
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def session_for_prediction(request: Request) -> tuple[uuid.UUID, str | None]:
+async def prediction_session(
+    request: Request, x_session_token: TokenHeader = None
+) -> tuple[uuid.UUID, str | None]:
     """The session a new prediction belongs to, and its token when the request came without
     one (a new session, so a plain API client can read and label what it sent)."""
-    if "session_id" in request.query_params:
-        raise HTTPException(422, SESSION_FIELD)
     authority: SessionAuthority = request.app.state.sessions
-    token = request.headers.get(HEADER)
-    if token is not None:
-        return authority.authenticate(token), None
+    if x_session_token is not None:
+        return authority.authenticate(x_session_token), None
     return authority.issue()
+
+
+PredictionSessionDep = Annotated[tuple[uuid.UUID, str | None], Depends(prediction_session)]

@@ -11,43 +11,31 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api.metrics import Metrics
-from digits.api.records import (
-    label_entry,
-    prediction_entry,
-    prediction_from_entry,
-    record_from_new,
-    record_from_row,
-    spooled_label,
-)
 from digits.db import crud
-from digits.db.models import utcnow
+from digits.db.models import PredictionRow, row_from_json, row_to_json, utcnow
 from digits.db.session import Database, is_connection_error
 from digits.db.spool import Applied, Entry, Spool
-from digits.schemas import PredictionRecord
+from digits.errors import (
+    DatabaseUnavailableError,
+    PredictionNotFoundError,
+    PredictionSpooledError,
+    SpoolError,
+)
+from digits.predict import Prediction
+from digits.schemas import PredictionRecord, Submission
 
 logger = logging.getLogger(__name__)
 
 RECENT_LIMIT = 10_000
 REPLAY_BATCH = 200
-
-
-class DatabaseUnavailableError(RuntimeError):
-    """The database cannot be reached and the answer needs it."""
-
-
-class PredictionSpooledError(RuntimeError):
-    """The prediction exists but waits in a local spool until the database is back."""
-
-
-class PredictionNotFoundError(LookupError):
-    pass
+# A spooled correction: the label columns but not_a_digit, which a null true_label implies.
+_LABEL_ENTRY = frozenset({"id", "true_label", "labelled_at"})
 
 
 def _owned(record: PredictionRecord | None, owner: uuid.UUID | None) -> PredictionRecord | None:
@@ -61,6 +49,42 @@ def _labelled(record: PredictionRecord, true_label: int | None, at: datetime) ->
     return record.model_copy(
         update={"true_label": true_label, "not_a_digit": true_label is None, "labelled_at": at}
     )
+
+
+def _record(row: PredictionRow) -> PredictionRecord:
+    return PredictionRecord.model_validate(row, from_attributes=True)
+
+
+def _new_row(
+    prediction: Prediction, submission: Submission, session_id: uuid.UUID
+) -> PredictionRow:
+    return PredictionRow(
+        id=uuid.uuid4(),
+        created_at=utcnow(),
+        digit=prediction.digit,
+        confidence=prediction.confidence,
+        probabilities=prediction.probabilities,
+        status=prediction.status,
+        model_version=prediction.model_version,
+        image_png=prediction.image_png,
+        input_png=prediction.input_png,
+        latency_ms=prediction.latency_ms,
+        source=submission.source,
+        drawing_id=submission.drawing_id,
+        session_id=session_id,
+        true_label=None,
+        not_a_digit=False,
+        labelled_at=None,
+    )
+
+
+def _prediction_entry(row: PredictionRow) -> Entry:
+    return {"op": "prediction", **row_to_json(row, only=row.IDENTITY | frozenset(row.content()))}
+
+
+def _label_entry(prediction_id: uuid.UUID, true_label: int | None, at: datetime) -> Entry:
+    row = PredictionRow(id=prediction_id, true_label=true_label, labelled_at=at)
+    return {"op": "label", **row_to_json(row, only=_LABEL_ENTRY)}
 
 
 class PredictionStore:
@@ -77,12 +101,13 @@ class PredictionStore:
         self.schema_ready = True
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _remember(self, record: PredictionRecord) -> None:
+    def _remember(self, record: PredictionRecord) -> PredictionRecord:
         with self._recent_lock:
             self._recent[record.id] = record
             self._recent.move_to_end(record.id)
             while len(self._recent) > RECENT_LIMIT:
                 self._recent.popitem(last=False)
+        return record
 
     def _recent_record(self, prediction_id: uuid.UUID) -> PredictionRecord | None:
         with self._recent_lock:
@@ -103,7 +128,14 @@ class PredictionStore:
         logger.warning("database unreachable, using the spool: %s", error.__class__.__name__)
 
     def _spool(self, entry: Entry) -> None:
-        self.spool.append(entry)
+        try:
+            self.spool.append(entry)
+        except SpoolError as exc:
+            logger.error("the database is down and the spool cannot be written: %s", exc)
+            # The path stays in the log: the client learns only that it may try again.
+            raise SpoolError(
+                "the database is unavailable and the local spool cannot be written"
+            ) from exc
         self.metrics.spooled.labels(kind=entry["op"]).inc()
         self.metrics.spool_depth.set(self.spool.depth)
 
@@ -116,42 +148,41 @@ class PredictionStore:
                 if entry.get("id") != wanted:
                     continue
                 if entry.get("op") == "prediction":
-                    record = record_from_new(prediction_from_entry(entry))
+                    record = _record(row_from_json(PredictionRow, entry))
                 elif entry.get("op") == "label" and record is not None:
-                    at = datetime.fromisoformat(entry["labelled_at"])
-                    record = _labelled(record, spooled_label(entry), at)
+                    label = row_from_json(PredictionRow, entry)
+                    assert label.labelled_at is not None  # every label entry has its time
+                    record = _labelled(record, label.true_label, label.labelled_at)
             if record is not None:
                 return record
         return None
 
     # -- writes ----------------------------------------------------------------------------
-    def save_prediction(self, new: crud.NewPrediction) -> PredictionRecord:
-        """Store durably (database or spool) and return the record; its id may be an older one
-        when the same drawing was predicted before and not yet corrected."""
+    def save_prediction(
+        self, prediction: Prediction, submission: Submission, *, session_id: uuid.UUID
+    ) -> PredictionRecord:
+        """Store durably (database or spool) as one of ``session_id``'s predictions and return
+        the record; its id may be an older one when the session predicted the same drawing
+        before and did not correct it yet."""
+        row = _new_row(prediction, submission, session_id)
+        self.metrics.predictions.labels(digit=str(row.digit), status=row.status).inc()
         if self.schema_ready and self.spool.depth == 0:
             try:
-                record = self._insert(new)
+                # Without a drawing id the write is one INSERT.
+                with self.database.write(one_statement=row.drawing_id is None) as session:
+                    row.id = crud.record_prediction(session, row=row)
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
                 self._db_failed(exc)
             else:
-                self._remember(record)
-                return record
-        if new.drawing_id is not None:
-            earlier = self._open_for_drawing(new.drawing_id, new.session_id)
+                return self._remember(_record(row))
+        if row.drawing_id is not None:
+            earlier = self._open_for_drawing(row.drawing_id, row.session_id)
             if earlier is not None:
-                new = replace(new, id=earlier.id)
-        self._spool(prediction_entry(new))
-        record = record_from_new(new)
-        self._remember(record)
-        return record
-
-    def _insert(self, new: crud.NewPrediction) -> PredictionRecord:
-        # Without a drawing id the write is one INSERT.
-        with self.database.write(one_statement=new.drawing_id is None) as session:
-            stored_id = crud.record_prediction(session, new=new)
-        return record_from_new(replace(new, id=stored_id))
+                row.id = earlier.id
+        self._spool(_prediction_entry(row))
+        return self._remember(_record(row))
 
     def label(
         self, prediction_id: uuid.UUID, true_label: int | None, *, owner: uuid.UUID | None = None
@@ -169,7 +200,7 @@ class PredictionStore:
                         labelled_at=labelled_at,
                         owner=owner,
                     )
-                    record = record_from_row(row) if row is not None else None
+                    record = _record(row) if row is not None else None
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
@@ -190,7 +221,7 @@ class PredictionStore:
                 "the database is unavailable and this prediction is not known to this server; "
                 "try the correction again in a moment"
             )
-        self._spool(label_entry(prediction_id, true_label, labelled_at))
+        self._spool(_label_entry(prediction_id, true_label, labelled_at))
         self.metrics.corrections.inc()
         record = _labelled(known, true_label, labelled_at)
         self._remember(record)
@@ -202,7 +233,7 @@ class PredictionStore:
         try:
             with self.database.read() as session:
                 row = crud.get_prediction(session, prediction_id=prediction_id, owner=owner)
-                record = record_from_row(row) if row is not None else None
+                record = _record(row) if row is not None else None
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
@@ -249,14 +280,16 @@ class PredictionStore:
         if key in deferred:
             return Applied.DEFERRED  # keep later entries of the same id behind the first
         if op == "prediction":
-            crud.upsert_prediction(session, new=prediction_from_entry(entry))
+            crud.upsert_prediction(session, row=row_from_json(PredictionRow, entry))
             return Applied.DONE
         if op == "label":
+            label = row_from_json(PredictionRow, entry)
+            assert label.labelled_at is not None  # every label entry has its time
             found = crud.apply_spooled_label(
                 session,
-                prediction_id=uuid.UUID(key),
-                true_label=spooled_label(entry),
-                labelled_at=datetime.fromisoformat(entry["labelled_at"]),
+                prediction_id=label.id,
+                true_label=label.true_label,
+                labelled_at=label.labelled_at,
             )
             if found is None:
                 deferred.add(key)

@@ -7,9 +7,8 @@ Callers own the transaction (``Database.write()`` / ``Database.read()``); nothin
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import cast
 
 from sqlalchemy import (
     ColumnElement,
@@ -26,8 +25,6 @@ from sqlalchemy.orm import Session, defer
 
 from digits.db.models import PredictionRow
 
-ImageKind = Literal["image", "input"]
-RELIABILITY_BINS = 10
 # Built once, parameters passed beside it: SQLAlchemy then reuses both its cache key and its
 # compiled form. On the table rather than the mapped class: a plain Core insert, without the
 # ORM's bulk-insert bookkeeping that this one-row hot path does not need.
@@ -42,41 +39,6 @@ def owned_by(owner: uuid.UUID | None) -> list[ColumnElement[bool]]:
     return [] if owner is None else [PredictionRow.session_id == owner]
 
 
-@dataclass(frozen=True)
-class NewPrediction:
-    """Everything a prediction row holds before any correction."""
-
-    id: uuid.UUID
-    created_at: datetime
-    digit: int
-    confidence: float
-    probabilities: list[float]
-    status: str
-    source: str
-    drawing_id: uuid.UUID | None
-    model_version: str
-    image_png: bytes | None
-    input_png: bytes
-    latency_ms: float
-    session_id: uuid.UUID | None = None
-
-    def content(self) -> dict[str, Any]:
-        """The columns a later prediction of the same drawing replaces (all but id/drawing)."""
-        return {
-            "created_at": self.created_at,
-            "digit": self.digit,
-            "confidence": self.confidence,
-            "probabilities": self.probabilities,
-            "status": self.status,
-            "source": self.source,
-            "model_version": self.model_version,
-            "image_png": self.image_png,
-            "input_png": self.input_png,
-            "latency_ms": self.latency_ms,
-            "session_id": self.session_id,
-        }
-
-
 def _lock_drawing(session: Session | Connection, drawing_id: uuid.UUID) -> None:
     # Two POSTs of the same drawing must not both insert. SQLite writers are already serialised
     # (BEGIN IMMEDIATE); PostgreSQL gets a transaction-scoped advisory lock on the drawing.
@@ -86,18 +48,18 @@ def _lock_drawing(session: Session | Connection, drawing_id: uuid.UUID) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def record_prediction(session: Session | Connection, *, new: NewPrediction) -> uuid.UUID:
-    """Insert ``new``, or replace the open prediction of the same drawing (keeping its id).
+def record_prediction(session: Session | Connection, *, row: PredictionRow) -> uuid.UUID:
+    """Insert ``row``, or replace the open prediction of the same drawing (keeping its id).
 
     Returns the id the prediction is stored under. A Core INSERT in the session: this is the
     hot path, and the ORM's unit of work would cost more than the statement itself.
     """
-    if new.drawing_id is not None:
-        _lock_drawing(session, new.drawing_id)
-        mine = PredictionRow.session_id == new.session_id  # another session's row is not ours
+    if row.drawing_id is not None:
+        _lock_drawing(session, row.drawing_id)
+        mine = PredictionRow.session_id == row.session_id  # another session's row is not ours
         existing = session.scalar(
             select(PredictionRow.id)
-            .where(PredictionRow.drawing_id == new.drawing_id, mine, UNLABELLED)
+            .where(PredictionRow.drawing_id == row.drawing_id, mine, UNLABELLED)
             .order_by(PredictionRow.created_at.desc())
             .limit(1)
         )
@@ -107,29 +69,29 @@ def record_prediction(session: Session | Connection, *, new: NewPrediction) -> u
             replaced = session.execute(
                 update(PredictionRow)
                 .where(PredictionRow.id == existing, UNLABELLED)
-                .values(**new.content())
+                .values(**row.content())
             )
             if replaced.rowcount:  # type: ignore[attr-defined]
                 return existing
     session.execute(
-        _INSERT_PREDICTION, {"id": new.id, "drawing_id": new.drawing_id, **new.content()}
+        _INSERT_PREDICTION, {"id": row.id, "drawing_id": row.drawing_id, **row.content()}
     )
-    return new.id
+    return row.id
 
 
-def upsert_prediction(session: Session, *, new: NewPrediction) -> bool:
+def upsert_prediction(session: Session, *, row: PredictionRow) -> bool:
     """Replay of a spooled prediction: insert by id if absent, else refresh an unlabelled row.
 
     Idempotent, so a spool replayed twice (a crash between commit and truncation) changes nothing.
     Returns True when a row was inserted.
     """
-    existing = session.get(PredictionRow, new.id)
+    existing = session.get(PredictionRow, row.id)
     if existing is None:
-        session.add(PredictionRow(id=new.id, drawing_id=new.drawing_id, **new.content()))
+        session.add(row)
         session.flush()
         return True
     if existing.true_label is None and not existing.not_a_digit:
-        for key, value in new.content().items():
+        for key, value in row.content().items():
             setattr(existing, key, value)
         session.flush()
     return False
@@ -149,6 +111,8 @@ def _label(row: PredictionRow, true_label: int | None, labelled_at: datetime) ->
     row.true_label = true_label
     row.not_a_digit = true_label is None
     row.labelled_at = labelled_at
+    if row.first_labelled_at is None:
+        row.first_labelled_at = labelled_at
 
 
 def set_label(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -60,6 +61,57 @@ class Base(DeclarativeBase):
     type_annotation_map: dict[Any, Any] = {datetime: UtcDateTime()}  # noqa: RUF012
 
 
+_Row = TypeVar("_Row", bound=Base)
+
+
+def _to_json(column: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(column.type, Uuid):
+        return str(value)
+    if isinstance(column.type, UtcDateTime):
+        return value.isoformat()
+    if isinstance(column.type, LargeBinary):
+        return base64.b64encode(value).decode()
+    return value
+
+
+def _from_json(column: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(column.type, Uuid):
+        return uuid.UUID(value)
+    if isinstance(column.type, UtcDateTime):
+        return datetime.fromisoformat(value)
+    if isinstance(column.type, LargeBinary):
+        return base64.b64decode(value)
+    return value
+
+
+def row_to_json(row: Base, *, only: frozenset[str] | None = None) -> dict[str, Any]:
+    """A row's columns (all, or ``only`` these) as JSON values, keyed by column name: UUIDs and
+    times as ISO strings, bytes as base64. The spool's one serializer, read by row_from_json."""
+    return {
+        column.key: _to_json(column, getattr(row, column.key))
+        for column in row.__table__.columns
+        if only is None or column.key in only
+    }
+
+
+def row_from_json(model: type[_Row], fields: dict[str, Any]) -> _Row:
+    """The row ``row_to_json`` wrote. A column missing from ``fields`` (written before the
+    column existed) gets its Python-side default, or None."""
+    values: dict[str, Any] = {}
+    for column in model.__table__.columns:
+        if column.key in fields:
+            values[column.key] = _from_json(column, fields[column.key])
+        elif column.default is not None and column.default.is_scalar:
+            values[column.key] = column.default.arg
+        else:
+            values[column.key] = None
+    return model(**values)
+
+
 class PredictionRow(Base):
     __tablename__ = "predictions"
 
@@ -84,7 +136,23 @@ class PredictionRow(Base):
         Boolean, nullable=False, default=False, server_default=false()
     )
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # When the row was first labelled: relabelling never counts again towards a retraining.
+    first_labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+
+    def content(self) -> dict[str, Any]:
+        """The columns a later prediction of the same drawing replaces."""
+        return {
+            column.key: getattr(self, column.key)
+            for column in self.__table__.columns
+            if column.key not in self.IDENTITY | self.LABEL
+        }
+
+    # What a later prediction of the same drawing replaces: all but its identity and its label.
+    IDENTITY: ClassVar[frozenset[str]] = frozenset({"id", "drawing_id"})
+    LABEL: ClassVar[frozenset[str]] = frozenset(
+        {"true_label", "not_a_digit", "labelled_at", "first_labelled_at"}
+    )
 
     __table_args__ = (
         Index("ix_predictions_created_at", "created_at"),
@@ -93,6 +161,7 @@ class PredictionRow(Base):
         Index("ix_predictions_drawing_id", "drawing_id"),
         Index("ix_predictions_session_id", "session_id"),
         Index("ix_predictions_model_version", "model_version"),
+        Index("ix_predictions_first_labelled_at", "first_labelled_at"),
     )
 
 
@@ -121,6 +190,26 @@ class RetrainLeaseRow(Base):
     holder: Mapped[str | None] = mapped_column(String(64), nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     last_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class RetrainJobRow(Base):
+    """A retraining asked for by an admin or by DIGITS_RETRAIN_AFTER, run by `digits trainer`
+    (never by the API): queued -> running -> done | failed, with its progress and report."""
+
+    __tablename__ = "retrain_jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(16), nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    progress: Mapped[float] = mapped_column(Float, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # The summary `digits retrain` prints, once done.
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_retrain_jobs_state_created_at", "state", "created_at"),)
 
 
 class ModelVersionRow(Base):

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, defer
 
 from digits.db.crud import UNLABELLED, owned_by
 from digits.db.models import PredictionRow
-from digits.schemas import Outcome, Status
+from digits.schemas import NUM_DIGITS, HistoryFilter
 
 ImageKind = Literal["image", "input"]
 RELIABILITY_BINS = 10
@@ -36,83 +36,52 @@ def get_png(
     return found[0]
 
 
-def _filters(
-    *,
-    digit: int | None,
-    true_label: int | None,
-    outcome: Outcome | None,
-    status: Status | None,
-    not_a_digit: bool | None,
-    since: datetime | None,
-    until: datetime | None,
-    session_id: uuid.UUID | None = None,
-) -> list[ColumnElement[bool]]:
+def _filters(query: HistoryFilter) -> list[ColumnElement[bool]]:
     clauses: list[ColumnElement[bool]] = []
-    if session_id is not None:
-        clauses.append(PredictionRow.session_id == session_id)
-    if digit is not None:
-        clauses.append(PredictionRow.digit == digit)
-    if true_label is not None:
-        clauses.append(PredictionRow.true_label == true_label)
-    if status is not None:
-        clauses.append(PredictionRow.status == status)
-    if not_a_digit is not None:
-        clauses.append(PredictionRow.not_a_digit.is_(not_a_digit))
-    if outcome == "correct":
+    if query.session_id is not None:
+        clauses.append(PredictionRow.session_id == query.session_id)
+    if query.digit is not None:
+        clauses.append(PredictionRow.digit == query.digit)
+    if query.true_label is not None:
+        clauses.append(PredictionRow.true_label == query.true_label)
+    if query.status is not None:
+        clauses.append(PredictionRow.status == query.status)
+    if query.not_a_digit is not None:
+        clauses.append(PredictionRow.not_a_digit.is_(query.not_a_digit))
+    if query.outcome == "correct":
         clauses.append(PredictionRow.true_label == PredictionRow.digit)
-    elif outcome == "wrong":
+    elif query.outcome == "wrong":
         clauses.append(
             and_(
                 PredictionRow.true_label.is_not(None),
                 PredictionRow.true_label != PredictionRow.digit,
             )
         )
-    elif outcome == "unlabelled":
+    elif query.outcome == "unlabelled":
         clauses.append(UNLABELLED)
-    elif outcome == "labelled":
+    elif query.outcome == "labelled":
         clauses.append(~UNLABELLED)
-    if since is not None:
-        clauses.append(PredictionRow.created_at >= since)
-    if until is not None:
-        clauses.append(PredictionRow.created_at < until)
+    if query.since is not None:
+        clauses.append(PredictionRow.created_at >= query.since)
+    if query.until is not None:
+        clauses.append(PredictionRow.created_at < query.until)
     return clauses
 
 
 def list_predictions(
-    session: Session,
-    *,
-    limit: int,
-    offset: int,
-    digit: int | None = None,
-    true_label: int | None = None,
-    outcome: Outcome | None = None,
-    status: Status | None = None,
-    not_a_digit: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    session_id: uuid.UUID | None = None,
-    owner: uuid.UUID | None = None,
+    session: Session, *, query: HistoryFilter, owner: uuid.UUID | None = None
 ) -> tuple[list[PredictionRow], int]:
     """A page of ``owner``'s predictions (None: everyone's), newest first, and how many match
-    in all. ``not_a_digit``: the user's "not a digit" label (True) or its absence (False)."""
-    clauses = owned_by(owner) + _filters(
-        digit=digit,
-        true_label=true_label,
-        outcome=outcome,
-        status=status,
-        not_a_digit=not_a_digit,
-        since=since,
-        until=until,
-        session_id=session_id,
-    )
+    in all."""
+    clauses = owned_by(owner) + _filters(query)
     total = session.scalar(select(func.count()).select_from(PredictionRow).where(*clauses)) or 0
     rows = session.scalars(
         select(PredictionRow)
         .options(defer(PredictionRow.image_png), defer(PredictionRow.input_png))
         .where(*clauses)
         .order_by(PredictionRow.created_at.desc(), PredictionRow.id.desc())
-        .limit(limit)
-        .offset(offset)
+        .limit(query.limit)
+        .offset(query.offset)
     ).all()
     return list(rows), total
 
@@ -137,7 +106,7 @@ def stats(session: Session) -> dict[str, Any]:
         ).where(PredictionRow.true_label.is_not(None))
     ).all()
 
-    confusion = [[0] * 10 for _ in range(10)]
+    confusion = [[0] * NUM_DIGITS for _ in range(NUM_DIGITS)]
     per_version: dict[str, list[int]] = {}
     bins = [[0, 0.0, 0] for _ in range(RELIABILITY_BINS)]  # count, sum confidence, correct
     for digit, label, confidence, version in labelled_rows:
@@ -153,7 +122,7 @@ def stats(session: Session) -> dict[str, Any]:
         bins[index][2] += hit
 
     labelled = len(labelled_rows)
-    correct = sum(confusion[d][d] for d in range(10))
+    correct = sum(confusion[d][d] for d in range(NUM_DIGITS))
     return {
         "total": total,
         "labelled": labelled,
@@ -165,7 +134,7 @@ def stats(session: Session) -> dict[str, Any]:
         "not_a_digit_labels": not_a_digit_labels,
         "per_digit_accuracy": {
             str(d): (confusion[d][d] / sum(confusion[d]) if sum(confusion[d]) else None)
-            for d in range(10)
+            for d in range(NUM_DIGITS)
         },
         "per_model_version": [
             {"model_version": v, "labelled": n, "accuracy": hits / n}

@@ -25,6 +25,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from digits.errors import SpoolError
+
 logger = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
@@ -35,10 +37,6 @@ class Applied(Enum):
     DONE = "done"
     # Not applicable yet (a correction whose prediction is still in another spool): keep it.
     DEFERRED = "deferred"
-
-
-class SpoolError(RuntimeError):
-    """The spool cannot be written (disk full, directory not writable)."""
 
 
 def _read_entries(handle: Any) -> list[Entry]:

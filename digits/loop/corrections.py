@@ -18,7 +18,7 @@ from digits.model import NOT_A_DIGIT
 class Corrections:
     images: np.ndarray  # (N, 28, 28) float32 model inputs
     labels: np.ndarray  # (N,) int64; NOT_A_DIGIT for "not a digit"
-    sessions: np.ndarray  # (N,) str: gate.session_key of each row
+    sessions: np.ndarray  # (N,) str: gate.session_key of each row (before pooling)
     unusable: int = 0  # "not a digit" corrections a 10-output model cannot learn
 
     def subset(self, mask: np.ndarray) -> mnist.Dataset:
@@ -54,7 +54,7 @@ def load_corrections(database_url: str, num_classes: int) -> Corrections:
             label = row.true_label
         images.append(_decode_input(row.input_png))
         labels.append(label)
-        sessions.append(gate.session_key(row.session_id, row.id))
+        sessions.append(gate.session_key(row.session_id))
     return Corrections(
         np.stack(images) if images else np.zeros((0, 28, 28), np.float32),
         np.array(labels, dtype=np.int64),

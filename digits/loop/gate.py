@@ -2,18 +2,21 @@
 
 Everything here is a decision over arrays: no database, no model, no files.
 
-- Corrections are grouped by session (the browser session that sent them; a row without one is a
-  session of its own). Whole sessions are held out, by a hash of the session key, so the
-  candidate is judged on people it never trained on, and a session held out once stays held out
-  as corrections accumulate.
-- A session whose labels disagree with the active model far more often than sessions typically
-  do is left out of training and of the held-out set: that is what one visitor labelling every 3
-  as 8 looks like. A session's share of the training corrections is capped as well, so no
-  session that passes the screen outweighs the rest.
-- The candidate is promoted only when its accuracy on the held-out sessions is higher than the
-  active model's by more than the noise: the lower end of a one-sided 95 % interval of the paired
-  difference, bootstrapped over sessions (a session's samples are not independent of each other),
-  must be above zero; and MNIST may fall by at most ``MNIST_TOLERANCE``.
+- Corrections are grouped by session (the browser session that sent them). Rows without a
+  session, and sessions with fewer than ``DIGITS_RETRAIN_MIN_SESSION`` labelled rows, share one
+  pool (``POOL``), which is capped and screened as one session: a visitor who sends corrections
+  anonymously, or from many small sessions, weighs no more than one person.
+- A session (or the pool) whose labels disagree with the active model far more often than
+  sessions typically do is left out: that is what one visitor labelling every 3 as 8 looks like.
+  A session's share of each label's training corrections is capped as well, so no session that
+  passes the screen outweighs the rest.
+- The evidence is every session the screen kept, except the pool: they are dealt into K folds;
+  each fold is judged by a candidate fine-tuned on everything else, so every evidence session
+  counts once, judged by a model that never saw that person.
+- The candidate is promoted only when, on that out-of-fold evidence, it is better than the
+  active model by more than the noise: the lower end of a one-sided 95 % interval of the paired
+  difference, bootstrapped over sessions (a session's samples are not independent of each
+  other), must be above zero; and MNIST may fall by at most ``MNIST_TOLERANCE``.
 """
 
 from __future__ import annotations
@@ -24,9 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-HELDOUT_PERCENT = 25
 MNIST_TOLERANCE = 0.001  # 0.1 percentage point
-SESSION_CAP = 0.05  # the most any one session weighs in the training corrections
+SESSION_CAP = 0.05  # the most any one session weighs among one label's training corrections
 # The screen: a session is "far more" disagreeing when its rate is at least this many times the
 # typical rate (and this much above it), and the binomial chance of so many disagreements from a
 # typical session is below SCREEN_P divided by the number of sessions screened.
@@ -36,21 +38,26 @@ BOOTSTRAP = 2000
 CONFIDENCE = 0.95
 
 
-def session_key(session_id: object | None, prediction_id: object) -> str:
-    """The session a correction belongs to; a row without a session id is its own session."""
-    return f"session:{session_id}" if session_id is not None else f"prediction:{prediction_id}"
+# The key of the pool: anonymous rows and sessions too small to be told apart from chance.
+POOL = "pool"
 
 
-def in_share(key: str, percent: int, salt: bytes = b"") -> bool:
-    """Whether a session key falls in a fixed ``percent`` of all keys, by a hash: deterministic
-    and stable as corrections grow. A different salt draws an independent share."""
-    digest = hashlib.sha256(salt + key.encode()).digest()
-    return int.from_bytes(digest[:4], "big") * 100 < percent * 2**32
+def session_key(session_id: object | None) -> str:
+    """The session a correction belongs to; a row without a session id is in the pool."""
+    return f"session:{session_id}" if session_id is not None else POOL
 
 
-def is_heldout(key: str) -> bool:
-    """Deterministic and stable: a session held out once is held out in every later run."""
-    return in_share(key, HELDOUT_PERCENT)
+def pooled(sessions: np.ndarray, min_session: int) -> np.ndarray:
+    """``sessions`` with every session of fewer than ``min_session`` rows folded into the pool."""
+    _, inverse, counts = np.unique(sessions, return_inverse=True, return_counts=True)
+    keys: np.ndarray = np.where(counts[inverse] < min_session, POOL, sessions)
+    return keys
+
+
+def _fold_order(key: str) -> bytes:
+    """A session's place when sessions are dealt into folds: a hash, so the folds owe nothing
+    to when or in which order sessions came."""
+    return hashlib.sha256(b"fold:" + key.encode()).digest()
 
 
 def _binomial_tail(k: int, n: int, p: float) -> float:
@@ -88,11 +95,23 @@ class SessionStats:
 class Split:
     """Row masks over the corrections, and what the screen found."""
 
-    train: np.ndarray  # bool (N,)
-    heldout: np.ndarray  # bool (N,)
-    weights: np.ndarray  # float (N,): sampling weight of each training row (0 elsewhere)
+    sessions: np.ndarray  # (N,) str: the key each row is capped, screened and judged by
+    kept: np.ndarray  # (N,) bool: not screened out; what the promoted model is fine-tuned on
+    fold: np.ndarray  # (N,) int: the evidence fold of the row's session; -1: never evidence
+    folds: int  # how many folds the evidence is dealt into (0: too few sessions for two)
     typical_rate: float
     excluded: dict[str, SessionStats] = field(default_factory=dict)
+
+    @property
+    def evidence(self) -> np.ndarray:
+        """Rows that judge a candidate: kept sessions, not the pool."""
+        result: np.ndarray = self.fold >= 0
+        return result
+
+    def train(self, fold: int | None = None) -> np.ndarray:
+        """The rows a candidate is fine-tuned on: every kept row, less ``fold``'s."""
+        rows: np.ndarray = self.kept if fold is None else self.kept & (self.fold != fold)
+        return rows
 
     @property
     def excluded_corrections(self) -> int:
@@ -137,33 +156,48 @@ def screen(stats: dict[str, SessionStats]) -> tuple[float, dict[str, SessionStat
 
 
 def capped_weights(sessions: np.ndarray, labels: np.ndarray, train: np.ndarray) -> np.ndarray:
-    """Sampling weights over the training rows: each session weighs at most ``SESSION_CAP`` of
-    the corrections' total, then every label present weighs the same (balance by class)."""
+    """Sampling weights over the training rows: every label present weighs the same (balance by
+    class), and within a label no session weighs more than ``SESSION_CAP`` of that label's rows.
+    Capping per label keeps one session's pile of one label (every 3 labelled 8) from growing
+    into a large share of that label once the labels are balanced."""
     weights = np.zeros(len(labels), dtype=np.float64)
     if not train.any():
         return weights
-    _, inverse, counts = np.unique(sessions[train], return_inverse=True, return_counts=True)
-    cap = max(SESSION_CAP * int(train.sum()), 1.0)
-    row = np.minimum(1.0, cap / counts)[inverse]
-    train_labels = labels[train]
+    train_sessions, train_labels = sessions[train], labels[train]
+    row = np.zeros(len(train_labels), dtype=np.float64)
     for label in np.unique(train_labels):
         mask = train_labels == label
-        row[mask] /= row[mask].sum()
+        _, inverse, counts = np.unique(
+            train_sessions[mask], return_inverse=True, return_counts=True
+        )
+        share = np.minimum(1.0, max(SESSION_CAP * int(mask.sum()), 1.0) / counts)[inverse]
+        row[mask] = share / share.sum()
     weights[train] = row / row.sum()
     return weights
 
 
-def split(sessions: np.ndarray, labels: np.ndarray, active_predictions: np.ndarray) -> Split:
-    """Screen the sessions, hold out whole ones by hash, weigh the training rows."""
-    stats = session_stats(sessions, labels != active_predictions)
+def split(
+    sessions: np.ndarray,
+    labels: np.ndarray,
+    active_predictions: np.ndarray,
+    *,
+    folds: int,
+    min_session: int,
+) -> Split:
+    """Pool the small sessions, screen, deal the kept sessions (not the pool) into folds."""
+    keys = pooled(sessions, min_session)
+    stats = session_stats(keys, labels != active_predictions)
     typical, excluded = screen(stats)
-    kept = ~np.isin(sessions, list(excluded)) if excluded else np.ones(len(labels), bool)
-    held = np.array([is_heldout(str(s)) for s in sessions], dtype=bool)
-    train = kept & ~held
+    kept = ~np.isin(keys, list(excluded))
+    evidence = sorted((str(k) for k in np.unique(keys[kept]) if k != POOL), key=_fold_order)
+    used = min(folds, len(evidence)) if len(evidence) >= 2 else 0
+    fold_of = {key: i % used for i, key in enumerate(evidence)} if used else {}
+    fold = np.array([fold_of.get(str(k), -1) for k in keys], dtype=np.int64)
     return Split(
-        train=train,
-        heldout=kept & held,
-        weights=capped_weights(sessions, labels, train),
+        sessions=keys,
+        kept=kept,
+        fold=fold,
+        folds=used,
         typical_rate=typical,
         excluded=excluded,
     )
@@ -171,7 +205,7 @@ def split(sessions: np.ndarray, labels: np.ndarray, active_predictions: np.ndarr
 
 @dataclass(frozen=True)
 class Interval:
-    difference: float  # candidate accuracy minus active accuracy on the held-out samples
+    difference: float  # candidate accuracy minus active accuracy on the evidence
     low: float  # one-sided CONFIDENCE lower bound, bootstrapped over sessions
     high: float  # the matching upper bound (reported, not used to decide)
     sessions: int
@@ -214,7 +248,7 @@ def decide(interval: Interval, mnist_active: float, mnist_candidate: float) -> D
     better = interval.samples > 0 and interval.low > 0.0
     kept = mnist_candidate >= mnist_active - MNIST_TOLERANCE
     reasons = [
-        f"held-out sessions: accuracy {interval.difference * 100:+.2f} pp "
+        f"out-of-fold sessions: accuracy {interval.difference * 100:+.2f} pp "
         f"(one-sided {CONFIDENCE:.0%} bound {interval.low * 100:+.2f} pp, bootstrap over "
         f"{interval.sessions} sessions, {interval.samples} samples: "
         f"{'better beyond the noise' if better else 'not better beyond the noise'})",

@@ -1,5 +1,5 @@
 """Judging models as the API would answer: the best guess, not_a_digit by the fitted threshold,
-figures on MNIST test, on held-out sessions and on the canvas benchmark's drawings."""
+figures on MNIST test, on users' sessions and on the canvas benchmark's drawings."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ class Answers:
 
     probs: np.ndarray  # (N, 10) calibrated digit probabilities: the best guess and its confidence
     rejected: np.ndarray  # (N,) bool: answered not_a_digit
+
+    def subset(self, rows: np.ndarray) -> Answers:
+        return Answers(self.probs[rows], self.rejected[rows])
 
     def labels(self) -> np.ndarray:
         """The answer as a label: NOT_A_DIGIT when rejected, else the best-guess digit."""
@@ -92,22 +95,16 @@ def compare(
     models: dict[str, ckpt.Checkpoint],
     *,
     mnist_test: mnist.Dataset,
-    heldout: mnist.Dataset,
     canvas: dict[str, tuple[np.ndarray, np.ndarray]],
-) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
-    """Each model's figures on MNIST test, the held-out sessions and the canvas sets, and its
-    per-sample correctness on the held-out sessions (for the paired interval)."""
+) -> dict[str, dict[str, Any]]:
+    """Each model's figures on MNIST test and the canvas sets."""
     results: dict[str, dict[str, Any]] = {}
-    correct: dict[str, np.ndarray] = {}
     for name, checkpoint in models.items():
         log.info("evaluating the %s model (%s)", name, checkpoint.version)
         row: dict[str, Any] = {"version": checkpoint.version}
-        predictor = Predictor(checkpoint)
+        predictor = Predictor(checkpoint.for_serving())
         row["mnist"] = summary(answers(predictor, mnist_test.images), mnist_test.labels)
-        held = answers(predictor, heldout.images)
-        row["heldout"] = summary(held, heldout.labels)
-        correct[name] = held.correct(heldout.labels)
         for mode, (inputs, labels) in canvas.items():
             row[f"canvas_{mode}"] = summary(answers(predictor, inputs), labels)
         results[name] = row
-    return results, correct
+    return results

@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digits import checkpoint as ckpt
+from digits.checkpoint import CheckpointError, ServingCheckpoint
 from digits.config import SHIPPED_WEIGHTS, Settings, get_settings
 from digits.db.migrate import upgrade_head
 from digits.db.models import ActivationRow, ModelVersionRow, utcnow
@@ -140,16 +141,20 @@ class Registry:
         with self.database.read() as session:
             return _active(session)
 
-    def load(self, version: str) -> ckpt.Checkpoint:
+    def checkpoint_bytes(self, version: str) -> bytes:
         with self.database.read() as session:
             raw = session.scalar(
                 select(ModelVersionRow.checkpoint).where(ModelVersionRow.version == version)
             )
         if raw is None:
             raise RegistryError(f"unknown model version {version!r}")
-        return ckpt.load_bytes(raw, name=f"registered model {version}")
+        return raw
 
-    def load_active(self) -> ckpt.Checkpoint:
+    def load(self, version: str) -> ServingCheckpoint:
+        raw = self.checkpoint_bytes(version)
+        return ckpt.read_bytes(raw, name=f"registered model {version}")
+
+    def load_active(self) -> ServingCheckpoint:
         active = self.ensure().active
         assert active is not None  # ensure() activates the shipped weights at the latest
         return self.load(active)
@@ -184,8 +189,12 @@ class Registry:
                 )
             return index
         raw = self.shipped.read_bytes()
-        shipped = ckpt.load_bytes(raw, name=str(self.shipped))
+        shipped = ckpt.read_bytes(raw, name=str(self.shipped))
         if shipped.version in index.models and index.active is not None:
+            if self.load(shipped.version).graph is None and shipped.graph is not None:
+                # Registered by a release whose checkpoints had no graph: the shipped file
+                # holds the same weights with theirs.
+                self.replace_bytes(shipped.version, raw)
             return index
         self.add_bytes(raw, shipped, origin="shipped", metrics=self._shipped_report(shipped))
         index = self.read()
@@ -200,7 +209,7 @@ class Registry:
             )
         return self.read()
 
-    def _shipped_report(self, shipped: ckpt.Checkpoint) -> dict[str, Any]:
+    def _shipped_report(self, shipped: ServingCheckpoint) -> dict[str, Any]:
         """MNIST test accuracy from the evaluation report shipped beside the weights, if any."""
         try:
             report = json.loads((self.shipped.parent / "report.json").read_text())
@@ -213,7 +222,7 @@ class Registry:
     def add_bytes(
         self,
         raw: bytes,
-        checkpoint: ckpt.Checkpoint,
+        checkpoint: ServingCheckpoint,
         *,
         origin: Origin,
         metrics: dict[str, Any] | None = None,
@@ -245,12 +254,33 @@ class Registry:
     def register(
         self, path: Path, *, origin: Origin = "manual", report: str | None = None
     ) -> tuple[str, bool]:
-        """Store the checkpoint at ``path``; its version, and whether it was new."""
+        """Store the checkpoint at ``path``, with its graph exported now if it has none; its
+        version, and whether it was new."""
         if not path.is_file():
-            raise ckpt.CheckpointError(f"no checkpoint at {path}")
+            raise CheckpointError(f"no checkpoint at {path}")
         raw = path.read_bytes()
-        checkpoint = ckpt.load_bytes(raw, name=str(path))
+        checkpoint = ckpt.read_bytes(raw, name=str(path))
+        if checkpoint.graph is None:
+            raw = _with_graph(raw, name=str(path))
         return checkpoint.version, self.add_bytes(raw, checkpoint, origin=origin, report=report)
+
+    def graphless(self) -> list[str]:
+        """Versions registered by a release whose checkpoints had no ONNX graph."""
+        return [v for v in self.read().models if self.load(v).graph is None]
+
+    def replace_bytes(self, version: str, raw: bytes) -> None:
+        """Store ``raw`` as the checkpoint of ``version``: the same weights (its version says
+        so) with a graph the stored bytes lack."""
+        checkpoint = ckpt.read_bytes(raw, name=f"new bytes of model {version}")
+        if checkpoint.version != version:
+            raise RegistryError(f"bytes of model {checkpoint.version} offered for {version}")
+        checkpoint.require_graph()
+        with self.database.write() as session:
+            row = session.get(ModelVersionRow, version)
+            if row is None:
+                raise RegistryError(f"unknown model version {version!r}")
+            row.checkpoint = raw
+        log.info("model %s now carries its ONNX graph", version)
 
     @contextmanager
     def _activating(self) -> Iterator[Session]:
@@ -308,6 +338,18 @@ class Registry:
                 raise RegistryError("nothing to roll back to: no earlier active model")
             event = _append(session, stack[-2], "rollback", reason)
         return _logged(event)
+
+
+def _with_graph(raw: bytes, *, name: str) -> bytes:
+    try:
+        return ckpt.with_graph(raw, name=name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "torch":
+            raise
+        raise CheckpointError(
+            f"{name} has no ONNX graph, and exporting one needs torch: "
+            "`pip install 'digits[train]'`"
+        ) from exc
 
 
 def _append(

@@ -14,6 +14,7 @@ from digits.training.evaluate import CANVAS_MODES
 def report_markdown(report: dict[str, Any]) -> str:
     results = report["results"]
     screen = report["screen"]
+    d = report["data"]
     lines = [
         f"# Retraining report: candidate `{report['candidate']}` vs active `{report['active_before']}`",
         "",
@@ -21,14 +22,16 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         *(f"- {reason}" for reason in report["reasons"]),
         "",
-        f"Held out: {report['heldout_sessions']} sessions, {report['heldout_samples']} samples "
-        "(whole sessions, chosen by a hash of the session, never trained on).",
+        f"Evidence: {report['evidence_sessions']} sessions, {report['heldout_samples']} samples, "
+        f"in {len(report['folds'])} folds of whole sessions. Each fold is judged by a candidate "
+        "fine-tuned on every other fold, so every session counts once, read by a model that "
+        "never saw that person; the candidate below is then fine-tuned on all of them.",
         "",
         "| set | n | active accuracy | candidate accuracy | change | active ECE | candidate ECE |",
         "|---|---|---|---|---|---|---|",
     ]
     for key, title in [
-        ("heldout", "held-out sessions"),
+        ("heldout", "sessions, out of fold"),
         ("mnist", "MNIST test"),
         *((f"canvas_{m}", f"canvas benchmark ({m})") for m in CANVAS_MODES),
     ]:
@@ -39,26 +42,39 @@ def report_markdown(report: dict[str, Any]) -> str:
             f"| {title} | {c['n']} | {a['accuracy']:.3%} | {c['accuracy']:.3%} | "
             f"{(c['accuracy'] - a['accuracy']) * 100:+.2f} pp | {a['ece']:.3%} | {c['ece']:.3%} |"
         )
-    d = report["data"]
     lines += [
+        "",
+        "## Folds",
+        "",
+        "| fold | sessions | samples | active accuracy | its candidate's accuracy | change |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {f['fold'] + 1} | {f['sessions']} | {f['samples']} | {f['active_accuracy']:.3%} "
+            f"| {f['candidate_accuracy']:.3%} | {f['difference'] * 100:+.2f} pp |"
+            for f in report["folds"]
+        ),
         "",
         "## Sessions",
         "",
         f"- Typical disagreement with the active model: {screen['typical_rate']:.1%} of a "
-        f"session's labels. Left out of training and of the held-out set as far more "
+        f"session's labels. Left out of training and of the evidence as far more "
         f"disagreeing: {len(screen['excluded'])} sessions, {screen['excluded_corrections']} "
         "corrections.",
-        f"- No session weighs more than {gate.SESSION_CAP:.0%} of the training corrections; "
+        f"- Rows without a session and sessions of fewer than {screen['min_session']} labelled "
+        f"rows share one pool ({d['pool']} corrections kept): trained on as one session, never "
+        "evidence.",
+        f"- No session weighs more than {gate.SESSION_CAP:.0%} of any label's training corrections; "
         "labels are balanced.",
         "",
         "## Training",
         "",
-        f"- Fine-tuned from `{report['active_before']}` for {report['train_config']['steps']} "
-        f"steps on {d['corrections_train']} corrections and {d['mnist_replay']} replayed MNIST "
-        "images, distilling the parent's answers on the replayed images.",
+        f"- Every fold's candidate and the final model: fine-tuned from "
+        f"`{report['active_before']}` for {report['train_config']['steps']} steps with "
+        f"{d['mnist_replay']} replayed MNIST images, distilling the parent's answers on them; "
+        f"the final model on all {d['corrections_train']} kept corrections.",
         f"- Temperature {report['temperature']:.4f}, fitted on {d['calibration']} images: MNIST "
-        f"training images not replayed and {d['corrections_calibration']} corrections from "
-        "training sessions kept out of fine-tuning; none from the held-out sessions.",
+        f"training images not replayed, and {d['calibration_corrections']} corrections as read "
+        "by the fold candidate that never saw them.",
         f"- {report['seconds']:.0f} s in all.",
         "",
     ]
@@ -82,6 +98,8 @@ def summary_line(report: dict[str, Any]) -> dict[str, Any]:
         "reasons",
         "heldout_sessions",
         "heldout_samples",
+        "evidence_sessions",
+        "folds",
         "seconds",
     )
     line = {k: report[k] for k in keys if k in report}

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,12 +40,14 @@ def fine_tune(
     distill_weight: float = 0.0,
     distill_t: float = 2.0,
     params: dict[str, float] | None = None,
+    progress: Callable[[], None] | None = None,
 ) -> nn.Module:
     """Start from ``parent``'s weights; each step one batch made of every source's share.
 
     BatchNorm keeps the parent's statistics: a few hundred drawings in one style must not move
     the normalisation every other input goes through. Distillation (as in "Learning without
     Forgetting") pulls the model towards the parent's own answers on the sources marked so.
+    ``progress``, when given, is called after every step instead of drawing a progress bar.
     """
     device = pick_device()
     torch.manual_seed(seed)
@@ -80,7 +82,9 @@ def fine_tune(
 
     # Distilled sources first, so the batch's head is what the teacher is asked about.
     order = sorted(range(len(sources)), key=lambda i: not sources[i].distill)
-    bar = tqdm(range(steps), desc="fine-tune", unit="batch", mininterval=2.0)
+    bar = tqdm(
+        range(steps), desc="fine-tune", unit="batch", mininterval=2.0, disable=progress is not None
+    )
     for _ in bar:
         xs, ys = [], []
         for i in order:
@@ -103,4 +107,6 @@ def fine_tune(
             distillation if distill_weight > 0 and n_distill else None,
         )
         bar.set_postfix(loss=f"{loss.item():.4f}")
+        if progress is not None:
+            progress()
     return model.cpu().eval()

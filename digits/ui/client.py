@@ -15,16 +15,16 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from digits.schemas import (
+    HistoryFilter,
     ModelAccuracy,
     ModelRegistry,
-    Outcome,
     PredictionOut,
     PredictionPage,
     PredictionRecord,
     SessionOut,
     Source,
     Stats,
-    Status,
+    correction,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -34,9 +34,9 @@ __all__ = [
     "ApiClient",
     "ApiError",
     "ErrorKind",
+    "HistoryFilter",
     "ModelAccuracy",
     "ModelRegistry",
-    "Outcome",
     "PredictionOut",
     "PredictionPage",
     "PredictionRecord",
@@ -129,36 +129,16 @@ class ApiClient:
 
     def label(self, prediction_id: uuid.UUID | str, true_label: int | None) -> PredictionRecord:
         """Record (or change) the digit the user says was drawn; None: not a digit."""
-        body = {"not_a_digit": True} if true_label is None else {"true_label": true_label}
+        body = correction(true_label).model_dump()
         response = self._send("PATCH", f"/api/predictions/{prediction_id}", json=body)
         return self._parse(PredictionRecord, response)
 
     def get_prediction(self, prediction_id: uuid.UUID | str) -> PredictionRecord:
         return self._parse(PredictionRecord, self._send("GET", f"/api/predictions/{prediction_id}"))
 
-    def list_predictions(
-        self,
-        *,
-        limit: int = 20,
-        offset: int = 0,
-        digit: int | None = None,
-        true_label: int | None = None,
-        outcome: Outcome | None = None,
-        status: Status | None = None,
-        not_a_digit: bool | None = None,
-    ) -> PredictionPage:
+    def list_predictions(self, query: HistoryFilter | None = None) -> PredictionPage:
         """A page of stored predictions, newest first, with the filtered total."""
-        params: dict[str, str | int] = {"limit": limit, "offset": offset}
-        if digit is not None:
-            params["digit"] = digit
-        if true_label is not None:
-            params["true_label"] = true_label
-        if outcome is not None:
-            params["outcome"] = outcome
-        if status is not None:
-            params["status"] = status
-        if not_a_digit is not None:
-            params["not_a_digit"] = str(not_a_digit).lower()
+        params = (query or HistoryFilter()).model_dump(mode="json", exclude_defaults=True)
         return self._parse(PredictionPage, self._send("GET", "/api/predictions", params=params))
 
     def image_png(self, prediction_id: uuid.UUID | str) -> bytes:

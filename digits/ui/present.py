@@ -7,9 +7,10 @@ import io
 import math
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from digits.schemas import PredictionOut, PredictionRecord, Status
+from digits.schemas import NUM_DIGITS, PredictionOut, PredictionRecord, Status
 
 # Calibrated confidence -> words. The model's probabilities are temperature-scaled, so "0.9"
 # means right about nine times in ten; the words keep that promise roughly.
@@ -20,19 +21,13 @@ CONFIDENCE_WORDS: tuple[tuple[float, str], ...] = (
     (0.0, "unsure"),
 )
 
-CSV_COLUMNS = (
-    "id",
-    "created_at",
-    "digit",
-    "confidence",
-    "status",
-    "true_label",
-    "not_a_digit",
-    "labelled_at",
-    "model_version",
-    "source",
-    "drawing_id",
-    *(f"p{digit}" for digit in range(10)),
+# The record's fields in its order, the ten probabilities as p0..p9.
+CSV_COLUMNS = tuple(
+    column
+    for name in PredictionRecord.model_fields
+    for column in (
+        [f"p{digit}" for digit in range(NUM_DIGITS)] if name == "probabilities" else [name]
+    )
 )
 
 
@@ -61,7 +56,7 @@ def percent(value: float) -> str:
 
 def runner_up(prediction: PredictionOut) -> tuple[int, float]:
     """The second most likely digit and its probability."""
-    ranked = sorted(range(10), key=lambda d: prediction.probabilities[d], reverse=True)
+    ranked = sorted(range(NUM_DIGITS), key=lambda d: prediction.probabilities[d], reverse=True)
     second = next(d for d in ranked if d != prediction.digit)
     return second, prediction.probabilities[second]
 
@@ -130,26 +125,25 @@ def local_time(value: datetime, zone: ZoneInfo) -> str:
     return value.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return str(value)
+
+
 def records_csv(records: Iterable[PredictionRecord]) -> str:
-    """History rows as CSV (UTC ISO times, one column per class probability)."""
+    """History rows as CSV: the wire record's fields (UTC ISO times), one column per class
+    probability."""
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
-    for r in records:
-        writer.writerow(
-            [
-                r.id,
-                r.created_at.isoformat(),
-                r.digit,
-                f"{r.confidence:.6f}",
-                r.status,
-                "" if r.true_label is None else r.true_label,
-                "true" if r.not_a_digit else "false",
-                "" if r.labelled_at is None else r.labelled_at.isoformat(),
-                r.model_version,
-                r.source,
-                "" if r.drawing_id is None else r.drawing_id,
-                *(f"{p:.6f}" for p in r.probabilities),
-            ]
-        )
+    for record in records:
+        fields = record.model_dump(mode="json")
+        probabilities = fields.pop("probabilities")
+        fields.update({f"p{digit}": p for digit, p in enumerate(probabilities)})
+        writer.writerow([_cell(fields[column]) for column in CSV_COLUMNS])
     return out.getvalue()

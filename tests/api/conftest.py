@@ -36,7 +36,7 @@ def checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def predictor(checkpoint_path: Path) -> Predictor:
     # threshold 0: an untrained model's answers still count as "ok" unless a test says otherwise
-    return Predictor(ckpt.load(checkpoint_path), uncertain_threshold=0.0, source=checkpoint_path)
+    return Predictor(ckpt.read(checkpoint_path), uncertain_threshold=0.0, source=checkpoint_path)
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 from digits.api import create_app, large_images
-from digits.api.images import STORED_MAX_BYTES
 from digits.config import Settings
+from digits.decode import STORED_MAX_BYTES
 from digits.predict import Predictor
 
 

@@ -97,13 +97,12 @@ def test_parallel_posts_of_one_drawing_keep_one_row(
         database.dispose()
 
 
-def _open_row(
-    database: Database, drawing_id: uuid.UUID, session_id: uuid.UUID
-) -> crud.NewPrediction:
-    return crud.NewPrediction(
+def _open_row(drawing_id: uuid.UUID, session_id: uuid.UUID) -> PredictionRow:
+    return PredictionRow(
         id=uuid.uuid4(), created_at=utcnow(), digit=1, confidence=0.5, probabilities=[0.1] * 10,
         status="ok", source="canvas", drawing_id=drawing_id, model_version="v", image_png=None,
-        input_png=b"png", latency_ms=1.0, session_id=session_id,
+        input_png=b"png", latency_ms=1.0, session_id=session_id, true_label=None,
+        not_a_digit=False, labelled_at=None,
     )  # fmt: skip
 
 
@@ -113,7 +112,7 @@ def test_a_replacing_post_never_touches_a_labelled_row(settings: Settings) -> No
     drawing_id, session_id = uuid.uuid4(), uuid.uuid4()
     try:
         with database.write() as session:
-            first = crud.record_prediction(session, new=_open_row(database, drawing_id, session_id))
+            first = crud.record_prediction(session, row=_open_row(drawing_id, session_id))
         labelled = False
 
         def label_between_select_and_update(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
@@ -133,9 +132,7 @@ def test_a_replacing_post_never_touches_a_labelled_row(settings: Settings) -> No
                 crud.set_label(other, prediction_id=first, true_label=4, labelled_at=utcnow())
         try:
             with database.write() as session:
-                second = crud.record_prediction(
-                    session, new=_open_row(database, drawing_id, session_id)
-                )
+                second = crud.record_prediction(session, row=_open_row(drawing_id, session_id))
         finally:
             if racing:
                 event.remove(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from digits.api.app import _apply_retention
+from digits.db import crud
 from digits.db.models import PredictionRow
 
 
@@ -33,33 +35,92 @@ def test_list_is_newest_first_and_paginated(client: TestClient) -> None:
         assert client.get("/api/predictions", params={"offset": offset}).status_code == 422
 
 
-def test_filters(client: TestClient) -> None:
-    made = _make(client, 4)
-    predicted = made[0]["digit"]
-    wrong_label = (predicted + 1) % 10
-    client.patch(f"/api/predictions/{made[0]['id']}", json={"true_label": predicted})
-    client.patch(f"/api/predictions/{made[1]['id']}", json={"true_label": wrong_label})
+def _insert(client: TestClient, rows: list[tuple[int, str, uuid.UUID | None]]) -> list[str]:
+    """Predictions of chosen digits (digit, status, session), a second apart, oldest first."""
+    store = client.app.state.store  # type: ignore[attr-defined]
+    start = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    ids = []
+    with store.database.write() as session:
+        for i, (digit, status, session_id) in enumerate(rows):
+            row = PredictionRow(
+                id=uuid.uuid4(), created_at=start + timedelta(seconds=i), digit=digit,
+                confidence=0.9, probabilities=[0.1] * 10, status=status, source="api",
+                drawing_id=None, session_id=session_id, model_version="v", image_png=None,
+                input_png=b"png", latency_ms=1.0,
+            )  # fmt: skip
+            ids.append(str(crud.record_prediction(session, row=row)))
+    return ids
 
-    def ids(**params: object) -> set[str]:
+
+ADMIN = "an-admin-token-of-at-least-32-characters"
+
+
+@pytest.fixture
+def admin_client(make_client: MakeClient) -> Iterator[TestClient]:
+    """The operator's view: every session's predictions."""
+    with make_client(admin_token=ADMIN) as client:
+        client.headers["Authorization"] = f"Bearer {ADMIN}"
+        yield client
+
+
+def test_filters(admin_client: TestClient) -> None:
+    client = admin_client
+    mine = uuid.uuid4()
+    made = _insert(
+        client,
+        [(3, "ok", mine), (3, "uncertain", None), (5, "ok", mine), (7, "not_a_digit", None),
+         (8, "ok", None)],
+    )  # fmt: skip
+    client.patch(f"/api/predictions/{made[0]}", json={"true_label": 3})
+    client.patch(f"/api/predictions/{made[2]}", json={"true_label": 6})
+    client.patch(f"/api/predictions/{made[3]}", json={"not_a_digit": True})
+
+    def ids(**params: object) -> set[int]:
         page = client.get("/api/predictions", params=params).json()
         assert page["total"] == len(page["items"])
-        return {item["id"] for item in page["items"]}
+        return {made.index(item["id"]) for item in page["items"]}
 
-    assert ids(outcome="correct") == {made[0]["id"]}
-    assert ids(outcome="wrong") == {made[1]["id"]}
-    assert ids(outcome="unlabelled") == {made[2]["id"], made[3]["id"]}
-    assert ids(outcome="labelled") == {made[0]["id"], made[1]["id"]}
-    assert ids(true_label=wrong_label) == {made[1]["id"]}
-    assert ids(digit=predicted) == {m["id"] for m in made if m["digit"] == predicted}
-    middle = made[2]["created_at"]
-    assert ids(since=middle) == {made[2]["id"], made[3]["id"]}
-    assert ids(until=middle) == {made[0]["id"], made[1]["id"]}
-    assert ids(since=(datetime.now(UTC) + timedelta(hours=1)).isoformat()) == set()
-    assert (
-        client.get("/api/predictions", params={"since": "2026-01-01T00:00:00"}).status_code == 422
-    )
-    assert client.get("/api/predictions", params={"outcome": "maybe"}).status_code == 422
-    assert client.get("/api/predictions", params={"digit": 11}).status_code == 422
+    assert ids() == {0, 1, 2, 3, 4}
+    assert ids(digit=3) == {0, 1}
+    assert ids(digit=5) == {2}
+    assert ids(digit=0) == set()
+    assert ids(true_label=6) == {2}
+    assert ids(outcome="correct") == {0}
+    assert ids(outcome="wrong") == {2}
+    assert ids(outcome="unlabelled") == {1, 4}
+    assert ids(outcome="labelled") == {0, 2, 3}
+    assert ids(not_a_digit="true") == {3}
+    assert ids(not_a_digit="false") == {0, 1, 2, 4}
+    assert ids(status="uncertain") == {1}
+    assert ids(status="not_a_digit") == {3}
+    assert ids(session_id=str(mine)) == {0, 2}
+    assert ids(digit=3, outcome="unlabelled") == {1}
+    assert ids(since="2026-03-01T12:00:02+00:00") == {2, 3, 4}
+    assert ids(until="2026-03-01T12:00:02Z") == {0, 1}
+    assert ids(since="2026-03-01T13:00:01+01:00", until="2026-03-01T12:00:03+00:00") == {1, 2}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"since": "2026-01-01T00:00:00"},  # no offset
+        {"until": "0.5"},  # a number is no date
+        {"since": "1767225600"},
+        {"outcome": "maybe"},
+        {"digit": 11},
+        {"status": "fine"},
+        {"not_a_digit": "perhaps"},
+        {"session_id": "not-a-uuid"},
+        {"limit": 0},
+        {"limit": 501},
+        {"offset": -1},
+        {"offset": 1_000_001},
+    ],
+)
+def test_filters_refuse_bad_values(client: TestClient, params: dict[str, object]) -> None:
+    response = client.get("/api/predictions", params=params)
+    assert response.status_code == 422
+    assert [error["loc"][-1] for error in response.json()["detail"]] == list(params)
 
 
 def test_stats(client: TestClient) -> None:

@@ -26,7 +26,7 @@ def rejecting(tmp_path_factory: pytest.TempPathFactory) -> Predictor:
     args = {"width": 8, "num_classes": NUM_CLASSES}
     path = tmp_path_factory.mktemp("model") / "rejecting.pt"
     ckpt.save(ckpt.from_model(DigitNet(**args), args), path)
-    return Predictor(ckpt.load(path), uncertain_threshold=0.0, not_a_digit_threshold=0.0)
+    return Predictor(ckpt.read(path), uncertain_threshold=0.0, not_a_digit_threshold=0.0)
 
 
 @pytest.fixture

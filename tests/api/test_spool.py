@@ -12,12 +12,27 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from digits import checkpoint as ckpt
-from digits.api.records import label_entry, prediction_entry
 from digits.api.store import PredictionStore
-from digits.db import crud
-from digits.db.models import PredictionRow, utcnow
+from digits.db.models import PredictionRow
 from digits.db.spool import Spool
 from digits.model import DigitNet
+
+
+def _spooled_prediction(digit: int, probabilities: list[float]) -> dict:
+    """A prediction entry exactly as the release before the derived serializer wrote it."""
+    return {
+        "op": "prediction", "id": str(uuid.uuid4()), "created_at": "2026-12-01T10:00:00.123456+00:00",
+        "digit": digit, "confidence": 0.9, "probabilities": probabilities, "status": "ok",
+        "source": "api", "drawing_id": None, "model_version": "v", "image_png": None,
+        "input_png": "cG5n", "latency_ms": 1.0, "session_id": None,
+    }  # fmt: skip
+
+
+def _spooled_label(prediction_id: str, true_label: int | None) -> dict:
+    return {
+        "op": "label", "id": prediction_id, "true_label": true_label,
+        "labelled_at": "2026-12-01T10:00:01.000000+00:00",
+    }  # fmt: skip
 
 
 def _rows(store: PredictionStore) -> dict[str, PredictionRow]:
@@ -113,13 +128,9 @@ def test_spools_of_stopped_processes_are_adopted(client: TestClient, predictor) 
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     dead = Spool(store.spool.directory)
     dead.open()
-    new = crud.NewPrediction(
-        id=uuid.uuid4(), created_at=utcnow(), digit=3, confidence=0.9,
-        probabilities=[0.01] * 9 + [0.91], status="ok", source="api", drawing_id=None,
-        model_version="v", image_png=None, input_png=b"png", latency_ms=1.0,
-    )  # fmt: skip
-    dead.append(prediction_entry(new))
-    dead.append(label_entry(new.id, 3, utcnow()))
+    new = _spooled_prediction(3, [0.01] * 9 + [0.91])
+    dead.append(new)
+    dead.append(_spooled_label(new["id"], 3))
     dead._handle.close()  # the process died: its lock is gone, its file stays
     with dead.path.open("ab") as torn:
         torn.write(b'{"op":"predic')  # killed in the middle of a write
@@ -127,7 +138,10 @@ def test_spools_of_stopped_processes_are_adopted(client: TestClient, predictor) 
     assert store.replay() == 2
     assert not dead.path.exists()
     rows = _rows(store)
-    assert rows[str(new.id)].true_label == 3
+    row = rows[new["id"]]
+    assert (row.true_label, row.not_a_digit, row.digit, row.input_png) == (3, False, 3, b"png")
+    assert row.created_at.isoformat() == "2026-12-01T10:00:00.123456+00:00"
+    assert row.session_id is None and row.probabilities == [0.01] * 9 + [0.91]
 
 
 def test_live_spools_are_left_to_their_owner_and_corrections_wait(
@@ -136,23 +150,18 @@ def test_live_spools_are_left_to_their_owner_and_corrections_wait(
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     other = PredictionStore(store.database, Spool(store.spool.directory), store.metrics)
     other.spool.open()
-    new = crud.NewPrediction(
-        id=uuid.uuid4(), created_at=utcnow(), digit=5, confidence=0.9,
-        probabilities=[0.1] * 10, status="ok", source="api", drawing_id=None,
-        model_version="v", image_png=None, input_png=b"png", latency_ms=1.0,
-        session_id=session_of(client),
-    )  # fmt: skip
-    other.spool.append(prediction_entry(new))  # another worker, still alive, has it spooled
+    new = _spooled_prediction(5, [0.1] * 10) | {"session_id": str(session_of(client))}
+    other.spool.append(new)  # another worker, still alive, has it spooled
 
-    labelled = client.patch(f"/api/predictions/{new.id}", json={"true_label": 6})
+    labelled = client.patch(f"/api/predictions/{new['id']}", json={"true_label": 6})
     assert labelled.status_code == 200 and labelled.json()["true_label"] == 6
-    assert client.get(f"/api/predictions/{new.id}").status_code == 503
+    assert client.get(f"/api/predictions/{new['id']}").status_code == 503
     assert store.replay() == 0  # its prediction is not in the database yet: the label waits
     assert store.spool.depth == 1 and other.spool.path.exists()
 
     assert other.replay() == 1
     assert store.replay() == 1
-    assert client.get(f"/api/predictions/{new.id}").json()["true_label"] == 6
+    assert client.get(f"/api/predictions/{new['id']}").json()["true_label"] == 6
     other.spool.close()
     assert not other.spool.path.exists()
 

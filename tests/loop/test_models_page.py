@@ -45,7 +45,20 @@ class RegistryClient(ApiClient):
                         "origin": "retrain",
                         "active": True,
                         "parent": "aaaaaaaaaaaa",
-                        "data": {"corrections_train": 240},
+                        "data": {
+                            "corrections_train": 240,
+                            "folds": [
+                                {
+                                    "fold": k,
+                                    "sessions": 3,
+                                    "samples": 48,
+                                    "active_accuracy": 0.5,
+                                    "candidate_accuracy": 0.5 + k / 10,
+                                    "difference": k / 10,
+                                }
+                                for k in range(2)
+                            ],
+                        },
                         "metrics": {"mnist_accuracy": 0.9943, "heldout_accuracy": 0.93},
                     },
                 ],
@@ -116,8 +129,12 @@ def test_models_page_shows_the_active_model_history_and_versions() -> None:
     assert metrics["Origin"] == "retrain"
     assert metrics["MNIST test accuracy"] == present.percent(0.9943)
     assert "Retraining report" in at.expander[0].markdown[0].value
-    versions, events = (frame.value for frame in at.dataframe)
+    versions, folds, events = (frame.value for frame in at.dataframe)
     assert list(versions["Version"]) == ["bbbbbbbbbbbb", "aaaaaaaaaaaa"]
+    # The retrained version's folds, one row each; the shipped version has none.
+    assert list(folds["Version"]) == ["bbbbbbbbbbbb"] * 2
+    assert list(folds["Fold"]) == [1, 2]
+    assert list(folds["Change (pp)"]) == [0.0, 10.0]
     assert list(events["What"]) == ["promote", "initial"]
     assert len(at.get("vega_lite_chart")) == 1
 

@@ -1,5 +1,5 @@
-"""`digits retrain` pieces: sessions held out whole, the poisoning screen, the session cap, the
-promotion rule, and the no-data path."""
+"""`digits retrain` pieces: sessions dealt whole into folds, the pool, the poisoning screen, the
+session cap, the promotion rule, the no-data path, and a whole cross-validated retraining."""
 
 from __future__ import annotations
 
@@ -9,30 +9,64 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from digits import preprocess
 from digits.config import Settings
+from digits.data import mnist
+from digits.db import crud
+from digits.db.migrate import upgrade_head
+from digits.db.models import utcnow
+from digits.db.session import Database
 from digits.loop import gate, retrain
 from digits.loop import registry as registry_module
+from digits.loop.report import summary_line
 
 
-def test_whole_sessions_are_held_out_stably_and_about_a_quarter() -> None:
-    keys = [gate.session_key(uuid.UUID(int=i * 7_919_993), None) for i in range(4000)]
-    first = [gate.is_heldout(k) for k in keys]
-    assert first == [gate.is_heldout(k) for k in keys]
-    assert 0.22 < sum(first) / len(keys) < 0.28
+def test_sessions_are_dealt_whole_into_balanced_folds_whatever_the_row_order() -> None:
+    keys = [gate.session_key(uuid.UUID(int=i * 7_919_993)) for i in range(100)]
     sessions = np.array([keys[i // 20] for i in range(2000)])  # 100 sessions of 20
     labels = np.zeros(2000, dtype=np.int64)
-    split = gate.split(sessions, labels, labels)
-    for key in set(sessions):
+    split = gate.split(sessions, labels, labels, folds=5, min_session=10)
+    assert split.folds == 5 and split.evidence.all() and split.kept.all()
+    fold_of = {}
+    for key in keys:
         rows = sessions == key
-        assert split.heldout[rows].all() or not split.heldout[rows].any()
-        assert split.heldout[rows].any() != split.train[rows].any()
+        assert len(set(split.fold[rows])) == 1  # a session is never split
+        fold_of[key] = int(split.fold[rows][0])
+        # Fold k's candidate never trains on fold k.
+        assert not split.train(fold_of[key])[rows].any() and split.train()[rows].all()
+    assert sorted(np.bincount(list(fold_of.values()))) == [20] * 5
+    shuffled = np.random.default_rng(0).permutation(2000)
+    again = gate.split(sessions[shuffled], labels, labels, folds=5, min_session=10)
+    assert all(fold_of[k] == f for k, f in zip(sessions[shuffled], again.fold, strict=True))
 
 
-def test_a_row_without_a_session_is_a_session_of_its_own() -> None:
-    a, b = uuid.uuid4(), uuid.uuid4()
-    assert gate.session_key(None, a) != gate.session_key(None, b)
+def test_anonymous_rows_and_small_sessions_share_one_capped_pool_that_is_never_evidence() -> None:
+    assert gate.session_key(None) == gate.POOL
     session = uuid.uuid4()
-    assert gate.session_key(session, a) == gate.session_key(session, b)
+    assert gate.session_key(session) == f"session:{session}"
+    # 20 sessions of 50, 100 anonymous rows, 300 sessions of 3 rows each (under the minimum).
+    sessions = np.array(
+        [f"session:{i // 50}" for i in range(1000)]
+        + [gate.POOL] * 100
+        + [f"session:small{i // 3}" for i in range(900)]
+    )
+    labels = np.arange(2000) % 10
+    split = gate.split(sessions, labels, labels, folds=5, min_session=10)
+    pool = np.arange(2000) >= 1000
+    assert (split.sessions[pool] == gate.POOL).all() and (split.sessions[~pool] != gate.POOL).all()
+    assert split.kept.all() and split.train()[pool].all()
+    assert not split.evidence[pool].any() and split.evidence[~pool].all()
+    assert len(np.unique(split.sessions[split.evidence])) == 20
+    # A thousand rows in the pool weigh no more than one session may.
+    weights = gate.capped_weights(split.sessions, labels, split.train())
+    assert weights[pool].sum() <= gate.SESSION_CAP / (gate.SESSION_CAP + 1000 / 2000) + 1e-9
+
+
+def test_too_few_sessions_to_judge_by_make_no_folds() -> None:
+    sessions = np.array(["session:a"] * 30 + [gate.POOL] * 30)
+    labels = np.zeros(60, dtype=np.int64)
+    split = gate.split(sessions, labels, labels, folds=5, min_session=10)
+    assert split.folds == 0 and not split.evidence.any()
 
 
 def poisoned(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
@@ -54,17 +88,54 @@ def poisoned(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
     return np.array(sessions), np.array(labels), np.array(answers), poisoner
 
 
-def test_a_session_labelling_every_3_as_8_is_left_out_of_training_and_held_out() -> None:
+def test_a_session_labelling_every_3_as_8_is_left_out_of_training_and_evidence() -> None:
     sessions, labels, answers, poisoner = poisoned()
-    split = gate.split(sessions, labels, answers)
+    split = gate.split(sessions, labels, answers, folds=5, min_session=10)
     assert set(split.excluded) == {poisoner}
     assert split.excluded_corrections == 400
     rows = sessions == poisoner
-    assert not split.train[rows].any() and not split.heldout[rows].any()
-    assert split.weights[rows].sum() == 0
-    # Every normal correction is kept, on one side or the other.
-    assert (split.train | split.heldout)[~rows].all()
+    assert not split.kept[rows].any() and not split.evidence[rows].any()
+    assert gate.capped_weights(split.sessions, labels, split.train())[rows].sum() == 0
+    # Every normal correction is kept, and judged on once.
+    assert (split.kept & split.evidence)[~rows].all()
     assert 0.01 < split.typical_rate < 0.10
+
+
+def test_300_anonymous_threes_labelled_8_are_screened_or_capped_and_never_evidence() -> None:
+    sessions, labels, answers, poisoner = poisoned()
+    honest = sessions != poisoner
+    sessions, labels, answers = sessions[honest], labels[honest], answers[honest]
+    anonymous = np.array([gate.POOL] * 300)
+    eights, threes = np.full(300, 8), np.full(300, 3)
+    alone = gate.split(
+        np.concatenate([sessions, anonymous]),
+        np.concatenate([labels, eights]),
+        np.concatenate([answers, threes]),
+        folds=5,
+        min_session=10,
+    )
+    assert set(alone.excluded) == {gate.POOL}
+    # Hidden among 1,000 honest anonymous rows the pool disagrees too little to be screened:
+    # it is then one capped session, and still never evidence.
+    rng = np.random.default_rng(1)
+    truth = rng.integers(10, size=1000)
+    diluted = gate.split(
+        np.concatenate([sessions, anonymous, np.array([gate.POOL] * 1000)]),
+        np.concatenate([labels, eights, truth]),
+        np.concatenate([answers, threes, truth]),
+        folds=5,
+        min_session=10,
+    )
+    assert not diluted.excluded
+    pool = diluted.sessions == gate.POOL
+    assert pool.sum() == 1300 and not diluted.evidence[pool].any()
+    all_labels = np.concatenate([labels, eights, truth])
+    weights = gate.capped_weights(diluted.sessions, all_labels, diluted.train())
+    # Among the 8s, the pool weighs what a session holding SESSION_CAP of them would.
+    eight = all_labels == 8
+    cap = gate.SESSION_CAP * eight.sum()
+    honest_eights = (eight & ~pool).sum()
+    assert weights[eight & pool].sum() / weights[eight].sum() <= cap / (cap + honest_eights) + 1e-9
 
 
 def test_an_ordinary_session_that_disagrees_more_than_most_is_kept() -> None:
@@ -73,7 +144,7 @@ def test_an_ordinary_session_that_disagrees_more_than_most_is_kept() -> None:
     odd = sessions == "session:0"
     answers = answers.copy()
     answers[np.flatnonzero(odd)[:10]] = (labels[np.flatnonzero(odd)[:10]] + 1) % 10
-    split = gate.split(sessions, labels, answers)
+    split = gate.split(sessions, labels, answers, folds=5, min_session=10)
     assert "session:0" not in split.excluded
 
 
@@ -119,7 +190,7 @@ def outcome(fixes: int, breaks: int, sessions: int = 40, per: int = 25) -> gate.
         (2, 10, (0.9940, 0.9960), False),
     ],
 )
-def test_promotion_needs_held_out_sessions_better_beyond_noise_and_no_worse_mnist(
+def test_promotion_needs_sessions_better_beyond_noise_and_no_worse_mnist(
     fixes: int, breaks: int, mnist: tuple[float, float], accepted: bool
 ) -> None:
     interval = outcome(fixes, breaks)
@@ -128,7 +199,7 @@ def test_promotion_needs_held_out_sessions_better_beyond_noise_and_no_worse_mnis
     decision = gate.decide(interval, *mnist)
     assert decision.accept is accepted
     assert len(decision.reasons) == 2
-    assert "held-out sessions" in decision.reasons[0] and "MNIST" in decision.reasons[1]
+    assert "out-of-fold sessions" in decision.reasons[0] and "MNIST" in decision.reasons[1]
 
 
 def test_without_enough_corrections_nothing_is_trained(
@@ -140,7 +211,74 @@ def test_without_enough_corrections_nothing_is_trained(
     assert report["decision"] == "skipped" and report["promoted"] is False
     assert report["corrections_train"] == report["corrections_heldout"] == 0
     assert report["heldout_sessions"] == report["heldout_samples"] == 0
-    line = report.summary_line(report)
+    line = summary_line(report)
     assert line["heldout_sessions"] == 0 and line["heldout_samples"] == 0
+    assert line["evidence_sessions"] == 0 and line["folds"] == []
     index = registry_module.Registry.from_settings(settings).read()
     assert list(index.models) == [index.active]  # the shipped weights only
+
+
+def store_corrections(url: str, images: np.ndarray, labels: np.ndarray, sessions: list) -> None:
+    """Labelled predictions as the API stores them; a session of None is anonymous."""
+    database = Database(url)
+    try:
+        with database.write() as session:
+            for image, label, session_id in zip(images, labels, sessions, strict=True):
+                new = crud.NewPrediction(
+                    id=uuid.uuid4(),
+                    created_at=utcnow(),
+                    digit=0,
+                    confidence=1.0,
+                    probabilities=[0.1] * 10,
+                    status="ok",
+                    source="canvas",
+                    drawing_id=None,
+                    model_version="test",
+                    image_png=None,
+                    input_png=preprocess.input_to_png(image),
+                    latency_ms=1.0,
+                    session_id=session_id,
+                )
+                crud.record_prediction(session, new=new)
+                crud.set_label(
+                    session, prediction_id=new.id, true_label=int(label), labelled_at=utcnow()
+                )
+    finally:
+        database.dispose()
+
+
+@pytest.mark.slow  # six fine-tunes and MNIST test framed: a minute or two on two cores
+def test_a_retraining_judges_every_session_out_of_fold_and_learns_from_all(
+    tmp_path: Path, mnist_dir: Path, shipped: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(registry_module, "SHIPPED_WEIGHTS", shipped)
+    url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
+    upgrade_head(url)
+    test_set = mnist.load_mnist("test", mnist_dir, tmp_path / "cache")
+    # 12 people of 20 corrections, 30 anonymous ones, and 5 sessions too small to judge by.
+    people = [uuid.uuid4() for _ in range(12)]
+    small = [uuid.uuid4() for _ in range(5)]
+    sessions = (
+        [people[i // 20] for i in range(240)] + [None] * 30 + [small[i // 2] for i in range(10)]
+    )
+    store_corrections(url, test_set.images[:280] / 255.0, test_set.labels[:280], sessions)
+    settings = Settings(
+        data_dir=tmp_path / "data", database_url=url, cache_dir=tmp_path / "cache", retrain_folds=3
+    )
+
+    report = retrain.retrain(settings, retrain.Options(mnist_dir=mnist_dir, canvas_n=0))
+
+    folds = report["folds"]
+    assert [f["fold"] for f in folds] == [0, 1, 2]
+    assert sorted(f["sessions"] for f in folds) == [4, 4, 4]
+    # Every person counts once as evidence; the pool (anonymous and small sessions) never does.
+    assert sum(f["samples"] for f in folds) == report["heldout_samples"] == 240
+    assert report["evidence_sessions"] == 12
+    assert report["results"]["candidate"]["heldout"]["n"] == 240
+    # The candidate learns from everyone who was not screened out, the pool included.
+    assert report["data"]["corrections_train"] == 280 and report["data"]["pool"] == 40
+    line = summary_line(report)
+    assert line["folds"] == folds and line["evidence_sessions"] == 12
+    registered = registry_module.Registry.from_settings(settings).read().models[line["candidate"]]
+    assert registered.data["folds"] == folds
+    assert "## Folds" in (Path(report["report"]) / "retrain.md").read_text()

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from support import require
 
 from digits import preprocess
 from digits.api.testing import free_port
-from digits.checkpoint import Checkpoint
+from digits.checkpoint import ServingCheckpoint
 from digits.config import SHIPPED_WEIGHTS
 from digits.db.migrate import upgrade_head
 from digits.db.session import Database
@@ -42,6 +43,7 @@ USERS_STYLE_DRAWINGS = 200
 USERS_OTHER_DRAWINGS = 60
 NEW_DRAWINGS = 150
 NEW_SEED = 10_000
+USERS = 13  # one session each: the gate judges whole sessions, out of fold
 DIGITS = [str(Path(sys.executable).parent / "digits")]
 
 
@@ -63,7 +65,7 @@ def ordinary_drawing(seed: int) -> tuple[np.ndarray, int]:
     return drawings.draw(strokes, drawings.random_look(rng, "normal")), digit
 
 
-def error_rate(model: Checkpoint, drawings: list[np.ndarray], digit: int) -> float:
+def error_rate(model: ServingCheckpoint, drawings: list[np.ndarray], digit: int) -> float:
     predictor = Predictor(model)
     inputs = np.stack([preprocess.to_model_input(d) for d in drawings])
     return float((predictor.probabilities(inputs).argmax(axis=1) != digit).mean())
@@ -185,12 +187,13 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
     # Users draw (their style, and ordinary digits) and say what they drew.
     sent = [(personal_style(i), STYLE_DIGIT) for i in range(USERS_STYLE_DRAWINGS)]
     sent += [ordinary_drawing(i) for i in range(USERS_OTHER_DRAWINGS)]
+    users = [str(uuid.uuid4()) for _ in range(USERS)]
     with httpx.Client(base_url=server, timeout=30) as client:
-        for image, label in sent:
+        for i, (image, label) in enumerate(sent):
             posted = client.post(
                 "/api/predictions",
                 files={"image": ("d.png", drawings.to_png(image), "image/png")},
-                data={"source": "canvas"},
+                data={"source": "canvas", "session_id": users[i % USERS]},
             )
             assert posted.status_code == 201, posted.text
             body = posted.json()

@@ -140,6 +140,9 @@ def test_up_serves_api_and_ui_and_sigint_stops_both(running_up: Running, tmp_pat
         assert page.status_code == 200 and "<html" in page.text.lower()
     assert (tmp_path / "data" / "digits.sqlite3").exists(), "default database not migrated"
     assert len(running_up.children()) >= 2, "expected the API and the UI as children"
+    # torch is installed here, so the trainer runs beside them.
+    commands = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in running_up.children()]
+    assert any(b"\0trainer" in command for command in commands)
 
     running_up.process.send_signal(signal.SIGINT)
     assert running_up.process.wait(timeout=60) == 0

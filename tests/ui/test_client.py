@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from digits.ui.client import ApiClient, ApiError
+from digits.ui.client import ApiClient, ApiError, HistoryFilter
 
 PRED_ID = "3f2b8c1e-8d1a-4a57-9f0e-2b1c7e8a9d10"
+SINCE = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 DRAWING_ID = "0c4d6f1a-1111-4b2c-8a3e-123456789abc"
 
 
@@ -99,11 +101,12 @@ def test_list_predictions_passes_only_given_filters() -> None:
         return httpx.Response(200, json={"items": [record()], "total": 41})
 
     client = client_for(handler)
-    page = client.list_predictions(limit=20, offset=40, digit=3, outcome="wrong")
-    client.list_predictions()
+    page = client.list_predictions(HistoryFilter(limit=20, offset=40, digit=3, outcome="wrong"))
+    client.list_predictions(HistoryFilter(not_a_digit=False, since=SINCE))
 
     assert queries[0] == {"limit": "20", "offset": "40", "digit": "3", "outcome": "wrong"}
-    assert queries[1] == {"limit": "20", "offset": "0"}
+    # What the server's HistoryFilter reads back: booleans and times as it parses them.
+    assert queries[1] == {"not_a_digit": "false", "since": "2026-01-02T03:04:05Z"}
     assert page.total == 41
     assert page.items[0].drawing_id == uuid.UUID(DRAWING_ID)
 

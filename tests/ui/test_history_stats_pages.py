@@ -6,7 +6,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from ui_fakes import FakeClient
 
-from digits.ui.client import ApiError
+from digits.ui import present
+from digits.ui.client import ApiError, HistoryFilter
 from digits.ui.pages import history
 
 
@@ -126,11 +127,12 @@ def test_history_labels_a_drawing_not_a_digit(fake: FakeClient) -> None:
 def test_history_csv_export_has_every_matching_row(fake: FakeClient) -> None:
     for i in range(130):
         fake.add(i % 10, true_label=(i % 10) if i % 3 else None)
-    csv_text = history._export(fake, history.Filters(None, "unlabelled", None, None))
+    csv_text = history._export(fake, HistoryFilter(outcome="unlabelled"))
     lines = csv_text.strip().splitlines()
-    assert lines[0].startswith("id,created_at,digit,confidence,status,true_label")
+    assert lines[0].startswith("id,digit,confidence,p0,")
     assert len(lines) == 1 + sum(1 for i in range(130) if i % 3 == 0)
-    assert all(line.split(",")[5] == "" for line in lines[1:])
+    label = present.CSV_COLUMNS.index("true_label")
+    assert all(line.split(",")[label] == "" for line in lines[1:])
 
 
 def test_history_empty_and_failure_messages(fake: FakeClient) -> None:

@@ -80,7 +80,10 @@ def test_records_csv_round_trips() -> None:
     rows = list(csv.DictReader(io.StringIO(present.records_csv([record]))))
     assert rows[0]["digit"] == "2"
     assert rows[0]["true_label"] == "7"
-    assert rows[0]["created_at"] == "2026-01-02T03:04:05+00:00"
+    assert rows[0]["created_at"] == "2026-01-02T03:04:05.000000+00:00"  # as on the wire
+    assert set(rows[0]) == {*PredictionRecord.model_fields} - {"probabilities"} | {
+        f"p{d}" for d in range(10)
+    }
     assert rows[0]["p9"] == "0.100000"
     assert rows[0]["drawing_id"] == ""
     assert rows[0]["not_a_digit"] == "false"

@@ -12,7 +12,7 @@ import httpx
 from PIL import Image
 
 from digits.schemas import (
-    Outcome,
+    HistoryFilter,
     PredictionOut,
     PredictionPage,
     PredictionRecord,
@@ -148,18 +148,13 @@ class FakeClient(ApiClient):
                 return self.records[i]
         raise ApiError("no such record", kind="not_found", status_code=404)
 
-    def list_predictions(
-        self,
-        *,
-        limit: int = 20,
-        offset: int = 0,
-        digit: int | None = None,
-        true_label: int | None = None,
-        outcome: Outcome | None = None,
-        status: Status | None = None,
-        not_a_digit: bool | None = None,
-    ) -> PredictionPage:
+    def list_predictions(self, query: HistoryFilter | None = None) -> PredictionPage:
         self._check()
+        query = query or HistoryFilter()
+        digit, true_label, outcome = query.digit, query.true_label, query.outcome
+        status, not_a_digit, offset, limit = (
+            query.status, query.not_a_digit, query.offset, query.limit
+        )  # fmt: skip
         keep: Callable[[PredictionRecord], bool] = {
             None: lambda r: True,
             "wrong": lambda r: r.true_label is not None and r.true_label != r.digit,

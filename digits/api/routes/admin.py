@@ -1,8 +1,10 @@
-"""Destructive operations, only with ``Authorization: Bearer $DIGITS_ADMIN_TOKEN``."""
+"""Destructive operations and retraining requests, only with
+``Authorization: Bearer $DIGITS_ADMIN_TOKEN``."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -11,7 +13,9 @@ from fastapi import APIRouter, Query
 from digits.api.deps import AdminDep, StoreDep
 from digits.db import crud
 from digits.db.models import utcnow
-from digits.schemas import DeletedCount, PurgedCount
+from digits.errors import NotFoundError
+from digits.loop import jobs
+from digits.schemas import DeletedCount, PurgedCount, RetrainJob, RetrainJobId
 
 router = APIRouter(tags=["admin"])
 logger = logging.getLogger(__name__)
@@ -42,3 +46,29 @@ def purge_images(
         purged = crud.purge_images(session, older_than=cutoff)
     logger.warning("stored drawings purged", extra={"purged": purged})
     return PurgedCount(purged=purged)
+
+
+class RetrainJobNotFoundError(NotFoundError):
+    """No retraining job has that id."""
+
+
+@router.post("/api/admin/retrain", status_code=202, response_model=RetrainJobId, responses=_AUTH)
+def request_retraining(_: AdminDep, store: StoreDep) -> RetrainJobId:
+    """Queue a retraining for `digits trainer`; the job already waiting, if there is one."""
+    with store.database.write() as session:
+        job_id = jobs.enqueue(session, "admin")
+    return RetrainJobId(job_id=job_id)
+
+
+@router.get(
+    "/api/admin/retrain/{job_id}",
+    response_model=RetrainJob,
+    responses=_AUTH | {404: {"description": "No such job"}},
+)
+def retraining(job_id: uuid.UUID, _: AdminDep, store: StoreDep) -> RetrainJob:
+    """A retraining job's state, progress (0-1) and, once done, its report."""
+    with store.database.read() as session:
+        job = jobs.get(session, job_id)
+        if job is None:
+            raise RetrainJobNotFoundError(f"no retraining job {job_id}")
+        return RetrainJob.model_validate(job, from_attributes=True)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from digits.api.deps import MetricsDep, StoreDep
+from digits.api.deps import HolderDep, MetricsDep, StoreDep
 from digits.api.metrics import CONTENT_TYPE
 from digits.schemas import DependencyCheck, Readiness
 
@@ -25,10 +25,9 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(request: Request, store: StoreDep) -> JSONResponse:
+async def readyz(holder: HolderDep, store: StoreDep) -> JSONResponse:
     """200 when the model is loaded and predictions can be stored (in the database, or in the
     spool while the database is down: then the database is reported ``degraded``); else 503."""
-    holder = getattr(request.app.state, "holder", None)
     checks: dict[str, DependencyCheck] = {}
     if holder is None:
         checks["model"] = DependencyCheck(status="unavailable", detail="no model loaded")

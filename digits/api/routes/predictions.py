@@ -1,261 +1,244 @@
-"""``/api/predictions``: predict and store, correct, browse, and fetch the stored images."""
+"""``/api/predictions``: predict and store, correct, browse, and fetch the stored images.
+
+``POST`` takes three kinds of body, each parsed by FastAPI from its own path operation's
+signature: a form (``UploadFile`` and fields), a JSON body model, and a raw image with its
+fields as query parameters. The operation is chosen by the request's Content-Type.
+"""
 
 from __future__ import annotations
 
-import time
 import uuid
-from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any
 
-import numpy as np
-from fastapi import APIRouter, BackgroundTasks, HTTPException, Query, Request, Response
-from fastapi.encoders import jsonable_encoder
-from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette.datastructures import UploadFile
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Body,
+    Depends,
+    File,
+    Form,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import Scope
 
-from digits.api.deps import StoreDep
-from digits.api.images import decode_base64_image, stored_png
-from digits.api.metrics import Metrics
-from digits.api.records import record_from_row
-from digits.api.sessions import CallerDep, TokenHeader, session_for_prediction
-from digits.api.store import PredictionNotFoundError, PredictionStore
-from digits.config import Settings
-from digits.db import crud, queries
-from digits.db.models import utcnow
-from digits.loop import autoretrain
-from digits.predict import Predictor
-from digits.preprocess import input_to_png
+from digits.api.deps import PredictorDep, SettingsDep, StoreDep
+from digits.api.images import decode_base64_image
+from digits.api.sessions import CallerDep, PredictionSessionDep
+from digits.api.store import PredictionStore
+from digits.db import queries
+from digits.errors import NotFoundError, PredictionNotFoundError, UnsupportedMediaTypeError
+from digits.loop import jobs
 from digits.schemas import (
     CorrectionIn,
-    Label,
-    Outcome,
+    DigitLabelIn,
+    ErrorOut,
+    HistoryFilter,
     PredictionCreated,
-    PredictionFormIn,
     PredictionJsonIn,
     PredictionOut,
     PredictionPage,
     PredictionRecord,
-    Status,
+    Submission,
 )
-
-_In = TypeVar("_In", bound=BaseModel)
 
 router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
-_ANSWER_FIELDS = set(PredictionOut.model_fields)
-MAX_PAGE = 500
-MAX_OFFSET = 1_000_000
-MAX_FORM_FIELDS = 8
-
-_IMAGE_BODY = TypeAdapter(bytes).json_schema()
-# One route takes four content types, so FastAPI cannot infer the body from the signature;
-# every schema here is generated from the pydantic models the route validates with.
-_REQUEST_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {"schema": PredictionFormIn.model_json_schema()},
-        "application/json": {"schema": PredictionJsonIn.model_json_schema()},
-        "image/png": {"schema": _IMAGE_BODY},
-        "image/jpeg": {"schema": _IMAGE_BODY},
-    },
-}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Unknown, expired or deleted X-Session-Token"},
-    413: {"description": "Body or image over the configured limit"},
-    415: {"description": "Not a PNG or JPEG, or an unsupported content type"},
-    422: {"description": "Empty drawing, or invalid fields"},
+_WHY = {
+    400: "The body could not be parsed (malformed JSON text or form)",
+    401: "No X-Session-Token (or admin token), or an unknown, expired or deleted one",
+    404: "No prediction with this id",
+    413: "Body or image over the configured limit",
+    415: "Not a PNG or JPEG, or a body of another content type",
+    422: "Empty drawing, or invalid fields or parameters",
+    503: "The database is unavailable (Retry-After says when to try again)",
 }
 
 
-def _validated(model: type[_In], fields: Any) -> _In:
-    """``fields`` (a dict, or JSON text) as ``model``; a 422 naming the bad fields otherwise."""
-    try:
-        if isinstance(fields, bytes):
-            return model.model_validate_json(fields)
-        # An empty form field or query parameter means "not given".
-        return model.model_validate({k: v for k, v in fields.items() if v not in ("", None)})
-    except ValidationError as exc:
-        # No input echoed back: it may be binary junk, and it is the client's own anyway.
-        errors = exc.errors(include_url=False, include_context=False, include_input=False)
-        raise HTTPException(422, jsonable_encoder(errors)) from exc
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorOut, "description": _WHY[status]} for status in statuses}
 
 
-async def _read_submission(request: Request) -> tuple[bytes, str, uuid.UUID | None]:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in {"multipart/form-data", "application/x-www-form-urlencoded"}:
-        async with request.form(max_files=1, max_fields=MAX_FORM_FIELDS) as form:
-            fields: dict[str, Any] = {
-                name: form.get(name) for name in ("source", "drawing_id", "session_id")
-            }
-            upload = form.get("image")
-            if isinstance(upload, UploadFile):
-                fields["image"] = await upload.read()
-            elif upload is not None:
-                fields["image"] = decode_base64_image(upload)
-        submitted = _validated(PredictionFormIn, fields)
-        return submitted.image, submitted.source, submitted.drawing_id
-    if content_type == "application/json" or content_type.endswith("+json"):
-        payload = _validated(PredictionJsonIn, await request.body())
-        image = decode_base64_image(payload.image)
-        return image, payload.source, payload.drawing_id
-    if content_type in {"image/png", "image/jpeg"}:
-        submitted = _validated(
-            PredictionFormIn, {**request.query_params, "image": await request.body()}
+def _content_type(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-type":
+            return value.decode("latin-1").split(";")[0].strip().lower()
+    return ""
+
+
+def _accepting(media_types: frozenset[str] | None) -> type[APIRoute]:
+    """A path operation that matches only bodies of ``media_types`` (None: any)."""
+
+    class ContentTypeRoute(APIRoute):
+        def matches(self, scope: Scope) -> tuple[Match, Scope]:
+            match, child = super().matches(scope)
+            wrong = media_types is not None and _content_type(scope) not in media_types
+            if match is Match.FULL and wrong:
+                return Match.NONE, {}
+            return match, child
+
+    return ContentTypeRoute
+
+
+class Predictions:
+    """The one road from image bytes to the 201: predict, then store."""
+
+    def __init__(
+        self,
+        predictor: PredictorDep,
+        settings: SettingsDep,
+        store: StoreDep,
+        session: PredictionSessionDep,
+        request: Request,
+        response: Response,
+    ) -> None:
+        self.predictor = predictor  # read once: a model swap cannot change it halfway
+        self.settings = settings
+        self.store = store
+        self.session_id, self.new_token = session
+        self.large_images = request.app.state.large_images
+        self.response = response
+
+    async def create(self, data: bytes, submission: Submission) -> PredictionCreated:
+        # Model and insert run here, on the event loop, one request at a time per worker as in
+        # a sync worker. Handing them to a thread cost a worker more CPU than the work itself
+        # under load (GIL hand-offs, thread wake-ups); docs/api.md has the figures.
+        # Concurrency comes from the workers. Only a large image is decoded elsewhere.
+        pixels, stored = await self.large_images.prepare(data)
+        prediction = self.predictor.predict_drawing(
+            pixels,
+            limits=self.settings.input_limits,
+            stored_max_side=self.settings.stored_image_max_side,
+            stored=stored,
         )
-        return submitted.image, submitted.source, submitted.drawing_id
-    raise HTTPException(
-        415,
+        record = self.store.save_prediction(prediction, submission, session_id=self.session_id)
+        self.response.headers["Location"] = f"/api/predictions/{record.id}"
+        answer = record.model_dump(include=set(PredictionOut.model_fields))
+        return PredictionCreated(**answer, session_token=self.new_token)
+
+
+PredictionsDep = Annotated[Predictions, Depends()]
+_POST: dict[str, Any] = {
+    "status_code": 201,
+    "response_model": PredictionCreated,
+    "response_model_exclude_none": True,  # session_token only for a new session
+    "responses": _errors(400, 401, 413, 415, 422, 503),
+    "summary": "Predict the digit in an image and store the prediction",
+}
+
+
+# A raw image body's fields. Every POST declares them, so that one document describes the
+# operation; a form or JSON body carries its own fields, and its query is only validated.
+SubmissionQuery = Annotated[Submission, Query()]
+
+
+async def create_from_form(
+    image: Annotated[UploadFile, File(description="PNG or JPEG file")],
+    form: Annotated[Submission, Form()],
+    _: SubmissionQuery,
+    predictions: PredictionsDep,
+) -> PredictionCreated:
+    return await predictions.create(await image.read(), form)
+
+
+async def create_from_json(
+    body: PredictionJsonIn, _: SubmissionQuery, predictions: PredictionsDep
+) -> PredictionCreated:
+    return await predictions.create(decode_base64_image(body.image), body)
+
+
+async def create_from_png(
+    data: Annotated[bytes, Body(media_type="image/png")],
+    submission: SubmissionQuery,
+    predictions: PredictionsDep,
+) -> PredictionCreated:
+    return await predictions.create(data, submission)
+
+
+async def create_from_jpeg(
+    data: Annotated[bytes, Body(media_type="image/jpeg")],
+    submission: SubmissionQuery,
+    predictions: PredictionsDep,
+) -> PredictionCreated:
+    return await predictions.create(data, submission)
+
+
+async def refuse_media_type() -> None:
+    raise UnsupportedMediaTypeError(
         'send multipart/form-data with an \'image\' file, JSON {"image": "<base64>"}, '
-        "or a raw image/png or image/jpeg body",
+        "or a raw image/png or image/jpeg body"
     )
 
 
-def _predict_and_save(
-    *,
-    data: bytes | np.ndarray,
-    stored: bytes | None,
-    source: str,
-    drawing_id: uuid.UUID | None,
-    session_id: uuid.UUID,
-    predictor: Predictor,
-    settings: Settings,
-    store: PredictionStore,
-    metrics: Metrics,
-) -> PredictionRecord:
-    """Predict, then store durably (database or spool). ``stored``: the stored copy when it
-    was made already (with ``data`` shrunk off the event loop), else made from ``data``."""
-    started = time.perf_counter()
-    prediction = predictor.predict(
-        data, max_bytes=settings.max_body_bytes, max_pixels=settings.max_pixels
-    )
-    new = crud.NewPrediction(
-        id=uuid.uuid4(),
-        created_at=utcnow(),
-        digit=prediction.digit,
-        confidence=prediction.confidence,
-        probabilities=prediction.probabilities,
-        status=prediction.status,
-        source=source,
-        drawing_id=drawing_id,
-        model_version=predictor.version,
-        image_png=(
-            stored
-            if isinstance(data, np.ndarray)
-            else stored_png(data, max_side=settings.stored_image_max_side)
-        ),
-        input_png=input_to_png(prediction.model_input),
-        latency_ms=(time.perf_counter() - started) * 1000,
-        session_id=session_id,
-    )
-    record = store.save_prediction(new)
-    metrics.predictions.labels(digit=str(record.digit), status=record.status).inc()
-    return record
-
-
-@router.post(
-    "",
-    status_code=201,
-    response_model=PredictionCreated,
-    openapi_extra={"requestBody": _REQUEST_BODY},
-    responses=_ERRORS,
-    summary="Predict the digit in an image and store the prediction",
+# FastAPI's OpenAPI document keeps one operation per path and method: digits.api.app merges
+# these operations' request bodies into the one POST it documents.
+POST_BODIES: list[APIRoute] = []
+_BODY_KINDS: tuple[tuple[Callable[..., Any], frozenset[str]], ...] = (
+    (create_from_form, frozenset({"multipart/form-data"})),
+    (create_from_json, frozenset({"application/json"})),
+    (create_from_png, frozenset({"image/png"})),
+    (create_from_jpeg, frozenset({"image/jpeg"})),
 )
-async def create_prediction(request: Request, x_session_token: TokenHeader = None) -> Response:
-    # The hot path reads app.state directly and serialises the answer itself: FastAPI's
-    # dependency solving and response validation would add CPU to every request.
-    state = request.app.state
-    session_id, new_token = session_for_prediction(request)
-    submitted, source, drawing_id = await _read_submission(request)
-    data, stored = await state.large_images.prepare(submitted)
-    # Model and insert run here, on the event loop, one request at a time per worker as in a
-    # sync worker. Handing them to a thread cost a worker more CPU than the work itself under
-    # load (GIL hand-offs, thread wake-ups); docs/api.md has the figures. Concurrency comes
-    # from the workers.
-    record = _predict_and_save(
-        data=data,
-        stored=stored,
-        source=source,
-        drawing_id=drawing_id,
-        session_id=session_id,
-        predictor=state.holder.predictor,  # once: a model swap cannot change it halfway
-        settings=state.settings,
-        store=state.store,
-        metrics=state.metrics,
+for endpoint, media_types in _BODY_KINDS:
+    router.add_api_route(
+        "", endpoint, methods=["POST"], route_class_override=_accepting(media_types), **_POST
     )
-    body = record.model_dump_json(include=_ANSWER_FIELDS)
-    if new_token is not None:
-        answer = record.model_dump(include=_ANSWER_FIELDS)
-        body = PredictionCreated(**answer, session_token=new_token).model_dump_json()
-    return Response(
-        body,
-        status_code=201,
-        media_type="application/json",
-        headers={"Location": f"/api/predictions/{record.id}"},
-    )
+    added = router.routes[-1]
+    assert isinstance(added, APIRoute)
+    POST_BODIES.append(added)
+router.add_api_route(
+    "",
+    refuse_media_type,
+    methods=["POST"],
+    include_in_schema=False,
+    route_class_override=_accepting(None),
+)
 
 
-@router.patch("/{prediction_id}", response_model=PredictionRecord)
+@router.patch(
+    "/{prediction_id}", response_model=PredictionRecord, responses=_errors(400, 401, 404, 413, 503)
+)
 def correct_prediction(
     prediction_id: uuid.UUID,
-    correction: CorrectionIn,
+    correction: Annotated[CorrectionIn, Body()],
     store: StoreDep,
+    settings: SettingsDep,
     caller: CallerDep,
-    request: Request,
     background: BackgroundTasks,
 ) -> PredictionRecord:
     """Record or change the digit the user says was drawn, or that it is not a digit."""
-    record = store.label(prediction_id, correction.true_label, owner=caller.session_id)
-    after = request.app.state.settings.retrain_after
-    if after:  # DIGITS_RETRAIN_AFTER: maybe start a retraining, once the answer has gone
-        background.add_task(autoretrain.start_if_due, store.database, after)
+    true_label = correction.true_label if isinstance(correction, DigitLabelIn) else None
+    record = store.label(prediction_id, true_label, owner=caller.session_id)
+    if settings.retrain_after:  # maybe queue a retraining, once the answer has gone
+        background.add_task(jobs.enqueue_if_due, store.database, settings.retrain_after)
     return record
 
 
-@router.get("", response_model=PredictionPage)
+@router.get("", response_model=PredictionPage, responses=_errors(401, 503))
 def list_predictions(
-    store: StoreDep,
-    caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-    digit: Annotated[Label | None, Query(description="predicted digit")] = None,
-    true_label: Annotated[Label | None, Query(description="the user's correction")] = None,
-    outcome: Annotated[Outcome | None, Query()] = None,
-    status: Annotated[Status | None, Query(description="the model's answer")] = None,
-    not_a_digit: Annotated[
-        bool | None, Query(description='the user labelled it "not a digit" (or not)')
-    ] = None,
-    since: Annotated[datetime | None, Query(description="created at or after (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="created before (ISO 8601)")] = None,
-    session_id: Annotated[uuid.UUID | None, Query(description="the client's session")] = None,
+    store: StoreDep, caller: CallerDep, query: Annotated[HistoryFilter, Query()]
 ) -> PredictionPage:
     """The caller's stored predictions (the admin's: everyone's), newest first."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(422, f"{name} needs a UTC offset, e.g. 2026-01-01T00:00:00+00:00")
     with store.database.read() as session:
-        rows, total = queries.list_predictions(
-            session,
-            limit=limit,
-            offset=offset,
-            digit=digit,
-            true_label=true_label,
-            outcome=outcome,
-            status=status,
-            not_a_digit=not_a_digit,
-            since=since,
-            until=until,
-            session_id=session_id,
-            owner=caller.session_id,
-        )
-        items = [record_from_row(row) for row in rows]
+        rows, total = queries.list_predictions(session, query=query, owner=caller.session_id)
+        items = [PredictionRecord.model_validate(row, from_attributes=True) for row in rows]
     return PredictionPage(items=items, total=total)
 
 
-@router.get("/{prediction_id}", response_model=PredictionRecord)
+@router.get("/{prediction_id}", response_model=PredictionRecord, responses=_errors(401, 404, 503))
 def get_prediction(
     prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep
 ) -> PredictionRecord:
     return store.get(prediction_id, owner=caller.session_id)
+
+
+class ImageRemovedError(NotFoundError):
+    """The prediction is stored, but its drawing was dropped by the retention policy."""
 
 
 def _png(
@@ -276,26 +259,30 @@ def _png(
         store.get(prediction_id, owner=owner)  # answers 503 for a spooled prediction, else 404
         raise PredictionNotFoundError(prediction_id)
     if data is None:
-        raise HTTPException(404, "the stored drawing was removed by the retention policy")
+        raise ImageRemovedError("the stored drawing was removed by the retention policy")
     return Response(
         data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
     )
 
 
+_PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
+}
+
+
 @router.get(
     "/{prediction_id}/image",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown or purged"}},
+    responses=_PNG | _errors(401, 404, 503),
 )
 def get_image(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> Response:
-    """The submitted drawing as stored (PNG, at most DIGITS_STORED_IMAGE_MAX_SIDE per side)."""
+    """The submitted drawing as stored (PNG, at most DIGITS_STORED_IMAGE_MAX_SIDE per side);
+    404 also once the retention policy dropped it."""
     return _png(store, prediction_id, "image", caller.session_id)
 
 
 @router.get(
-    "/{prediction_id}/input",
-    response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 404: {"description": "Unknown id"}},
+    "/{prediction_id}/input", response_class=Response, responses=_PNG | _errors(401, 404, 503)
 )
 def get_input(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> Response:
     """The 28x28 image the model read (PNG, white ink on black)."""

@@ -17,6 +17,8 @@ from digits.schemas import SessionOut
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 logger = logging.getLogger(__name__)
 _UNKNOWN: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No X-Session-Token (or admin token), or an unknown, expired one"},
+    403: {"description": "A wrong admin token"},
     404: {"description": "Unknown, or not the caller's"},
 }
 

@@ -6,13 +6,12 @@ import base64
 import math
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from digits.schemas import Outcome, PredictionRecord, Status
+from digits.schemas import HistoryFilter, Outcome, PredictionRecord, Status
 from digits.ui import present
 from digits.ui.client import ApiClient, ApiError
 from digits.ui.session import ADMIN_KEY, flash, get_client, show_error, show_flash
@@ -39,16 +38,6 @@ FIX_KEY = "history_fix_id"
 NOT_A_DIGIT_OPTION = 10  # after the ten digits in the label choice
 
 
-@dataclass(frozen=True)
-class Filters:
-    """The filters chosen, as ``ApiClient.list_predictions`` keywords."""
-
-    digit: int | None
-    outcome: Outcome | None
-    not_a_digit: bool | None
-    status: Status | None
-
-
 def render() -> None:
     st.title("History")
     show_flash()
@@ -57,7 +46,9 @@ def render() -> None:
     filters, size = _filters()
     page_no = max(1, int(st.session_state.get(PAGE_KEY, 1)))
     try:
-        page = client.list_predictions(limit=size, offset=(page_no - 1) * size, **asdict(filters))
+        page = client.list_predictions(
+            filters.model_copy(update={"limit": size, "offset": (page_no - 1) * size})
+        )
     except ApiError as err:
         show_error(f"The history could not be loaded. {err}")
         return
@@ -116,7 +107,7 @@ def _to_first_page() -> None:
     st.session_state[PAGE_KEY] = 1
 
 
-def _filters() -> tuple[Filters, int]:
+def _filters() -> tuple[HistoryFilter, int]:
     digit_col, answer_col, show_col, size_col = st.columns(4)
     digit = digit_col.selectbox(
         "Predicted digit",
@@ -135,7 +126,10 @@ def _filters() -> tuple[Filters, int]:
         "Rows per page", PAGE_SIZES, index=1, key="history_size", on_change=_to_first_page
     )
     outcome, not_a_digit = SHOW_OPTIONS[show]
-    return Filters(digit, outcome, not_a_digit, ANSWER_OPTIONS[answer]), int(size)
+    chosen = HistoryFilter(
+        digit=digit, outcome=outcome, not_a_digit=not_a_digit, status=ANSWER_OPTIONS[answer]
+    )
+    return chosen, int(size)
 
 
 @st.cache_data(show_spinner=False, max_entries=1000)
@@ -238,11 +232,13 @@ def _save(prediction_id: uuid.UUID, true_label: int | None, predicted: int) -> N
     flash(f"Saved: that drawing is {present.a_digit(true_label)}; the model was {verdict}.")
 
 
-def _export(client: ApiClient, filters: Filters) -> str:
+def _export(client: ApiClient, filters: HistoryFilter) -> str:
     """All matching rows as CSV, fetched in batches when the button is clicked."""
     records: list[PredictionRecord] = []
     while len(records) < EXPORT_MAX_ROWS:
-        batch = client.list_predictions(limit=EXPORT_BATCH, offset=len(records), **asdict(filters))
+        batch = client.list_predictions(
+            filters.model_copy(update={"limit": EXPORT_BATCH, "offset": len(records)})
+        )
         records.extend(batch.items)
         if not batch.items or len(records) >= batch.total:
             break

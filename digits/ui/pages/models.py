@@ -121,8 +121,8 @@ def _versions(registry: ModelRegistry) -> None:
                     "Parent": m.parent or "",
                     "Trained": m.created_at,
                     "MNIST accuracy": m.metrics.get("mnist_accuracy"),
-                    "Held-out sessions": m.metrics.get("heldout_accuracy"),
-                    "Held-out (sessions / samples)": (
+                    "Sessions, out of fold": m.metrics.get("heldout_accuracy"),
+                    "Judged on (sessions / samples)": (
                         f"{m.metrics['heldout_sessions']} / {m.metrics['heldout_samples']}"
                         if "heldout_sessions" in m.metrics
                         else ""
@@ -136,10 +136,11 @@ def _versions(registry: ModelRegistry) -> None:
         hide_index=True,
         column_config={
             "MNIST accuracy": st.column_config.NumberColumn(format="percent"),
-            "Held-out sessions": st.column_config.NumberColumn(format="percent"),
+            "Sessions, out of fold": st.column_config.NumberColumn(format="percent"),
             "Trained": st.column_config.DatetimeColumn(format="MMM D HH:mm"),
         },
     )
+    _folds(registry)
     st.markdown("**Activations**")
     st.dataframe(
         pd.DataFrame(
@@ -161,4 +162,37 @@ def _versions(registry: ModelRegistry) -> None:
         "`digits retrain` proposes a new version from the corrections and promotes it only when "
         "it beats the active one; `digits models promote VERSION` and `digits models rollback` "
         "switch by hand. The API follows within seconds, without a restart."
+    )
+
+
+def _folds(registry: ModelRegistry) -> None:
+    """Each retraining's folds: the evidence its decision pooled, one fold at a time."""
+    rows = [
+        {
+            "Version": m.version,
+            "Fold": fold["fold"] + 1,
+            "Sessions": fold["sessions"],
+            "Samples": fold["samples"],
+            "Active accuracy": fold["active_accuracy"],
+            "Fold candidate accuracy": fold["candidate_accuracy"],
+            "Change (pp)": fold["difference"] * 100,
+        }
+        for m in reversed(registry.models)
+        for fold in m.data.get("folds", [])
+    ]
+    if not rows:
+        return
+    st.markdown("**Retraining folds**")
+    st.dataframe(
+        pd.DataFrame(rows),
+        hide_index=True,
+        column_config={
+            "Active accuracy": st.column_config.NumberColumn(format="percent"),
+            "Fold candidate accuracy": st.column_config.NumberColumn(format="percent"),
+            "Change (pp)": st.column_config.NumberColumn(format="%+.2f"),
+        },
+    )
+    st.caption(
+        "Each fold's sessions are read by a candidate fine-tuned on every other fold; the "
+        "decision pools all folds, and the version itself is fine-tuned on every session."
     )

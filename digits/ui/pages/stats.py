@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from digits.schemas import PredictionRecord, Stats
+from digits.schemas import HistoryFilter, PredictionRecord, Stats
 from digits.ui import charts, present
 from digits.ui.client import ApiClient, ApiError
 from digits.ui.session import get_client, show_error
@@ -69,7 +69,7 @@ def render() -> None:
 def _recent(client: ApiClient) -> list[PredictionRecord]:
     records: list[PredictionRecord] = []
     while len(records) < RECENT_LIMIT:
-        page = client.list_predictions(limit=BATCH, offset=len(records))
+        page = client.list_predictions(HistoryFilter(limit=BATCH, offset=len(records)))
         records.extend(page.items)
         if not page.items or len(records) >= page.total:
             break
