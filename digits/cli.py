@@ -1,5 +1,5 @@
-"""`digits` command line: train | evaluate | predict | serve | ui | up | migrate | models | retrain |
-trainer."""
+"""`digits` command line: train | evaluate | predict | read | serve | ui | up | migrate | models |
+retrain | trainer."""
 
 from __future__ import annotations
 
@@ -122,24 +122,46 @@ def _predict_lines(predictor: Predictor, files: Sequence[Path]) -> Iterator[dict
         yield from results
 
 
-def cmd_predict(args: argparse.Namespace) -> int:
+def _predictor(model: Path | None) -> Predictor:
+    """--model, or else the model the API serves."""
     from digits.api.holder import serving
     from digits.config import get_settings
     from digits.loop.registry import Registry
     from digits.predict import Predictor
 
-    if args.model:
-        predictor = Predictor.from_checkpoint(args.model)
-    else:  # the model the API serves
-        settings = get_settings()
-        predictor = serving(settings, Registry.from_settings(settings))[0]()
-    for line in _predict_lines(predictor, args.files):
+    if model:
+        return Predictor.from_checkpoint(model)
+    settings = get_settings()
+    return serving(settings, Registry.from_settings(settings))[0]()
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    for line in _predict_lines(_predictor(args.model), args.files):
         if args.json:
             sys.stdout.write(json.dumps(line) + "\n")
         elif line["digit"] is not None:  # ok, uncertain or not_a_digit, with the best guess
             sys.stdout.write(
                 f"{line['file']}: {line['digit']} ({line['confidence']:.1%}, {line['status']})\n"
             )
+        else:
+            sys.stdout.write(
+                f"{line['file']}: {line['status']} {line.get('error', '')}".rstrip() + "\n"
+            )
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from digits.config import get_settings
+    from digits.read.numbers import NumberReader, read_files
+
+    reader = NumberReader(_predictor(args.model), max_digits=get_settings().max_number_digits)
+    for line in read_files(reader, args.files):
+        if args.json:
+            sys.stdout.write(json.dumps(line) + "\n")
+        elif line["number"] is not None:
+            percent = round(100 * line["confidence"])
+            sys.stdout.write(f"{line['file']}: {line['number']} ({line['status']}, {percent} %)\n")
         else:
             sys.stdout.write(
                 f"{line['file']}: {line['status']} {line.get('error', '')}".rstrip() + "\n"
@@ -245,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="one JSON object per file per line")
     predict.add_argument("--model", type=Path, default=None, help="default: the active model")
     predict.set_defaults(func=cmd_predict)
+
+    read = sub.add_parser("read", help="read the whole number written in image files")
+    read.add_argument("files", nargs="+", type=Path)
+    read.add_argument("--json", action="store_true", help="one JSON object per file per line")
+    read.add_argument("--model", type=Path, default=None, help="default: the active model")
+    read.set_defaults(func=cmd_read)
 
     serve = sub.add_parser("serve", help="run the prediction API (migrates the database first)")
     serve.add_argument("--host", default=settings.host)

@@ -19,11 +19,18 @@ from digits.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputLimits
 PACKAGE_DIR = Path(__file__).resolve().parent
 SHIPPED_WEIGHTS = PACKAGE_DIR / "weights" / "model.pt"
 
+# The drawing canvas, in its own pixels: the UI's, and the one synthetic drawings imitate.
+CANVAS_SIZE = 280
+BRUSH_RANGE = (8, 40)  # the thinnest and thickest brush a person can pick
+DEFAULT_BRUSH = 18  # the brush the canvas starts with, and the synthetic drawings' default
+
 # Below this calibrated confidence an answer is reported as "uncertain" (with its best guess).
 DEFAULT_UNCERTAIN_THRESHOLD = 0.6
 # Production refuses shorter secrets: 32 characters of `openssl rand -hex 16` carry 128 bits.
 MIN_SECRET_CHARS = 32
 _DEFAULT_SECRETS = {"changeme", "admin", "secret", "password", "postgres", ""}
+# A written number with more pieces than this is refused (digits.numbers; a 422 in the API).
+DEFAULT_MAX_NUMBER_DIGITS = 12
 
 
 class InsecureSettingsError(RuntimeError):
@@ -47,6 +54,7 @@ class Settings(BaseSettings):
     uncertain_threshold: float = Field(default=DEFAULT_UNCERTAIN_THRESHOLD, ge=0.0, le=1.0)
     # None: the threshold fitted on `validation` writers and stored in the checkpoint.
     not_a_digit_threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_number_digits: int = Field(default=DEFAULT_MAX_NUMBER_DIGITS, ge=1)
 
     max_body_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -75,6 +83,10 @@ class Settings(BaseSettings):
         default_factory=list
     )
     retention_days: int | None = None  # drop stored drawings after N days, keep inputs/labels
+    # Session memory (digits.memory): a session's labelled drawings adapt its later answers;
+    # the last session_memory_size of them count.
+    session_memory: bool = True
+    session_memory_size: int = Field(default=200, ge=1)
     spool_dir: Path | None = None  # default data_dir/spool
     log_level: str = "INFO"
     log_json: bool = True

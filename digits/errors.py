@@ -9,6 +9,8 @@ them, or the branch you mean. The API answers each branch with one status, in on
     |   |   +-- ImageTooLargeError   413  over the byte or pixel limit
     |   |   +-- UnsupportedImageError 415 not a decodable PNG or JPEG
     |   +-- UnsupportedMediaTypeError 415 a body of a content type the route does not take
+    |   +-- TooManyDigitsError       422  a drawing with more pieces than a number has digits
+    |   +-- StrokesError             422  strokes sent beside a drawing, malformed or too many
     +-- NotFoundError                404  no such prediction, or its drawing was purged
     +-- UnavailableError             503  try again later (with Retry-After)
         +-- DatabaseUnavailableError      the database is unreachable and the answer needs it
@@ -47,6 +49,14 @@ class UnsupportedImageError(PreprocessError):
 
 class UnsupportedMediaTypeError(InvalidInputError):
     """The body is of a content type the route does not take."""
+
+
+class TooManyDigitsError(InvalidInputError):
+    """The drawing holds more pieces than a number may have digits (DIGITS_MAX_NUMBER_DIGITS)."""
+
+
+class StrokesError(InvalidInputError):
+    """The strokes sent beside a drawing are malformed or over the limits."""
 
 
 class NotFoundError(DigitsError, LookupError):

@@ -131,7 +131,15 @@ class Predictor:
         ten; the not-a-digit score is the plain softmax share of the extra class, compared
         with a threshold fitted on `validation` writers.
         """
-        logits = self.logits(inputs)
+        return self._scores(self.logits(inputs))
+
+    def scores_and_features(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``scores`` and the (N, 36w) penultimate features that ``digits.memory`` compares,
+        from one forward pass."""
+        logits, features = self.logits_and_features(inputs)
+        return (*self._scores(logits), features)
+
+    def _scores(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         digits = _softmax(logits[:, :NUM_DIGITS] / self.temperature)
         if not self.rejects:
             return digits, np.zeros(len(logits))
@@ -141,18 +149,20 @@ class Predictor:
         """(N, 28, 28) model inputs in [0, 1] -> (N, 10) calibrated digit probabilities."""
         return self.scores(inputs)[0]
 
+    def status(self, probs: np.ndarray, reject: float) -> Status:
+        """The status of an answer: (10,) calibrated digit probabilities and the not-a-digit
+        score, as ``scores`` gives them (``digits.memory.adapt`` applies it to its own)."""
+        if self.rejects and reject >= self.not_a_digit_threshold:
+            return "not_a_digit"
+        if float(probs.max()) < self.uncertain_threshold:
+            return "uncertain"
+        return "ok"
+
     def _prediction(self, probs: np.ndarray, reject: float, model_input: np.ndarray) -> Prediction:
         digit = int(probs.argmax())
-        confidence = float(probs[digit])
-        status: Status
-        if self.rejects and reject >= self.not_a_digit_threshold:
-            status = "not_a_digit"
-        elif confidence < self.uncertain_threshold:
-            status = "uncertain"
-        else:
-            status = "ok"
+        status = self.status(probs, reject)
         return Prediction(
-            digit, confidence, [float(p) for p in probs], status, model_input, self.version
+            digit, float(probs[digit]), [float(p) for p in probs], status, model_input, self.version
         )
 
     def predict(self, image: decode.ImageInput, **limits: int) -> Prediction:

@@ -139,6 +139,13 @@ class PredictionRow(Base):
     # When the row was first labelled: relabelling never counts again towards a retraining.
     first_labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    # A digit of a written number: the number's row, its place from the left (0 first) and its
+    # box in the drawing's pixels; all NULL for a drawing posted as a single digit.
+    number_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("numbers.id", ondelete="CASCADE"), nullable=True
+    )
+    position: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    box: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
 
     def content(self) -> dict[str, Any]:
         """The columns a later prediction of the same drawing replaces."""
@@ -161,6 +168,7 @@ class PredictionRow(Base):
         Index("ix_predictions_drawing_id", "drawing_id"),
         Index("ix_predictions_session_id", "session_id"),
         Index("ix_predictions_model_version", "model_version"),
+        Index("ix_predictions_number_id_position", "number_id", "position"),
         Index("ix_predictions_first_labelled_at", "first_labelled_at"),
     )
 
@@ -177,6 +185,70 @@ class SessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
+class NumberRow(Base):
+    """A whole written number (digits.read.numbers). Each digit is a PredictionRow with this
+    row's id, so statistics and retraining see the digits as they see single drawings."""
+
+    __tablename__ = "numbers"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    number: Mapped[str] = mapped_column(String(32), nullable=False)  # every piece's best digit
+    confidence: Mapped[float] = mapped_column(Float, nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    drawing_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(128), nullable=False)
+    # The submitted drawing, re-encoded as a size-capped PNG; NULL once retention dropped it.
+    image_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The strokes sent beside the drawing, if any, in its pixels.
+    strokes: Mapped[list[list[list[float]]] | None] = mapped_column(JSON, nullable=True)
+    # The user's answer: the right number (any length), or that it is no number at all.
+    true_number: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    not_a_number: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+
+    __table_args__ = (
+        Index("ix_numbers_created_at", "created_at"),
+        Index("ix_numbers_status_created_at", "status", "created_at"),
+        Index("ix_numbers_session_id", "session_id"),
+        Index("ix_numbers_drawing_id", "drawing_id"),
+    )
+
+
+class MemoryEntryRow(Base):
+    """One labelled drawing a session's later answers learn from (``digits.memory``): the
+    network's penultimate features of the drawing under one model version, and its label.
+
+    One row per (prediction, model version): entries of another version are never read with
+    this one's, and a rollback finds its own entries again.
+    """
+
+    __tablename__ = "memory_entries"
+
+    prediction_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("predictions.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    # float16, little-endian: half the bytes of float32, and cosine similarities move by
+    # well under 0.001, far below the closeness threshold's resolution.
+    features: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    # The digit drawn, or NULL: the person said it is not a digit (an entry is always labelled).
+    label: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+
+    __table_args__ = (
+        Index(
+            "ix_memory_entries_session_version_created", "session_id", "model_version", "created_at"
+        ),
+    )
 
 
 class RetrainLeaseRow(Base):

@@ -88,7 +88,7 @@ def list_predictions(
 
 def stats(session: Session) -> dict[str, Any]:
     """Totals, accuracy from corrections, confusion matrix and reliability bins."""
-    total, mean_confidence, uncertain, not_a_digit, not_a_digit_labels = session.execute(
+    total, mean_confidence, uncertain, answered_not_a_digit, labelled_not_a_digit = session.execute(
         select(
             func.count(),
             func.avg(PredictionRow.confidence),
@@ -130,8 +130,8 @@ def stats(session: Session) -> dict[str, Any]:
         "accuracy": correct / labelled if labelled else None,
         "mean_confidence": float(mean_confidence) if mean_confidence is not None else None,
         "uncertain": uncertain,
-        "not_a_digit": not_a_digit,
-        "not_a_digit_labels": not_a_digit_labels,
+        "not_a_digit": answered_not_a_digit,
+        "not_a_digit_labels": labelled_not_a_digit,
         "per_digit_accuracy": {
             str(d): (confusion[d][d] / sum(confusion[d]) if sum(confusion[d]) else None)
             for d in range(NUM_DIGITS)

@@ -87,7 +87,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 def _ping_when_idle(engine: Engine) -> None:
     """Test a pooled connection before use when it sat idle for PING_AFTER_IDLE_S or more:
     long enough for the server to have restarted or dropped it. SQLAlchemy's pool_pre_ping
-    tests every checkout, a round trip per request. One found dead is replaced at
+    tests every checkout, a round trip per request that costs 0.3-0.5 ms of CPU per
+    prediction (benchmarks/trick_bench.py). One found dead is replaced at
     once (the pool retries on DisconnectionError); one that died in use is invalidated by the
     error, and the write that met it goes to the spool."""
 
@@ -140,9 +141,11 @@ class Database:
     def write(self, *, one_statement: bool = False) -> Iterator[Session]:
         """A transaction that commits on success and rolls back on error.
 
-        ``one_statement``: the caller sends a single statement. PostgreSQL then runs it in
-        autocommit, as its own transaction: as durable as BEGIN, statement, COMMIT, in one
-        round trip instead of three, and less CPU on both ends.
+        ``one_statement``: the caller sends a single statement (tests/db/test_crud.py checks
+        the one caller). PostgreSQL then runs it in autocommit, as its own transaction: as
+        durable as BEGIN, statement, COMMIT, in one round trip instead of three. The CPU it
+        saves is within noise (about 0.1 ms a prediction, benchmarks/trick_bench.py); the two
+        round trips are what it buys.
         """
         with self._writer(), self._sessions() as session, session.begin():
             if self.is_sqlite:

@@ -3,12 +3,11 @@ model saw it, with its label and its session (the unit the gate holds out, scree
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 
+from digits import preprocess
 from digits.data import mnist
 from digits.loop import gate
 from digits.model import NOT_A_DIGIT
@@ -23,11 +22,6 @@ class Corrections:
 
     def subset(self, mask: np.ndarray) -> mnist.Dataset:
         return mnist.Dataset(self.images[mask], self.labels[mask])
-
-
-def _decode_input(png: bytes) -> np.ndarray:
-    # Stored by preprocess.input_to_png: the model input scaled to 0-255, ink high.
-    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.float32) / 255.0
 
 
 def load_corrections(database_url: str, num_classes: int) -> Corrections:
@@ -52,7 +46,7 @@ def load_corrections(database_url: str, num_classes: int) -> Corrections:
         else:
             assert row.true_label is not None
             label = row.true_label
-        images.append(_decode_input(row.input_png))
+        images.append(preprocess.png_to_input(row.input_png))
         labels.append(label)
         sessions.append(gate.session_key(row.session_id))
     return Corrections(

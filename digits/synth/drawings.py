@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageDraw
 
+from digits.config import CANVAS_SIZE, DEFAULT_BRUSH
 from digits.synth import glyphs, skeleton
 
 Mode = Literal["normal", "careless"]
@@ -29,8 +30,6 @@ Color = tuple[int, int, int]
 DrawingSample = tuple[np.ndarray, int]
 """(image, label): the raw canvas (uint8 (H, W) or (H, W, C)) and the digit drawn on it."""
 
-CANVAS = 280
-BRUSH = 18.0
 ENCODINGS: tuple[Encoding, ...] = ("L", "L-inverted", "RGB", "RGBA", "JPEG")
 
 # Disjoint random streams: a benchmark sample can never coincide with a training sample.
@@ -48,7 +47,7 @@ class Look:
 
     height: float = 0.65
     centre: tuple[float, float] = (0.5, 0.5)  # where the ink's box centre goes, (x, y)
-    brush: float = BRUSH  # brush diameter in pixels of a CANVAS-sized canvas
+    brush: float = DEFAULT_BRUSH  # brush diameter in pixels of a CANVAS_SIZE-sized canvas
     rotation: float = 0.0  # degrees, counter-clockwise
     encoding: Encoding = "L"
     ink: Color = (0, 0, 0)
@@ -70,7 +69,7 @@ def random_look(rng: np.random.Generator, mode: Mode, max_rotation: float = 20.0
     height = rng.uniform(0.2, 0.45) if rng.random() < 0.65 else rng.uniform(0.8, 0.95)
     # A brush thicker than ~25% of the digit's height turns it into a blob nobody could read.
     brush = float(np.exp(rng.uniform(np.log(4.0), np.log(40.0))))
-    brush = max(4.0, min(brush, 0.25 * height * CANVAS))
+    brush = max(4.0, min(brush, 0.25 * height * CANVAS_SIZE))
     encoding: Encoding = ENCODINGS[int(rng.integers(len(ENCODINGS)))]
     ink: Color = (0, 0, 0)
     background: Color = (255, 255, 255)
@@ -97,7 +96,7 @@ _MARGIN = 3.0  # pixels kept clear between the ink and the canvas edge
 _PEN_COLOURS: tuple[Color, ...] = ((20, 40, 200), (200, 20, 20), (0, 120, 40), (90, 0, 140))
 
 
-def place(strokes: Sequence[np.ndarray], look: Look, canvas: int = CANVAS) -> list[np.ndarray]:
+def place(strokes: Sequence[np.ndarray], look: Look, canvas: int = CANVAS_SIZE) -> list[np.ndarray]:
     """Rotate, scale to the look's height and move to its centre -> canvas pixel coordinates."""
     angle = math.radians(look.rotation)
     rot = np.array([[math.cos(angle), math.sin(angle)], [-math.sin(angle), math.cos(angle)]])
@@ -105,7 +104,7 @@ def place(strokes: Sequence[np.ndarray], look: Look, canvas: int = CANVAS) -> li
     allpts = np.vstack(turned)
     lo, hi = allpts.min(axis=0), allpts.max(axis=0)
     extent = np.maximum(hi - lo, 1e-3)
-    brush = look.brush * canvas / CANVAS
+    brush = look.brush * canvas / CANVAS_SIZE
     room = canvas - brush - 2 * _MARGIN  # the whole stroke, caps included, stays on the canvas
     scale = min(look.height * canvas / extent[1], room / extent[0], room / extent[1])
     half = extent * scale / 2 + brush / 2 + _MARGIN
@@ -126,22 +125,24 @@ def _stamp_centres(pts: np.ndarray, spacing: float) -> np.ndarray:
 def render(
     strokes: Sequence[np.ndarray],
     *,
-    canvas: int = CANVAS,
-    brush: float = BRUSH,
+    canvas: int = CANVAS_SIZE,
+    height: int | None = None,
+    brush: float = DEFAULT_BRUSH,
     encoding: Encoding = "L",
     ink: Color = (0, 0, 0),
     background: Color = (255, 255, 255),
     supersample: int = 2,
     jpeg_quality: int = 80,
 ) -> np.ndarray:
-    """Draw round-capped strokes (canvas pixel coordinates) -> uint8 image.
+    """Draw round-capped strokes (canvas pixel coordinates) -> uint8 image, ``canvas`` pixels
+    wide and ``height`` (default: as many) high.
 
     Encodings: "L" (H, W) ink dark on light; "L-inverted" (H, W) light ink on dark, whatever
     the colours given; "RGB" (H, W, 3); "RGBA" (H, W, 4) with a transparent background (all four
     channels 0) and opaque ink; "JPEG" an RGB image that went through JPEG compression.
     """
-    big = canvas * supersample
-    layer = Image.new("L", (big, big), 0)
+    size = (canvas, canvas if height is None else height)
+    layer = Image.new("L", (size[0] * supersample, size[1] * supersample), 0)
     pen = ImageDraw.Draw(layer)
     width = max(1.0, brush * supersample)
     r = width / 2
@@ -153,7 +154,7 @@ def render(
         for x, y in pts.tolist():
             pen.ellipse((x - r, y - r, x + r, y + r), fill=255)
     if supersample > 1:
-        layer = layer.resize((canvas, canvas), Image.Resampling.BOX)
+        layer = layer.resize(size, Image.Resampling.BOX)
     alpha = np.asarray(layer, dtype=np.float32)[..., None] / 255.0  # (H, W, 1) coverage
     if encoding == "L":
         return np.rint(255.0 - alpha[..., 0] * 255.0).astype(np.uint8)
@@ -173,13 +174,13 @@ def render(
 
 
 def draw(
-    strokes: Sequence[np.ndarray], look: Look, *, canvas: int = CANVAS, supersample: int = 2
+    strokes: Sequence[np.ndarray], look: Look, *, canvas: int = CANVAS_SIZE, supersample: int = 2
 ) -> np.ndarray:
     """Place unit-box strokes as the look says and render them."""
     return render(
         place(strokes, look, canvas),
         canvas=canvas,
-        brush=look.brush * canvas / CANVAS,
+        brush=look.brush * canvas / CANVAS_SIZE,
         encoding=look.encoding,
         ink=look.ink,
         background=look.background,
@@ -268,7 +269,7 @@ def benchmark_items(
         styles = glyphs.STYLES[digit]
         style = styles[(i // 10) % len(styles)]
         rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_STYLE, i])
-        image, look = _style_sample(digit, style, rng, mode, CANVAS, 1.0)
+        image, look = _style_sample(digit, style, rng, mode, CANVAS_SIZE, 1.0)
         items.append(BenchmarkItem(image, digit, f"style:{digit}/{style}", look))
     if n_mnist:
         assert mnist_test_images is not None and mnist_test_labels is not None
@@ -276,7 +277,7 @@ def benchmark_items(
         pick_rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_MNIST])
         for j, index in enumerate(_balanced_indices(labels, n_mnist, pick_rng)):
             rng = np.random.default_rng([seed, _BENCH_STREAM, mode_key, _KIND_MNIST, j])
-            image, look = _mnist_sample(mnist_test_images[index], rng, mode, CANVAS, 0.0)
+            image, look = _mnist_sample(mnist_test_images[index], rng, mode, CANVAS_SIZE, 0.0)
             items.append(BenchmarkItem(image, int(labels[index]), f"mnist:{index}", look))
     order = np.random.default_rng([seed, _BENCH_STREAM, mode_key, 2]).permutation(len(items))
     return [items[k] for k in order]

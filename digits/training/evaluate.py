@@ -36,7 +36,7 @@ def canvas_probabilities(predictor: Predictor, images: list[np.ndarray]) -> np.n
 
 
 def _plot_reliability(ax: Any, bins: list[dict[str, float]], title: str) -> None:
-    centres = [(b["low"] + b["high"]) / 2 for b in bins if b["count"]]
+    centres = [(b["lower"] + b["upper"]) / 2 for b in bins if b["count"]]
     accuracy = [b["accuracy"] for b in bins if b["count"]]
     ax.plot([0, 1], [0, 1], "--", color="#777777", label="perfect calibration")
     ax.bar(

@@ -16,7 +16,7 @@ def expected_calibration_error(
     """ECE over equal-width bins of the top-label confidence."""
     return float(
         sum(
-            b["count"] * abs(b["accuracy"] - b["confidence"])
+            b["count"] * abs(b["accuracy"] - b["mean_confidence"])
             for b in reliability(confidence, correct, bins)
         )
         / max(len(confidence), 1)
@@ -26,6 +26,7 @@ def expected_calibration_error(
 def reliability(
     confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS
 ) -> list[dict[str, float]]:
+    """Confidence in ``bins`` equal bins [lower, upper): the keys of the API's ReliabilityBin."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
     out = []
@@ -34,11 +35,11 @@ def reliability(
         count = int(mask.sum())
         out.append(
             {
-                "low": float(edges[b]),
-                "high": float(edges[b + 1]),
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
                 "count": count,
+                "mean_confidence": float(confidence[mask].mean()) if count else 0.0,
                 "accuracy": float(correct[mask].mean()) if count else 0.0,
-                "confidence": float(confidence[mask].mean()) if count else 0.0,
             }
         )
     return out

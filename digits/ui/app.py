@@ -1,11 +1,15 @@
-"""The Streamlit entry point (`streamlit run digits/ui/app.py`, or `digits ui`): four pages."""
+"""The Streamlit entry point (`streamlit run digits/ui/app.py`, or `digits ui`): four pages.
+
+They live in `views/`, not `pages/`: Streamlit would serve a `pages/` folder beside the entry
+point as pages of its own, and a link to /history opened first would run that module, not the app.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from digits.ui.pages import draw, history, models, stats
 from digits.ui.session import get_client
+from digits.ui.views import draw, history, models, stats
 
 
 def main() -> None:

@@ -54,7 +54,8 @@ def per_digit_accuracy(
         {
             "digit": str(d),
             "accuracy": per_digit.get(str(d)),
-            "text": f"{per_digit[str(d)]:.0%} of {labelled[d]}",
+            # Two short lines: on one line the labels of neighbouring bars ran into each other.
+            "text": f"{per_digit[str(d)]:.0%}\nof {labelled[d]}",
         }
         for d in range(10)
         if per_digit.get(str(d)) is not None
@@ -77,8 +78,11 @@ def per_digit_accuracy(
         tooltip=["digit:N", alt.Tooltip("accuracy:Q", format=".1%"), "text:N"],
     )
     bars = base.mark_bar(color=ACCENT)
-    labels = base.mark_text(dy=-8, fontSize=11, color="#111827").encode(text="text:N")
-    return bars + labels
+    labels = base.mark_text(
+        baseline="bottom", dy=-15, lineBreak="\n", fontSize=10, color="#111827"
+    ).encode(text="text:N")
+    # Room above the bars for their two-line labels.
+    return (bars + labels).properties(padding={"top": 28})
 
 
 def confusion(matrix: Sequence[Sequence[int]]) -> alt.LayerChart:

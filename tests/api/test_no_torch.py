@@ -79,5 +79,5 @@ def test_digits_predict_runs_without_torch(tmp_path: Path) -> None:
 
 def test_the_ui_imports_without_torch() -> None:
     imports = _imports("-c", "import digits.ui.app, digits.ui.launch")  # every page, the client
-    assert imported("digits.ui.pages.draw", imports) and imported("digits.ui.client", imports)
+    assert imported("digits.ui.views.draw", imports) and imported("digits.ui.client", imports)
     assert not imported("torch", imports)

@@ -9,8 +9,9 @@ from api_helpers import MakeClient, post_drawing
 from sqlalchemy import delete
 
 from digits.config import Settings
-from digits.db.models import RetrainJobRow
+from digits.db.models import RetrainJobRow, RetrainLeaseRow, utcnow
 from digits.db.session import Database
+from digits.loop import jobs
 
 ADMIN = {"Authorization": "Bearer s3cret-token"}
 
@@ -74,3 +75,49 @@ def test_labels_queue_a_retraining_after_n(make_client: MakeClient, settings: Se
                 assert (job.origin, job.state) == ("auto", "queued")  # queued, not run here
         finally:
             database.dispose()
+
+
+def test_labels_queue_jobs_that_one_trainer_at_a_time_claims_under_the_lease(
+    make_client: MakeClient, settings: Settings
+) -> None:
+    """Through real PATCHes up to the job a trainer claims; a second trainer gets nothing while
+    the first holds the lease, and the next job once it is free."""
+    url = settings.resolved_database_url
+    clear_jobs(url)
+    database = Database(url)
+    with database.write() as session:
+        session.execute(delete(RetrainLeaseRow))
+    try:
+        with make_client(retrain_after=2) as client:
+            ids = [post_drawing(client).json()["id"] for _ in range(4)]
+
+            def label(prediction_id: str) -> None:
+                patched = client.patch(f"/api/predictions/{prediction_id}", json={"true_label": 7})
+                assert patched.is_success
+
+            label(ids[0])
+            assert jobs.claim(database, "trainer-1") is None  # one label: nothing queued
+            label(ids[1])
+            first = jobs.claim(database, "trainer-1")
+            assert first is not None
+            with database.read() as session:
+                lease = session.get(RetrainLeaseRow, jobs.LEASE)
+                assert lease is not None and lease.holder == "trainer-1"
+                assert lease.expires_at is not None and lease.expires_at > utcnow()
+                job = jobs.get(session, first)
+                assert job is not None and (job.origin, job.state) == ("auto", "running")
+
+            label(ids[2])
+            label(ids[3])  # two more since the first started: the next job waits in the queue
+            assert jobs.claim(database, "trainer-2") is None  # trainer-1 holds the lease
+            jobs.finish(database, first, "trainer-1", report={"decision": "skipped"})
+            second = jobs.claim(database, "trainer-2")
+            assert second is not None and second != first
+            with database.read() as session:
+                states = {j.id: j.state for j in session.query(RetrainJobRow)}
+            assert states == {first: "done", second: "running"}
+    finally:
+        with database.write() as session:
+            session.execute(delete(RetrainLeaseRow))
+        database.dispose()
+        clear_jobs(url)

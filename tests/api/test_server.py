@@ -113,6 +113,34 @@ def test_production_refuses_default_secrets() -> None:
             Settings(**settings)
 
 
+@pytest.mark.parametrize(
+    "database", [None, "sqlite:///var/digits.sqlite3"], ids=["default-sqlite", "sqlite-url"]
+)
+def test_production_refuses_to_start_on_sqlite(tmp_path: Path, database: str | None) -> None:
+    """Every other production setting is sound, so SQLite alone is what `digits serve` refuses."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")}
+    env |= {
+        "DIGITS_ENV": "production",
+        "DIGITS_ADMIN_TOKEN": "a-long-random-token",
+        "DIGITS_DATA_DIR": str(tmp_path / "data"),
+    }
+    if database is not None:
+        env["DIGITS_DATABASE_URL"] = database
+    # A taken port: were the check gone, serve would stop there (with another message), not run.
+    with taken_port() as port:
+        result = subprocess.run(
+            [sys.executable, "-m", "digits.cli", "serve", "--port", str(port)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode != 0
+    assert "DIGITS_DATABASE_URL must name a server database" in result.stderr
+    assert not (tmp_path / "data").exists()  # refused before creating or migrating anything
+
+
 def test_serve_refuses_a_taken_port_with_a_clear_message(tmp_path: Path) -> None:
     """The workers bind with SO_REUSEPORT; without the check, each would fail to bind and be
     restarted by the supervisor, forever."""

@@ -69,7 +69,10 @@ def test_outage_is_spooled_and_replayed_exactly_once(
     assert old_label.status_code == 200  # known to this process, so kept in the spool too
     unknown = client.patch(f"/api/predictions/{uuid.uuid4()}", json={"true_label": 1})
     assert unknown.status_code == 503 and "detail" in unknown.json()
-    assert client.get("/api/predictions").status_code == 503
+    listed = client.get("/api/predictions")
+    assert listed.status_code == 503
+    for refused in (spooled, unknown, listed):  # each 503 tells the client when to come back
+        assert int(refused.headers["Retry-After"]) > 0
 
     files = list(store.spool.directory.glob("*.jsonl"))
     assert len(files) == 1
@@ -177,6 +180,7 @@ def test_not_ready_when_nothing_can_store(client: TestClient, backend: str, tmp_
         assert ready.json()["checks"]["spool"]["status"] == "unavailable"
         response = post_drawing(client)
         assert response.status_code == 503 and "spool" in response.json()["detail"]
+        assert int(response.headers["Retry-After"]) > 0
     finally:
         store.database = healthy
         store.spool.open()

@@ -155,7 +155,8 @@ def test_dockerfile_is_small_cpu_only_and_unprivileged() -> None:
     assert len(stages) >= 2 and all(s.startswith("${BASE_IMAGE}") for s in stages)
     runs = " ".join(rest for keyword, rest in instructions if keyword == "RUN")
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    torch_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch"))
+    train = pyproject["project"]["optional-dependencies"]["train"]
+    torch_pin = next(d for d in train if d.startswith("torch"))
     assert args["TORCH_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     assert '--index-url "$TORCH_INDEX_URL"' in runs and torch_pin in runs
     # The spool's mount point exists in the image, owned by the API user, so that a fresh

@@ -38,7 +38,7 @@ def test_confusion_cells_and_per_digit_labels() -> None:
     assert len(cells) == 100
     assert int(cells.query("true == '1' and predicted == '7'")["count"].iloc[0]) == 1
     per_digit = charts.per_digit_accuracy({"1": 0.75}, [sum(r) for r in matrix])
-    assert list(per_digit.data["text"]) == ["75% of 4"]
+    assert list(per_digit.data["text"]) == ["75%\nof 4"]
 
 
 def test_reliability_skips_empty_bins() -> None:

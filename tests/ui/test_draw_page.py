@@ -1,25 +1,38 @@
-"""The Draw page under AppTest: a fake canvas and a fake API client, real page logic."""
+"""The Draw page under AppTest against the real API: a stand-in canvas (the component needs a
+browser) sends real drawings, the shipped model reads them, and the answers are stored."""
 
 from __future__ import annotations
 
+import io
 import uuid
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import pytest
+from live_api import LETTER_H, SEVEN, LiveApi, MakeApi, canvas_png
+from PIL import Image
 from streamlit.testing.v1 import AppTest
-from ui_fakes import FakeClient, png
 
-from digits.ui.client import ApiError
-from digits.ui.pages import draw
+from digits import checkpoint as ckpt
+from digits.config import SHIPPED_WEIGHTS
+from digits.predict import Predictor
+from digits.ui import present
+from digits.ui.client import ApiClient
+from digits.ui.views import draw
+
+BLANK = canvas_png([])
 
 
 class FakeCanvas:
-    """Stands in for st_canvas: strokes are added by the test, calls are recorded."""
+    """Stands in for st_canvas: the test adds strokes and says what the canvas image shows."""
 
     def __init__(self) -> None:
         self.objects: list[dict[str, Any]] = []
-        self.image = png(280, 255)
+        self.image = canvas_png(SEVEN)
         self.calls: list[dict[str, Any]] = []
 
     def stroke(self) -> None:
@@ -34,13 +47,8 @@ class FakeCanvas:
         return str(self.calls[-1]["key"])
 
 
-@pytest.fixture
-def fake() -> FakeClient:
-    return FakeClient()
-
-
 def _page() -> None:
-    from digits.ui.pages import draw
+    from digits.ui.views import draw
 
     draw.render()
 
@@ -52,74 +60,69 @@ def canvas(monkeypatch: pytest.MonkeyPatch) -> FakeCanvas:
     return fake_canvas
 
 
-@pytest.fixture
-def app(fake: FakeClient, canvas: FakeCanvas) -> AppTest:
+def start(api: LiveApi) -> AppTest:
     at = AppTest.from_function(_page, default_timeout=30)
-    at.session_state["api_client"] = fake
+    at.session_state["api_client"] = api.client
     return at.run()
+
+
+@pytest.fixture
+def app(api: LiveApi, canvas: FakeCanvas) -> AppTest:
+    return start(api)
 
 
 def answer_markdown(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown if "Predicted digit" in m.value]
 
 
-def test_blank_canvas_sends_nothing_and_invites_drawing(app: AppTest, fake: FakeClient) -> None:
+def test_blank_canvas_sends_nothing_and_invites_drawing(app: AppTest, api: LiveApi) -> None:
     assert not app.exception
-    assert fake.posts == []
+    assert api.posts == 0
     assert any("answer appears here" in c.value for c in app.caption)
     assert app.slider(key="draw_brush").label == "Brush size"
-    assert {b.label for b in app.button} >= {"Predict", "Undo stroke", "Clear"}
+    assert not app.button  # undo and reset are the canvas's own, not a second set
 
 
 def test_a_stroke_is_predicted_once_with_the_drawing_id(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+    app: AppTest, api: LiveApi, canvas: FakeCanvas
 ) -> None:
     canvas.stroke()
     app.run()
 
-    assert len(fake.posts) == 1
-    post = fake.posts[0]
-    assert post["source"] == "canvas"
-    assert post["image"] == canvas.image
-    assert uuid.UUID(post["drawing_id"]) == uuid.UUID(app.session_state["draw_id"])
-    assert answer_markdown(app) == [answer_markdown(app)[0]]
+    assert api.posts == 1
+    [row] = api.rows()
+    assert (row.source, row.digit, row.status) == ("canvas", 7, "ok")
+    assert str(row.drawing_id) == app.session_state["draw_id"]
+    assert row.session_id == api.session_id  # the browser's session
+    assert len(answer_markdown(app)) == 1
     assert ">7</div>" in answer_markdown(app)[0]
-    assert any("very sure it is a 7 (95%)" in m.value for m in app.markdown)
+    headline = f"very sure it is a 7 ({present.percent(row.confidence)})"
+    assert any(headline in m.value for m in app.markdown)
     assert len(app.get("vega_lite_chart")) == 1
-    assert len(app.get("image")) == 1
+    assert len(app.get("image")) == 1  # the 28x28 the model read
 
     app.run()  # a rerun with the same drawing (a slider moved, say) does not resend it
-    assert len(fake.posts) == 1
+    assert api.posts == 1
 
     canvas.stroke()
     app.run()
-    assert len(fake.posts) == 2
-    assert fake.posts[1]["drawing_id"] == post["drawing_id"]
-    assert len(fake.records) == 1  # the same drawing is one stored prediction
-
-
-def test_predict_button_resends_the_current_drawing(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
-) -> None:
-    canvas.stroke()
-    app.run()
-    app.button(key="draw_predict").click().run()
-    assert len(fake.posts) == 2
+    assert api.posts == 2
+    assert [r.id for r in api.rows()] == [row.id]  # the same drawing is one stored prediction
 
 
 def test_correct_click_saves_label_and_readies_a_new_canvas(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+    app: AppTest, api: LiveApi, canvas: FakeCanvas
 ) -> None:
     canvas.stroke()
     app.run()
     first_key, first_drawing = canvas.key, app.session_state["draw_id"]
-    prediction_id = str(fake.records[0].id)
+    prediction_id = str(api.rows()[0].id)
 
     yes = next(b for b in app.button if b.label == "Yes, it is a 7")
     canvas.objects = []  # the new canvas starts blank
     yes.click().run()
 
-    assert fake.labels == [(prediction_id, 7)]
+    assert api.labels() == [(prediction_id, 7, False)]
     assert [s.value for s in app.success] == [
         "Saved: a 7, as the model read it. Draw the next digit."
     ]
@@ -129,7 +132,7 @@ def test_correct_click_saves_label_and_readies_a_new_canvas(
 
 
 def test_picking_the_true_digit_records_a_correction(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+    app: AppTest, api: LiveApi, canvas: FakeCanvas
 ) -> None:
     canvas.stroke()
     app.run()
@@ -138,127 +141,123 @@ def test_picking_the_true_digit_records_a_correction(
     canvas.objects = []
     picker.set_value(1).run()
 
-    assert fake.labels == [(str(fake.records[0].id), 1)]
+    assert api.labels() == [(str(api.rows()[0].id), 1, False)]
     assert "Saved: a 1 (the model read 7)" in app.success[0].value
 
 
 def test_failed_label_keeps_the_drawing_and_says_why(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+    app: AppTest, api: LiveApi, canvas: FakeCanvas, tmp_path: Path
 ) -> None:
     canvas.stroke()
     app.run()
     key = canvas.key
-    fake.fail = ApiError("The prediction service failed (503): database down.", kind="server")
-    next(b for b in app.button if b.label.startswith("Yes")).click().run()
+    with api.storage_down(tmp_path):
+        next(b for b in app.button if b.label.startswith("Yes")).click().run()
 
     assert not app.exception
     assert "Your answer was not saved" in app.error[0].value
-    assert "database down" in app.error[0].value
+    assert "failed (503)" in app.error[0].value
     assert canvas.key == key
+    assert api.labels() == []
 
 
 def test_uncertain_answer_is_explained_not_shown_as_a_digit(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+    make_api: MakeApi, canvas: FakeCanvas
 ) -> None:
-    fake.next_digit, fake.next_confidence = 4, 0.41
-    canvas.stroke()
-    app.run()
+    # Nothing is certain enough for a threshold of 1: the answer is uncertain, with its guess.
+    strict = Predictor(ckpt.read(SHIPPED_WEIGHTS), uncertain_threshold=1.0, source=SHIPPED_WEIGHTS)
+    with make_api(strict) as api:
+        at = start(api)
+        canvas.stroke()
+        at.run()
+        [row] = api.rows()
 
-    assert answer_markdown(app) == []
-    warning = app.warning[0].value
+    assert row.status == "uncertain"
+    assert answer_markdown(at) == []
+    warning = at.warning[0].value
     assert "cannot tell" in warning
-    assert "best guess is 4 (41%)" in warning
-    assert any(b.label == "It is a 4" for b in app.button)
-    assert app.get("button_group")[0].label == "Or pick the right digit"
+    assert f"best guess is 7 ({present.percent(row.confidence)})" in warning
+    assert any(b.label == "It is a 7" for b in at.button)
+    assert at.get("button_group")[0].label == "Or pick the right digit"
 
 
-def test_blank_drawing_is_explained(app: AppTest, fake: FakeClient, canvas: FakeCanvas) -> None:
-    canvas.image = b"blank"
+def test_blank_drawing_is_explained(app: AppTest, api: LiveApi, canvas: FakeCanvas) -> None:
+    canvas.image = BLANK
     canvas.stroke()
     app.run()
 
-    assert len(fake.posts) == 1
+    assert api.posts == 1
+    assert api.rows() == []
     assert "this drawing is empty" in app.info[0].value
     assert answer_markdown(app) == []
 
 
-@pytest.mark.parametrize(
-    ("error", "words"),
-    [
-        (
-            ApiError("The prediction service at http://x cannot be reached.", kind="unreachable"),
-            "cannot be reached",
-        ),
-        (
-            ApiError("The prediction service did not answer within 10 s.", kind="timeout"),
-            "did not answer",
-        ),
-        (
-            ApiError("The prediction service failed (500): boom.", kind="server", status_code=500),
-            "failed (500)",
-        ),
-    ],
-)
+def _timing_out(request: httpx.Request) -> httpx.Response:
+    raise httpx.ReadTimeout("no answer", request=request)
+
+
+@contextmanager
+def _client(api: LiveApi, at: AppTest, client: ApiClient) -> Iterator[None]:
+    at.session_state["api_client"] = client
+    yield
+    at.session_state["api_client"] = api.client
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "timeout", "storage down"])
 def test_service_failures_become_messages_with_what_to_do(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas, error: ApiError, words: str
+    app: AppTest, api: LiveApi, canvas: FakeCanvas, tmp_path: Path, failure: str
 ) -> None:
-    fake.fail = error
-    canvas.stroke()
-    app.run()
+    outage: AbstractContextManager[None] = {
+        "unreachable": lambda: _client(api, app, ApiClient("http://127.0.0.1:9")),
+        "timeout": lambda: _client(
+            api, app, ApiClient("http://x", transport=httpx.MockTransport(_timing_out))
+        ),
+        "storage down": lambda: api.storage_down(tmp_path),
+    }[failure]()
+    words = {
+        "unreachable": "cannot be reached",
+        "timeout": "did not answer",
+        "storage down": "failed (503)",
+    }[failure]
+    with outage:
+        canvas.stroke()
+        app.run()
 
     assert not app.exception
     message = app.error[0].value
     assert words in message
-    assert "press Predict" in message
+    assert "press Try again" in message
 
-    fake.fail = None
-    app.button(key="draw_predict").click().run()
+    app.button(key="draw_retry").click().run()
     assert not app.error
     assert len(answer_markdown(app)) == 1
+    assert len(api.rows()) == 1
 
 
-def test_clear_starts_a_new_drawing(app: AppTest, fake: FakeClient, canvas: FakeCanvas) -> None:
-    canvas.stroke()
-    app.run()
-    key, drawing = canvas.key, app.session_state["draw_id"]
-    canvas.objects = []
-    app.button(key="draw_clear").click().run()
-
-    assert canvas.key != key
-    assert app.session_state["draw_id"] != drawing
-    assert answer_markdown(app) == []
-
-
-def test_undo_reloads_the_canvas_without_the_last_stroke(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+def test_an_undone_stroke_is_the_same_drawing_read_again(
+    app: AppTest, api: LiveApi, canvas: FakeCanvas
 ) -> None:
     canvas.stroke()
     canvas.stroke()
     app.run()
-    kept = canvas.objects[0]
-    app.button(key="draw_undo").click().run()
-
-    initial = canvas.calls[-1]["initial_drawing"]
-    assert initial["objects"] == [kept]
-    assert len(fake.posts) == 1  # the old drawing is not sent again
-    canvas.objects = [kept]  # the canvas reloads and sends the shorter drawing
+    canvas.objects.pop()  # the canvas's undo sends the drawing without its last stroke
     app.run()
-    assert len(fake.posts) == 2
+    assert api.posts == 2
+    assert len(api.rows()) == 1
 
 
 def test_an_emptied_canvas_starts_a_new_drawing(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+    app: AppTest, api: LiveApi, canvas: FakeCanvas
 ) -> None:
     canvas.stroke()
     app.run()
     first = app.session_state["draw_id"]
-    canvas.objects = []  # the canvas toolbar's reset
+    canvas.objects = []  # the canvas's reset
     app.run()
     assert app.session_state["draw_id"] != first
     canvas.stroke()
     app.run()
-    assert fake.posts[-1]["drawing_id"] == app.session_state["draw_id"]
-    assert len(fake.records) == 2
+    assert {str(r.drawing_id) for r in api.rows()} == {first, app.session_state["draw_id"]}
 
 
 def test_brush_size_reaches_the_canvas(app: AppTest, canvas: FakeCanvas) -> None:
@@ -267,51 +266,52 @@ def test_brush_size_reaches_the_canvas(app: AppTest, canvas: FakeCanvas) -> None
     assert canvas.calls[-1]["width"] == canvas.calls[-1]["height"] == 280
 
 
-def test_upload_goes_through_the_same_flow(app: AppTest, fake: FakeClient) -> None:
-    photo = png(64, 200)
-    app.get("file_uploader")[0].upload("three.jpg", photo, "image/jpeg")
+def test_upload_goes_through_the_same_flow(app: AppTest, api: LiveApi) -> None:
+    photo = io.BytesIO()
+    Image.open(io.BytesIO(canvas_png(SEVEN))).convert("RGB").save(photo, format="JPEG")
+    app.get("file_uploader")[0].upload("seven.jpg", photo.getvalue(), "image/jpeg")
     app.run()
 
-    assert len(fake.posts) == 1
-    post = fake.posts[0]
-    assert (post["source"], post["drawing_id"], post["filename"]) == ("upload", None, "three.jpg")
-    assert post["content_type"] == "image/jpeg"
-    assert post["image"] == photo
+    assert api.posts == 1
+    [row] = api.rows()
+    assert (row.source, row.drawing_id, row.digit) == ("upload", None, 7)
     assert len(answer_markdown(app)) == 1
 
     next(b for b in app.button if b.key and b.key.startswith("upload_yes")).click().run()
-    assert fake.labels == [(str(fake.records[0].id), 7)]
+    assert api.labels() == [(str(row.id), 7, False)]
     assert app.success
 
 
 def test_not_a_digit_answer_says_so_and_offers_the_not_a_digit_button(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+    app: AppTest, api: LiveApi, canvas: FakeCanvas
 ) -> None:
-    fake.next_digit, fake.next_confidence, fake.next_status = 4, 0.62, "not_a_digit"
+    canvas.image = canvas_png(LETTER_H)
     canvas.stroke()
     app.run()
+    [row] = api.rows()
 
+    assert row.status == "not_a_digit"
     assert answer_markdown(app) == []
     warning = app.warning[0].value
     assert "does not look like a digit" in warning
-    assert "best guess is 4 (62%)" in warning
+    assert f"best guess is {row.digit} ({present.percent(row.confidence)})" in warning
     # The ten digit choices stay, with "Not a digit" beside them.
-    assert any(b.label == "It is a 4" for b in app.button)
+    assert any(b.label == f"It is {present.a_digit(row.digit)}" for b in app.button)
     assert app.get("button_group")[0].label == "Or pick the right digit"
     canvas.objects = []
     next(b for b in app.button if b.label == "Not a digit").click().run()
 
-    assert fake.labels == [(str(fake.records[0].id), None)]
-    assert fake.records[0].not_a_digit and fake.records[0].true_label is None
-    assert "Saved: not a digit (the model read 4)" in app.success[0].value
+    assert api.labels() == [(str(row.id), None, True)]
+    assert f"Saved: not a digit (the model read {row.digit})" in app.success[0].value
 
 
 def test_not_a_digit_button_is_offered_for_a_confident_answer_too(
-    app: AppTest, fake: FakeClient, canvas: FakeCanvas
+    app: AppTest, api: LiveApi, canvas: FakeCanvas
 ) -> None:
     canvas.stroke()
     app.run()
     assert not app.warning
     canvas.objects = []
     next(b for b in app.button if b.label == "Not a digit").click().run()
-    assert fake.labels == [(str(fake.records[0].id), None)]
+    assert api.labels() == [(str(api.rows()[0].id), None, True)]
+    assert str(uuid.UUID(app.session_state["draw_id"])) != str(api.rows()[0].drawing_id)

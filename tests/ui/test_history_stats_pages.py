@@ -1,36 +1,35 @@
-"""History and Statistics pages, and the app's navigation, under AppTest with a fake client."""
+"""History and Statistics pages, and the app's navigation, under AppTest against the real API."""
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
+
+from live_api import LiveApi
 from streamlit.testing.v1 import AppTest
-from ui_fakes import FakeClient
 
 from digits.ui import present
-from digits.ui.client import ApiError, HistoryFilter
-from digits.ui.pages import history
+from digits.ui.client import ApiClient, HistoryFilter
+from digits.ui.views import history
 
-
-@pytest.fixture
-def fake() -> FakeClient:
-    return FakeClient()
+# Nothing listens on port 9 (discard).
+UNREACHABLE = "http://127.0.0.1:9"
 
 
 def _history() -> None:
-    from digits.ui.pages import history
+    from digits.ui.views import history
 
     history.render()
 
 
 def _stats() -> None:
-    from digits.ui.pages import stats
+    from digits.ui.views import stats
 
     stats.render()
 
 
-def run(script: object, fake: FakeClient) -> AppTest:
+def run(script: object, api: LiveApi) -> AppTest:
     at = AppTest.from_function(script, default_timeout=30)  # type: ignore[arg-type]
-    at.session_state["api_client"] = fake
+    at.session_state["api_client"] = api.client
     return at.run()
 
 
@@ -40,11 +39,11 @@ def table(at: AppTest) -> object:
     return frames[0].value
 
 
-def test_history_lists_newest_first_with_thumbnails_and_labels(fake: FakeClient) -> None:
-    fake.add(3, confidence=0.99, true_label=3)
-    fake.add(5, confidence=0.7, true_label=6)
-    fake.add(1, confidence=0.93)
-    at = run(_history, fake)
+def test_history_lists_newest_first_with_thumbnails_and_labels(api: LiveApi) -> None:
+    api.add(3, confidence=0.99, true_label=3)
+    api.add(5, confidence=0.7, true_label=6)
+    api.add(1, confidence=0.93)
+    at = run(_history, api)
 
     assert not at.exception
     df = table(at)
@@ -56,54 +55,53 @@ def test_history_lists_newest_first_with_thumbnails_and_labels(fake: FakeClient)
     assert "Showing 1-3 of 3 predictions." in at.caption[0].value
 
 
-@pytest.mark.parametrize(
-    ("show", "expected"),
-    [("Wrong only", [5]), ("Unlabelled only", [1]), ("Correct only", [3])],
-)
-def test_history_outcome_filters(fake: FakeClient, show: str, expected: list[int]) -> None:
-    fake.add(3, true_label=3)
-    fake.add(5, true_label=6)
-    fake.add(1)
-    at = run(_history, fake)
-    at.selectbox(key="history_show").set_value(show).run()
-    assert list(table(at)["Predicted"]) == expected
+def test_history_outcome_filters(api: LiveApi) -> None:
+    api.add(3, true_label=3)
+    api.add(5, true_label=6)
+    api.add(1)
+    at = run(_history, api)
+    for show, expected in [("Wrong only", [5]), ("Unlabelled only", [1]), ("Correct only", [3])]:
+        at.selectbox(key="history_show").set_value(show).run()
+        assert list(table(at)["Predicted"]) == expected, show
 
 
-def test_history_digit_filter_and_pagination(fake: FakeClient) -> None:
+def test_history_digit_filter_and_pagination(api: LiveApi) -> None:
     for i in range(25):
-        fake.add(i % 2)
-    at = run(_history, fake)
+        api.add(i % 3)
+    at = run(_history, api)
     assert len(table(at)) == 20
     assert at.get("pagination")[0].value == 1
 
     at.get("pagination")[0].set_value(2).run()
     assert len(table(at)) == 5
     assert "Showing 21-25 of 25" in at.caption[0].value
+    # Newest first: the oldest five, 4..0, read as i % 3.
+    assert list(table(at)["Predicted"]) == [1, 0, 2, 1, 0]
 
     at.selectbox(key="history_digit").set_value(1).run()  # a new filter starts on page 1
     assert at.get("pagination")[0].value == 1
-    assert set(table(at)["Predicted"]) == {1}
-    assert "of 12 predictions" in at.caption[0].value
+    assert list(table(at)["Predicted"]) == [1] * 8
+    assert "Showing 1-8 of 8 predictions." in at.caption[0].value
 
 
-def test_history_corrects_a_label(fake: FakeClient) -> None:
-    first = fake.add(4)
-    fake.add(9)
-    at = run(_history, fake)
-    at.selectbox(key="history_fix_id").set_value(str(first.id)).run()
-    at.selectbox(key=f"history_label_{first.id}").set_value(9).run()
+def test_history_corrects_a_label(api: LiveApi) -> None:
+    first = api.add(4)
+    api.add(9)
+    at = run(_history, api)
+    next(s for s in at.selectbox if s.label.startswith("Prediction")).set_value(first).run()
+    at.selectbox(key=f"history_label_{first}").set_value(9).run()
     at.button(key="history_save").click().run()
 
-    assert fake.labels == [(str(first.id), 9)]
+    assert api.labels() == [(first, 9, False)]
     assert "a 9; the model was wrong (it read 4)" in at.success[0].value
-    assert list(table(at)["True label"])[1] == "9"
+    assert list(table(at)["True label"]) == ["", "9"]
 
 
-def test_history_filters_on_the_answer_and_the_not_a_digit_label(fake: FakeClient) -> None:
-    fake.add(3, true_label=3)
-    fake.add(5, status="not_a_digit")
-    fake.add(8, not_a_digit=True)
-    at = run(_history, fake)
+def test_history_filters_on_the_answer_and_the_not_a_digit_label(api: LiveApi) -> None:
+    api.add(3, true_label=3)
+    api.add(5, status="not_a_digit")
+    api.add(8, not_a_digit=True)
+    at = run(_history, api)
     assert list(table(at)["True label"]) == ["not a digit", "", "3"]
     assert list(table(at)["Answer"]) == ["ok", "not a digit", "ok"]
     at.selectbox(key="history_status").set_value("not a digit").run()
@@ -114,20 +112,20 @@ def test_history_filters_on_the_answer_and_the_not_a_digit_label(fake: FakeClien
     assert list(table(at)["Outcome"]) == ["wrong"]  # the model read a digit
 
 
-def test_history_labels_a_drawing_not_a_digit(fake: FakeClient) -> None:
-    first = fake.add(4)
-    at = run(_history, fake)
-    at.selectbox(key=f"history_label_{first.id}").set_value(history.NOT_A_DIGIT_OPTION).run()
+def test_history_labels_a_drawing_not_a_digit(api: LiveApi) -> None:
+    first = api.add(4)
+    at = run(_history, api)
+    at.selectbox(key=f"history_label_{first}").set_value(history.NOT_A_DIGIT_OPTION).run()
     at.button(key="history_save").click().run()
-    assert fake.labels == [(str(first.id), None)]
+    assert api.labels() == [(first, None, True)]
     assert "not a digit (the model read 4)" in at.success[0].value
     assert list(table(at)["True label"]) == ["not a digit"]
 
 
-def test_history_csv_export_has_every_matching_row(fake: FakeClient) -> None:
+def test_history_csv_export_has_every_matching_row(api: LiveApi) -> None:
     for i in range(130):
-        fake.add(i % 10, true_label=(i % 10) if i % 3 else None)
-    csv_text = history._export(fake, HistoryFilter(outcome="unlabelled"))
+        api.add(i % 10, true_label=(i % 10) if i % 3 else None)
+    csv_text = history._export(api.client, HistoryFilter(outcome="unlabelled"))
     lines = csv_text.strip().splitlines()
     assert lines[0].startswith("id,digit,confidence,p0,")
     assert len(lines) == 1 + sum(1 for i in range(130) if i % 3 == 0)
@@ -135,23 +133,21 @@ def test_history_csv_export_has_every_matching_row(fake: FakeClient) -> None:
     assert all(line.split(",")[label] == "" for line in lines[1:])
 
 
-def test_history_empty_and_failure_messages(fake: FakeClient) -> None:
-    at = run(_history, fake)
+def test_history_empty_and_failure_messages(api: LiveApi) -> None:
+    at = run(_history, api)
     assert "No predictions match" in at.info[0].value
 
-    fake.fail = ApiError(
-        "The prediction service at http://x cannot be reached.", kind="unreachable"
-    )
+    at.session_state["api_client"] = ApiClient(UNREACHABLE)
     at.run()
     assert not at.exception
     assert "The history could not be loaded" in at.error[0].value
-    assert "cannot be reached" in at.error[0].value
+    assert f"{UNREACHABLE} cannot be reached" in at.error[0].value
 
 
-def test_statistics_draws_charts_from_corrections(fake: FakeClient) -> None:
+def test_statistics_draws_charts_from_corrections(api: LiveApi) -> None:
     for i in range(20):
-        fake.add(i % 10, confidence=0.5 + (i % 5) / 10, true_label=(i + (i % 4 == 0)) % 10)
-    at = run(_stats, fake)
+        api.add(i % 10, confidence=0.5 + (i % 5) / 10, true_label=(i + (i % 4 == 0)) % 10)
+    at = run(_stats, api)
 
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
@@ -162,25 +158,26 @@ def test_statistics_draws_charts_from_corrections(fake: FakeClient) -> None:
     assert len(at.get("vega_lite_chart")) == 5
 
 
-def test_statistics_without_labels_explains_accuracy(fake: FakeClient) -> None:
-    fake.add(2)
-    at = run(_stats, fake)
+def test_statistics_without_labels_explains_accuracy(api: LiveApi) -> None:
+    api.add(2)
+    at = run(_stats, api)
     assert "Accuracy needs labels" in at.info[0].value
     assert len(at.get("vega_lite_chart")) == 2  # histogram and time: no reliability yet
 
 
-def test_statistics_empty_and_failure(fake: FakeClient) -> None:
-    at = run(_stats, fake)
+def test_statistics_empty_and_failure(api: LiveApi, tmp_path: Path) -> None:
+    at = run(_stats, api)
     assert "No predictions yet" in at.info[0].value
-    fake.fail = ApiError("The prediction service failed (503): db down.", kind="server")
-    at.run()
+    with api.storage_down(tmp_path):
+        at.run()
     assert not at.exception
-    assert "db down" in at.error[0].value
+    assert "The statistics could not be loaded" in at.error[0].value
+    assert "failed (503)" in at.error[0].value
 
 
-def test_app_opens_on_the_draw_page_with_navigation(fake: FakeClient) -> None:
+def test_app_opens_on_the_draw_page_with_navigation(api: LiveApi) -> None:
     at = AppTest.from_file("../../digits/ui/app.py", default_timeout=30)
-    at.session_state["api_client"] = fake
+    at.session_state["api_client"] = api.client
     at.run()
     assert not at.exception
     assert at.title[0].value == "Draw a digit"

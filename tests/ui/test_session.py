@@ -11,7 +11,7 @@ from digits.config import get_settings
 
 
 def _stats() -> None:
-    from digits.ui.pages import stats
+    from digits.ui.views import stats
 
     stats.render()
 

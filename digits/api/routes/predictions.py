@@ -122,7 +122,19 @@ class Predictions:
         return PredictionCreated(**answer, session_token=self.new_token)
 
 
-PredictionsDep = Annotated[Predictions, Depends()]
+async def get_predictions(
+    predictor: PredictorDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    session: PredictionSessionDep,
+    request: Request,
+    response: Response,
+) -> Predictions:
+    # async: FastAPI would build the class itself in a worker thread, a hand-off per request.
+    return Predictions(predictor, settings, store, session, request, response)
+
+
+PredictionsDep = Annotated[Predictions, Depends(get_predictions)]
 _POST: dict[str, Any] = {
     "status_code": 201,
     "response_model": PredictionCreated,

@@ -10,14 +10,18 @@ from typing import Any, Protocol
 
 import streamlit as st
 
+from digits.config import BRUSH_RANGE, CANVAS_SIZE, DEFAULT_BRUSH
 from digits.schemas import Source
 from digits.ui.client import ApiError
-from digits.ui.pages.result import Shown, error_key, show_answer, show_feedback
 from digits.ui.session import get_client, show_error, show_flash
+from digits.ui.views.result import (
+    Shown,
+    error_key,
+    show_answer,
+    show_details,
+    show_feedback,
+)
 
-CANVAS_SIZE = 280
-BRUSH_RANGE = (8, 40)
-DEFAULT_BRUSH = 20
 INK = "#000000"
 PAPER = "#FFFFFF"
 UPLOAD_TYPES = ["png", "jpg", "jpeg"]
@@ -68,7 +72,6 @@ def new_drawing() -> None:
     """A fresh canvas (new widget key) and a new drawing id; the old answer is dropped."""
     _next_round("draw")
     st.session_state["draw_id"] = str(uuid.uuid4())
-    st.session_state.pop("draw_initial", None)
 
 
 def new_upload() -> None:
@@ -92,9 +95,10 @@ def _draw() -> None:
         st.session_state["draw_id"] = str(uuid.uuid4())
     round_ = _state("draw", ROUND, 0)
     canvas_col, answer_col = st.columns([2, 3], gap="large")
-    with canvas_col, st.container(width=CANVAS_SIZE + 50):  # room for three buttons in a row
+    with canvas_col, st.container(width=CANVAS_SIZE + 50):
         st.caption(
-            "Draw one digit (0-9) with the mouse or a finger; the answer comes when you lift."
+            "Draw one digit (0-9) with the mouse or a finger; the answer comes when you lift. "
+            "Undo and start again are above the canvas."
         )
         brush = st.slider(
             "Brush size",
@@ -103,6 +107,7 @@ def _draw() -> None:
             key="draw_brush",
             help="Stroke width in canvas pixels",
         )
+        # The canvas brings its own undo, redo and reset, and sends the drawing after each.
         drawing = canvas(
             stroke_width=brush,
             stroke_color=INK,
@@ -111,39 +116,23 @@ def _draw() -> None:
             height=CANVAS_SIZE,
             width=CANVAS_SIZE,
             drawing_mode="freedraw",
-            initial_drawing=st.session_state.get("draw_initial"),
             return_image_data=True,
             key=f"draw_canvas_{round_}",
         )
-        with st.container(horizontal=True, gap="small"):
-            predict = st.button("Predict", key="draw_predict", icon=":material/send:")
-            undo = st.button("Undo stroke", key="draw_undo", icon=":material/undo:")
-            st.button("Clear", key="draw_clear", icon=":material/delete:", on_click=new_drawing)
 
     objects: list[Any] = list((drawing.json_data or {}).get("objects") or [])
-    if undo and objects:
-        # A new initial drawing makes the canvas reload without its last stroke, then send it.
-        undo_round = st.session_state.get("draw_undo_round", 0) + 1
-        st.session_state["draw_undo_round"] = undo_round
-        st.session_state["draw_initial"] = {"objects": objects[:-1], "undo_round": undo_round}
-        # Until the canvas sends the shorter drawing, this run's drawing is not worth sending.
-        _set("draw", SENT, _digest(json.dumps(objects, sort_keys=True)))
-        _set("draw", SHOWN, None)
-        _set("draw", EMPTY, False)
-        st.rerun()
-
     digest = _digest(json.dumps(objects, sort_keys=True)) if objects else None
-    if predict or (digest is not None and digest != _state("draw", SENT)):
-        image = drawing.image_bytes if objects else None
+    if digest is not None and digest != _state("draw", SENT):
+        image = drawing.image_bytes
         if image is None:
             _set("draw", SHOWN, None)
             _set("draw", EMPTY, True)
         else:
-            _predict("draw", image, digest=digest or "", source="canvas")
+            _predict("draw", image, digest=digest, source="canvas")
     elif digest is None:
         if _state("draw", SENT) is not None:
-            # Emptied (the canvas's own reset, or undoing every stroke): what comes next is a
-            # new drawing, stored as its own prediction.
+            # Emptied (the canvas's reset, or undoing every stroke): what comes next is a new
+            # drawing, stored as its own prediction.
             st.session_state["draw_id"] = str(uuid.uuid4())
         for name in (SENT, SHOWN, EMPTY):
             st.session_state.pop(f"draw_{name}", None)
@@ -177,8 +166,6 @@ def _upload() -> None:
     image_col.image(data, caption="Your image", width=160)
     with answer_col:
         _show("upload", on_saved=new_upload, idle="")
-        if st.session_state.get(error_key("upload")):
-            st.button("Try again", key="upload_retry", icon=":material/refresh:")
 
 
 def _predict(
@@ -210,11 +197,9 @@ def _predict(
         if err.kind == "empty":
             _set(flow, EMPTY, True)
         else:
-            retry = "press Predict" if flow == "draw" else "press Try again"
-            st.session_state[error_key(flow)] = f"{err} Then {retry}."
-            if flow == "upload":
-                # Unsent: the next run (Try again, or any click) sends the image again.
-                st.session_state.pop("upload_sent", None)
+            st.session_state[error_key(flow)] = f"{err} Then press Try again."
+            # Unsent: the next run (Try again, or any click) sends the input again.
+            st.session_state.pop(f"{flow}_{SENT}", None)
         return
     try:
         shown = Shown(prediction, client.input_png(prediction.id))
@@ -227,6 +212,7 @@ def _show(flow: str, *, on_saved: Callable[[], None], idle: str) -> None:
     error = st.session_state.get(error_key(flow))
     if error:
         show_error(error)
+        st.button("Try again", key=f"{flow}_retry", icon=":material/refresh:")
     shown: Shown | None = _state(flow, SHOWN)
     if _state(flow, EMPTY):
         st.info(
@@ -238,7 +224,9 @@ def _show(flow: str, *, on_saved: Callable[[], None], idle: str) -> None:
             icon=":material/draw:",
         )
     elif shown is not None:
+        # Answer, then the question, then the detail: on a phone the first two are in view.
         show_answer(shown)
         show_feedback(flow, shown.prediction, on_saved, _state(flow, ROUND, 0))
+        show_details(shown)
     elif idle and not error:
         st.caption(idle)

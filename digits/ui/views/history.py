@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from digits.schemas import HistoryFilter, Outcome, PredictionRecord, Status
+from digits.schemas import NUM_DIGITS, HistoryFilter, Outcome, PredictionRecord, Status
 from digits.ui import present
 from digits.ui.client import ApiClient, ApiError
 from digits.ui.session import ADMIN_KEY, flash, get_client, show_error, show_flash
@@ -35,7 +36,7 @@ ANSWER_OPTIONS: dict[str, Status | None] = {
 }
 PAGE_KEY = "history_page"
 FIX_KEY = "history_fix_id"
-NOT_A_DIGIT_OPTION = 10  # after the ten digits in the label choice
+NOT_A_DIGIT_OPTION = NUM_DIGITS  # after the ten digits in the label choice
 
 
 def render() -> None:
@@ -65,6 +66,7 @@ def render() -> None:
         )
         return
 
+    view = f"{page_no}_{filters}_{size}"
     first = (page_no - 1) * size + 1
     st.caption(f"Showing {first}-{first + len(page.items) - 1} of {page.total} predictions.")
     zone = present.local_zone(st.context.timezone)
@@ -73,7 +75,7 @@ def render() -> None:
         hide_index=True,
         on_select="rerun",
         selection_mode="single-row",
-        key=f"history_table_{page_no}_{filters}_{size}",
+        key=f"history_table_{view}",
         column_config=_columns(zone.key),
         row_height=56,
     )
@@ -177,19 +179,20 @@ def _correction(
 ) -> None:
     st.subheader("Correct a label")
     by_id = {str(r.id): r for r in items}
+    # A new widget for each set of rows shown: one kept across them showed, in the browser, a
+    # choice from rows no longer there.
+    fix_key = f"{FIX_KEY}_{_digest(by_id)}"
     # A row clicked in the table chooses the prediction below (before that widget exists).
     if selected_rows and selected_rows[0] < len(items):
         picked = str(items[selected_rows[0]].id)
         if st.session_state.get("history_last_pick") != picked:
             st.session_state["history_last_pick"] = picked
-            st.session_state[FIX_KEY] = picked
-    if st.session_state.get(FIX_KEY) not in by_id:
-        st.session_state.pop(FIX_KEY, None)
+            st.session_state[fix_key] = picked
     choice_col, label_col, save_col = st.columns([3, 2, 1], vertical_alignment="bottom")
     chosen = choice_col.selectbox(
         "Prediction (or click a row in the table)",
         list(by_id),
-        key=FIX_KEY,
+        key=fix_key,
         format_func=lambda i: _describe(by_id[i], zone),
     )
     record = by_id[chosen]
@@ -211,6 +214,10 @@ def _correction(
     error = st.session_state.pop("history_error", None)
     if error:
         show_error(error)
+
+
+def _digest(ids: Iterable[str]) -> str:
+    return hashlib.sha256("".join(ids).encode()).hexdigest()[:16]
 
 
 def _describe(record: PredictionRecord, zone: present.ZoneInfo) -> str:

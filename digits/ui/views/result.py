@@ -30,17 +30,25 @@ def show_answer(shown: Shown) -> None:
     elif prediction.status == "not_a_digit":
         st.warning(present.not_a_digit_explanation(prediction), icon=":material/block:")
     else:
-        digit_col, words_col = st.columns([1, 3], vertical_alignment="center")
+        # Side by side on every screen (columns would stack them on a phone).
+        row = st.container(horizontal=True, vertical_alignment="center", gap="medium", wrap=False)
         # The answer is the page's headline: a big numeral, with its words for screen readers.
-        digit_col.markdown(
+        row.markdown(
             f'<div role="img" aria-label="Predicted digit {prediction.digit}" '
             f'style="font-size:4.5rem;font-weight:700;line-height:1">{prediction.digit}</div>',
             unsafe_allow_html=True,
+            width="content",
         )
-        words_col.markdown(f"**{present.headline(prediction)}**")
-        words_col.caption(
+        words = row.container()
+        words.markdown(f"**{present.headline(prediction)}**")
+        words.caption(
             "Confidence is calibrated: answers given at 90% are right about 9 times in 10."
         )
+
+
+def show_details(shown: Shown) -> None:
+    """The probability of each digit, and the 28x28 image the model read."""
+    prediction = shown.prediction
     bars_col, input_col = st.columns([3, 1], vertical_alignment="bottom")
     bars_col.altair_chart(
         charts.probabilities(prediction.probabilities, prediction.digit),

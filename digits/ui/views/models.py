@@ -24,7 +24,8 @@ def render() -> None:
         return
     _active(registry)
     st.subheader("Accuracy from corrections, per model version")
-    if accuracy.points:
+    periods = sorted({p.start for p in accuracy.points})
+    if len(periods) > 1:
         st.altair_chart(
             accuracy_chart(accuracy, registry),
             width="stretch",
@@ -33,6 +34,22 @@ def render() -> None:
         st.caption(
             f"Share of labelled predictions each version got right, per {accuracy.bucket} of "
             "the prediction (UTC). Vertical rules: a version became active."
+        )
+    elif periods:
+        # One period is one point per version: a line over time would show nothing.
+        st.altair_chart(
+            accuracy_bars(accuracy),
+            width="stretch",
+            alt="Accuracy per model version: "
+            + ", ".join(
+                f"{p.model_version}: {present.percent(p.accuracy)} of {p.labelled}"
+                for p in accuracy.points
+            ),
+        )
+        st.caption(
+            f"Share of labelled predictions each version got right. They were all made in the "
+            f"{accuracy.bucket} from {periods[0]:%b %d %H:%M} UTC; the chart over time appears "
+            f"once they span more than one {accuracy.bucket}."
         )
     else:
         st.info("Appears once some predictions are labelled.", icon=":material/fact_check:")
@@ -107,6 +124,33 @@ def accuracy_chart(accuracy: ModelAccuracy, registry: ModelRegistry) -> alt.Laye
         .encode(x="at:T", text="what:N")
     )
     return lines + rules + labels
+
+
+def accuracy_bars(accuracy: ModelAccuracy) -> alt.LayerChart:
+    """One bar per model version, labelled with its accuracy and how many labels it rests on."""
+    frame = pd.DataFrame(
+        [
+            {
+                "version": p.model_version,
+                "accuracy": p.accuracy,
+                "text": f"{present.percent(p.accuracy)} of {p.labelled}",
+            }
+            for p in accuracy.points
+        ]
+    )
+    base = alt.Chart(frame, height=200).encode(
+        x=alt.X("version:N", title="Model version", sort=None, axis=alt.Axis(labelAngle=0)),
+        y=alt.Y(
+            "accuracy:Q",
+            title="Accuracy",
+            scale=alt.Scale(domain=[0, 1]),
+            axis=alt.Axis(format="%"),
+        ),
+        tooltip=["version:N", alt.Tooltip("accuracy:Q", format=".1%"), "text:N"],
+    )
+    bars = base.mark_bar(color=ACCENT, size=48)
+    labels = base.mark_text(baseline="bottom", dy=-3, color="#111827").encode(text="text:N")
+    return (bars + labels).properties(padding={"top": 16})
 
 
 def _versions(registry: ModelRegistry) -> None:

@@ -1,0 +1,206 @@
+"""Numbers benchmark: whole numbers composed from `test` writers' own pen digits
+(digits.synth.pen_numbers), read by digits.read.numbers with the shipped weights (or --model).
+
+1,500 numbers of 2 to 6 digits in three gap styles (touching, normal, wide); each number's
+digits also drawn alone as the real-pen benchmark draws single digits and read as `digits
+predict` reads them; 300 numbers with one of the writer's uppercase letters in place of a
+digit; `digits read` timed on 1,000 numbers. Prints a table by length and by gap style and one
+JSON line; exits 1 when a target is missed. ``--role validation`` tunes (it also prints the
+confidence power that fits those writers); the figures that count are on `test`.
+
+    .venv/bin/python benchmarks/numbers_bench.py [--model PATH] [--strokes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from digits.config import SHIPPED_WEIGHTS
+from digits.predict import Predictor
+from digits.read import numbers
+from digits.synth import drawings, pen_numbers
+from digits.training.metrics import expected_calibration_error
+from digits.training.pen_benchmark import drawings as pen_drawings
+from digits.training.pen_benchmark import predict_all
+
+SEED = 20_261_205  # fixed: the benchmark is the same set every run
+ECE_BINS = 15
+TARGETS = {
+    "alone_right_whole_right_normal_wide": (">=", 0.97),
+    "alone_right_whole_right_touching": (">=", 0.90),
+    "count_right_normal_wide": (">=", 0.995),
+    "count_right_touching": (">=", 0.96),
+    "ok_but_wrong": ("<=", 0.015),
+    "letters_not_a_number": (">=", 0.95),
+    "number_ece": ("<=", 0.03),
+    "read_1000_seconds": ("<=", 60.0),
+}
+
+
+def _read_all(
+    reader: numbers.NumberReader, items: list[pen_numbers.NumberDrawing], strokes: bool
+) -> list[numbers.NumberReading]:
+    return [
+        reader.read(item.image, strokes=item.strokes if strokes else None)
+        for item in tqdm(items, desc="numbers", leave=False)
+    ]
+
+
+def _alone_right(predictor: Predictor, items: list[pen_numbers.NumberDrawing]) -> np.ndarray:
+    """Whether each number's digits, each drawn alone on the 280x280 canvas, are all read right."""
+    samples = [s for item in items for s in item.samples]
+    predictions = predict_all(predictor, pen_drawings(samples, SEED, 0), "digits alone")
+    right = [p.digit == s.digit for p, s in zip(predictions, samples, strict=True)]
+    ends = np.cumsum([len(item.samples) for item in items])
+    return np.array([all(right[e - len(i.samples) : e]) for i, e in zip(items, ends, strict=True)])
+
+
+def _figures(
+    items: list[pen_numbers.NumberDrawing],
+    readings: list[numbers.NumberReading],
+    alone: np.ndarray,
+    pick: Callable[[pen_numbers.NumberDrawing], bool],
+) -> dict[str, Any]:
+    rows = [
+        (item.label == r.number, len(item.label) == len(r.number), r.status, ok)
+        for item, r, ok in zip(items, readings, alone, strict=True)
+        if pick(item)
+    ]
+    right = np.array([r[0] for r in rows], bool)
+    conditional = np.array([r[0] for r in rows if r[3]], bool)
+    return {
+        "n": len(rows),
+        "whole_right": float(right.mean()) if rows else 0.0,
+        "alone_right_whole_right": float(conditional.mean()) if len(conditional) else 0.0,
+        "count_right": float(np.mean([r[1] for r in rows])) if rows else 0.0,
+        "ok_but_wrong": float(np.mean([r[2] == "ok" and not r[0] for r in rows])) if rows else 0.0,
+    }
+
+
+def _gap_style_is(style: str) -> Callable[[pen_numbers.NumberDrawing], bool]:
+    return lambda item: item.gap_style == style
+
+
+def _length_is(length: int) -> Callable[[pen_numbers.NumberDrawing], bool]:
+    return lambda item: len(item.samples) == length
+
+
+def _confidence_power(items: list[Any], readings: list[numbers.NumberReading]) -> float:
+    """The CONFIDENCE_POWER that fits these numbers best (highest likelihood)."""
+    raw = np.array([r.confidence ** (1 / numbers.CONFIDENCE_POWER) for r in readings])
+    right = np.array([i.label == r.number for i, r in zip(items, readings, strict=True)])
+    raw = np.clip(raw, 1e-9, 1 - 1e-9)
+    powers = np.linspace(0.1, 6.0, 119)
+    nll = [-np.where(right, p * np.log(raw), np.log1p(-(raw**p))).sum() for p in powers]
+    return float(powers[int(np.argmin(nll))])
+
+
+def _time_read(items: list[pen_numbers.NumberDrawing], model: Path | None) -> float:
+    """Seconds `digits read --json` takes for these numbers as PNG files, start-up included."""
+    with tempfile.TemporaryDirectory(prefix="digits-numbers-") as tmp:
+        files = []
+        for k, item in enumerate(items):
+            path = Path(tmp) / f"{k:04d}.png"
+            path.write_bytes(drawings.to_png(item.image))
+            files.append(str(path))
+        command = [sys.executable, "-m", "digits.cli", "read", "--json", *files]
+        if model is not None:
+            command += ["--model", str(model)]
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        seconds = time.perf_counter() - start
+    if len(done.stdout.splitlines()) != len(items):
+        raise RuntimeError("digits read did not answer one line per file")
+    return seconds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=None, help="default: the shipped weights")
+    parser.add_argument("--role", default="test", choices=("test", "validation"))
+    parser.add_argument("--n", type=int, default=1500, help="numbers of digits only")
+    parser.add_argument("--letters", type=int, default=300, help="numbers with a letter")
+    parser.add_argument("--timed", type=int, default=1000, help="numbers `digits read` reads")
+    parser.add_argument("--strokes", action="store_true", help="give the reader the strokes too")
+    args = parser.parse_args()
+
+    predictor = Predictor.from_checkpoint(args.model or SHIPPED_WEIGHTS)
+    reader = numbers.NumberReader(predictor)
+    items = pen_numbers.number_set(args.role, args.n, SEED)
+    lettered = pen_numbers.number_set(args.role, args.letters, SEED, with_letter=True)
+    readings = _read_all(reader, items, args.strokes)
+    letter_readings = _read_all(reader, lettered, args.strokes)
+    alone = _alone_right(predictor, items)
+
+    by_style = {
+        style: _figures(items, readings, alone, _gap_style_is(style)) for style in pen_numbers.GAPS
+    }
+    by_length = {
+        n: _figures(items, readings, alone, _length_is(n))
+        for n in range(pen_numbers.LENGTHS[0], pen_numbers.LENGTHS[1] + 1)
+    }
+    spaced = _figures(items, readings, alone, lambda i: i.gap_style != "touching")
+    overall = _figures(items, readings, alone, lambda i: True)
+    confidence = np.array([r.confidence for r in readings])
+    right = np.array([i.label == r.number for i, r in zip(items, readings, strict=True)])
+    figures: dict[str, Any] = {
+        "model": predictor.version,
+        "role": args.role,
+        "strokes": args.strokes,
+        "n": len(items),
+        "whole_right": overall["whole_right"],
+        "alone_right": float(alone.mean()),
+        "alone_right_whole_right_normal_wide": spaced["alone_right_whole_right"],
+        "alone_right_whole_right_touching": by_style["touching"]["alone_right_whole_right"],
+        "count_right_normal_wide": spaced["count_right"],
+        "count_right_touching": by_style["touching"]["count_right"],
+        "ok_but_wrong": overall["ok_but_wrong"],
+        "letters_n": len(lettered),
+        "letters_not_a_number": float(
+            np.mean([r.status == "not_a_number" for r in letter_readings])
+        ),
+        "number_ece": expected_calibration_error(confidence, right, ECE_BINS),
+        "mean_confidence": float(confidence.mean()),
+    }
+    if args.role == "validation":
+        figures["fitted_confidence_power"] = _confidence_power(items, readings)
+    if args.timed:
+        timed = (items * (args.timed // len(items) + 1))[: args.timed]
+        name = "read_1000_seconds" if args.timed == 1000 else f"read_{args.timed}_seconds"
+        figures[name] = _time_read(timed, args.model)
+
+    print(f"numbers benchmark, `{args.role}` writers, model {predictor.version}")
+    header = f"{'':10} {'n':>5} {'whole':>7} {'alone ok':>9} {'count':>7} {'ok wrong':>9}"
+    print(header)
+    for name, row in [*by_style.items(), *((f"length {n}", r) for n, r in by_length.items())]:
+        print(
+            f"{name:10} {row['n']:>5} {row['whole_right']:>7.2%} "
+            f"{row['alone_right_whole_right']:>9.2%} {row['count_right']:>7.2%} "
+            f"{row['ok_but_wrong']:>9.2%}"
+        )
+    failed = []
+    for name, (op, bound) in TARGETS.items():
+        if name not in figures:
+            continue
+        value = figures[name]
+        met = value >= bound if op == ">=" else value <= bound
+        failed += [] if met else [name]
+        shown = f"{value:.1f} s" if name.endswith("seconds") else f"{value:.2%}"
+        print(f"{name:40} {shown:>9}  {op} {bound}  {'met' if met else 'MISSED'}")
+    print(json.dumps(figures | {"by_style": by_style, "by_length": by_length, "missed": failed}))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Where a session's memory lives: one ``memory_entries`` row per labelled drawing and model
+version, in the database, so every worker and replica answers a session alike.
+
+Session first, everything else keyword-only; callers own the transaction, nothing here commits.
+Entries are tied to the model version that made their features: ``recall`` reads one version's
+only. After a promotion the new version starts with none; ``relearn`` recomputes a session's
+entries for it from the 28x28 inputs its predictions keep.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.orm import Session
+
+from digits import preprocess
+from digits.db.models import MemoryEntryRow, PredictionRow
+from digits.memory.adapt import Entry
+
+# (N, 28, 28) model inputs -> (N, D) penultimate features, from the serving model.
+FeaturesOf = Callable[[np.ndarray], np.ndarray]
+_STORED = np.dtype("<f2")
+
+
+def encode(features: np.ndarray) -> bytes:
+    return np.asarray(features, dtype=_STORED).tobytes()
+
+
+def decode(raw: bytes) -> np.ndarray:
+    return np.frombuffer(raw, dtype=_STORED).astype(np.float32)
+
+
+def remember(
+    session: Session,
+    *,
+    session_id: uuid.UUID,
+    prediction_id: uuid.UUID,
+    model_version: str,
+    features: np.ndarray,
+    label: int | None,
+    labelled_at: datetime,
+) -> None:
+    """Record a labelled drawing (``label`` None: "not a digit"); a new label of the same
+    prediction replaces its entry and makes it the session's newest."""
+    session.merge(
+        MemoryEntryRow(
+            prediction_id=prediction_id,
+            model_version=model_version,
+            session_id=session_id,
+            features=encode(features),
+            label=label,
+            created_at=labelled_at,
+        )
+    )
+    session.flush()
+
+
+def recall(
+    session: Session, *, session_id: uuid.UUID, model_version: str, limit: int
+) -> list[Entry]:
+    """The session's last ``limit`` labelled drawings under ``model_version``, oldest first."""
+    rows = session.execute(
+        select(MemoryEntryRow.prediction_id, MemoryEntryRow.features, MemoryEntryRow.label)
+        .where(
+            MemoryEntryRow.session_id == session_id,
+            MemoryEntryRow.model_version == model_version,
+        )
+        .order_by(MemoryEntryRow.created_at.desc())
+        .limit(limit)
+    ).all()
+    return [Entry(row.prediction_id, decode(row.features), row.label) for row in reversed(rows)]
+
+
+def forget(session: Session, *, session_id: uuid.UUID) -> int:
+    """Drop every entry of the session, of every model version. Returns how many."""
+    result = session.execute(delete(MemoryEntryRow).where(MemoryEntryRow.session_id == session_id))
+    session.flush()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def relearn(
+    session: Session,
+    *,
+    session_id: uuid.UUID,
+    model_version: str,
+    features_of: FeaturesOf,
+    limit: int,
+) -> int:
+    """Give ``model_version`` the entries it lacks among the session's last ``limit`` labelled
+    predictions, computing their features from the stored model inputs. Returns how many."""
+    labelled = or_(PredictionRow.true_label.is_not(None), PredictionRow.not_a_digit.is_(True))
+    has_entry = select(MemoryEntryRow.prediction_id).where(
+        and_(
+            MemoryEntryRow.prediction_id == PredictionRow.id,
+            MemoryEntryRow.model_version == model_version,
+        )
+    )
+    rows = session.execute(
+        select(
+            PredictionRow.id,
+            PredictionRow.input_png,
+            PredictionRow.true_label,
+            PredictionRow.labelled_at,
+        )
+        .where(PredictionRow.session_id == session_id, labelled, ~has_entry.exists())
+        .order_by(PredictionRow.labelled_at.desc())
+        .limit(limit)
+    ).all()
+    if not rows:
+        return 0
+    inputs = np.stack([preprocess.png_to_input(row.input_png) for row in rows])
+    for row, features in zip(rows, features_of(inputs), strict=True):
+        remember(
+            session,
+            session_id=session_id,
+            prediction_id=row.id,
+            model_version=model_version,
+            features=features,
+            label=row.true_label,
+            labelled_at=row.labelled_at,
+        )
+    return len(rows)

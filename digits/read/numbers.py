@@ -1,0 +1,278 @@
+"""Reading a whole handwritten number: the ink is cut into atoms (digits.read.segment), the atoms
+are grouped into digits by the recogniser itself, and each digit is framed exactly as a single
+drawing is (digits.preprocess.frame) and read by the same Predictor.
+
+Grouping: every run of up to MAX_GROUP neighbouring atoms is a candidate digit, read by the
+network; dynamic programming picks the split of the line whose pieces read best. A piece's
+score is the log of its best digit's probability plus a share of the not-a-digit probability
+(so a letter stays one piece rather than being split into digit-like strokes, while two digits
+read as one "pair" piece lose to reading them apart), less a cost for pieces too short to be
+a digit of this line and for the ink cut to make them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from digits import decode, preprocess
+from digits.config import DEFAULT_MAX_NUMBER_DIGITS
+from digits.errors import EmptyImageError, InvalidInputError, StrokesError, TooManyDigitsError
+from digits.model import NOT_A_DIGIT
+from digits.predict import Prediction, Predictor
+from digits.read import segment
+from digits.schemas import NUM_DIGITS
+
+NumberStatus = Literal["ok", "uncertain", "not_a_number"]
+
+# The line is read shrunk to about this many pixels high: the framing brings every digit down
+# to 20x20 anyway, and segmenting a quarter of the pixels takes a quarter of the time.
+WORK_HEIGHT = 100
+MAX_STROKES = 64
+MAX_STROKE_POINTS = 4096
+MAX_GROUP = 6  # a digit is at most this many atoms
+MAX_GROUP_WIDTH = 1.6  # line heights: no group of atoms wider than this is read as one digit
+# How pieces are scored, tuned on `validation` writers' numbers (benchmarks/numbers_bench.py
+# --role validation): the share of the not-a-digit probability a piece is credited with (none
+# lets letters be split into digit-like strokes), the cost of a piece shorter than this share
+# of the line (a 5's flag alone), and of each stroke a cut goes through (a cut through a 0
+# crosses two, one between touching digits mostly one).
+NOT_A_DIGIT_SHARE = 0.5
+SHORT_HEIGHT, SHORT_COST = 0.55, 10.0
+CUT_COST = 0.3
+# The pieces' scores are not log-likelihoods; scaled by this they weigh one count of digits
+# against another about as well as they can.
+SPLIT_SHARPNESS = 3.0
+# The whole number's confidence: (how sure the count of digits is x the product of the
+# digits' calibrated confidences) ** CONFIDENCE_POWER, the power of highest likelihood on
+# `validation` writers' numbers (the script above prints it).
+CONFIDENCE_POWER = 0.3
+# A number is answered `ok` from this confidence up: at most 1 % of `validation` writers'
+# numbers are then answered `ok` and wrong.
+OK_CONFIDENCE = 0.94
+
+
+@dataclass(frozen=True)
+class DigitReading:
+    prediction: Prediction
+    box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in input pixels, x1 and y1 exclusive
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.prediction.as_dict() | {"box": list(self.box)}
+
+
+@dataclass(frozen=True)
+class NumberReading:
+    number: str
+    confidence: float
+    status: NumberStatus
+    digits: tuple[DigitReading, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "confidence": self.confidence,
+            "status": self.status,
+            "digits": [d.as_dict() for d in self.digits],
+        }
+
+
+def parse_strokes(strokes: Any) -> list[np.ndarray]:
+    """``[[[x, y], ...], ...]`` in canvas pixels -> a (K, 2) float array per stroke."""
+    if not isinstance(strokes, list) or len(strokes) > MAX_STROKES:
+        raise StrokesError(f"strokes must be a list of at most {MAX_STROKES} strokes")
+    try:
+        arrays = [np.asarray(s, dtype=np.float64).reshape(-1, 2) for s in strokes]
+    except (TypeError, ValueError) as exc:
+        raise StrokesError("each stroke must be a list of [x, y] points") from exc
+    if sum(len(a) for a in arrays) > MAX_STROKE_POINTS:
+        raise StrokesError(f"strokes may hold at most {MAX_STROKE_POINTS} points in all")
+    if any(not np.isfinite(a).all() for a in arrays):
+        raise StrokesError("stroke points must be finite numbers")
+    return [a for a in arrays if len(a)]
+
+
+class NumberReader:
+    def __init__(
+        self, predictor: Predictor, *, max_digits: int = DEFAULT_MAX_NUMBER_DIGITS
+    ) -> None:
+        self.predictor = predictor
+        self.max_digits = max_digits
+
+    def read(
+        self,
+        image: decode.ImageInput,
+        *,
+        strokes: Sequence[np.ndarray] | None = None,
+        **limits: int,
+    ) -> NumberReading:
+        """Raises digits.errors.InvalidInputError: EmptyImageError for a blank drawing,
+        TooManyDigitsError past max_digits pieces, the other PreprocessErrors for an image that
+        cannot be read."""
+        full = preprocess.ink_map(image, **limits)
+        shrink = _shrink_factor(full)
+        ink = _shrunk(full, shrink)
+        if strokes:
+            strokes = [np.asarray(s, np.float64) / shrink for s in strokes]
+        atoms, height = segment.atoms(ink, strokes)
+        if len(atoms) > MAX_GROUP * self.max_digits:
+            raise TooManyDigitsError(self._too_many(len(atoms)))
+        spans = _spans(atoms, height)
+        inputs = np.stack([_framed(ink, atoms[i:j]) for i, j in spans])
+        scores = _scores(self.predictor.logits(inputs)) - [
+            _shape_cost(atoms[i:j], height) for i, j in spans
+        ]
+        chosen, certainty = _best_split(spans, scores, len(atoms))
+        if len(chosen) > self.max_digits:
+            raise TooManyDigitsError(self._too_many(len(chosen)))
+        predictions = self.predictor.predict_inputs(inputs[chosen])
+        height_px, width_px = full.shape
+        digits = []
+        for prediction, k in zip(predictions, chosen, strict=True):
+            x0, y0, x1, y1 = (v * shrink for v in _box(atoms[spans[k][0] : spans[k][1]]))
+            box = (x0, y0, min(x1, width_px), min(y1, height_px))
+            digits.append(DigitReading(prediction, box))
+        return self._reading(digits, certainty)
+
+    def _too_many(self, count: int) -> str:
+        return f"the drawing holds {count} pieces; a number has at most {self.max_digits} digits"
+
+    def _reading(self, digits: list[DigitReading], certainty: float) -> NumberReading:
+        confidences = np.array([d.prediction.confidence for d in digits])
+        confidence = float((certainty * np.prod(confidences)) ** CONFIDENCE_POWER)
+        status: NumberStatus
+        statuses = {d.prediction.status for d in digits}
+        if "not_a_digit" in statuses:
+            status = "not_a_number"
+        elif "uncertain" in statuses or confidence < OK_CONFIDENCE:
+            status = "uncertain"
+        else:
+            status = "ok"
+        number = "".join(str(d.prediction.digit) for d in digits)
+        return NumberReading(number, confidence, status, tuple(digits))
+
+
+def _shrink_factor(ink: np.ndarray) -> int:
+    """The whole factor that brings the written line to about WORK_HEIGHT pixels high."""
+    rows = np.flatnonzero(ink.max(axis=1) > 0)
+    return max(1, round((rows[-1] - rows[0] + 1) / WORK_HEIGHT))
+
+
+def _shrunk(ink: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of each factor x factor block (the edges padded with no ink), noise floor kept."""
+    if factor == 1:
+        return ink
+    h, w = -(-ink.shape[0] // factor) * factor, -(-ink.shape[1] // factor) * factor
+    padded = np.zeros((h, w), np.float32)
+    padded[: ink.shape[0], : ink.shape[1]] = ink
+    small = padded.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    small[small < preprocess.NOISE_FLOOR] = 0.0
+    return small
+
+
+def _spans(atoms: list[segment.Atom], height: float) -> list[tuple[int, int]]:
+    """Every run atoms[i:j] that could be one digit: single atoms, and runs of up to MAX_GROUP
+    no wider than MAX_GROUP_WIDTH line heights."""
+    spans = []
+    for i in range(len(atoms)):
+        left, right = atoms[i].left, atoms[i].right
+        for j in range(i + 1, min(i + MAX_GROUP, len(atoms)) + 1):
+            left, right = min(left, atoms[j - 1].left), max(right, atoms[j - 1].right)
+            if j > i + 1 and right - left > MAX_GROUP_WIDTH * height:
+                break
+            spans.append((i, j))
+    return spans
+
+
+def _box(atoms: Sequence[segment.Atom]) -> tuple[int, int, int, int]:
+    return (
+        min(a.left for a in atoms),
+        min(a.top for a in atoms),
+        max(a.right for a in atoms),
+        max(a.bottom for a in atoms),
+    )
+
+
+def _framed(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:
+    """Atoms -> their ink alone, cropped and framed as a single drawing is -> (28, 28)."""
+    x0, y0, x1, y1 = _box(atoms)
+    crop = np.zeros((y1 - y0, x1 - x0), np.float32)
+    for a in atoms:
+        window = np.s_[a.top - y0 : a.bottom - y0, a.left - x0 : a.right - x0]
+        crop[window] = np.maximum(crop[window], ink[a.top : a.bottom, a.left : a.right] * a.mask)
+    strong = crop > preprocess.BBOX_THRESHOLD
+    if strong.any():
+        rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
+        crop = crop[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return preprocess.frame(crop)
+
+
+def _scores(logits: np.ndarray) -> np.ndarray:
+    """(N, 11) logits -> (N,) how well each candidate piece reads as one character."""
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = exp / exp.sum(axis=1, keepdims=True)
+    digit = probs[:, :NUM_DIGITS].max(axis=1)
+    other = probs[:, NOT_A_DIGIT] if probs.shape[1] > NUM_DIGITS else np.zeros(len(probs))
+    result: np.ndarray = np.log(digit + NOT_A_DIGIT_SHARE * other + 1e-12)
+    return result
+
+
+def _shape_cost(atoms: Sequence[segment.Atom], height: float) -> float:
+    """What speaks against the atoms being one digit: too short for the line, and the strokes
+    cut to set them apart from the rest of their piece (half of each cut: the piece on its
+    other side pays the other half)."""
+    _, y0, _, y1 = _box(atoms)
+    short = max(0.0, SHORT_HEIGHT - (y1 - y0) / height)
+    parts = {(a.source, a.part) for a in atoms}
+    cut = sum(
+        (a.cut_before if (a.source, a.part - 1) not in parts else 0.0)
+        + (a.cut_after if (a.source, a.part + 1) not in parts else 0.0)
+        for a in atoms
+        if a.source >= 0
+    )
+    return SHORT_COST * short + CUT_COST * cut / 2
+
+
+def _best_split(
+    spans: list[tuple[int, int]], scores: np.ndarray, count: int
+) -> tuple[list[int], float]:
+    """The spans (indices) that cover atoms 0..count-1 in order with the highest total score,
+    and the share of all splits (scores read as log-likelihoods) that make as many pieces:
+    how sure the count of digits is. Splits that differ only in where a sliver goes agree
+    on the count, so they do not make it less sure."""
+    best = np.full(count + 1, -np.inf)
+    best[0] = 0.0
+    last = [-1] * (count + 1)
+    # every[j, c]: log of the summed likelihood of the splits of atoms[:j] into c pieces.
+    every = np.full((count + 1, count + 1), -np.inf)
+    every[0, 0] = 0.0
+    for k in sorted(range(len(spans)), key=lambda k: spans[k][1]):
+        i, j = spans[k]
+        every[j, 1:] = np.logaddexp(every[j, 1:], every[i, :-1] + SPLIT_SHARPNESS * scores[k])
+        if best[i] + scores[k] > best[j]:
+            best[j] = best[i] + scores[k]
+            last[j] = k
+    chosen, j = [], count
+    while j > 0:
+        chosen.append(last[j])
+        j = spans[last[j]][0]
+    total = np.logaddexp.reduce(every[count])
+    return chosen[::-1], float(np.exp(every[count, len(chosen)] - total))
+
+
+def read_files(reader: NumberReader, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
+    """`digits read --json`: one record a file, in order. A file that cannot be read is an
+    ``error`` record, a blank one ``empty``; neither stops the rest."""
+    for path in files:
+        line: dict[str, Any] = {"file": str(path), "number": None, "confidence": None}
+        try:
+            line |= reader.read(path.read_bytes()).as_dict()
+        except EmptyImageError:
+            line |= {"status": "empty", "digits": []}
+        except (InvalidInputError, OSError) as exc:
+            line |= {"status": "error", "digits": [], "error": str(exc)}
+        yield line

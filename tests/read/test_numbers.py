@@ -1,0 +1,188 @@
+"""Reading whole numbers (digits.read.numbers) with the shipped weights, on real pen digits composed
+into numbers (digits.synth.pen_numbers). `validation` writers only: the `test` writers are the
+benchmark's (benchmarks/numbers_bench.py)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import pytest
+
+from digits import preprocess
+from digits.config import SHIPPED_WEIGHTS
+from digits.data import pen
+from digits.errors import EmptyImageError, StrokesError, TooManyDigitsError
+from digits.predict import Predictor
+from digits.read import numbers, segment
+from digits.synth import pen_numbers
+
+SEED = 5
+
+
+@pytest.fixture(scope="module")
+def reader() -> numbers.NumberReader:
+    return numbers.NumberReader(Predictor.from_checkpoint(SHIPPED_WEIGHTS))
+
+
+@pytest.fixture(scope="module")
+def spaced() -> list[pen_numbers.NumberDrawing]:
+    """Numbers with normal or wide gaps whose digits the model reads right one by one."""
+    writers = pen_numbers.eligible_writers("validation")
+    rng = np.random.default_rng(SEED)
+    predictor = Predictor.from_checkpoint(SHIPPED_WEIGHTS)
+    result = []
+    for writer in list(writers)[:6]:
+        own = writers[writer]
+        for _ in range(4):
+            chosen = [own[int(i)] for i in rng.choice(len(own), size=4, replace=False)]
+            alone = [predictor.predict(pen.draw(s.strokes, rng)).digit == s.digit for s in chosen]
+            if all(alone):
+                style: pen_numbers.GapStyle = "normal" if rng.random() < 0.5 else "wide"
+                result.append(pen_numbers.compose(chosen, rng, style))
+    assert len(result) >= 15
+    return result
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two boxes."""
+    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / area
+
+
+def test_spaced_numbers_are_read_whole_with_a_box_per_digit(
+    reader: numbers.NumberReader, spaced: list[pen_numbers.NumberDrawing]
+) -> None:
+    readings = [reader.read(item.image) for item in spaced]
+    right = [r.number == item.label for r, item in zip(readings, spaced, strict=True)]
+    assert np.mean(right) >= 0.9, [
+        (i.label, r.number) for i, r in zip(spaced, readings, strict=True)
+    ]
+    for reading, item in zip(readings, spaced, strict=True):
+        for digit in reading.digits:
+            assert len(digit.prediction.probabilities) == 10
+            assert sum(digit.prediction.probabilities) == pytest.approx(1.0, abs=1e-5)
+        if reading.number == item.label:
+            for digit, truth in zip(reading.digits, item.boxes, strict=True):
+                assert _overlap(digit.box, truth) > 0.7, (digit.box, truth)
+
+
+def test_the_confidence_weighs_every_digit_and_the_cutting(
+    reader: numbers.NumberReader, spaced: list[pen_numbers.NumberDrawing]
+) -> None:
+    for item in spaced[:5]:
+        reading = reader.read(item.image)
+        product = np.prod([d.prediction.confidence for d in reading.digits])
+        assert 0.0 < reading.confidence <= product**numbers.CONFIDENCE_POWER + 1e-9
+        if reading.status == "ok":
+            assert reading.confidence >= numbers.OK_CONFIDENCE
+
+
+def test_every_canvas_encoding_reads_the_same(
+    reader: numbers.NumberReader, spaced: list[pen_numbers.NumberDrawing]
+) -> None:
+    item = spaced[0]
+    white_on_black = item.image
+    dark_on_light = 255 - white_on_black
+    transparent = np.zeros((*white_on_black.shape, 4), np.uint8)
+    transparent[..., 3] = white_on_black  # black ink on a transparent canvas
+    expected = reader.read(white_on_black)
+    for image in (dark_on_light, transparent):
+        reading = reader.read(image)
+        assert reading.number == expected.number
+        assert [d.box for d in reading.digits] == [d.box for d in expected.digits]
+
+
+def test_one_digit_is_a_number_of_length_one(reader: numbers.NumberReader) -> None:
+    sample = pen.load("digits", "validation")[3]
+    image = pen.draw(sample.strokes, np.random.default_rng(1))
+    reading = reader.read(image)
+    single = reader.predictor.predict(image)
+    assert reading.number == str(single.digit)
+    # The line is read shrunk (numbers.WORK_HEIGHT), so the framing differs by a pixel or so.
+    assert reading.digits[0].prediction.confidence == pytest.approx(single.confidence, abs=0.02)
+
+
+def test_a_letter_makes_it_not_a_number(reader: numbers.NumberReader) -> None:
+    items = pen_numbers.number_set("validation", 10, SEED, with_letter=True)
+    statuses = [reader.read(item.image).status for item in items]
+    assert statuses.count("not_a_number") >= 9
+
+
+def test_blank_and_oversized_inputs(reader: numbers.NumberReader) -> None:
+    with pytest.raises(EmptyImageError):
+        reader.read(np.zeros((280, 600), np.uint8))
+    item = pen_numbers.number_set("validation", 1, SEED)[0]
+    small = numbers.NumberReader(reader.predictor, max_digits=len(item.label) - 1)
+    with pytest.raises(TooManyDigitsError, match="at most"):
+        small.read(item.image)
+
+
+def test_strokes_are_checked_and_separate_touching_digits(reader: numbers.NumberReader) -> None:
+    with pytest.raises(StrokesError):
+        numbers.parse_strokes([[[0, 0]]] * (numbers.MAX_STROKES + 1))
+    with pytest.raises(StrokesError):
+        numbers.parse_strokes([[[0, 0]] * (numbers.MAX_STROKE_POINTS + 1)])
+    with pytest.raises(StrokesError):
+        numbers.parse_strokes([[[0, "a"]]])
+    with pytest.raises(StrokesError):
+        numbers.parse_strokes({"x": 1})
+    touching = [
+        item
+        for item in pen_numbers.number_set("validation", 80, SEED)
+        if item.gap_style == "touching"
+    ][:12]
+    strokes = [numbers.parse_strokes([s.tolist() for s in item.strokes]) for item in touching]
+    with_strokes = sum(
+        len(reader.read(item.image, strokes=s).number) == len(item.label)
+        for item, s in zip(touching, strokes, strict=True)
+    )
+    without = sum(len(reader.read(item.image).number) == len(item.label) for item in touching)
+    assert with_strokes >= 9 and with_strokes > without
+
+
+def _flood_labels(mask: np.ndarray) -> np.ndarray:
+    """Reference 8-connected labelling, pixel by pixel."""
+    out = np.zeros(mask.shape, np.int32)
+    count = 0
+    for y, x in zip(*np.nonzero(mask), strict=True):
+        if out[y, x]:
+            continue
+        count += 1
+        out[y, x] = count
+        queue = deque([(y, x)])
+        while queue:
+            cy, cx = queue.popleft()
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ny, nx = cy + dy, cx + dx
+                    inside = 0 <= ny < mask.shape[0] and 0 <= nx < mask.shape[1]
+                    if inside and mask[ny, nx] and not out[ny, nx]:
+                        out[ny, nx] = count
+                        queue.append((ny, nx))
+    return out
+
+
+def test_connected_pieces_match_a_flood_fill() -> None:
+    rng = np.random.default_rng(0)
+    for density in (0.2, 0.4, 0.55):
+        mask = rng.random((40, 60)) < density
+        labels, count = segment.labels(mask)
+        reference = _flood_labels(mask)
+        assert count == reference.max()
+        # The same partition: each label of one maps to exactly one label of the other.
+        pairs = set(zip(labels[mask].tolist(), reference[mask].tolist(), strict=True))
+        assert len(pairs) == count
+
+
+def test_ink_map_agrees_with_the_single_digit_framing() -> None:
+    sample = pen.load("digits", "validation")[0]
+    image = pen.draw(sample.strokes, np.random.default_rng(2))
+    ink = preprocess.ink_map(image)
+    assert ink.shape == image.shape[:2] and ink.max() == pytest.approx(1.0)
+    rows = np.flatnonzero((ink > preprocess.BBOX_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((ink > preprocess.BBOX_THRESHOLD).any(axis=0))
+    framed = preprocess.frame(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    assert np.allclose(framed, preprocess.to_model_input(image), atol=1e-6)

@@ -1,0 +1,86 @@
+"""The Models page under AppTest against the real API: a registry with a promoted retraining,
+and corrections of each version's predictions over several hours."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from live_api import LiveApi, promote_a_retraining
+from streamlit.testing.v1 import AppTest
+
+from digits import checkpoint as ckpt
+from digits.ui import present
+from digits.ui.client import ApiClient
+from digits.ui.views import models
+
+
+def _page() -> None:
+    from digits.ui.views import models
+
+    models.render()
+
+
+def run(client: ApiClient) -> AppTest:
+    at = AppTest.from_function(_page, default_timeout=30)
+    at.session_state["api_client"] = client
+    return at.run()
+
+
+def test_models_page_shows_the_active_model_history_and_versions(
+    api: LiveApi, shipped_checkpoint: ckpt.Checkpoint, tmp_path: Path
+) -> None:
+    shipped = shipped_checkpoint.version
+    child = promote_a_retraining(api.app.state.registry, shipped_checkpoint, tmp_path)
+    # Ten corrections an hour: the shipped model's, 4 right each hour; then the child's, 9 right.
+    start = api.clock
+    for hour in range(3):
+        version, right = (shipped, 4) if hour < 2 else (child, 9)
+        api.clock = start + timedelta(hours=hour)
+        for i in range(10):
+            api.add(3, true_label=3 if i < right else 5, model_version=version, minutes=5)
+    at = run(api.client)
+
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    # This process serves what the test loaded; the registry's active model is the child.
+    assert metrics["Active model"] == shipped
+    assert f"The registry's active model is {child}" in at.warning[0].value
+    assert metrics["Origin"] == "retrain"
+    assert metrics["MNIST test accuracy"] == present.percent(0.9943)
+    assert "Retraining report" in at.expander[0].markdown[0].value
+    versions, events = (frame.value for frame in at.dataframe)
+    assert list(versions["Version"]) == [child, shipped]
+    assert [c for c in versions.columns if "fold" in c or "Held" in c] == ["Sessions, out of fold"]
+    assert versions["Sessions, out of fold"].iloc[0] == 0.93
+    assert list(versions["Judged on (sessions / samples)"]) == ["4 / 40", ""]
+    assert list(events["What"]) == ["promote", "initial"]
+    [chart] = at.get("vega_lite_chart")
+    assert '"line"' in chart.proto.spec  # three hours: accuracy over time
+    assert "per hour of the prediction" in at.caption[0].value
+
+
+def test_corrections_from_one_hour_are_a_bar_per_version_not_one_point(
+    api: LiveApi, shipped_checkpoint: ckpt.Checkpoint, tmp_path: Path
+) -> None:
+    shipped = shipped_checkpoint.version
+    child = promote_a_retraining(api.app.state.registry, shipped_checkpoint, tmp_path)
+    for version, right in ((shipped, 4), (child, 9)):
+        for i in range(10):
+            api.add(3, true_label=3 if i < right else 5, model_version=version, minutes=2)
+    at = run(api.client)
+
+    [chart] = at.get("vega_lite_chart")
+    assert '"line"' not in chart.proto.spec
+    assert chart.proto.spec.count('"bar"') == 1
+    bars = models.accuracy_bars(api.client.model_accuracy()).data
+    assert sorted(zip(bars["version"], bars["text"], strict=True)) == sorted(
+        [(shipped, "40% of 10"), (child, "90% of 10")]
+    )
+    assert "the chart over time appears once they span more than one hour" in (at.caption[0].value)
+
+
+def test_models_page_reports_an_unreachable_api() -> None:
+    at = run(ApiClient("http://127.0.0.1:9"))
+    assert not at.exception
+    assert "could not be loaded" in at.error[0].value
