@@ -43,16 +43,23 @@ def get_client() -> ApiClient:
         st.stop()
     shared = _shared_client(settings.api_url, settings.api_timeout_s)
     token = st.session_state.get(TOKEN_KEY) or _resume_or_start(shared)
-    if _cookie() != token:
-        # Streamlit cannot set a cookie from the server; this line of script does, in the page.
-        # On every run until the browser sends it back: a run's elements can be replaced by
-        # the next run's before the browser ever mounts them.
-        age = settings.session_ttl_days * 86400
-        cookie = f"{COOKIE}={token}; path=/; max-age={age}; SameSite=Strict"
-        script = f"<script>document.cookie = {json.dumps(cookie)};</script>"
-        st.html(script, unsafe_allow_javascript=True)
     return shared.with_credentials(
         session_token=token, admin_token=st.session_state.get(ADMIN_KEY) or None
+    )
+
+
+def remember_in_browser() -> None:
+    """Keep the session's token in a cookie. Streamlit cannot set one from the server; a line
+    of script in the page does, on every run until the browser sends it back (a run's elements
+    can be replaced by the next run's before the browser ever mounts them). The app calls this
+    last, so the empty element sits below the page, never pushing it down."""
+    token = st.session_state.get(TOKEN_KEY)
+    if not token or _cookie() == token:
+        return
+    age = get_settings().session_ttl_days * 86400
+    cookie = f"{COOKIE}={token}; path=/; max-age={age}; SameSite=Strict"
+    st.html(
+        f"<script>document.cookie = {json.dumps(cookie)};</script>", unsafe_allow_javascript=True
     )
 
 
