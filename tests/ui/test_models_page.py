@@ -3,6 +3,7 @@ and corrections of each version's predictions over several hours."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -84,3 +85,37 @@ def test_models_page_reports_an_unreachable_api() -> None:
     at = run(ApiClient("http://127.0.0.1:9"))
     assert not at.exception
     assert "could not be loaded" in at.error[0].value
+
+
+def test_models_page_shows_each_retrainings_folds(
+    api: LiveApi, shipped_checkpoint: ckpt.Checkpoint, tmp_path: Path
+) -> None:
+    registry = api.app.state.registry
+    registry.ensure()
+    folds = [
+        {
+            "fold": k,
+            "sessions": 3,
+            "samples": 48,
+            "active_accuracy": 0.5,
+            "candidate_accuracy": 0.5 + k / 10,
+            "difference": k / 10,
+        }
+        for k in range(2)
+    ]
+    child = dataclasses.replace(
+        shipped_checkpoint,
+        temperature=shipped_checkpoint.temperature * 1.2,
+        parent=shipped_checkpoint.version,
+        data={"corrections_train": 96, "folds": folds},
+    )
+    ckpt.save(child, tmp_path / "child.pt")
+    version, _ = registry.register(tmp_path / "child.pt", origin="retrain", report="# Report\n")
+    at = run(api.client)
+
+    assert not at.exception
+    _, fold_table, _ = (frame.value for frame in at.dataframe)
+    # The retrained version's folds, one row each; the shipped version has none.
+    assert list(fold_table["Version"]) == [version] * 2
+    assert list(fold_table["Fold"]) == [1, 2]
+    assert list(fold_table["Change (pp)"]) == [0.0, 10.0]
