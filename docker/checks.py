@@ -115,7 +115,7 @@ def api_get(container: str, path: str) -> dict[str, Any]:
     """GET on one replica through its loopback port (docker/compose.test.yaml publishes it)."""
     address = run(DOCKER, "port", container, "8000/tcp").split()[0]
     with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
+        return json.loads(response.read())
 
 
 def active_version() -> str:
