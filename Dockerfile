@@ -64,7 +64,7 @@ ENV DIGITS_UI_PORT=8501 \
 EXPOSE 8501
 HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"]
-CMD ["digits", "ui"]
+CMD ["digits", "ui", "--host", "0.0.0.0"]
 
 FROM build AS build-train
 # CPU-only torch, pinned like pyproject.toml: the default wheel would bring several GB of CUDA

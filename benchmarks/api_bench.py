@@ -65,7 +65,9 @@ def drawing_png() -> bytes:
     return buffer.getvalue()
 
 
-def multipart_request(port: int, png: bytes) -> bytes:
+def multipart_request(port: int, png: bytes, token: str | None = None) -> bytes:
+    """The POST the web UI sends; with ``token``, as that session (as the UI does)."""
+    session = f"X-Session-Token: {token}\r\n" if token else ""
     boundary = uuid.uuid4().hex
     body = (
         (
@@ -77,11 +79,17 @@ def multipart_request(port: int, png: bytes) -> bytes:
         + f"\r\n--{boundary}--\r\n".encode()
     )
     head = (
-        f"POST /api/predictions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"POST /api/predictions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{session}"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     return head + body
+
+
+def session_token(port: int) -> str:
+    answer = httpx.post(f"http://127.0.0.1:{port}/api/sessions", timeout=30)
+    answer.raise_for_status()
+    return str(answer.json()["session_token"])
 
 
 def get_request(port: int, path: str) -> bytes:
@@ -213,6 +221,7 @@ def start_server(
             "DIGITS_MODEL_PATH": str(model),
             "DIGITS_LOG_LEVEL": "WARNING",
             "DIGITS_UNCERTAIN_THRESHOLD": "0",
+            "DIGITS_RATE_LIMIT": "0",
         }
     process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -257,10 +266,12 @@ def bench_backend(
     process, port = start_server(url, workdir, model, args.workers)
     rows = []
     try:
-        predict = multipart_request(port, canvas_png())
+        # One person's session: every request checks its token, as the UI's do.
+        token = session_token(port) if url else None
+        predict = multipart_request(port, canvas_png(), token)
         health = get_request(port, "/healthz")
         loads = [("POST /api/predictions", predict, c) for c in args.concurrency]
-        loads.insert(1, ("POST (pillow png)", multipart_request(port, drawing_png()), 1))
+        loads.insert(1, ("POST (pillow png)", multipart_request(port, drawing_png(), token), 1))
         for endpoint, request, concurrency in loads:
             warm_up(port, request, concurrency, 1.0)
             before = stored_rows(url) if url else 0

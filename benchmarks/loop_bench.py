@@ -9,7 +9,7 @@
    ``git show 677be87:digits/weights/model.pt > var/runs/mnist-base.pt``, see the README).
 2. A real `digits serve` process. Every `loop` writer's digits (and ``--letters`` of their
    letters nobody would read as a digit) are drawn onto the 280x280 canvas, sent to
-   POST /api/predictions with one session_id per writer, and labelled with PATCH as the user
+   POST /api/predictions in one session per writer (POST /api/sessions), and labelled with PATCH as the user
    would: the true digit, or "not a digit" for a letter. ``--poison N`` adds one more session
    that labels N drawings of 3 as 8.
 3. `digits retrain`, timed, on a copy of that database; ``--repeat N`` runs it N times, each on a
@@ -53,7 +53,8 @@ from digits.synth import drawings
 from digits.training.metrics import expected_calibration_error
 
 DIGITS = str(Path(sys.executable).parent / "digits")
-SESSIONS = uuid.UUID("3c6f7a52-5f0e-4d0b-9a51-6f1d3b8e2a10")  # namespace of the writers' ids
+
+SESSIONS = uuid.UUID("3c6f7a52-5f0e-4d0b-9a51-6f1d3b8e2a10")  # namespace of renamed sessions
 
 
 def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -79,18 +80,26 @@ def start_server(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes
     raise SystemExit("the API did not become ready in 180 s")
 
 
+def new_session(client: httpx.Client) -> dict[str, str]:
+    """The headers of a new session (one per writer, as one per person and device)."""
+    created = client.post("/api/sessions")
+    created.raise_for_status()
+    return {"X-Session-Token": created.json()["session_token"]}
+
+
 def label_through_api(
-    client: httpx.Client, image: np.ndarray, session_id: str, body: dict[str, object]
+    client: httpx.Client, image: np.ndarray, session: dict[str, str], body: dict[str, object]
 ) -> bool:
     """POST the drawing in a session, PATCH the user's label; False if the API refused it."""
     posted = client.post(
         "/api/predictions",
         files={"image": ("d.png", drawings.to_png(image), "image/png")},
-        data={"source": "canvas", "session_id": session_id},
+        data={"source": "canvas"},
+        headers=session,
     )
     if posted.status_code != 201:
         return False
-    patched = client.patch(f"/api/predictions/{posted.json()['id']}", json=body)
+    patched = client.patch(f"/api/predictions/{posted.json()['id']}", json=body, headers=session)
     return patched.status_code == 200
 
 
@@ -108,23 +117,23 @@ def send_loop_writers(base_url: str, letters: int, poison: int, seed: int) -> di
     counts = {"sessions": 0, "digits": 0, "letters": 0, "refused": 0, "poison": 0}
     with httpx.Client(base_url=base_url, timeout=60) as client:
         for writer in sorted({s.writer for s in digits}):
-            session_id = str(uuid.uuid5(SESSIONS, writer))
+            session = new_session(client)
             counts["sessions"] += 1
             for sample in (s for s in digits if s.writer == writer):
                 ok = label_through_api(
                     client,
                     pen.draw(sample.strokes, rng),
-                    session_id,
+                    session,
                     {"true_label": sample.digit},
                 )
                 counts["digits" if ok else "refused"] += 1
             for sample in [s for s in rejects if s.writer == writer][:letters]:
                 ok = label_through_api(
-                    client, pen.draw(sample.strokes, rng), session_id, {"not_a_digit": True}
+                    client, pen.draw(sample.strokes, rng), session, {"not_a_digit": True}
                 )
                 counts["letters" if ok else "refused"] += 1
         threes = [s for s in digits if s.digit == 3]
-        poisoner = str(uuid.uuid5(SESSIONS, "poisoner"))
+        poisoner = new_session(client)
         for i in range(poison):
             sample = threes[i % len(threes)]
             ok = label_through_api(
@@ -283,6 +292,7 @@ def main() -> int:
         # One cache of framed MNIST for every run.
         "DIGITS_CACHE_DIR": str(root / "data" / "mnist"),
         "DIGITS_LOG_LEVEL": "WARNING",
+        "DIGITS_RATE_LIMIT": "0",
     }
     settings = Settings(database_url=env["DIGITS_DATABASE_URL"], data_dir=root / "data")
     if args.start is not None:

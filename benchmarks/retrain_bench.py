@@ -7,9 +7,8 @@ The `loop` writers' pen digits are drawn onto the canvas again and again (a new 
 until there are ``--corrections`` of them, stored as the API stores a labelled prediction, in
 ``--sessions`` sessions of equal size, in a fresh SQLite database. Then `digits retrain` runs
 as a user would start it, its progress on stderr, and the wall time is printed with its JSON
-line. The database is written through ``digits.db.crud`` only, so the same script times an
-older checkout of the retraining too (``PYTHONPATH=that/checkout``); ``--drawings`` keeps the
-rendered inputs, so a second run times the very same corrections without drawing them again.
+line. ``--drawings`` keeps the rendered inputs, so a second run times the very same
+corrections without drawing them again.
 """
 
 from __future__ import annotations
@@ -27,15 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from digits import preprocess
+from digits.data import pen
 from digits.db import crud
 from digits.db.migrate import upgrade_head
-from digits.db.models import utcnow
+from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database
-
-try:  # the layout before and after the learning loop became a package
-    from digits.data import pen
-except ImportError:
-    from digits import pen  # type: ignore[no-redef]
 
 SESSIONS = uuid.UUID("0b7c3e9a-41d2-4f5e-8a6b-2d9c1e7f3a54")
 
@@ -60,7 +55,7 @@ def store(url: str, inputs: np.ndarray, labels: np.ndarray, sessions: int) -> No
     try:
         with database.write() as session:
             for i, (label, x) in enumerate(zip(labels, inputs, strict=True)):
-                new = crud.NewPrediction(
+                new = PredictionRow(
                     id=uuid.uuid4(),
                     created_at=utcnow(),
                     digit=0,
@@ -75,7 +70,7 @@ def store(url: str, inputs: np.ndarray, labels: np.ndarray, sessions: int) -> No
                     latency_ms=1.0,
                     session_id=uuid.uuid5(SESSIONS, str(i * sessions // len(labels))),
                 )
-                crud.record_prediction(session, new=new)
+                crud.record_prediction(session, row=new)
                 crud.set_label(
                     session, prediction_id=new.id, true_label=int(label), labelled_at=utcnow()
                 )

@@ -192,7 +192,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("streamlit") is None:
         log.error("digits ui needs Streamlit: pip install 'digits[ui]'")
         return 1
-    run(args.port)
+    run(args.port, args.host)
     return 0
 
 
@@ -290,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     ui = sub.add_parser("ui", help="run the web UI")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ui.add_argument("--port", type=int, default=settings.ui_port)
     ui.set_defaults(func=cmd_ui)
 

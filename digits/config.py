@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from digits.decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, InputLimits
@@ -21,6 +26,9 @@ DEFAULT_BRUSH = 18  # the brush the canvas starts with, and the synthetic drawin
 
 # Below this calibrated confidence an answer is reported as "uncertain" (with its best guess).
 DEFAULT_UNCERTAIN_THRESHOLD = 0.6
+# Production refuses shorter secrets: 32 characters of `openssl rand -hex 16` carry 128 bits.
+MIN_SECRET_CHARS = 32
+_DEFAULT_SECRETS = {"changeme", "admin", "secret", "password", "postgres", ""}
 # A written number with more pieces than this is refused (digits.numbers; a 422 in the API).
 DEFAULT_MAX_NUMBER_DIGITS = 12
 
@@ -65,6 +73,15 @@ class Settings(BaseSettings):
     trusted_hosts: list[str] = Field(default_factory=lambda: ["*"])
     admin_token: str | None = None
     database_password: str | None = None
+    # Signs session tokens; every worker and replica must share it. Unset outside production:
+    # a random key kept in data_dir/secret_key.
+    secret_key: str | None = None
+    session_ttl_days: int = Field(default=30, ge=1)  # a session unused this long expires
+    rate_limit: int = Field(default=120, ge=0)  # writes per minute per session or address; 0: off
+    # Proxies whose X-Forwarded-For names the client (JSON list of CIDRs).
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+        default_factory=list
+    )
     retention_days: int | None = None  # drop stored drawings after N days, keep inputs/labels
     # Session memory (digits.memory): a session's labelled drawings adapt its later answers;
     # the last session_memory_size of them count.
@@ -74,19 +91,30 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [ipaddress.ip_network(str(item), strict=False) for item in value]
+        return value
+
     @model_validator(mode="after")
     def _enforce_production_secrets(self) -> Settings:
         if self.env != "production":
             return self
         problems = []
-        if not self.admin_token or self.admin_token in {"changeme", "admin", "secret"}:
-            problems.append("DIGITS_ADMIN_TOKEN must be set to a non-default secret")
+        for name, value in (("ADMIN_TOKEN", self.admin_token), ("SECRET_KEY", self.secret_key)):
+            if not value or value.lower() in _DEFAULT_SECRETS or len(value) < MIN_SECRET_CHARS:
+                problems.append(
+                    f"DIGITS_{name} must be a secret of at least {MIN_SECRET_CHARS} characters"
+                )
         if self.database_url is None or self.database_url.startswith("sqlite"):
             problems.append("DIGITS_DATABASE_URL must name a server database")
-        elif self.database_password in {"changeme", "postgres", "password"} or any(
-            f":{weak}@" in self.database_url for weak in ("changeme", "postgres", "password")
-        ):
-            problems.append("the database password must not be a default")
+        else:
+            in_url = urlsplit(self.database_url).password  # no SQLAlchemy: the UI reads this too
+            given = {unquote(in_url or ""), self.database_password or ""} - {""}
+            if not given or given & _DEFAULT_SECRETS:
+                problems.append("the database password must be set and not a default")
         if problems:
             raise InsecureSettingsError("refusing to start in production: " + "; ".join(problems))
         return self
@@ -108,6 +136,23 @@ class Settings(BaseSettings):
     @property
     def resolved_spool_dir(self) -> Path:
         return self.spool_dir or self.data_dir / "spool"
+
+    def resolved_secret_key(self) -> bytes:
+        """DIGITS_SECRET_KEY, else a random key made once in data_dir (so every worker of one
+        `digits serve` shares it, and tokens survive a restart)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            draft = path.with_name(f"secret_key.{os.getpid()}")
+            draft.write_text(secrets.token_hex(32))
+            draft.chmod(0o600)
+            # A hard link appears whole or not at all: the first process to link wins.
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+            draft.unlink()
+        return path.read_bytes().strip()
 
 
 @lru_cache

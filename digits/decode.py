@@ -170,16 +170,51 @@ def colour_and_alpha(
     raise UnsupportedImageError(f"cannot read an image from {type(image).__name__}")
 
 
-def stored_png(data: bytes, *, max_side: int) -> bytes:
-    """A decodable PNG or JPEG as the PNG kept for the history: no larger than ``max_side``
-    a side (a PNG already that small is kept as it is)."""
-    image: Image.Image = Image.open(io.BytesIO(data))
-    if image.format == "PNG" and max(image.size) <= max_side:
-        return data
-    image.load()
-    if image.mode not in {"L", "LA", "RGB", "RGBA"}:
-        image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# What a PNG's pixels need: the critical chunks, and transparency. Text, metadata, colour
+# profiles, private chunks and anything after IEND are dropped from the stored copy.
+_KEPT_CHUNKS = frozenset({b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"})
+# A canvas drawing is a few KB; only noise-like images come near this once capped in size.
+STORED_MAX_BYTES = 256 * 1024
+
+
+def _pixel_chunks(data: bytes) -> bytes:
+    """The PNG with only the chunks its pixels need (it was decoded already)."""
+    kept, position = [PNG_SIGNATURE], len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        end = position + 12 + length  # length, type, data, CRC
+        if kind in _KEPT_CHUNKS:
+            kept.append(data[position:end])
+        if kind == b"IEND":
+            break
+        position = end
+    return b"".join(kept)
+
+
+def _encode(image: Image.Image, max_side: int) -> bytes:
+    image = image.copy()
     image.thumbnail((max_side, max_side))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=False)
     return buffer.getvalue()
+
+
+def stored_png(data: bytes | Image.Image, *, max_side: int) -> bytes:
+    """A decodable PNG or JPEG (or an image decoded already) as the PNG kept for the history:
+    no larger than ``max_side`` a side and STORED_MAX_BYTES in all, without ancillary chunks or
+    trailing bytes. A small PNG keeps its own pixel chunks; anything else is re-encoded."""
+    image = data if isinstance(data, Image.Image) else Image.open(io.BytesIO(data))
+    if isinstance(data, bytes) and image.format == "PNG" and max(image.size) <= max_side:
+        stripped = _pixel_chunks(data)
+        if len(stripped) <= STORED_MAX_BYTES:
+            return stripped
+    image.load()
+    if image.mode not in {"L", "LA", "RGB", "RGBA"}:
+        image = image.convert("RGBA" if "A" in image.getbands() or image.mode == "P" else "RGB")
+    encoded = _encode(image, max_side)
+    while len(encoded) > STORED_MAX_BYTES and max_side > 28:  # noise compresses badly
+        max_side //= 2
+        encoded = _encode(image, max_side)
+    return encoded

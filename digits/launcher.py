@@ -205,7 +205,10 @@ def up(
             )
             children.append(
                 _spawn(
-                    "UI", [digits, "ui", "--port", str(ui_port)], env, f"{ui_url}/_stcore/health"
+                    "UI",
+                    [digits, "ui", "--host", host, "--port", str(ui_port)],
+                    env,
+                    f"{ui_url}/_stcore/health",
                 )
             )
             # Without torch (serving only) nothing here retrains: jobs wait for a trainer

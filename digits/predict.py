@@ -171,15 +171,26 @@ class Predictor:
         return self.predict_inputs(model_input[None])[0]
 
     def predict_drawing(
-        self, data: bytes, *, limits: decode.InputLimits, stored_max_side: int
+        self,
+        data: bytes | np.ndarray,
+        *,
+        limits: decode.InputLimits,
+        stored_max_side: int,
+        stored: bytes | None = None,
     ) -> Prediction:
         """A submitted PNG or JPEG -> the prediction with the two images kept beside it: the
-        drawing as stored (a PNG at most ``stored_max_side`` a side) and the 28x28 input."""
+        drawing as stored (a PNG at most ``stored_max_side`` a side) and the 28x28 input.
+        ``data`` may also be pixels already decoded and shrunk, with ``stored`` made beside
+        them (digits.api.large_images)."""
         started = time.perf_counter()
         prediction = self.predict(data, max_bytes=limits.max_bytes, max_pixels=limits.max_pixels)
         return replace(
             prediction,
-            image_png=decode.stored_png(data, max_side=stored_max_side),
+            image_png=(
+                stored
+                if isinstance(data, np.ndarray)
+                else decode.stored_png(data, max_side=stored_max_side)
+            ),
             input_png=preprocess.input_to_png(prediction.model_input),
             latency_ms=(time.perf_counter() - started) * 1000,
         )

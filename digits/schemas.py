@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    field_validator,
 )
 
 Source = Literal["canvas", "upload", "api"]
@@ -33,6 +34,7 @@ NOT_A_DIGIT = NUM_DIGITS  # the model's extra class: letters, shapes, scribbles,
 Label = Annotated[int, Field(ge=0, le=NUM_DIGITS - 1)]
 JobState = Literal["queued", "running", "done", "failed"]
 JobOrigin = Literal["admin", "auto"]
+SESSION_ID_REFUSED = "session_id is not accepted: the session is the X-Session-Token header"
 
 
 def iso_utc(value: datetime) -> str:
@@ -64,7 +66,14 @@ class Submission(BaseModel):
     drawing_id: uuid.UUID | None = Field(
         None, description="a later POST of the same drawing replaces its unlabelled prediction"
     )
-    session_id: uuid.UUID | None = Field(None, description="the client's session (a UUID it made)")
+    # Declared only to be refused: sessions are issued by the server (the X-Session-Token
+    # header), and a client-chosen id could claim another's rows.
+    session_id: Any = Field(None, description="not accepted: send the X-Session-Token header")
+
+    @field_validator("session_id", mode="before")
+    @classmethod
+    def _refuse_session_id(cls, value: Any) -> Any:
+        raise ValueError(SESSION_ID_REFUSED)
 
 
 class PredictionJsonIn(Submission):
@@ -134,6 +143,22 @@ class PredictionOut(BaseModel):
     status: Status
     model_version: str
     created_at: UtcDatetime
+
+
+class PredictionCreated(PredictionOut):
+    """The 201 of ``POST /api/predictions``; a request without ``X-Session-Token`` made a new
+    session, whose token comes back here."""
+
+    session_token: str | None = Field(
+        None, description="the new session's X-Session-Token (only when none was sent)"
+    )
+
+
+class SessionOut(BaseModel):
+    """A new session (``POST /api/sessions``): send the token as ``X-Session-Token``."""
+
+    session_id: uuid.UUID
+    session_token: str
 
 
 class PredictionRecord(PredictionOut):

@@ -215,6 +215,8 @@ ui_port=$("$python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)
 {
     echo "POSTGRES_PASSWORD=$(openssl rand -hex 24)"
     echo "DIGITS_ADMIN_TOKEN=$(openssl rand -hex 24)"
+    echo "DIGITS_SECRET_KEY=$(openssl rand -hex 32)"
+    echo "DIGITS_RATE_LIMIT=0" # the stream checks send faster than one visitor may
     echo "UI_BIND=127.0.0.1:$ui_port"
     echo "DIGITS_LOG_JSON=false"
 } >"$work/stack/.env"

@@ -20,9 +20,13 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api import errors
 from digits.api.holder import ModelHolder, serving
+from digits.api.large_images import LargeImages
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
-from digits.api.routes import admin, health, models, predictions, stats
+from digits.api.ratelimit import RateLimitMiddleware
+from digits.api.routes import admin, health, models, predictions, sessions, stats
+from digits.api.sessions import HEADER as SESSION_HEADER
+from digits.api.sessions import make_authority
 from digits.api.store import PredictionStore
 from digits.api.supervisor import die_with_supervisor
 from digits.config import Settings, get_settings
@@ -82,7 +86,8 @@ class _Maintenance:
         store: PredictionStore = self.app.state.store
         try:
             if not self.migrated:
-                self.migrated = store.schema_ready = _migrate(self.settings)
+                self.migrated = _migrate(self.settings)
+                store.schema_ready = self.app.state.sessions.schema_ready = self.migrated
             if self.migrated:
                 store.replay()
                 if self.settings.retention_days is not None and (
@@ -110,8 +115,26 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             alone = get_openapi(title=app.title, version=app.version, routes=[route])
             body = alone["paths"][route.path]["post"]["requestBody"]
             spec["paths"][route.path]["post"]["requestBody"]["content"].update(body["content"])
+        created = spec["paths"]["/api/predictions"]["post"]["responses"]["201"]
+        created["links"] = _links_as_the_new_session(spec)
         app.openapi_schema = spec
     return app.openapi_schema
+
+
+def _links_as_the_new_session(spec: dict[str, Any]) -> dict[str, Any]:
+    """From a 201 to reading and correcting that prediction, as the session the POST made
+    (its ``session_token``; a POST that sent a token answers none)."""
+    links = {}
+    for path in ("", "/image", "/input"):
+        for operation in spec["paths"][f"/api/predictions/{{prediction_id}}{path}"].values():
+            links[operation["operationId"]] = {
+                "operationId": operation["operationId"],
+                "parameters": {
+                    "path.prediction_id": "$response.body#/id",
+                    f"header.{SESSION_HEADER}": "$response.body#/session_token",
+                },
+            }
+    return links
 
 
 def create_app(
@@ -143,6 +166,13 @@ def create_app(
         spool.open()
         store = PredictionStore(database, spool, metrics)
         store.schema_ready = migrated
+        app.state.sessions = make_authority(settings, database)
+        app.state.sessions.schema_ready = migrated
+        app.state.large_images = LargeImages(
+            max_bytes=settings.max_body_bytes,
+            max_pixels=settings.max_pixels,
+            stored_side=settings.stored_image_max_side,
+        )
         app.state.holder = holder
         app.state.database = database
         app.state.registry = registry
@@ -174,6 +204,7 @@ def create_app(
                 if spool.depth:
                     await asyncio.to_thread(store.replay)
             spool.close()
+            app.state.large_images.close()
             database.dispose()
             metrics.process_exited()
 
@@ -187,20 +218,28 @@ def create_app(
     app.state.metrics = metrics
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    for router in (predictions.router, admin.router, stats.router, models.router, health.router):
-        app.include_router(router)
+    routers = (predictions, sessions, admin, stats, models, health)
+    for module in routers:
+        app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PATCH"],
-            allow_headers=["Content-Type", "X-Request-ID", "Authorization"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Content-Type", "X-Request-ID", "Authorization", SESSION_HEADER],
             expose_headers=["X-Request-ID", "Location"],
         )
-    app.add_middleware(
+    if settings.rate_limit:
+        app.add_middleware(
+            RateLimitMiddleware,
+            per_minute=settings.rate_limit,
+            trusted_proxies=settings.trusted_proxies,
+        )
+    app.add_middleware(  # outermost: every answer, a 429 too, has its request id and log line
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
         metrics=metrics,
         trusted_hosts=settings.trusted_hosts,
+        trusted_proxies=settings.trusted_proxies,
     )
     return app

@@ -6,13 +6,13 @@ and a thread hop per attribute lookup costs more than the lookup.
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 
 from digits.api.holder import ModelHolder
 from digits.api.metrics import Metrics
+from digits.api.sessions import check_admin
 from digits.api.store import PredictionStore
 from digits.config import Settings
 from digits.loop.registry import Registry
@@ -55,17 +55,7 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 async def require_admin(request: Request, settings: SettingsDep) -> None:
     """Bearer ``DIGITS_ADMIN_TOKEN``: 403 when none is configured or it is wrong, 401 when absent."""
-    if not settings.admin_token:
-        raise HTTPException(403, "admin operations are disabled: DIGITS_ADMIN_TOKEN is not set")
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPException(
-            401,
-            "admin operations need 'Authorization: Bearer <DIGITS_ADMIN_TOKEN>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    if not secrets.compare_digest(token.strip().encode(), settings.admin_token.encode()):
-        raise HTTPException(403, "the admin token is wrong")
+    check_admin(request, settings)
 
 
 AdminDep = Annotated[None, Depends(require_admin)]

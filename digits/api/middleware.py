@@ -9,15 +9,18 @@ limit (then refused), so no oversized upload is ever buffered whole.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digits.api.clients import Network, client_address
 from digits.api.metrics import Metrics
 from digits.logs import request_id_var
 
@@ -32,6 +35,8 @@ SECURITY_HEADERS = [
 ]
 _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+# The whole body must arrive within this: 2 MiB at 100 kB/s, a slow phone, takes 20 s.
+BODY_TIMEOUT_S = 30.0
 
 
 def _json_response(status: int, detail: str, request_id: str) -> tuple[Message, Message]:
@@ -58,14 +63,19 @@ class RequestContextMiddleware:
         max_body_bytes: int,
         metrics: Metrics,
         trusted_hosts: list[str] | None = None,
+        trusted_proxies: Sequence[Network] = (),
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.trusted_proxies = trusted_proxies
         hosts = [h.lower() for h in trusted_hosts or ["*"]]
         self.trusted_hosts = None if "*" in hosts else hosts
 
-    def _host_allowed(self, headers: dict[bytes, bytes]) -> bool:
+    def _host_allowed(self, scope: Scope, headers: dict[bytes, bytes]) -> bool:
+        # Two Host headers: the check and the application could each read a different one.
+        if sum(name == b"host" for name, _ in scope["headers"]) > 1:
+            return False
         if self.trusted_hosts is None:
             return True
         host = headers.get(b"host", b"").decode("latin-1").lower()
@@ -86,13 +96,24 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         status_holder = [500]
         try:
-            if not self._host_allowed(headers):
+            if not self._host_allowed(scope, headers):
                 status_holder[0] = 400
                 for message in _json_response(400, "invalid Host header", request_id):
                     await send(message)
                 return
             if scope["method"] in _BODY_METHODS:
-                body = await self._read_body(headers, receive)
+                try:
+                    async with asyncio.timeout(BODY_TIMEOUT_S):
+                        body = await self._read_body(headers, receive)
+                except TimeoutError:
+                    status_holder[0] = 408
+                    for message in _json_response(
+                        408,
+                        f"the request body did not arrive within {BODY_TIMEOUT_S:g} s",
+                        request_id,
+                    ):
+                        await send(message)
+                    return
                 if body is None:
                     status_holder[0] = 413
                     for message in _json_response(
@@ -158,7 +179,11 @@ class RequestContextMiddleware:
             "route": template,
             "status": status,
             "duration_ms": round(elapsed * 1000, 3),
+            "client": client_address(scope, self.trusted_proxies),
         }
+        admin_token_fp = scope.get("state", {}).get("admin_token_fp")
+        if admin_token_fp is not None:  # set by the admin check: which token was used
+            extra["admin_token_fp"] = admin_token_fp
         level = logging.WARNING if status >= 500 else logging.INFO
         logger.log(level, "%s %s %s", method, scope["path"], status, extra=extra)
 

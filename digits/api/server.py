@@ -11,6 +11,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker
 
+from digits.api.connections import KEEPALIVE_S, MAX_CONNECTIONS, HeadDeadlineProtocol
 from digits.api.ports import ensure_port_free
 from digits.api.supervisor import SUPERVISOR_ENV
 from digits.config import get_settings
@@ -64,7 +65,7 @@ def serve(host: str | None = None, port: int | None = None, workers: int | None 
         # and a killed worker restarts just as slowly: a restart loop.
         timeout=WORKER_HEALTHCHECK_S,
         graceful_timeout=GRACEFUL_SHUTDOWN_S,
-        keepalive=5,
+        keepalive=KEEPALIVE_S,
         control_socket_disable=True,  # gunicorn's runtime control interface: not used here
     ).run()
 
@@ -77,6 +78,8 @@ class Worker(UvicornWorker):
         "access_log": False,  # digits.access writes the access line, with the request id
         "server_header": False,
         "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_S,
+        "http": HeadDeadlineProtocol,  # idle and slowly-sent requests are closed
+        "limit_concurrency": MAX_CONNECTIONS,
     }
 
 

@@ -38,6 +38,13 @@ REPLAY_BATCH = 200
 _LABEL_ENTRY = frozenset({"id", "true_label", "labelled_at"})
 
 
+def _owned(record: PredictionRecord | None, owner: uuid.UUID | None) -> PredictionRecord | None:
+    """``record`` when ``owner`` (None: the admin) may see it."""
+    if record is None or owner is None or record.session_id == owner:
+        return record
+    return None
+
+
 def _labelled(record: PredictionRecord, true_label: int | None, at: datetime) -> PredictionRecord:
     return record.model_copy(
         update={"true_label": true_label, "not_a_digit": true_label is None, "labelled_at": at}
@@ -48,7 +55,9 @@ def _record(row: PredictionRow) -> PredictionRecord:
     return PredictionRecord.model_validate(row, from_attributes=True)
 
 
-def _new_row(prediction: Prediction, submission: Submission) -> PredictionRow:
+def _new_row(
+    prediction: Prediction, submission: Submission, session_id: uuid.UUID
+) -> PredictionRow:
     return PredictionRow(
         id=uuid.uuid4(),
         created_at=utcnow(),
@@ -62,7 +71,7 @@ def _new_row(prediction: Prediction, submission: Submission) -> PredictionRow:
         latency_ms=prediction.latency_ms,
         source=submission.source,
         drawing_id=submission.drawing_id,
-        session_id=submission.session_id,
+        session_id=session_id,
         true_label=None,
         not_a_digit=False,
         labelled_at=None,
@@ -104,10 +113,12 @@ class PredictionStore:
         with self._recent_lock:
             return self._recent.get(prediction_id)
 
-    def _open_for_drawing(self, drawing_id: uuid.UUID) -> PredictionRecord | None:
+    def _open_for_drawing(
+        self, drawing_id: uuid.UUID, session_id: uuid.UUID | None
+    ) -> PredictionRecord | None:
         with self._recent_lock:
             for record in reversed(self._recent.values()):
-                if record.drawing_id == drawing_id:
+                if record.drawing_id == drawing_id and record.session_id == session_id:
                     open_ = record.true_label is None and not record.not_a_digit
                     return record if open_ else None
         return None
@@ -147,10 +158,13 @@ class PredictionStore:
         return None
 
     # -- writes ----------------------------------------------------------------------------
-    def save_prediction(self, prediction: Prediction, submission: Submission) -> PredictionRecord:
-        """Store durably (database or spool) and return the record; its id may be an older one
-        when the same drawing was predicted before and not yet corrected."""
-        row = _new_row(prediction, submission)
+    def save_prediction(
+        self, prediction: Prediction, submission: Submission, *, session_id: uuid.UUID
+    ) -> PredictionRecord:
+        """Store durably (database or spool) as one of ``session_id``'s predictions and return
+        the record; its id may be an older one when the session predicted the same drawing
+        before and did not correct it yet."""
+        row = _new_row(prediction, submission, session_id)
         self.metrics.predictions.labels(digit=str(row.digit), status=row.status).inc()
         if self.schema_ready and self.spool.depth == 0:
             try:
@@ -164,14 +178,17 @@ class PredictionStore:
             else:
                 return self._remember(_record(row))
         if row.drawing_id is not None:
-            earlier = self._open_for_drawing(row.drawing_id)
+            earlier = self._open_for_drawing(row.drawing_id, row.session_id)
             if earlier is not None:
                 row.id = earlier.id
         self._spool(_prediction_entry(row))
         return self._remember(_record(row))
 
-    def label(self, prediction_id: uuid.UUID, true_label: int | None) -> PredictionRecord:
-        """Record the digit the user says was drawn, or None for "not a digit"."""
+    def label(
+        self, prediction_id: uuid.UUID, true_label: int | None, *, owner: uuid.UUID | None = None
+    ) -> PredictionRecord:
+        """Record the digit the user says was drawn, or None for "not a digit", on one of
+        ``owner``'s predictions (None: any)."""
         labelled_at = utcnow()
         if self.schema_ready and self.spool.depth == 0:
             try:
@@ -181,6 +198,7 @@ class PredictionStore:
                         prediction_id=prediction_id,
                         true_label=true_label,
                         labelled_at=labelled_at,
+                        owner=owner,
                     )
                     record = _record(row) if row is not None else None
             except SQLAlchemyError as exc:
@@ -193,9 +211,11 @@ class PredictionStore:
                     self._remember(record)
                     return record
                 # Not in the database: it may still wait in another worker's spool.
-                if self.spooled_record(prediction_id) is None:
+                if _owned(self.spooled_record(prediction_id), owner) is None:
                     raise PredictionNotFoundError(prediction_id)
-        known = self._recent_record(prediction_id) or self.spooled_record(prediction_id)
+        known = _owned(
+            self._recent_record(prediction_id) or self.spooled_record(prediction_id), owner
+        )
         if known is None:
             raise DatabaseUnavailableError(
                 "the database is unavailable and this prediction is not known to this server; "
@@ -208,20 +228,21 @@ class PredictionStore:
         return record
 
     # -- reads -----------------------------------------------------------------------------
-    def get(self, prediction_id: uuid.UUID) -> PredictionRecord:
+    def get(self, prediction_id: uuid.UUID, *, owner: uuid.UUID | None = None) -> PredictionRecord:
+        """One of ``owner``'s predictions (None: any)."""
         try:
             with self.database.read() as session:
-                row = crud.get_prediction(session, prediction_id=prediction_id)
+                row = crud.get_prediction(session, prediction_id=prediction_id, owner=owner)
                 record = _record(row) if row is not None else None
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
             self._db_failed(exc)
             record = None
-            if self.spooled_record(prediction_id) is None:
+            if _owned(self.spooled_record(prediction_id), owner) is None:
                 raise DatabaseUnavailableError("the database is unavailable") from exc
         if record is None:
-            if self.spooled_record(prediction_id) is not None:
+            if _owned(self.spooled_record(prediction_id), owner) is not None:
                 raise PredictionSpooledError(
                     f"prediction {prediction_id} is safely stored in the local spool while the "
                     "database is unavailable; it can be read once it has been replayed"

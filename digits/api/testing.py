@@ -59,7 +59,10 @@ def serve_process(
     Its output goes to ``log_path``; it is stopped (SIGTERM, then SIGKILL) on exit."""
     port = free_port()
     environ = child_environ(
-        DIGITS_ENV="test", DIGITS_DATABASE_URL=database_url, DIGITS_DATA_DIR=str(data_dir)
+        DIGITS_ENV="test",
+        DIGITS_DATABASE_URL=database_url,
+        DIGITS_DATA_DIR=str(data_dir),
+        DIGITS_RATE_LIMIT="0",  # load and fault runs write faster than one visitor may
     )
     environ.update(env or {})
     argv = [str(DIGITS), "serve", "--host", "127.0.0.1", "--port", str(port)]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import (
+    ColumnElement,
     Connection,
     Table,
     and_,
@@ -32,6 +33,12 @@ _INSERT_PREDICTION = insert(cast(Table, PredictionRow.__table__))
 UNLABELLED = and_(PredictionRow.true_label.is_(None), PredictionRow.not_a_digit.is_(False))
 
 
+def owned_by(owner: uuid.UUID | None) -> list[ColumnElement[bool]]:
+    """The rows a caller may see and change: a session's own, or every row (``None``: the
+    admin). Every query on a caller's behalf is scoped by it."""
+    return [] if owner is None else [PredictionRow.session_id == owner]
+
+
 def _lock_drawing(session: Session | Connection, drawing_id: uuid.UUID) -> None:
     # Two POSTs of the same drawing must not both insert. SQLite writers are already serialised
     # (BEGIN IMMEDIATE); PostgreSQL gets a transaction-scoped advisory lock on the drawing.
@@ -49,17 +56,23 @@ def record_prediction(session: Session | Connection, *, row: PredictionRow) -> u
     """
     if row.drawing_id is not None:
         _lock_drawing(session, row.drawing_id)
+        mine = PredictionRow.session_id == row.session_id  # another session's row is not ours
         existing = session.scalar(
             select(PredictionRow.id)
-            .where(PredictionRow.drawing_id == row.drawing_id, UNLABELLED)
+            .where(PredictionRow.drawing_id == row.drawing_id, mine, UNLABELLED)
             .order_by(PredictionRow.created_at.desc())
             .limit(1)
         )
         if existing is not None:
-            session.execute(
-                update(PredictionRow).where(PredictionRow.id == existing).values(**row.content())
+            # UNLABELLED again in the UPDATE itself: a correction committed since the SELECT
+            # (a concurrent PATCH) keeps its row, and this prediction gets a row of its own.
+            replaced = session.execute(
+                update(PredictionRow)
+                .where(PredictionRow.id == existing, UNLABELLED)
+                .values(**row.content())
             )
-            return existing
+            if replaced.rowcount:  # type: ignore[attr-defined]
+                return existing
     session.execute(
         _INSERT_PREDICTION, {"id": row.id, "drawing_id": row.drawing_id, **row.content()}
     )
@@ -84,11 +97,13 @@ def upsert_prediction(session: Session, *, row: PredictionRow) -> bool:
     return False
 
 
-def get_prediction(session: Session, *, prediction_id: uuid.UUID) -> PredictionRow | None:
+def get_prediction(
+    session: Session, *, prediction_id: uuid.UUID, owner: uuid.UUID | None = None
+) -> PredictionRow | None:
     return session.scalars(
         select(PredictionRow)
         .options(defer(PredictionRow.image_png), defer(PredictionRow.input_png))
-        .where(PredictionRow.id == prediction_id)
+        .where(PredictionRow.id == prediction_id, *owned_by(owner))
     ).first()
 
 
@@ -101,11 +116,16 @@ def _label(row: PredictionRow, true_label: int | None, labelled_at: datetime) ->
 
 
 def set_label(
-    session: Session, *, prediction_id: uuid.UUID, true_label: int | None, labelled_at: datetime
+    session: Session,
+    *,
+    prediction_id: uuid.UUID,
+    true_label: int | None,
+    labelled_at: datetime,
+    owner: uuid.UUID | None = None,
 ) -> PredictionRow | None:
     """Record or change the correction: a digit, or None for "not a digit". None when the
-    prediction does not exist."""
-    row = get_prediction(session, prediction_id=prediction_id)
+    prediction does not exist (or is not ``owner``'s)."""
+    row = get_prediction(session, prediction_id=prediction_id, owner=owner)
     if row is None:
         return None
     _label(row, true_label, labelled_at)

@@ -173,6 +173,20 @@ class PredictionRow(Base):
     )
 
 
+class SessionRow(Base):
+    """A session the server issued. Its token is signed, never stored: the row only says when
+    the session was last used (it expires after DIGITS_SESSION_TTL_DAYS without use) and
+    whether it was deleted (its token is then refused). A session whose token was issued while
+    the database was down gets its row on first use."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
+    deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+
+
 class NumberRow(Base):
     """A whole written number (digits.read.numbers). Each digit is a PredictionRow with this
     row's id, so statistics and retraining see the digits as they see single drawings."""

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session, defer
 
-from digits.db.crud import UNLABELLED
+from digits.db.crud import UNLABELLED, owned_by
 from digits.db.models import PredictionRow
 from digits.schemas import NUM_DIGITS, HistoryFilter
 
@@ -18,10 +18,19 @@ ImageKind = Literal["image", "input"]
 RELIABILITY_BINS = 10
 
 
-def get_png(session: Session, *, prediction_id: uuid.UUID, kind: ImageKind) -> bytes | None:
-    """The stored drawing or 28x28 input; raises LookupError for an unknown prediction."""
+def get_png(
+    session: Session,
+    *,
+    prediction_id: uuid.UUID,
+    kind: ImageKind,
+    owner: uuid.UUID | None = None,
+) -> bytes | None:
+    """The stored drawing or 28x28 input; raises LookupError for an unknown prediction (or
+    one that is not ``owner``'s)."""
     column = PredictionRow.image_png if kind == "image" else PredictionRow.input_png
-    found = session.execute(select(column).where(PredictionRow.id == prediction_id)).first()
+    found = session.execute(
+        select(column).where(PredictionRow.id == prediction_id, *owned_by(owner))
+    ).first()
     if found is None:
         raise LookupError(prediction_id)
     return found[0]
@@ -59,9 +68,12 @@ def _filters(query: HistoryFilter) -> list[ColumnElement[bool]]:
     return clauses
 
 
-def list_predictions(session: Session, *, query: HistoryFilter) -> tuple[list[PredictionRow], int]:
-    """A page of predictions, newest first, and how many match in all."""
-    clauses = _filters(query)
+def list_predictions(
+    session: Session, *, query: HistoryFilter, owner: uuid.UUID | None = None
+) -> tuple[list[PredictionRow], int]:
+    """A page of ``owner``'s predictions (None: everyone's), newest first, and how many match
+    in all."""
+    clauses = owned_by(owner) + _filters(query)
     total = session.scalar(select(func.count()).select_from(PredictionRow).where(*clauses)) or 0
     rows = session.scalars(
         select(PredictionRow)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from digits.ui.session import get_client, remember_in_browser
 from digits.ui.views import draw, history, models, stats
 
 
@@ -28,7 +29,11 @@ def main() -> None:
         ],
         position="top",
     )
+    # The browser's API session, resumed or begun here on every page (a page may first ask
+    # for it inside a callback), and kept in a cookie below the page.
+    get_client()
     navigation.run()
+    remember_in_browser()
 
 
 if __name__ == "__main__":

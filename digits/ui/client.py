@@ -7,6 +7,7 @@ it with `st.error(str(err))` and nothing else.
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any, Literal, TypeVar
 
@@ -20,6 +21,7 @@ from digits.schemas import (
     PredictionOut,
     PredictionPage,
     PredictionRecord,
+    SessionOut,
     Source,
     Stats,
     correction,
@@ -38,6 +40,7 @@ __all__ = [
     "PredictionOut",
     "PredictionPage",
     "PredictionRecord",
+    "SessionOut",
     "Source",
     "Stats",
 ]
@@ -62,7 +65,8 @@ class ApiError(Exception):
 
 
 class ApiClient:
-    """Calls the prediction API at `base_url`; one instance can serve many sessions."""
+    """Calls the prediction API at `base_url`; one instance can serve many sessions, each
+    through its own `with_credentials` view (they share one connection pool)."""
 
     def __init__(
         self,
@@ -74,9 +78,37 @@ class ApiClient:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
+        self._auth: dict[str, str] = {}
 
     def close(self) -> None:
         self._http.close()
+
+    def with_credentials(
+        self, *, session_token: str | None = None, admin_token: str | None = None
+    ) -> ApiClient:
+        """This client acting as a session (its X-Session-Token) and, with the admin token, as
+        the operator, who sees every session's predictions."""
+        view = copy.copy(self)
+        view._auth = {}
+        if session_token:
+            view._auth["X-Session-Token"] = session_token
+        if admin_token:
+            view._auth["Authorization"] = f"Bearer {admin_token}"
+        return view
+
+    def create_session(self) -> SessionOut:
+        """A new session of the API (one per person and device)."""
+        return self._parse(SessionOut, self._send("POST", "/api/sessions"))
+
+    def session_is_valid(self) -> bool:
+        """Whether this client's session token is still accepted (not expired or deleted)."""
+        try:
+            self._send("GET", "/api/predictions", params={"limit": 1})
+        except ApiError as err:
+            if err.status_code == 401:
+                return False
+            raise
+        return True
 
     def predict(
         self,
@@ -84,7 +116,6 @@ class ApiClient:
         *,
         source: Source = "canvas",
         drawing_id: str | None = None,
-        session_id: str | None = None,
         filename: str = "drawing.png",
         content_type: str = "image/png",
     ) -> PredictionOut:
@@ -92,8 +123,6 @@ class ApiClient:
         form: dict[str, str] = {"source": source}
         if drawing_id is not None:
             form["drawing_id"] = drawing_id
-        if session_id is not None:
-            form["session_id"] = session_id
         files = {"image": (filename, image, content_type)}
         response = self._send("POST", "/api/predictions", data=form, files=files)
         return self._parse(PredictionOut, response)
@@ -141,7 +170,8 @@ class ApiClient:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(method, path, **kwargs)
+            headers = {**self._auth, **kwargs.pop("headers", {})}
+            response = self._http.request(method, path, headers=headers, **kwargs)
         except httpx.TimeoutException as exc:
             raise ApiError(
                 f"The prediction service at {self.base_url} did not answer within "

@@ -1,4 +1,4 @@
-"""`digits ui [--port P]`: run the Streamlit app in this interpreter's environment."""
+"""`digits ui [--host H] [--port P]`: run the Streamlit app in this interpreter's environment."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ from pathlib import Path
 APP = Path(__file__).resolve().parent / "app.py"
 
 
-def command(port: int) -> list[str]:
+DEFAULT_HOST = "127.0.0.1"  # this machine only; a container passes --host 0.0.0.0
+
+
+def command(port: int, host: str = DEFAULT_HOST) -> list[str]:
     return [
         sys.executable,
         "-m",
         "streamlit",
         "run",
         str(APP),
+        "--server.address",
+        host,
         "--server.port",
         str(port),
         "--server.headless",
@@ -40,11 +45,11 @@ def command(port: int) -> list[str]:
     ]
 
 
-def run(port: int) -> None:
-    """Become the Streamlit server on `port`; the API address comes from DIGITS_API_URL.
+def run(port: int, host: str = DEFAULT_HOST) -> None:
+    """Become the Streamlit server on `host`:`port`; the API address comes from DIGITS_API_URL.
 
     The process is replaced rather than given a child, so a supervisor's SIGTERM or Ctrl-C
     reaches Streamlit itself and no orphan server is left holding the port.
     """
-    cmd = command(port)
+    cmd = command(port, host)
     os.execv(cmd[0], cmd)

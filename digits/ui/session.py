@@ -1,6 +1,13 @@
-"""Per-browser-session plumbing: which API client to use, and how failures are shown."""
+"""Per-browser-session plumbing: which API client to use, and how failures are shown.
+
+Each person and device is one API session. Its token is kept in a cookie, so a reload, a new
+tab or a phone waking a sleeping tab resumes the same session (and history) until it expires;
+another browser is another session.
+"""
 
 from __future__ import annotations
+
+import json
 
 import streamlit as st
 from pydantic import ValidationError
@@ -11,6 +18,9 @@ from digits.ui.client import ApiClient, ApiError
 # Tests (and embedders) put their own client here before the script runs.
 CLIENT_KEY = "api_client"
 FLASH_KEY = "flash"
+TOKEN_KEY = "session_token"
+ADMIN_KEY = "admin_token"  # the operator view's admin token, typed on the History page
+COOKIE = "digits_session"
 
 
 @st.cache_resource(show_spinner=False)
@@ -31,7 +41,45 @@ def get_client() -> ApiClient:
             "(DIGITS_API_URL gives the prediction service's address) and restart `digits ui`."
         )
         st.stop()
-    return _shared_client(settings.api_url, settings.api_timeout_s)
+    shared = _shared_client(settings.api_url, settings.api_timeout_s)
+    token = st.session_state.get(TOKEN_KEY) or _resume_or_start(shared)
+    return shared.with_credentials(
+        session_token=token, admin_token=st.session_state.get(ADMIN_KEY) or None
+    )
+
+
+def remember_in_browser() -> None:
+    """Keep the session's token in a cookie. Streamlit cannot set one from the server; a line
+    of script in the page does, on every run until the browser sends it back (a run's elements
+    can be replaced by the next run's before the browser ever mounts them). The app calls this
+    last, so the empty element sits below the page, never pushing it down."""
+    token = st.session_state.get(TOKEN_KEY)
+    if not token or _cookie() == token:
+        return
+    age = get_settings().session_ttl_days * 86400
+    cookie = f"{COOKIE}={token}; path=/; max-age={age}; SameSite=Strict"
+    st.html(
+        f"<script>document.cookie = {json.dumps(cookie)};</script>", unsafe_allow_javascript=True
+    )
+
+
+def _cookie() -> str | None:
+    """The session token the browser sent when this Streamlit session connected."""
+    token = st.context.cookies.get(COOKIE)
+    return token if isinstance(token, str) else None  # no browser behind a headless test run
+
+
+def _resume_or_start(shared: ApiClient) -> str:
+    """The browser's session from its cookie, or a new one when it has none (or it expired)."""
+    token = _cookie()
+    try:
+        if not token or not shared.with_credentials(session_token=token).session_is_valid():
+            token = shared.create_session().session_token
+    except ApiError as err:
+        show_error(err)
+        st.stop()
+    st.session_state[TOKEN_KEY] = token
+    return token
 
 
 def show_error(error: ApiError | str) -> None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 from sqlalchemy import delete
 
-from digits.db.models import PredictionRow
+from digits.api.sessions import HEADER as SESSION_HEADER
+from digits.db.models import PredictionRow, SessionRow
 from digits.db.session import Database
 
 MakeClient = Callable[..., AbstractContextManager[TestClient]]
+__all__ = ["SESSION_HEADER"]
 
 
 def png_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -51,5 +55,28 @@ def clear_database(url: str) -> None:
     try:
         with database.write() as session:
             session.execute(delete(PredictionRow))
+            session.execute(delete(SessionRow))
     finally:
         database.dispose()
+
+
+def new_session(client: TestClient) -> str:
+    """A new session's token (POST /api/sessions)."""
+    response = client.post("/api/sessions")
+    assert response.status_code == 201, response.text
+    return str(response.json()["session_token"])
+
+
+def session_of(client: TestClient, token: str | None = None) -> uuid.UUID:
+    """The session id behind ``token`` (default: the client's own X-Session-Token)."""
+    token = token or client.headers[SESSION_HEADER]
+    verified = client.app.state.sessions.verify(token)  # type: ignore[attr-defined]
+    assert verified is not None
+    return verified[0]
+
+
+def unreachable(backend: str, tmp_path: Path) -> Database:
+    """A database that cannot be reached: an outage."""
+    if backend == "sqlite":  # a file in a directory that does not exist cannot be opened
+        return Database(f"sqlite:///{tmp_path / 'gone' / 'digits.sqlite3'}")
+    return Database("postgresql://postgres@127.0.0.1:1/nowhere")  # nothing listens on port 1

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from api_helpers import MakeClient, clear_database
+from api_helpers import SESSION_HEADER, MakeClient, clear_database, new_session
 from fastapi.testclient import TestClient
 
 from digits import checkpoint as ckpt
@@ -66,6 +66,7 @@ def settings(database_url: str, tmp_path: Path, checkpoint_path: Path) -> Settin
         model_path=checkpoint_path,
         spool_dir=tmp_path / "spool",
         log_json=True,
+        rate_limit=0,  # tests send faster than a visitor may; test_ratelimit turns it on
     )
 
 
@@ -75,13 +76,20 @@ def make_client(settings: Settings, predictor: Predictor) -> MakeClient:
 
     @contextmanager
     def make(
-        *, predictor_override: Predictor | None = None, load_model: bool = False, **overrides: Any
+        *,
+        predictor_override: Predictor | None = None,
+        load_model: bool = False,
+        session: bool = True,
+        **overrides: Any,
     ) -> Iterator[TestClient]:
+        """``session``: every request carries the X-Session-Token of one new session."""
         clear_database(settings.resolved_database_url)
         app_settings = settings.model_copy(update=overrides)
         served = None if load_model else predictor_override or predictor
         app = create_app(app_settings, predictor=served, run_maintenance=False)
         with TestClient(app, raise_server_exceptions=False) as client:
+            if session:
+                client.headers[SESSION_HEADER] = new_session(client)
             yield client
 
     return make

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,6 +29,10 @@ def test_list_is_newest_first_and_paginated(client: TestClient) -> None:
     assert [item["id"] for item in rest["items"]] == [m["id"] for m in reversed(made[:3])]
     assert client.get("/api/predictions", params={"limit": 0}).status_code == 422
     assert client.get("/api/predictions", params={"limit": 10_000}).status_code == 422
+    assert client.get("/api/predictions", params={"limit": 500}).status_code == 200
+    assert client.get("/api/predictions", params={"offset": 1_000_000}).status_code == 200
+    for offset in (-1, 1_000_001, 9223372036854775808):  # the last was a 500 (bigint overflow)
+        assert client.get("/api/predictions", params={"offset": offset}).status_code == 422
 
 
 def _insert(client: TestClient, rows: list[tuple[int, str, uuid.UUID | None]]) -> list[str]:
@@ -47,7 +52,19 @@ def _insert(client: TestClient, rows: list[tuple[int, str, uuid.UUID | None]]) -
     return ids
 
 
-def test_filters(client: TestClient) -> None:
+ADMIN = "an-admin-token-of-at-least-32-characters"
+
+
+@pytest.fixture
+def admin_client(make_client: MakeClient) -> Iterator[TestClient]:
+    """The operator's view: every session's predictions."""
+    with make_client(admin_token=ADMIN) as client:
+        client.headers["Authorization"] = f"Bearer {ADMIN}"
+        yield client
+
+
+def test_filters(admin_client: TestClient) -> None:
+    client = admin_client
     mine = uuid.uuid4()
     made = _insert(
         client,
@@ -175,11 +192,20 @@ def test_trusted_hosts_and_cors(make_client: MakeClient) -> None:
         assert client.get("/healthz").status_code == 200
         refused = client.get("/healthz", headers={"host": "evil.example"})
         assert refused.status_code == 400 and "Host" in refused.json()["detail"]
+        # Two Host headers, the good one last: the check and the app could read different ones.
+        twice = client.get("/healthz", headers=[("host", "evil.example"), ("host", "testserver")])
+        assert twice.status_code == 400
         preflight = client.options(
             "/api/predictions",
-            headers={"Origin": "http://ui.example", "Access-Control-Request-Method": "POST"},
+            headers={
+                "Origin": "http://ui.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-session-token",
+            },
         )
+        assert preflight.status_code == 200
         assert preflight.headers["access-control-allow-origin"] == "http://ui.example"
+        assert "x-session-token" in preflight.headers["access-control-allow-headers"].lower()
         other = client.get("/healthz", headers={"Origin": "http://other.example"})
         assert "access-control-allow-origin" not in other.headers
 

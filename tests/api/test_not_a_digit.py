@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from api_helpers import MakeClient, drawing, post_drawing
+from api_helpers import MakeClient, drawing, post_drawing, unreachable
 from fastapi.testclient import TestClient
-from test_spool import _unreachable
 
 from digits import checkpoint as ckpt
 from digits.api.store import PredictionStore
@@ -135,7 +134,7 @@ def test_not_a_digit_label_survives_the_spool(
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
     made = post_drawing(client).json()
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     said = client.patch(f"/api/predictions/{made['id']}", json={"not_a_digit": True})
     assert said.status_code == 200
     assert said.json()["not_a_digit"] is True and said.json()["true_label"] is None

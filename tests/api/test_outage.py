@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from api_helpers import drawing
+from api_helpers import SESSION_HEADER, drawing, new_session
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
@@ -142,6 +142,7 @@ def test_postgres_outage_mid_stream_loses_nothing(
                 labels[created[-1]] = label
 
     with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers[SESSION_HEADER] = new_session(client)
         traffic(client, 10)
         proxy.cut()
         traffic(client, 12)
@@ -189,11 +190,15 @@ def test_database_down_at_startup_is_migrated_and_filled_later(
             ready = client.get("/readyz")
             assert ready.status_code == 200
             assert ready.json()["checks"]["database"]["status"] == "degraded"
-            ids = [
+            first = client.post(
+                "/api/predictions", files={"image": ("d.png", drawing(), "image/png")}
+            ).json()
+            client.headers[SESSION_HEADER] = first["session_token"]  # a session, database down
+            ids = [first["id"]] + [
                 client.post(
                     "/api/predictions", files={"image": ("d.png", drawing(), "image/png")}
                 ).json()["id"]
-                for _ in range(3)
+                for _ in range(2)
             ]
             proxy.restore()
             deadline = time.monotonic() + 30

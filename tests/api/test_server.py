@@ -53,6 +53,9 @@ def test_serve_with_two_workers(tmp_path: Path, checkpoint_path: Path) -> None:
             time.sleep(0.3)
         assert (tmp_path / "data" / "digits.sqlite3").exists()  # the default database, migrated
         with httpx.Client(base_url=base, timeout=10) as client:
+            # Both workers check tokens with the one key they share (data_dir/secret_key).
+            session = client.post("/api/sessions").json()
+            client.headers["X-Session-Token"] = session["session_token"]
             ids = []
             for _ in range(12):
                 response = client.post(
@@ -84,20 +87,30 @@ def test_serve_with_two_workers(tmp_path: Path, checkpoint_path: Path) -> None:
     lines = [line for line in log.read().splitlines() if line.strip()]
     records = [json.loads(line) for line in lines]  # every line is JSON
     assert all("request_id" in record for record in records)
-    served = [r for r in records if r.get("logger") == "digits.access" and r.get("status") == 201]
+    served = [r for r in records if r.get("path") == "/api/predictions" and r.get("status") == 201]
     assert served and all(r["request_id"] == "bench-req-1" for r in served)
 
 
 def test_production_refuses_default_secrets() -> None:
-    with pytest.raises(InsecureSettingsError):
-        Settings(env="production")
-    with pytest.raises(InsecureSettingsError):
-        Settings(
-            env="production", admin_token="changeme", database_url="postgresql://u:postgres@db/x"
-        )
-    Settings(
-        env="production", admin_token="a-long-random-token", database_url="postgresql://u:Xy9@db/x"
-    )
+    strong = {"admin_token": "a" * 32, "secret_key": "k" * 32}
+    good = {"env": "production", **strong, "database_url": "postgresql://u:Xy9-long@db/x"}
+    Settings(**good)
+    refused = [
+        {"env": "production"},
+        {**good, "admin_token": "changeme"},
+        {**good, "admin_token": "1234"},
+        {**good, "admin_token": "x" * 31},
+        {**good, "secret_key": None},
+        {**good, "secret_key": "short"},
+        {**good, "database_url": "postgresql://u:postgres@db/x"},
+        {**good, "database_url": "postgresql://u@db/x"},  # no password at all
+        {**good, "database_url": "postgresql://u:@db/x"},
+        {**good, "database_url": "postgresql://u:Xy9-long@db/x", "database_password": "password"},
+        {**good, "database_url": "sqlite:///x.db"},
+    ]
+    for settings in refused:
+        with pytest.raises(InsecureSettingsError):
+            Settings(**settings)
 
 
 @pytest.mark.parametrize(

@@ -7,14 +7,13 @@ import json
 import uuid
 from pathlib import Path
 
-from api_helpers import MakeClient, drawing, post_drawing
+from api_helpers import MakeClient, drawing, post_drawing, session_of, unreachable
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from digits import checkpoint as ckpt
 from digits.api.store import PredictionStore
 from digits.db.models import PredictionRow
-from digits.db.session import Database
 from digits.db.spool import Spool
 from digits.model import DigitNet
 
@@ -36,12 +35,6 @@ def _spooled_label(prediction_id: str, true_label: int | None) -> dict:
     }  # fmt: skip
 
 
-def _unreachable(backend: str, tmp_path: Path) -> Database:
-    if backend == "sqlite":  # a file in a directory that does not exist cannot be opened
-        return Database(f"sqlite:///{tmp_path / 'gone' / 'digits.sqlite3'}")
-    return Database("postgresql://postgres@127.0.0.1:1/nowhere")  # nothing listens on port 1
-
-
 def _rows(store: PredictionStore) -> dict[str, PredictionRow]:
     with store.database.read() as session:
         return {str(r.id): r for r in session.scalars(select(PredictionRow)).all()}
@@ -58,7 +51,7 @@ def test_outage_is_spooled_and_replayed_exactly_once(
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
     before = post_drawing(client).json()  # stored in the database before the outage
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
 
     made = [post_drawing(client, drawing(200 + i)) for i in range(5)]
     assert [r.status_code for r in made] == [201] * 5
@@ -116,7 +109,7 @@ def test_replaying_twice_changes_nothing_and_newer_labels_win(
 ) -> None:
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     created = post_drawing(client).json()
     client.patch(f"/api/predictions/{created['id']}", json={"true_label": 1})
     copy = store.spool.path.read_bytes()
@@ -160,7 +153,7 @@ def test_live_spools_are_left_to_their_owner_and_corrections_wait(
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     other = PredictionStore(store.database, Spool(store.spool.directory), store.metrics)
     other.spool.open()
-    new = _spooled_prediction(5, [0.1] * 10)
+    new = _spooled_prediction(5, [0.1] * 10) | {"session_id": str(session_of(client))}
     other.spool.append(new)  # another worker, still alive, has it spooled
 
     labelled = client.patch(f"/api/predictions/{new['id']}", json={"true_label": 6})
@@ -179,7 +172,7 @@ def test_live_spools_are_left_to_their_owner_and_corrections_wait(
 def test_not_ready_when_nothing_can_store(client: TestClient, backend: str, tmp_path: Path) -> None:
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     store.spool.close()
     try:
         ready = client.get("/readyz")
@@ -197,7 +190,7 @@ def test_spool_lines_are_json_and_fsynced_before_the_answer(
     client: TestClient, backend: str, tmp_path: Path
 ) -> None:
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     created = post_drawing(client).json()
     entry = json.loads(store.spool.path.read_bytes().splitlines()[0])
     assert entry["op"] == "prediction" and entry["id"] == created["id"]
@@ -228,7 +221,7 @@ def test_busy_process_goes_back_to_direct_writes(
 
     store: PredictionStore = client.app.state.store  # type: ignore[attr-defined]
     healthy = store.database
-    store.database = _unreachable(backend, tmp_path)
+    store.database = unreachable(backend, tmp_path)
     for _ in range(5):
         assert post_drawing(client).status_code == 201
     store.database = healthy

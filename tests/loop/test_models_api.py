@@ -63,7 +63,11 @@ def predict_and_label(client: TestClient, digit: int, true_label: int) -> str:
     response = client.post("/api/predictions", files={"image": ("d.png", drawing(digit))})
     assert response.status_code == 201, response.text
     body = response.json()
-    patched = client.patch(f"/api/predictions/{body['id']}", json={"true_label": true_label})
+    patched = client.patch(
+        f"/api/predictions/{body['id']}",
+        json={"true_label": true_label},
+        headers={"X-Session-Token": body["session_token"]},  # the session the POST made
+    )
     assert patched.status_code == 200
     return str(body["model_version"])
 

@@ -14,7 +14,7 @@ from digits.config import Settings
 from digits.data import mnist
 from digits.db import crud
 from digits.db.migrate import upgrade_head
-from digits.db.models import utcnow
+from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database
 from digits.loop import gate, retrain
 from digits.loop import registry as registry_module
@@ -224,7 +224,7 @@ def store_corrections(url: str, images: np.ndarray, labels: np.ndarray, sessions
     try:
         with database.write() as session:
             for image, label, session_id in zip(images, labels, sessions, strict=True):
-                new = crud.NewPrediction(
+                new = PredictionRow(
                     id=uuid.uuid4(),
                     created_at=utcnow(),
                     digit=0,
@@ -239,7 +239,7 @@ def store_corrections(url: str, images: np.ndarray, labels: np.ndarray, sessions
                     latency_ms=1.0,
                     session_id=session_id,
                 )
-                crud.record_prediction(session, new=new)
+                crud.record_prediction(session, row=new)
                 crud.set_label(
                     session, prediction_id=new.id, true_label=int(label), labelled_at=utcnow()
                 )

@@ -131,6 +131,7 @@ def env(tmp_path: Path, mnist_dir: Path) -> dict[str, str]:
         "DIGITS_DATABASE_URL": url,
         "DIGITS_MNIST_DIR": str(mnist_dir),
         "DIGITS_LOG_LEVEL": "WARNING",
+        "DIGITS_RATE_LIMIT": "0",  # one address sends every user's drawings
     }
 
 
@@ -197,7 +198,12 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
             assert posted.status_code == 201, posted.text
             body = posted.json()
             assert body["model_version"] == shipped
-            patched = client.patch(f"/api/predictions/{body['id']}", json={"true_label": label})
+            # Each drawing is a session of its own (a token-less POST), as many users would be.
+            patched = client.patch(
+                f"/api/predictions/{body['id']}",
+                json={"true_label": label},
+                headers={"X-Session-Token": body["session_token"]},
+            )
             assert patched.status_code == 200
 
     hammer_image = drawings.to_png(ordinary_drawing(99_999)[0])
@@ -282,7 +288,11 @@ def test_a_candidate_no_better_on_the_corrections_is_refused_and_nothing_changes
             body = posted.json()
             if body["digit"] != digit:
                 continue  # only what the shipped model reads already
-            patched = client.patch(f"/api/predictions/{body['id']}", json={"true_label": digit})
+            patched = client.patch(
+                f"/api/predictions/{body['id']}",
+                json={"true_label": digit},
+                headers={"X-Session-Token": body["session_token"]},
+            )
             assert patched.status_code == 200
 
     with Hammer(server, drawings.to_png(ordinary_drawing(99_999)[0])) as hammer:

@@ -57,19 +57,27 @@ def _env_from_example(**values: str) -> str:
     return "\n".join(out) + "\n"
 
 
+SECRETS = {
+    "POSTGRES_PASSWORD": "pw-4f9c1e",
+    "DIGITS_ADMIN_TOKEN": "tok-77aa-0123456789abcdef0123456789",
+    "DIGITS_SECRET_KEY": "key-5b2e-0123456789abcdef0123456789",
+}
+
+
 @pytest.fixture(scope="module")
 def raw() -> dict[str, Any]:
     return yaml.safe_load(COMPOSE.read_text())
 
 
 def test_compose_resolves_with_the_secrets_from_env(tmp_path: Path) -> None:
-    env = _env_from_example(POSTGRES_PASSWORD="pw-4f9c1e", DIGITS_ADMIN_TOKEN="tok-77aa")
+    env = _env_from_example(**SECRETS)
     result = _compose_config(tmp_path, env)
     assert result.returncode == 0, result.stderr
     resolved = yaml.safe_load(result.stdout)
     api_env = resolved["services"]["api"]["environment"]
     assert api_env["DIGITS_DATABASE_URL"] == "postgresql://digits:pw-4f9c1e@postgres:5432/digits"
-    assert api_env["DIGITS_ADMIN_TOKEN"] == "tok-77aa"
+    assert api_env["DIGITS_ADMIN_TOKEN"] == SECRETS["DIGITS_ADMIN_TOKEN"]
+    assert api_env["DIGITS_SECRET_KEY"] == SECRETS["DIGITS_SECRET_KEY"]
     assert api_env["DIGITS_ENV"] == "production"
     assert resolved["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] == "pw-4f9c1e"
     # What the resolved file asks of the API must also pass the app's own production check.
@@ -83,16 +91,9 @@ def test_compose_resolves_with_the_secrets_from_env(tmp_path: Path) -> None:
     assert settings.env == "production"
 
 
-@pytest.mark.parametrize(
-    ("values", "missing"),
-    [
-        ({"DIGITS_ADMIN_TOKEN": "tok-77aa"}, "POSTGRES_PASSWORD"),
-        ({"POSTGRES_PASSWORD": "pw-4f9c1e"}, "DIGITS_ADMIN_TOKEN"),
-    ],
-)
-def test_compose_refuses_to_resolve_without_a_secret(
-    tmp_path: Path, values: dict[str, str], missing: str
-) -> None:
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_compose_refuses_to_resolve_without_a_secret(tmp_path: Path, missing: str) -> None:
+    values = {name: value for name, value in SECRETS.items() if name != missing}
     result = _compose_config(tmp_path, _env_from_example(**values))
     assert result.returncode != 0
     assert f"set {missing} in .env" in result.stderr
@@ -221,7 +222,7 @@ def test_dockerfile_and_compose_run_the_command_the_tests_exercise(raw: dict[str
     argv = _cmd("api")
     assert argv[:2] == ["digits", "serve"]
     assert raw["services"]["api"]["command"][:6] == argv[:6]
-    assert raw["services"]["ui"]["command"] == _cmd("ui") == ["digits", "ui"]
+    assert raw["services"]["ui"]["command"] == _cmd("ui") == ["digits", "ui", "--host", "0.0.0.0"]
     assert raw["services"]["trainer"]["command"] == _cmd("train")
     digits = REPO_ROOT / ".venv" / "bin" / "digits"
     require(digits.exists(), "the project is not installed in .venv")
@@ -254,7 +255,7 @@ def test_env_example_lists_every_setting_and_nothing_else() -> None:
     assert named - expected == set(), ".env.example names settings that do not exist"
     # Nothing secret is filled in.
     for line in text.splitlines():
-        if line.startswith(("POSTGRES_PASSWORD=", "DIGITS_ADMIN_TOKEN=")):
+        if line.startswith(tuple(f"{name}=" for name in SECRETS)):
             assert line.endswith("=")
 
 

@@ -119,7 +119,9 @@ def _client_loop(base: str, stop: threading.Event, ledger: Ledger, seed: int) ->
             for label in labels:
                 try:
                     patched = client.patch(
-                        f"/api/predictions/{prediction_id}", json={"true_label": label}
+                        f"/api/predictions/{prediction_id}",
+                        json={"true_label": label},
+                        headers={"X-Session-Token": body["session_token"]},
                     )
                 except httpx.HTTPError as exc:
                     with ledger.lock:

@@ -56,13 +56,24 @@ def make_api(tmp_path: Path, migrated: Path, shipped_predictor: Predictor) -> Ma
             database_url=f"sqlite:///{database_file}",
             spool_dir=tmp_path / "spool",
             log_json=False,
+            rate_limit=0,
         )
         app = create_app(settings, predictor=predictor, run_maintenance=False)
         with TestClient(app) as app_client:
             transport = InProcess(app_client)
-            client = ApiClient("http://testserver", transport=transport)
-            yield LiveApi(app, client, transport, app.state.store.database, start_clock())
-            client.close()
+            shared = ApiClient("http://testserver", transport=transport)
+            # One person's session, as the UI keeps one per browser.
+            session = shared.create_session()
+            client = shared.with_credentials(session_token=session.session_token)
+            yield LiveApi(
+                app,
+                client,
+                transport,
+                app.state.store.database,
+                start_clock(),
+                session.session_id,
+            )
+            shared.close()
 
     return make
 

@@ -67,6 +67,7 @@ class LiveApi:
     transport: InProcess
     database: Database
     clock: datetime
+    session_id: uuid.UUID | None = None  # the UI client's session, which add() stores under
 
     @property
     def store(self) -> PredictionStore:
@@ -103,6 +104,7 @@ class LiveApi:
             not_a_digit=not_a_digit,
             labelled_at=self.clock if true_label is not None or not_a_digit else None,
             latency_ms=1.0,
+            session_id=self.session_id,
         )
         with self.database.write() as session:
             session.add(row)

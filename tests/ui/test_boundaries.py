@@ -37,4 +37,6 @@ def test_launch_command_runs_this_apps_script_on_the_port() -> None:
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
     assert cmd[4].endswith("digits/ui/app.py")
     assert cmd[cmd.index("--server.port") + 1] == "8765"
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"  # not every interface
+    assert launch.command(8765, "0.0.0.0")[cmd.index("--server.address") + 1] == "0.0.0.0"
     assert cmd[cmd.index("--server.headless") + 1] == "true"

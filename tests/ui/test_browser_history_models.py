@@ -4,9 +4,11 @@ stack (e2e.py). Each page is opened by its own address first, as a bookmark woul
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
 from e2e import ANSWER_TIMEOUT_MS, Stack, shot
 from live_api import LiveApi, promote_a_retraining, start_clock
@@ -21,16 +23,27 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture(scope="module")
-def rows(stack: Stack) -> Iterator[LiveApi]:
+def session(stack: Stack) -> dict[str, str]:
+    """One person's API session: the rows below are theirs, and the browser resumes it."""
+    return dict(httpx.post(f"{stack.api_url}/api/sessions", timeout=30).raise_for_status().json())
+
+
+@pytest.fixture(scope="module")
+def rows(stack: Stack, session: dict[str, str]) -> Iterator[LiveApi]:
     """Writes rows straight into the stack's database (the API reads them from there)."""
     database = Database(stack.database_url)
-    yield LiveApi(None, None, None, database, start_clock())  # type: ignore[arg-type]
+    owner = uuid.UUID(session["session_id"])
+    yield LiveApi(None, None, None, database, start_clock(), owner)  # type: ignore[arg-type]
     database.dispose()
 
 
 @pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
+def page(browser: Browser, stack: Stack, session: dict[str, str]) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # The cookie the UI keeps its session in: this browser is the person the rows belong to.
+    context.add_cookies(
+        [{"name": "digits_session", "value": session["session_token"], "url": stack.ui_url}]
+    )
     page = context.new_page()
     yield page
     context.close()

@@ -207,3 +207,27 @@ def test_malformed_success_answers_are_api_errors(response: httpx.Response) -> N
         client_for(lambda _: response).predict(b"png")
     assert info.value.kind == "invalid"
     assert "does not understand" in str(info.value)
+
+
+def test_a_session_view_sends_its_token_and_the_operator_view_the_admin_token() -> None:
+    seen: list[httpx.Request] = []
+    token = "payload.signature"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path == "/api/sessions":
+            return httpx.Response(201, json={"session_id": PRED_ID, "session_token": token})
+        if request.headers.get("x-session-token") != token:
+            return httpx.Response(401, json={"detail": "send the X-Session-Token header"})
+        return httpx.Response(200, json={"items": [], "total": 0})
+
+    shared = client_for(handler)
+    created = shared.create_session()
+    assert created.session_token == token
+    assert shared.with_credentials(session_token="expired.token").session_is_valid() is False
+    mine = shared.with_credentials(session_token=token)
+    assert mine.session_is_valid() is True
+    operator = shared.with_credentials(session_token=token, admin_token="admin-secret")
+    operator.list_predictions()
+    assert seen[-1].headers["authorization"] == "Bearer admin-secret"
+    assert "x-session-token" not in seen[0].headers  # the shared client itself carries none

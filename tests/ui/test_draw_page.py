@@ -93,7 +93,7 @@ def test_a_stroke_is_predicted_once_with_the_drawing_id(
     [row] = api.rows()
     assert (row.source, row.digit, row.status) == ("canvas", 7, "ok")
     assert str(row.drawing_id) == app.session_state["draw_id"]
-    assert str(row.session_id) == app.session_state["session_id"]
+    assert row.session_id == api.session_id  # the browser's session
     assert len(answer_markdown(app)) == 1
     assert ">7</div>" in answer_markdown(app)[0]
     headline = f"very sure it is a 7 ({present.percent(row.confidence)})"

@@ -201,6 +201,42 @@ def test_phone_touch_draw_correct_and_find_it(browser: Browser, stack: Stack) ->
         context.close()
 
 
+def test_each_browser_sees_its_own_drawings_and_keeps_them_over_a_reload(
+    browser: Browser, stack: Stack
+) -> None:
+    """One API session per person and device: kept in a cookie, so a reload (or a phone waking
+    a sleeping tab) resumes it, and another browser is somebody else."""
+    first = browser.new_context(viewport={"width": 1280, "height": 900})
+    second = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = first.new_page()
+    try:
+        page.goto(stack.ui_url, wait_until="domcontentloaded")
+        draw_with_mouse(page, SEVEN)
+        page.get_by_text("Was it right?").wait_for(timeout=ANSWER_TIMEOUT_MS)
+        mine = page.get_by_text("Showing 1-1 of 1 predictions.")
+        page.goto(f"{stack.ui_url}/history", wait_until="domcontentloaded")
+        mine.wait_for(timeout=ANSWER_TIMEOUT_MS)
+        page.reload(wait_until="domcontentloaded")
+        mine.wait_for(timeout=ANSWER_TIMEOUT_MS)
+        shot(page, "session-reloaded-history")
+
+        other = second.new_page()
+        other.goto(f"{stack.ui_url}/history", wait_until="domcontentloaded")
+        other.get_by_text("No predictions match these filters yet.").wait_for(
+            timeout=ANSWER_TIMEOUT_MS
+        )
+        shot(other, "session-other-browser-history")
+        with sqlite3.connect(stack.database) as db:
+            sessions = db.execute("SELECT COUNT(DISTINCT id) FROM sessions").fetchone()[0]
+        assert sessions >= 2
+    except BaseException:
+        shot(page, "session-failure")
+        raise
+    finally:
+        first.close()
+        second.close()
+
+
 def test_a_drawn_letter_is_not_a_digit(browser: Browser, stack: Stack) -> None:
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -247,6 +283,8 @@ def test_statistics_page_shows_what_the_api_counts(browser: Browser, stack: Stac
     page in Chromium. Other tests in this module share the database, so what this one sent is
     checked as the change in GET /api/stats, and the page against GET /api/stats itself."""
     api = httpx.Client(base_url=stack.api_url, timeout=ANSWER_TIMEOUT_MS / 1000)
+    session = api.post("/api/sessions").raise_for_status().json()
+    api.headers["X-Session-Token"] = session["session_token"]
     before = api.get("/api/stats").raise_for_status().json()
     answers = []
     for name, image in [
@@ -281,6 +319,11 @@ def test_statistics_page_shows_what_the_api_counts(browser: Browser, stack: Stac
     assert after["confusion_matrix"] == confusion
 
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # The browser resumes the API client's session (the UI keeps it in this cookie), so the
+    # page's "your latest predictions" are the four sent above.
+    context.add_cookies(
+        [{"name": "digits_session", "value": session["session_token"], "url": stack.ui_url}]
+    )
     page = context.new_page()
     try:
         page.goto(f"{stack.ui_url}/statistics", wait_until="domcontentloaded")
@@ -314,8 +357,8 @@ def test_statistics_page_shows_what_the_api_counts(browser: Browser, stack: Stac
                 if count:
                     cell = f"Model's answer: {predicted}; True digit: {true}; Count: {count};"
                     expect(page.locator(f'[aria-label^="{cell}"]')).to_have_count(1)
-        shown = min(after["total"], RECENT_LIMIT)
-        expect(page.get_by_text(f"Confidence of the latest predictions ({shown})")).to_be_visible()
+        shown = min(len(answers), RECENT_LIMIT)
+        expect(page.get_by_text(f"Confidence of your latest predictions ({shown})")).to_be_visible()
     except BaseException:
         shot(page, "statistics-failure")
         raise

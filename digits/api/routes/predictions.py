@@ -19,6 +19,7 @@ from fastapi import (
     File,
     Form,
     Query,
+    Request,
     Response,
     UploadFile,
 )
@@ -28,6 +29,7 @@ from starlette.types import Scope
 
 from digits.api.deps import PredictorDep, SettingsDep, StoreDep
 from digits.api.images import decode_base64_image
+from digits.api.sessions import CallerDep, PredictionSessionDep
 from digits.api.store import PredictionStore
 from digits.db import queries
 from digits.errors import NotFoundError, PredictionNotFoundError, UnsupportedMediaTypeError
@@ -37,6 +39,7 @@ from digits.schemas import (
     DigitLabelIn,
     ErrorOut,
     HistoryFilter,
+    PredictionCreated,
     PredictionJsonIn,
     PredictionOut,
     PredictionPage,
@@ -48,6 +51,7 @@ router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
 _WHY = {
     400: "The body could not be parsed (malformed JSON text or form)",
+    401: "No X-Session-Token (or admin token), or an unknown, expired or deleted one",
     404: "No prediction with this id",
     413: "Body or image over the configured limit",
     415: "Not a PNG or JPEG, or a body of another content type",
@@ -85,40 +89,57 @@ class Predictions:
     """The one road from image bytes to the 201: predict, then store."""
 
     def __init__(
-        self, predictor: PredictorDep, settings: SettingsDep, store: StoreDep, response: Response
+        self,
+        predictor: PredictorDep,
+        settings: SettingsDep,
+        store: StoreDep,
+        session: PredictionSessionDep,
+        request: Request,
+        response: Response,
     ) -> None:
         self.predictor = predictor  # read once: a model swap cannot change it halfway
         self.settings = settings
         self.store = store
+        self.session_id, self.new_token = session
+        self.large_images = request.app.state.large_images
         self.response = response
 
-    def create(self, data: bytes, submission: Submission) -> PredictionRecord:
+    async def create(self, data: bytes, submission: Submission) -> PredictionCreated:
         # Model and insert run here, on the event loop, one request at a time per worker as in
         # a sync worker. Handing them to a thread cost a worker more CPU than the work itself
         # under load (GIL hand-offs, thread wake-ups); docs/api.md has the figures.
-        # Concurrency comes from the workers.
+        # Concurrency comes from the workers. Only a large image is decoded elsewhere.
+        pixels, stored = await self.large_images.prepare(data)
         prediction = self.predictor.predict_drawing(
-            data,
+            pixels,
             limits=self.settings.input_limits,
             stored_max_side=self.settings.stored_image_max_side,
+            stored=stored,
         )
-        record = self.store.save_prediction(prediction, submission)
+        record = self.store.save_prediction(prediction, submission, session_id=self.session_id)
         self.response.headers["Location"] = f"/api/predictions/{record.id}"
-        return record
+        answer = record.model_dump(include=set(PredictionOut.model_fields))
+        return PredictionCreated(**answer, session_token=self.new_token)
 
 
 async def get_predictions(
-    predictor: PredictorDep, settings: SettingsDep, store: StoreDep, response: Response
+    predictor: PredictorDep,
+    settings: SettingsDep,
+    store: StoreDep,
+    session: PredictionSessionDep,
+    request: Request,
+    response: Response,
 ) -> Predictions:
     # async: FastAPI would build the class itself in a worker thread, a hand-off per request.
-    return Predictions(predictor, settings, store, response)
+    return Predictions(predictor, settings, store, session, request, response)
 
 
 PredictionsDep = Annotated[Predictions, Depends(get_predictions)]
 _POST: dict[str, Any] = {
     "status_code": 201,
-    "response_model": PredictionOut,
-    "responses": _errors(400, 413, 415, 422, 503),
+    "response_model": PredictionCreated,
+    "response_model_exclude_none": True,  # session_token only for a new session
+    "responses": _errors(400, 401, 413, 415, 422, 503),
     "summary": "Predict the digit in an image and store the prediction",
 }
 
@@ -133,30 +154,30 @@ async def create_from_form(
     form: Annotated[Submission, Form()],
     _: SubmissionQuery,
     predictions: PredictionsDep,
-) -> PredictionRecord:
-    return predictions.create(await image.read(), form)
+) -> PredictionCreated:
+    return await predictions.create(await image.read(), form)
 
 
 async def create_from_json(
     body: PredictionJsonIn, _: SubmissionQuery, predictions: PredictionsDep
-) -> PredictionRecord:
-    return predictions.create(decode_base64_image(body.image), body)
+) -> PredictionCreated:
+    return await predictions.create(decode_base64_image(body.image), body)
 
 
 async def create_from_png(
     data: Annotated[bytes, Body(media_type="image/png")],
     submission: SubmissionQuery,
     predictions: PredictionsDep,
-) -> PredictionRecord:
-    return predictions.create(data, submission)
+) -> PredictionCreated:
+    return await predictions.create(data, submission)
 
 
 async def create_from_jpeg(
     data: Annotated[bytes, Body(media_type="image/jpeg")],
     submission: SubmissionQuery,
     predictions: PredictionsDep,
-) -> PredictionRecord:
-    return predictions.create(data, submission)
+) -> PredictionCreated:
+    return await predictions.create(data, submission)
 
 
 async def refuse_media_type() -> None:
@@ -192,52 +213,62 @@ router.add_api_route(
 
 
 @router.patch(
-    "/{prediction_id}", response_model=PredictionRecord, responses=_errors(400, 404, 413, 503)
+    "/{prediction_id}", response_model=PredictionRecord, responses=_errors(400, 401, 404, 413, 503)
 )
 def correct_prediction(
     prediction_id: uuid.UUID,
     correction: Annotated[CorrectionIn, Body()],
     store: StoreDep,
     settings: SettingsDep,
+    caller: CallerDep,
     background: BackgroundTasks,
 ) -> PredictionRecord:
     """Record or change the digit the user says was drawn, or that it is not a digit."""
     true_label = correction.true_label if isinstance(correction, DigitLabelIn) else None
-    record = store.label(prediction_id, true_label)
+    record = store.label(prediction_id, true_label, owner=caller.session_id)
     if settings.retrain_after:  # maybe queue a retraining, once the answer has gone
         background.add_task(jobs.enqueue_if_due, store.database, settings.retrain_after)
     return record
 
 
-@router.get("", response_model=PredictionPage, responses=_errors(503))
-def list_predictions(store: StoreDep, query: Annotated[HistoryFilter, Query()]) -> PredictionPage:
-    """Stored predictions, newest first."""
+@router.get("", response_model=PredictionPage, responses=_errors(401, 503))
+def list_predictions(
+    store: StoreDep, caller: CallerDep, query: Annotated[HistoryFilter, Query()]
+) -> PredictionPage:
+    """The caller's stored predictions (the admin's: everyone's), newest first."""
     with store.database.read() as session:
-        rows, total = queries.list_predictions(session, query=query)
+        rows, total = queries.list_predictions(session, query=query, owner=caller.session_id)
         items = [PredictionRecord.model_validate(row, from_attributes=True) for row in rows]
     return PredictionPage(items=items, total=total)
 
 
-@router.get("/{prediction_id}", response_model=PredictionRecord, responses=_errors(404, 503))
-def get_prediction(prediction_id: uuid.UUID, store: StoreDep) -> PredictionRecord:
-    return store.get(prediction_id)
+@router.get("/{prediction_id}", response_model=PredictionRecord, responses=_errors(401, 404, 503))
+def get_prediction(
+    prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep
+) -> PredictionRecord:
+    return store.get(prediction_id, owner=caller.session_id)
 
 
 class ImageRemovedError(NotFoundError):
     """The prediction is stored, but its drawing was dropped by the retention policy."""
 
 
-def _png(store: PredictionStore, prediction_id: uuid.UUID, kind: queries.ImageKind) -> Response:
+def _png(
+    store: PredictionStore,
+    prediction_id: uuid.UUID,
+    kind: queries.ImageKind,
+    owner: uuid.UUID | None,
+) -> Response:
     with store.database.read() as session:
         try:
-            data = queries.get_png(session, prediction_id=prediction_id, kind=kind)
+            data = queries.get_png(session, prediction_id=prediction_id, kind=kind, owner=owner)
         except LookupError:
             data = None
             missing = True
         else:
             missing = False
     if missing:
-        store.get(prediction_id)  # answers 503 for a spooled prediction, else 404
+        store.get(prediction_id, owner=owner)  # answers 503 for a spooled prediction, else 404
         raise PredictionNotFoundError(prediction_id)
     if data is None:
         raise ImageRemovedError("the stored drawing was removed by the retention policy")
@@ -254,15 +285,17 @@ _PNG: dict[int | str, dict[str, Any]] = {
 @router.get(
     "/{prediction_id}/image",
     response_class=Response,
-    responses=_PNG | _errors(404, 503),
+    responses=_PNG | _errors(401, 404, 503),
 )
-def get_image(prediction_id: uuid.UUID, store: StoreDep) -> Response:
+def get_image(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> Response:
     """The submitted drawing as stored (PNG, at most DIGITS_STORED_IMAGE_MAX_SIDE per side);
     404 also once the retention policy dropped it."""
-    return _png(store, prediction_id, "image")
+    return _png(store, prediction_id, "image", caller.session_id)
 
 
-@router.get("/{prediction_id}/input", response_class=Response, responses=_PNG | _errors(404, 503))
-def get_input(prediction_id: uuid.UUID, store: StoreDep) -> Response:
+@router.get(
+    "/{prediction_id}/input", response_class=Response, responses=_PNG | _errors(401, 404, 503)
+)
+def get_input(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> Response:
     """The 28x28 image the model read (PNG, white ink on black)."""
-    return _png(store, prediction_id, "input")
+    return _png(store, prediction_id, "input", caller.session_id)

@@ -184,15 +184,12 @@ def _predict(
     _set(flow, EMPTY, False)
     st.session_state.pop(error_key(flow), None)
     drawing_id = st.session_state.get("draw_id") if flow == "draw" else None
-    # One id per browser session: retraining holds out, and caps, whole sessions.
-    session_id = st.session_state.setdefault("session_id", str(uuid.uuid4()))
     try:
         with st.spinner("Reading the digit..."):
             prediction = client.predict(
                 image,
                 source=source,
                 drawing_id=drawing_id,
-                session_id=session_id,
                 filename=filename,
                 content_type=content_type,
             )

@@ -15,7 +15,7 @@ import streamlit as st
 from digits.schemas import NUM_DIGITS, HistoryFilter, Outcome, PredictionRecord, Status
 from digits.ui import present
 from digits.ui.client import ApiClient, ApiError
-from digits.ui.session import flash, get_client, show_error, show_flash
+from digits.ui.session import ADMIN_KEY, flash, get_client, show_error, show_flash
 
 PAGE_SIZES = (10, 20, 50)
 EXPORT_BATCH = 100
@@ -42,6 +42,7 @@ NOT_A_DIGIT_OPTION = NUM_DIGITS  # after the ten digits in the label choice
 def render() -> None:
     st.title("History")
     show_flash()
+    _operator_view()
     client = get_client()
     filters, size = _filters()
     page_no = max(1, int(st.session_state.get(PAGE_KEY, 1)))
@@ -89,6 +90,19 @@ def render() -> None:
         on_click="ignore",
         help="All predictions matching the filters, not only this page",
     )
+
+
+def _operator_view() -> None:
+    """This device's drawings, or with the admin token every session's: the operator's view."""
+    with st.expander("Operator view", icon=":material/admin_panel_settings:"):
+        st.text_input(
+            "Admin token",
+            type="password",
+            key=ADMIN_KEY,
+            help="DIGITS_ADMIN_TOKEN: shows and corrects every session's drawings",
+        )
+    if st.session_state.get(ADMIN_KEY):
+        st.info("Operator view: every session's drawings.", icon=":material/visibility:")
 
 
 def _to_first_page() -> None:

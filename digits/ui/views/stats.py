@@ -1,4 +1,5 @@
-"""How well the model does on what people draw here, from their corrections: charts first."""
+"""How well the model does on what people draw here, from their corrections: charts first.
+The totals are everyone's; the latest predictions are this device's session's own."""
 
 from __future__ import annotations
 
@@ -34,11 +35,11 @@ def render() -> None:
     st.subheader("How sure the model is")
     hist_col, rel_col = st.columns(2, gap="large")
     with hist_col:
-        st.markdown(f"**Confidence of the latest predictions** ({len(recent)})")
+        st.markdown(f"**Confidence of your latest predictions** ({len(recent)})")
         st.altair_chart(
             charts.confidence_histogram([r.confidence for r in recent]),
             width="stretch",
-            alt="Histogram of the confidence of recent predictions",
+            alt="Histogram of the confidence of your recent predictions",
         )
     with rel_col:
         st.markdown("**Reliability: stated confidence against accuracy**")
@@ -51,7 +52,10 @@ def render() -> None:
             st.caption("On the dashed diagonal, a 90% answer is right 9 times in 10.")
         else:
             st.caption("Appears once some predictions are labelled.")
-    st.subheader("Predictions over time")
+    st.subheader("Your predictions over time")
+    if not recent:
+        st.caption("Appears once you have drawn on this device.")
+        return
     span = max(r.created_at for r in recent) - min(r.created_at for r in recent)
     unit = "hours" if span.days < 3 else "days"
     st.altair_chart(
@@ -59,7 +63,7 @@ def render() -> None:
         width="stretch",
         alt=f"Bar chart of predictions per {unit[:-1]}",
     )
-    st.caption(f"The latest {len(recent)} predictions, per {unit[:-1]} (UTC).")
+    st.caption(f"Your latest {len(recent)} predictions, per {unit[:-1]} (UTC).")
 
 
 def _recent(client: ApiClient) -> list[PredictionRecord]:

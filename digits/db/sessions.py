@@ -1,0 +1,83 @@
+"""Writes and reads on server-issued sessions. Session first, everything else keyword-only.
+
+Callers own the transaction (``Database.write()`` / ``Database.read()``); nothing here commits.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from digits.db.models import PredictionRow, SessionRow
+
+# last_seen_at is written at most this often per session: expiry is counted in days, and a
+# write on every request would double the hot path's statements.
+TOUCH_INTERVAL = timedelta(hours=1)
+# Every request with a token reads this: built once, so SQLAlchemy reuses its compiled form.
+_STANDING = select(SessionRow.last_seen_at, SessionRow.deleted_at).where(
+    SessionRow.id == bindparam("session_id")
+)
+
+
+class Standing(enum.Enum):
+    VALID = "valid"
+    EXPIRED = "expired"
+    DELETED = "deleted"
+
+
+def standing(
+    connection: Connection | Session,
+    *,
+    session_id: uuid.UUID,
+    issued_at: datetime,
+    now: datetime,
+    ttl: timedelta,
+) -> tuple[Standing, bool]:
+    """Whether the session may act, and whether its use should be recorded (``use``)."""
+    found = connection.execute(_STANDING, {"session_id": session_id}).first()
+    if found is None:  # never used since it was issued (maybe while the database was down)
+        if issued_at + ttl < now:
+            return Standing.EXPIRED, False
+        return Standing.VALID, True
+    last_seen_at, deleted_at = found
+    if deleted_at is not None:
+        return Standing.DELETED, False
+    if last_seen_at + ttl < now:
+        return Standing.EXPIRED, False
+    return Standing.VALID, now - last_seen_at >= TOUCH_INTERVAL
+
+
+def use(session: Session, *, session_id: uuid.UUID, issued_at: datetime, now: datetime) -> None:
+    """Record that the session was used now (its first use creates its row)."""
+    touched = session.execute(
+        update(SessionRow)
+        .where(SessionRow.id == session_id, SessionRow.deleted_at.is_(None))
+        .values(last_seen_at=now)
+    )
+    if touched.rowcount:  # type: ignore[attr-defined]
+        return
+    try:
+        with session.begin_nested():
+            session.add(SessionRow(id=session_id, created_at=issued_at, last_seen_at=now))
+    except IntegrityError:
+        pass  # a concurrent first use (or a deletion) made the row
+
+
+def delete_session(session: Session, *, session_id: uuid.UUID, now: datetime) -> bool:
+    """Delete the session's predictions and refuse its token from now on. False when nothing
+    is known of it: no live session and no predictions."""
+    result = session.execute(delete(PredictionRow).where(PredictionRow.session_id == session_id))
+    deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    row = session.get(SessionRow, session_id)
+    live = row is not None and row.deleted_at is None
+    if row is None and deleted:
+        session.add(SessionRow(id=session_id, created_at=now, last_seen_at=now, deleted_at=now))
+    elif row is not None and live:
+        row.deleted_at = now
+    session.flush()
+    return live or deleted > 0
