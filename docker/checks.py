@@ -70,7 +70,7 @@ print("done", flush=True)
 # tests/loop/test_retrain_e2e.py does; a candidate fine-tuned on them passes the promotion gate.
 # Prints the number of corrections.
 SEED = r"""
-import sys, uuid
+import sys
 import httpx
 import numpy as np
 from digits.synth import drawings, glyphs
@@ -91,15 +91,20 @@ def ordinary(seed):
     return drawings.draw(strokes, drawings.random_look(rng, "normal")), digit
 
 sent = [backwards_three(i) for i in range(200)] + [ordinary(i) for i in range(60)]
-users = [str(uuid.uuid4()) for _ in range(sessions)]
+# A token-less POST starts a session; its token keeps the user's next drawings in it.
+tokens = [None] * sessions
 with httpx.Client(base_url=url, timeout=30, trust_env=False) as client:
     for i, (image, label) in enumerate(sent):
-        posted = client.post("/api/predictions",
+        token = tokens[i % sessions]
+        headers = {"X-Session-Token": token} if token else {}
+        posted = client.post("/api/predictions", headers=headers,
                              files={"image": ("d.png", drawings.to_png(image), "image/png")},
-                             data={"source": "canvas", "session_id": users[i % sessions]})
+                             data={"source": "canvas"})
         posted.raise_for_status()
-        client.patch(f"/api/predictions/{posted.json()['id']}",
-                     json={"true_label": label}).raise_for_status()
+        body = posted.json()
+        tokens[i % sessions] = token = body.get("session_token") or token
+        client.patch(f"/api/predictions/{body['id']}", json={"true_label": label},
+                     headers={"X-Session-Token": token}).raise_for_status()
 print(len(sent))
 """
 
