@@ -8,10 +8,17 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support import CHROMIUM, POSTGRES_ADMIN_URL, SHARED_MNIST, postgres_reachable, require
+
+from digits.db.migrate import upgrade_head
+from digits.db.session import Database
+from digits.db.testing import temporary_postgres_database
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +38,23 @@ def postgres_url() -> str:
 def chromium_path() -> str:
     require(shutil.which(CHROMIUM) is not None, f"Chromium is not installed at {CHROMIUM}")
     return CHROMIUM
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of each backend (SQLite always; PostgreSQL where one runs)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
+        upgrade_head(url)
+        yield url
+        return
+    with temporary_postgres_database(request.getfixturevalue("postgres_url")) as url:
+        upgrade_head(url)
+        yield url
+
+
+@pytest.fixture
+def database(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    yield db
+    db.dispose()

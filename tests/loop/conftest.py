@@ -10,15 +10,11 @@ import pytest
 import torch
 
 from digits import checkpoint as ckpt
-from digits.db.migrate import upgrade_head
 from digits.db.session import Database
-from digits.db.testing import temporary_postgres_database
 from digits.loop.registry import Registry
 from digits.model import DigitNet
 
 MakeCheckpoint = Callable[[int], Path]
-
-BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
 @pytest.fixture
@@ -37,18 +33,6 @@ def make_checkpoint(tmp_path: Path) -> MakeCheckpoint:
 @pytest.fixture
 def shipped(make_checkpoint: MakeCheckpoint) -> Path:
     return make_checkpoint(0)
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
-        upgrade_head(url)
-        yield url
-        return
-    with temporary_postgres_database(request.getfixturevalue("postgres_url")) as url:
-        upgrade_head(url)
-        yield url
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ The trainer itself with a stand-in for the (slow, separately tested) retraining.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,28 +15,10 @@ from sqlalchemy import update
 
 from digits.config import Settings
 from digits.db import crud
-from digits.db.migrate import upgrade_head
 from digits.db.models import PredictionRow, RetrainJobRow, RetrainLeaseRow, utcnow
 from digits.db.session import Database
-from digits.db.testing import temporary_postgres_database
 from digits.loop import jobs, trainer
 from digits.loop import registry as registry_module
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
-        upgrade_head(url)
-        db = Database(url)
-        yield db
-        db.dispose()
-        return
-    with temporary_postgres_database(request.getfixturevalue("postgres_url")) as url:
-        upgrade_head(url)
-        db = Database(url)
-        yield db
-        db.dispose()
 
 
 def add_corrections(database: Database, n: int) -> list[uuid.UUID]:
