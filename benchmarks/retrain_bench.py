@@ -27,10 +27,8 @@ import numpy as np
 
 from digits import preprocess
 from digits.data import pen
-from digits.db import crud
 from digits.db.migrate import upgrade_head
-from digits.db.models import PredictionRow, utcnow
-from digits.db.session import Database
+from digits.db.testing import store_corrections
 
 SESSIONS = uuid.UUID("0b7c3e9a-41d2-4f5e-8a6b-2d9c1e7f3a54")
 
@@ -50,34 +48,6 @@ def draw(corrections: int, seed: int, cache: Path | None) -> tuple[np.ndarray, n
     return inputs, labels
 
 
-def store(url: str, inputs: np.ndarray, labels: np.ndarray, sessions: int) -> None:
-    database = Database(url)
-    try:
-        with database.write() as session:
-            for i, (label, x) in enumerate(zip(labels, inputs, strict=True)):
-                new = PredictionRow(
-                    id=uuid.uuid4(),
-                    created_at=utcnow(),
-                    digit=0,
-                    confidence=1.0,
-                    probabilities=[0.1] * 10,
-                    status="ok",
-                    source="canvas",
-                    drawing_id=None,
-                    model_version="bench",
-                    image_png=None,
-                    input_png=preprocess.input_to_png(x),
-                    latency_ms=1.0,
-                    session_id=uuid.uuid5(SESSIONS, str(i * sessions // len(labels))),
-                )
-                crud.record_prediction(session, row=new)
-                crud.set_label(
-                    session, prediction_id=new.id, true_label=int(label), labelled_at=utcnow()
-                )
-    finally:
-        database.dispose()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corrections", type=int, default=7500)
@@ -92,7 +62,10 @@ def main() -> int:
     upgrade_head(url)
     started = time.perf_counter()
     inputs, labels = draw(args.corrections, args.seed, args.drawings)
-    store(url, inputs, labels, args.sessions)
+    sessions = [
+        uuid.uuid5(SESSIONS, str(i * args.sessions // len(labels))) for i in range(len(labels))
+    ]
+    store_corrections(url, inputs, labels, sessions, model_version="bench")
     sys.stderr.write(f"stored {len(labels)} corrections in {time.perf_counter() - started:.0f} s\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGITS_")} | {
         "DIGITS_DATA_DIR": str(root / "data"),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.engine import URL, make_url
 
-from digits.db.session import make_engine, normalize_url
+from digits import preprocess
+from digits.db import crud
+from digits.db.models import PredictionRow, utcnow
+from digits.db.session import Database, make_engine, normalize_url
 
 
 @contextmanager
@@ -36,3 +40,40 @@ def temporary_postgres_database(
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         engine.dispose()
+
+
+def store_corrections(
+    url: str,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    sessions: Sequence[uuid.UUID | None],
+    *,
+    model_version: str = "test",
+) -> None:
+    """Labelled predictions of 28x28 ``inputs``, stored and labelled as the API stores them; a
+    session of None is anonymous."""
+    database = Database(url)
+    try:
+        with database.write() as session:
+            for x, label, session_id in zip(inputs, labels, sessions, strict=True):
+                row = PredictionRow(
+                    id=uuid.uuid4(),
+                    created_at=utcnow(),
+                    digit=0,
+                    confidence=1.0,
+                    probabilities=[0.1] * 10,
+                    status="ok",
+                    source="canvas",
+                    drawing_id=None,
+                    model_version=model_version,
+                    image_png=None,
+                    input_png=preprocess.input_to_png(x),
+                    latency_ms=1.0,
+                    session_id=session_id,
+                )
+                crud.record_prediction(session, row=row)
+                crud.set_label(
+                    session, prediction_id=row.id, true_label=int(label), labelled_at=utcnow()
+                )
+    finally:
+        database.dispose()

@@ -9,13 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digits import preprocess
 from digits.config import Settings
 from digits.data import mnist
-from digits.db import crud
 from digits.db.migrate import upgrade_head
-from digits.db.models import PredictionRow, utcnow
-from digits.db.session import Database
+from digits.db.testing import store_corrections
 from digits.loop import gate, retrain
 from digits.loop import registry as registry_module
 from digits.loop.report import summary_line
@@ -216,35 +213,6 @@ def test_without_enough_corrections_nothing_is_trained(
     assert line["evidence_sessions"] == 0 and line["folds"] == []
     index = registry_module.Registry.from_settings(settings).read()
     assert list(index.models) == [index.active]  # the shipped weights only
-
-
-def store_corrections(url: str, images: np.ndarray, labels: np.ndarray, sessions: list) -> None:
-    """Labelled predictions as the API stores them; a session of None is anonymous."""
-    database = Database(url)
-    try:
-        with database.write() as session:
-            for image, label, session_id in zip(images, labels, sessions, strict=True):
-                new = PredictionRow(
-                    id=uuid.uuid4(),
-                    created_at=utcnow(),
-                    digit=0,
-                    confidence=1.0,
-                    probabilities=[0.1] * 10,
-                    status="ok",
-                    source="canvas",
-                    drawing_id=None,
-                    model_version="test",
-                    image_png=None,
-                    input_png=preprocess.input_to_png(image),
-                    latency_ms=1.0,
-                    session_id=session_id,
-                )
-                crud.record_prediction(session, row=new)
-                crud.set_label(
-                    session, prediction_id=new.id, true_label=int(label), labelled_at=utcnow()
-                )
-    finally:
-        database.dispose()
 
 
 @pytest.mark.slow  # six fine-tunes and MNIST test framed: a minute or two on two cores
