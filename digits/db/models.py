@@ -112,7 +112,20 @@ def row_from_json(model: type[_Row], fields: dict[str, Any]) -> _Row:
     return model(**values)
 
 
-class PredictionRow(Base):
+class Submitted:
+    """The columns of a submitted drawing, shared by a single digit's row and a number's."""
+
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    drawing_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # The server-issued session: only it (and the admin) may read or label the row, and
+    # retraining holds out and caps whole sessions.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    model_version: Mapped[str] = mapped_column(String(128), nullable=False)
+    # The submitted drawing, re-encoded as a size-capped PNG; NULL once retention dropped it.
+    image_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class PredictionRow(Submitted, Base):
     __tablename__ = "predictions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
@@ -121,13 +134,6 @@ class PredictionRow(Base):
     confidence: Mapped[float] = mapped_column(Float, nullable=False)
     probabilities: Mapped[list[float]] = mapped_column(JSON, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
-    source: Mapped[str] = mapped_column(String(16), nullable=False)
-    drawing_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    # The browser session (a UUID the client made): retraining holds out and caps whole sessions.
-    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    model_version: Mapped[str] = mapped_column(String(128), nullable=False)
-    # The submitted drawing, re-encoded as a size-capped PNG; NULL once retention dropped it.
-    image_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # The 28x28 the model saw, kept forever with the label: it is the next model's training data.
     input_png: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
     true_label: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
@@ -187,7 +193,7 @@ class SessionRow(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
-class NumberRow(Base):
+class NumberRow(Submitted, Base):
     """A whole written number (digits.read.numbers). Each digit is a PredictionRow with this
     row's id, so statistics and retraining see the digits as they see single drawings."""
 
@@ -198,12 +204,6 @@ class NumberRow(Base):
     number: Mapped[str] = mapped_column(String(32), nullable=False)  # every piece's best digit
     confidence: Mapped[float] = mapped_column(Float, nullable=False)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
-    source: Mapped[str] = mapped_column(String(16), nullable=False)
-    drawing_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
-    model_version: Mapped[str] = mapped_column(String(128), nullable=False)
-    # The submitted drawing, re-encoded as a size-capped PNG; NULL once retention dropped it.
-    image_png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # The strokes sent beside the drawing, if any, in its pixels.
     strokes: Mapped[list[list[list[float]]] | None] = mapped_column(JSON, nullable=True)
     # The user's answer: the right number (any length), or that it is no number at all.

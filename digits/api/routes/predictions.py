@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import (
@@ -29,11 +30,14 @@ from starlette.types import Scope
 
 from digits.api.deps import PredictorDep, SettingsDep, StoreDep
 from digits.api.images import decode_base64_image
+from digits.api.large_images import LargeImages
 from digits.api.sessions import CallerDep, PredictionSessionDep
 from digits.api.store import PredictionStore
+from digits.config import Settings
 from digits.db import queries
 from digits.errors import NotFoundError, PredictionNotFoundError, UnsupportedMediaTypeError
 from digits.loop import jobs
+from digits.predict import Predictor
 from digits.schemas import (
     CorrectionIn,
     DigitLabelIn,
@@ -85,24 +89,16 @@ def _accepting(media_types: frozenset[str] | None) -> type[APIRoute]:
     return ContentTypeRoute
 
 
+@dataclass
 class Predictions:
     """The one road from image bytes to the 201: predict, then store."""
 
-    def __init__(
-        self,
-        predictor: PredictorDep,
-        settings: SettingsDep,
-        store: StoreDep,
-        session: PredictionSessionDep,
-        request: Request,
-        response: Response,
-    ) -> None:
-        self.predictor = predictor  # read once: a model swap cannot change it halfway
-        self.settings = settings
-        self.store = store
-        self.session_id, self.new_token = session
-        self.large_images = request.app.state.large_images
-        self.response = response
+    predictor: Predictor  # read once: a model swap cannot change it halfway
+    settings: Settings
+    store: PredictionStore
+    session: tuple[uuid.UUID, str | None]  # the session, and its token when it is new
+    large_images: LargeImages
+    response: Response
 
     async def create(self, data: bytes, submission: Submission) -> PredictionCreated:
         # Model and insert run here, on the event loop, one request at a time per worker as in
@@ -116,10 +112,11 @@ class Predictions:
             stored_max_side=self.settings.stored_image_max_side,
             stored=stored,
         )
-        record = self.store.save_prediction(prediction, submission, session_id=self.session_id)
+        session_id, new_token = self.session
+        record = self.store.save_prediction(prediction, submission, session_id=session_id)
         self.response.headers["Location"] = f"/api/predictions/{record.id}"
         answer = record.model_dump(include=set(PredictionOut.model_fields))
-        return PredictionCreated(**answer, session_token=self.new_token)
+        return PredictionCreated(**answer, session_token=new_token)
 
 
 async def get_predictions(
@@ -131,7 +128,9 @@ async def get_predictions(
     response: Response,
 ) -> Predictions:
     # async: FastAPI would build the class itself in a worker thread, a hand-off per request.
-    return Predictions(predictor, settings, store, session, request, response)
+    return Predictions(
+        predictor, settings, store, session, request.app.state.large_images, response
+    )
 
 
 PredictionsDep = Annotated[Predictions, Depends(get_predictions)]
