@@ -111,8 +111,7 @@ class SessionAuthority:
             return session_id
         now = utcnow()
         try:
-            # A Core connection, not an ORM session: this read comes with every request.
-            with self.database.engine.connect() as connection:
+            with self.database.read_one() as connection:
                 standing, record_use = session_rows.standing(
                     connection, session_id=session_id, issued_at=issued_at, now=now, ttl=self.ttl
                 )

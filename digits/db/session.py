@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic_core
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -136,6 +136,16 @@ class Database:
     def read(self) -> Iterator[Session]:
         with self._sessions() as session:
             yield session
+
+    @contextmanager
+    def read_one(self) -> Iterator[Connection]:
+        """A Core connection for one read statement, run in autocommit on PostgreSQL: no BEGIN
+        and ROLLBACK round trips around it. For the session check that comes with every
+        request (digits.api.sessions)."""
+        with self.engine.connect() as connection:
+            if not self.is_sqlite:
+                connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
 
     @contextmanager
     def write(self, *, one_statement: bool = False) -> Iterator[Session]:
