@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from digits.api.metrics import Metrics
 from digits.db import crud
+from digits.db import sessions as session_rows
 from digits.db.models import PredictionRow, row_from_json, row_to_json, utcnow
 from digits.db.session import Database, is_connection_error
 from digits.db.spool import Applied, Entry, Spool
@@ -34,8 +35,9 @@ logger = logging.getLogger(__name__)
 
 RECENT_LIMIT = 10_000
 REPLAY_BATCH = 200
-# A spooled correction: the label columns but not_a_digit, which a null true_label implies.
-_LABEL_ENTRY = frozenset({"id", "true_label", "labelled_at"})
+# A spooled correction: the label columns but not_a_digit, which a null true_label implies,
+# and the row's session, so that a correction of a since deleted session is dropped.
+_LABEL_ENTRY = frozenset({"id", "session_id", "true_label", "labelled_at"})
 
 
 def _owned(record: PredictionRecord | None, owner: uuid.UUID | None) -> PredictionRecord | None:
@@ -82,8 +84,10 @@ def _prediction_entry(row: PredictionRow) -> Entry:
     return {"op": "prediction", **row_to_json(row, only=row.IDENTITY | frozenset(row.content()))}
 
 
-def _label_entry(prediction_id: uuid.UUID, true_label: int | None, at: datetime) -> Entry:
-    row = PredictionRow(id=prediction_id, true_label=true_label, labelled_at=at)
+def _label_entry(record: PredictionRecord, true_label: int | None, at: datetime) -> Entry:
+    row = PredictionRow(
+        id=record.id, session_id=record.session_id, true_label=true_label, labelled_at=at
+    )
     return {"op": "label", **row_to_json(row, only=_LABEL_ENTRY)}
 
 
@@ -221,7 +225,7 @@ class PredictionStore:
                 "the database is unavailable and this prediction is not known to this server; "
                 "try the correction again in a moment"
             )
-        self._spool(_label_entry(prediction_id, true_label, labelled_at))
+        self._spool(_label_entry(known, true_label, labelled_at))
         self.metrics.corrections.inc()
         record = _labelled(known, true_label, labelled_at)
         self._remember(record)
@@ -279,21 +283,21 @@ class PredictionStore:
         op, key = entry.get("op"), entry.get("id", "")
         if key in deferred:
             return Applied.DEFERRED  # keep later entries of the same id behind the first
+        if op not in ("prediction", "label"):
+            logger.error("dropping an unknown spool entry", extra={"op": op})
+            return Applied.DONE
+        row = row_from_json(PredictionRow, entry)
+        if row.session_id is not None and session_rows.is_deleted(session, row.session_id):
+            # Deleted while this write waited in a spool: what the person deleted stays deleted.
+            return Applied.DONE
         if op == "prediction":
-            crud.upsert_prediction(session, row=row_from_json(PredictionRow, entry))
+            crud.upsert_prediction(session, row=row)
             return Applied.DONE
-        if op == "label":
-            label = row_from_json(PredictionRow, entry)
-            assert label.labelled_at is not None  # every label entry has its time
-            found = crud.apply_spooled_label(
-                session,
-                prediction_id=label.id,
-                true_label=label.true_label,
-                labelled_at=label.labelled_at,
-            )
-            if found is None:
-                deferred.add(key)
-                return Applied.DEFERRED
-            return Applied.DONE
-        logger.error("dropping an unknown spool entry", extra={"op": op})
+        assert row.labelled_at is not None  # every label entry has its time
+        found = crud.apply_spooled_label(
+            session, prediction_id=row.id, true_label=row.true_label, labelled_at=row.labelled_at
+        )
+        if found is None:
+            deferred.add(key)
+            return Applied.DEFERRED
         return Applied.DONE

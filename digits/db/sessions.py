@@ -52,6 +52,14 @@ def standing(
     return Standing.VALID, now - last_seen_at >= TOUCH_INTERVAL
 
 
+def is_deleted(connection: Connection | Session, session_id: uuid.UUID) -> bool:
+    """Whether the session was deleted (its rows, and any that arrive later, are not kept)."""
+    found = connection.execute(
+        select(SessionRow.deleted_at).where(SessionRow.id == session_id)
+    ).scalar_one_or_none()
+    return found is not None
+
+
 def use(session: Session, *, session_id: uuid.UUID, issued_at: datetime, now: datetime) -> None:
     """Record that the session was used now (its first use creates its row)."""
     touched = session.execute(

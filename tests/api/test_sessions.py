@@ -273,6 +273,31 @@ def test_sessions_are_served_while_the_database_is_down(
     assert client.get("/api/predictions").json()["total"] == 1
 
 
+def test_what_a_deleted_session_spooled_is_not_replayed(
+    client: TestClient, backend: str, tmp_path: Path
+) -> None:
+    made = post_drawing(client).json()
+    session_id = str(session_of(client))
+    state = client.app.state  # type: ignore[attr-defined]
+    healthy = state.store.database
+    state.store.database = state.sessions.database = unreachable(backend, tmp_path)
+    try:
+        assert post_drawing(client).status_code == 201
+        assert client.patch(f"/api/predictions/{made['id']}", json={"true_label": 7}).status_code
+        assert state.store.spool.depth == 2
+    finally:
+        state.store.database = state.sessions.database = healthy
+    # The person deletes the session before the spool is replayed.
+    assert client.delete(f"/api/sessions/{session_id}").status_code == 204
+    assert state.store.replay() == 2
+    assert state.store.spool.depth == 0
+    with healthy.read() as session:
+        kept = session.scalars(
+            select(PredictionRow.id).where(PredictionRow.session_id == uuid.UUID(session_id))
+        ).all()
+    assert kept == []
+
+
 def test_openapi_declares_the_session_header_as_optional(anonymous: TestClient) -> None:
     spec = anonymous.get("/openapi.json").json()
     for path, method in [
