@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
@@ -301,7 +302,8 @@ class RetrainJobId(BaseModel):
 class RetrainJob(BaseModel):
     """A retraining run by `digits trainer` (``GET /api/admin/retrain/{job_id}``)."""
 
-    job_id: uuid.UUID = Field(validation_alias="id")
+    # The row's id; the wire's job_id (what the UI client reads back).
+    job_id: uuid.UUID = Field(validation_alias=AliasChoices("id", "job_id"))
     origin: JobOrigin = Field(description="admin: asked for; auto: DIGITS_RETRAIN_AFTER")
     state: JobState
     progress: float = Field(ge=0, le=1)
@@ -310,6 +312,12 @@ class RetrainJob(BaseModel):
     finished_at: UtcDatetime | None
     report: dict[str, Any] | None = Field(description="what `digits retrain` prints, once done")
     error: str | None = Field(description="why it failed")
+
+
+class RetrainJobs(BaseModel):
+    """The most recent retraining jobs, newest first (``GET /api/admin/retrain``)."""
+
+    jobs: list[RetrainJob]
 
 
 class AccuracyPoint(BaseModel):

@@ -98,6 +98,12 @@ def get(session: Session, job_id: uuid.UUID) -> RetrainJobRow | None:
     return session.get(RetrainJobRow, job_id)
 
 
+def latest(session: Session, limit: int) -> list[RetrainJobRow]:
+    """The most recent jobs, newest first."""
+    newest = select(RetrainJobRow).order_by(RetrainJobRow.created_at.desc()).limit(limit)
+    return list(session.scalars(newest))
+
+
 def claim(database: Database, holder: str) -> uuid.UUID | None:
     """Take the lease and the oldest queued job, now running; None when nothing is queued or
     another trainer holds the lease. A job left running by a trainer whose lease expired is

@@ -21,6 +21,8 @@ from digits.schemas import (
     PredictionOut,
     PredictionPage,
     PredictionRecord,
+    RetrainJobId,
+    RetrainJobs,
     SessionOut,
     Source,
     Stats,
@@ -159,6 +161,14 @@ class ApiClient:
     def model_accuracy(self) -> ModelAccuracy:
         """Accuracy from corrections per model version over time."""
         return self._parse(ModelAccuracy, self._send("GET", "/api/models/accuracy"))
+
+    def request_retraining(self) -> RetrainJobId:
+        """Queue a retraining for the trainer (admin token needed)."""
+        return self._parse(RetrainJobId, self._send("POST", "/api/admin/retrain"))
+
+    def retraining_jobs(self) -> RetrainJobs:
+        """The most recent retraining jobs, newest first (admin token needed)."""
+        return self._parse(RetrainJobs, self._send("GET", "/api/admin/retrain"))
 
     def health(self) -> bool:
         """True when the service answers /healthz; never raises."""

@@ -19,7 +19,8 @@ from digits.ui.client import ApiClient, ApiError
 CLIENT_KEY = "api_client"
 FLASH_KEY = "flash"
 TOKEN_KEY = "session_token"
-ADMIN_KEY = "admin_token"  # the operator view's admin token, typed on the History page
+ADMIN_KEY = "admin_token"  # the operator view's admin token (History and Models pages)
+_ADMIN_INPUT = "admin_token_input"
 COOKIE = "digits_session"
 
 
@@ -80,6 +81,25 @@ def _resume_or_start(shared: ApiClient) -> str:
         st.stop()
     st.session_state[TOKEN_KEY] = token
     return token
+
+
+def operator_view(what: str) -> bool:
+    """The admin token field; whether the operator view is on. The token is kept under a key
+    of its own: Streamlit drops a widget's state on a page that does not show the widget."""
+    with st.expander("Operator view", icon=":material/admin_panel_settings:"):
+        st.text_input(
+            "Admin token",
+            type="password",
+            key=_ADMIN_INPUT,
+            value=st.session_state.get(ADMIN_KEY, ""),
+            on_change=_keep_admin_token,
+            help=f"DIGITS_ADMIN_TOKEN: {what}",
+        )
+    return bool(st.session_state.get(ADMIN_KEY))
+
+
+def _keep_admin_token() -> None:
+    st.session_state[ADMIN_KEY] = st.session_state[_ADMIN_INPUT]
 
 
 def show_error(error: ApiError | str) -> None:

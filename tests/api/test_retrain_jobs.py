@@ -50,6 +50,10 @@ def test_an_admin_queues_a_retraining_and_follows_it(
             "admin",
         )
         assert client.get(f"/api/admin/retrain/{job_id}").status_code == 401
+        recent = client.get("/api/admin/retrain", headers=ADMIN)
+        assert [j["job_id"] for j in recent.json()["jobs"]] == [job_id]
+        assert client.get("/api/admin/retrain").status_code == 401
+        assert client.get("/api/admin/retrain?limit=101", headers=ADMIN).status_code == 422
         missing = uuid.uuid4()
         unknown = client.get(f"/api/admin/retrain/{missing}", headers=ADMIN)
         assert unknown.status_code == 404 and unknown.json() == {

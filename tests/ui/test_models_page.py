@@ -11,8 +11,10 @@ from live_api import LiveApi, promote_a_retraining
 from streamlit.testing.v1 import AppTest
 
 from digits import checkpoint as ckpt
+from digits.loop import jobs
 from digits.ui import present
 from digits.ui.client import ApiClient
+from digits.ui.session import ADMIN_KEY
 from digits.ui.views import models
 
 
@@ -119,3 +121,35 @@ def test_models_page_shows_each_retrainings_folds(
     assert list(fold_table["Version"]) == [version] * 2
     assert list(fold_table["Fold"]) == [1, 2]
     assert list(fold_table["Change (pp)"]) == [0.0, 10.0]
+
+
+def test_the_operator_retrains_now_and_follows_the_job(api: LiveApi) -> None:
+    token = "operator-" + "x" * 32
+    state = api.app.state
+    state.settings = state.settings.model_copy(update={"admin_token": token})
+    session_only = run(api.client)
+    assert not [b for b in session_only.button if b.label == "Retrain now"]
+
+    at = AppTest.from_function(_page, default_timeout=30)
+    at.session_state["api_client"] = api.client.with_credentials(admin_token=token)
+    at.session_state[ADMIN_KEY] = token
+    at.run()
+    assert "No retraining yet" in " ".join(c.value for c in at.caption)
+    [retrain] = [b for b in at.button if b.label == "Retrain now"]
+    retrain.click().run()
+    assert not at.exception
+    with api.database.read() as session:
+        [job] = jobs.latest(session, 10)
+    assert job.origin == "admin" and job.state == "queued"
+    assert "queued" in at.get("progress")[0].proto.text
+
+    # The trainer takes it and reports; the page shows how far it got, then its report.
+    assert jobs.claim(api.database, "trainer-1") == job.id
+    jobs.report_progress(api.database, job.id, "trainer-1", 0.5)
+    at.run()
+    [bar] = at.get("progress")
+    assert bar.proto.value == 50 and "running" in bar.proto.text
+    jobs.finish(api.database, job.id, "trainer-1", report={"decision": "rejected"})
+    at.run()
+    assert "done" in at.get("progress")[0].proto.text
+    assert '"rejected"' in at.get("json")[0].proto.body

@@ -15,7 +15,7 @@ from digits.db import crud
 from digits.db.models import utcnow
 from digits.errors import NotFoundError
 from digits.loop import jobs
-from digits.schemas import DeletedCount, PurgedCount, RetrainJob, RetrainJobId
+from digits.schemas import DeletedCount, PurgedCount, RetrainJob, RetrainJobId, RetrainJobs
 
 router = APIRouter(tags=["admin"])
 logger = logging.getLogger(__name__)
@@ -58,6 +58,20 @@ def request_retraining(_: AdminDep, store: StoreDep) -> RetrainJobId:
     with store.database.write() as session:
         job_id = jobs.enqueue(session, "admin")
     return RetrainJobId(job_id=job_id)
+
+
+@router.get("/api/admin/retrain", response_model=RetrainJobs, responses=_AUTH)
+def recent_retraining(
+    _: AdminDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=100)] = 10
+) -> RetrainJobs:
+    """The most recent retraining jobs, newest first: what the Models page shows."""
+    with store.database.read() as session:
+        return RetrainJobs(
+            jobs=[
+                RetrainJob.model_validate(job, from_attributes=True)
+                for job in jobs.latest(session, limit)
+            ]
+        )
 
 
 @router.get(

@@ -15,7 +15,7 @@ import streamlit as st
 from digits.schemas import NUM_DIGITS, HistoryFilter, Outcome, PredictionRecord, Status
 from digits.ui import present
 from digits.ui.client import ApiClient, ApiError
-from digits.ui.session import ADMIN_KEY, flash, get_client, show_error, show_flash
+from digits.ui.session import flash, get_client, operator_view, show_error, show_flash
 
 PAGE_SIZES = (10, 20, 50)
 EXPORT_BATCH = 100
@@ -94,14 +94,7 @@ def render() -> None:
 
 def _operator_view() -> None:
     """This device's drawings, or with the admin token every session's: the operator's view."""
-    with st.expander("Operator view", icon=":material/admin_panel_settings:"):
-        st.text_input(
-            "Admin token",
-            type="password",
-            key=ADMIN_KEY,
-            help="DIGITS_ADMIN_TOKEN: shows and corrects every session's drawings",
-        )
-    if st.session_state.get(ADMIN_KEY):
+    if operator_view("shows and corrects every session's drawings"):
         st.info("Operator view: every session's drawings.", icon=":material/visibility:")
 
 

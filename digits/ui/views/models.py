@@ -9,8 +9,8 @@ import streamlit as st
 from digits.schemas import ModelAccuracy, ModelRegistry
 from digits.ui import present
 from digits.ui.charts import ACCENT, MUTED
-from digits.ui.client import ApiError
-from digits.ui.session import get_client, show_error
+from digits.ui.client import ApiClient, ApiError
+from digits.ui.session import get_client, operator_view, show_error
 
 
 def render() -> None:
@@ -54,6 +54,46 @@ def render() -> None:
     else:
         st.info("Appears once some predictions are labelled.", icon=":material/fact_check:")
     _versions(registry)
+    if operator_view("asks the trainer for a retraining and shows its progress"):
+        _retraining(client)
+
+
+def _retraining(client: ApiClient) -> None:
+    """The operator's "Retrain now", and the latest job's progress and report."""
+    st.subheader("Retraining")
+    if st.button("Retrain now", icon=":material/model_training:"):
+        try:
+            queued = client.request_retraining()
+        except ApiError as err:
+            show_error(f"The retraining could not be queued. {err}")
+        else:
+            st.toast(f"Retraining {queued.job_id} queued for the trainer.")
+    _latest_job(client)
+
+
+@st.fragment(run_every=3)
+def _latest_job(client: ApiClient) -> None:
+    """The latest job's progress bar and report, refreshed every few seconds."""
+    try:
+        recent = client.retraining_jobs().jobs
+    except ApiError as err:
+        show_error(f"The retraining jobs could not be loaded. {err}")
+        return
+    if not recent:
+        st.caption("No retraining yet. `digits trainer` runs the jobs queued here.")
+        return
+    job = recent[0]
+    st.progress(
+        job.progress,
+        text=f"Latest job ({job.origin}): {job.state}, {present.percent(job.progress)}",
+    )
+    if job.error:
+        show_error(f"The retraining failed: {job.error}")
+    if job.report:
+        with st.expander("Its report", icon=":material/summarize:"):
+            st.json(job.report)
+    if job.state == "queued":
+        st.caption("Waiting for `digits trainer` to take it.")
 
 
 def _active(registry: ModelRegistry) -> None:
