@@ -81,7 +81,9 @@ def main() -> int:
         registry.database.dispose()
         port = free_port()
         base = f"http://127.0.0.1:{port}"
-        environ = child_environ(DIGITS_DATABASE_URL=url, DIGITS_DATA_DIR=f"{tmp}/data")
+        environ = child_environ(
+            DIGITS_DATABASE_URL=url, DIGITS_DATA_DIR=f"{tmp}/data", DIGITS_RATE_LIMIT="0"
+        )
         argv = [str(DIGITS), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
         started = time.perf_counter()
         process = subprocess.Popen(
