@@ -76,23 +76,23 @@ class Recipe:
         }
 
 
-# A worker process's recipe and the step counter it shares with the parent.
+# A worker process's recipe, and the steps done by each fit, shared with the parent.
 _WORKER: dict[str, Any] = {}
 
 
-def _start_worker(recipe: Recipe, counter: Any) -> None:
+def _start_worker(recipe: Recipe, steps_done: Any) -> None:
     torch.set_num_threads(1)
-    _WORKER["recipe"], _WORKER["counter"] = recipe, counter
+    _WORKER["recipe"], _WORKER["steps_done"] = recipe, steps_done
 
 
-def _step_done() -> None:
-    counter = _WORKER["counter"]
-    with counter.get_lock():
-        counter.value += 1
+def _fit_in_worker(index: int, weights: np.ndarray) -> dict[str, np.ndarray]:
+    # Each fit counts its own steps in its own slot: no lock that a killed worker could hold.
+    steps_done = _WORKER["steps_done"]
 
+    def step_done() -> None:
+        steps_done[index] += 1
 
-def _fit_in_worker(weights: np.ndarray) -> dict[str, np.ndarray]:
-    model = _WORKER["recipe"].fit(weights, progress=_step_done)
+    model = _WORKER["recipe"].fit(weights, progress=step_done)
     return {name: tensor.numpy() for name, tensor in model.state_dict().items()}
 
 
@@ -102,13 +102,14 @@ def fit_all(
     on_step: Callable[[float], None] | None = None,
 ) -> list[nn.Module]:
     """One model per weights vector, fitted side by side, under one progress bar of steps;
-    ``on_step`` hears the share of all steps done."""
+    ``on_step`` hears the share of all steps done. A worker that dies (killed, out of memory)
+    fails the whole fit with BrokenProcessPool rather than leaving it waiting."""
     context = multiprocessing.get_context("spawn")  # a forked torch can hang in its thread pool
-    counter = context.Value("i", 0)
+    steps_done = context.Array("i", len(weights), lock=False)
     workers = min(len(weights), os.cpu_count() or 1)
     with (
         ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_start_worker, initargs=(recipe, counter)
+            workers, mp_context=context, initializer=_start_worker, initargs=(recipe, steps_done)
         ) as pool,
         tqdm(
             total=recipe.steps * len(weights),
@@ -116,11 +117,11 @@ def fit_all(
             unit="step",
         ) as bar,
     ):
-        futures = [pool.submit(_fit_in_worker, w) for w in weights]
+        futures = [pool.submit(_fit_in_worker, i, w) for i, w in enumerate(weights)]
         pending = set(futures)
         while pending:
             _, pending = wait(pending, timeout=2.0)
-            bar.update(counter.value - bar.n)
+            bar.update(sum(steps_done) - bar.n)
             if on_step is not None:
                 on_step(bar.n / bar.total)
         states = [future.result() for future in futures]
