@@ -11,6 +11,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -55,7 +56,7 @@ def _record(row: PredictionRow) -> PredictionRecord:
     return PredictionRecord.model_validate(row, from_attributes=True)
 
 
-def _new_row(
+def new_prediction_row(
     prediction: Prediction, submission: Submission, session_id: uuid.UUID
 ) -> PredictionRow:
     return PredictionRow(
@@ -99,6 +100,9 @@ class PredictionStore:
         # False until the schema is known to be at head (the database was down at startup):
         # writes go to the spool meanwhile instead of failing on a missing table.
         self.schema_ready = True
+        # Replay of the spool entries other stores write (digits.api.number_store), by "op":
+        # each applies its entry and says whether its row was found (False: keep it for later).
+        self.appliers: dict[str, Callable[[Any, Entry], bool]] = {}
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _remember(self, record: PredictionRecord) -> PredictionRecord:
@@ -123,11 +127,11 @@ class PredictionStore:
                     return record if open_ else None
         return None
 
-    def _db_failed(self, error: SQLAlchemyError) -> None:
+    def db_failed(self, error: SQLAlchemyError) -> None:
         self.metrics.db_errors.inc()
         logger.warning("database unreachable, using the spool: %s", error.__class__.__name__)
 
-    def _spool(self, entry: Entry) -> None:
+    def spool_write(self, entry: Entry) -> None:
         try:
             self.spool.append(entry)
         except SpoolError as exc:
@@ -164,7 +168,7 @@ class PredictionStore:
         """Store durably (database or spool) as one of ``session_id``'s predictions and return
         the record; its id may be an older one when the session predicted the same drawing
         before and did not correct it yet."""
-        row = _new_row(prediction, submission, session_id)
+        row = new_prediction_row(prediction, submission, session_id)
         self.metrics.predictions.labels(digit=str(row.digit), status=row.status).inc()
         if self.schema_ready and self.spool.depth == 0:
             try:
@@ -174,14 +178,14 @@ class PredictionStore:
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
-                self._db_failed(exc)
+                self.db_failed(exc)
             else:
                 return self._remember(_record(row))
         if row.drawing_id is not None:
             earlier = self._open_for_drawing(row.drawing_id, row.session_id)
             if earlier is not None:
                 row.id = earlier.id
-        self._spool(_prediction_entry(row))
+        self.spool_write(_prediction_entry(row))
         return self._remember(_record(row))
 
     def label(
@@ -204,7 +208,7 @@ class PredictionStore:
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
-                self._db_failed(exc)
+                self.db_failed(exc)
             else:
                 if record is not None:
                     self.metrics.corrections.inc()
@@ -221,7 +225,7 @@ class PredictionStore:
                 "the database is unavailable and this prediction is not known to this server; "
                 "try the correction again in a moment"
             )
-        self._spool(_label_entry(prediction_id, true_label, labelled_at))
+        self.spool_write(_label_entry(prediction_id, true_label, labelled_at))
         self.metrics.corrections.inc()
         record = _labelled(known, true_label, labelled_at)
         self._remember(record)
@@ -237,7 +241,7 @@ class PredictionStore:
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
-            self._db_failed(exc)
+            self.db_failed(exc)
             record = None
             if _owned(self.spooled_record(prediction_id), owner) is None:
                 raise DatabaseUnavailableError("the database is unavailable") from exc
@@ -274,11 +278,16 @@ class PredictionStore:
                     results.append(self._apply_one(session, entry, deferred))
         return results
 
-    @staticmethod
-    def _apply_one(session: Any, entry: Entry, deferred: set[str]) -> Applied:
+    def _apply_one(self, session: Any, entry: Entry, deferred: set[str]) -> Applied:
         op, key = entry.get("op"), entry.get("id", "")
         if key in deferred:
             return Applied.DEFERRED  # keep later entries of the same id behind the first
+        applier = self.appliers.get(str(op))
+        if applier is not None:
+            if applier(session, entry):
+                return Applied.DONE
+            deferred.add(key)
+            return Applied.DEFERRED
         if op == "prediction":
             crud.upsert_prediction(session, row=row_from_json(PredictionRow, entry))
             return Applied.DONE
