@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from fastapi.routing import APIRoute
 from starlette.routing import Match
 from starlette.types import Scope
 
-from digits.errors import UnsupportedMediaTypeError
+from digits.errors import NotFoundError, UnsupportedMediaTypeError
 from digits.schemas import ErrorOut, Submission
 
 _WHY = {
@@ -40,6 +40,19 @@ PNG_ANSWER: dict[int | str, dict[str, Any]] = {
 # A raw image body's fields. Every POST declares them, so that one document describes the
 # operation; a form or JSON body carries its own fields, and its query is only validated.
 SubmissionQuery = Annotated[Submission, Query()]
+
+
+class ImageRemovedError(NotFoundError):
+    """The record is stored, but its drawing was dropped by the retention policy."""
+
+
+def png_answer(data: bytes | None) -> Response:
+    """A stored image's 200, or a 404 when retention dropped it (None)."""
+    if data is None:
+        raise ImageRemovedError("the stored drawing was removed by the retention policy")
+    return Response(
+        data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
+    )
 
 
 def errors(*statuses: int, what: str) -> dict[int | str, dict[str, Any]]:

@@ -3,16 +3,13 @@ exactly as predictions do (digits.api.store, whose spool, order and replay they 
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import OrderedDict
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from digits.api.store import RECENT_LIMIT, PredictionStore
+from digits.api.store import PredictionStore, Recent, owned
 from digits.db import numbers
 from digits.db.models import NumberRow, PredictionRow, row_from_json, row_to_json, utcnow
 from digits.db.session import Database, is_connection_error
@@ -27,12 +24,6 @@ _LABEL_ENTRY = frozenset({"id", "true_number", "labelled_at"})
 
 def _record(row: NumberRow) -> NumberRecord:
     return NumberRecord.model_validate(row, from_attributes=True)
-
-
-def _owned(record: NumberRecord | None, owner: uuid.UUID | None) -> NumberRecord | None:
-    if record is None or owner is None or record.session_id == owner:
-        return record
-    return None
 
 
 def _labelled(record: NumberRecord, true_number: str | None, at: datetime) -> NumberRecord:
@@ -81,8 +72,9 @@ class NumberStore:
     def __init__(self, store: PredictionStore) -> None:
         self.store = store
         store.appliers |= {NUMBER: _replay_number, LABEL: _replay_label}
-        self._recent: OrderedDict[uuid.UUID, NumberRecord] = OrderedDict()
-        self._recent_lock = threading.Lock()
+        self.recent: Recent[NumberRecord] = Recent(
+            lambda record: record.true_number is None and not record.not_a_number
+        )
 
     @property
     def database(self) -> Database:
@@ -90,22 +82,6 @@ class NumberStore:
 
     def _direct(self) -> bool:
         return self.store.schema_ready and self.store.spool.depth == 0
-
-    def _remember(self, record: NumberRecord) -> NumberRecord:
-        with self._recent_lock:
-            self._recent[record.id] = record
-            self._recent.move_to_end(record.id)
-            while len(self._recent) > RECENT_LIMIT:
-                self._recent.popitem(last=False)
-        return record
-
-    def _open_for_drawing(self, drawing_id: uuid.UUID, session_id: uuid.UUID | None) -> Any:
-        with self._recent_lock:
-            for record in reversed(self._recent.values()):
-                if record.drawing_id == drawing_id and record.session_id == session_id:
-                    open_ = record.true_number is None and not record.not_a_number
-                    return record.id if open_ else None
-        return None
 
     def spooled_record(self, number_id: uuid.UUID) -> NumberRecord | None:
         """The number as the spools know it (own and other processes'), label applied."""
@@ -138,15 +114,15 @@ class NumberStore:
                     raise
                 self.store.db_failed(exc)
             else:
-                return self._remember(_record(row))
+                return self.recent.remember(_record(row))
         if row.drawing_id is not None:
-            earlier = self._open_for_drawing(row.drawing_id, row.session_id)
+            earlier = self.recent.open_for_drawing(row.drawing_id, row.session_id)
             if earlier is not None:
-                row.id = earlier
+                row.id = earlier.id
                 for digit in row.digits:
-                    digit.number_id = earlier
+                    digit.number_id = earlier.id
         self.store.spool_write(number_entry(row))
-        return self._remember(_record(row))
+        return self.recent.remember(_record(row))
 
     def label(
         self, number_id: uuid.UUID, true_number: str | None, *, owner: uuid.UUID | None
@@ -172,12 +148,10 @@ class NumberStore:
             else:
                 if record is not None:
                     self.store.metrics.corrections.inc()
-                    return self._remember(record)
-                if _owned(self.spooled_record(number_id), owner) is None:
+                    return self.recent.remember(record)
+                if owned(self.spooled_record(number_id), owner) is None:
                     raise NumberNotFoundError(number_id)
-        with self._recent_lock:
-            recent = self._recent.get(number_id)
-        known = _owned(recent or self.spooled_record(number_id), owner)
+        known = owned(self.recent.get(number_id) or self.spooled_record(number_id), owner)
         if known is None:
             raise DatabaseUnavailableError(
                 "the database is unavailable and this number is not known to this server; "
@@ -185,7 +159,7 @@ class NumberStore:
             )
         self.store.spool_write(_label_entry(number_id, true_number, labelled_at))
         self.store.metrics.corrections.inc()
-        return self._remember(_labelled(known, true_number, labelled_at))
+        return self.recent.remember(_labelled(known, true_number, labelled_at))
 
     def get(self, number_id: uuid.UUID, *, owner: uuid.UUID | None) -> NumberRecord:
         """One of ``owner``'s numbers (None: any)."""
@@ -197,11 +171,11 @@ class NumberStore:
             if not is_connection_error(exc):
                 raise
             self.store.db_failed(exc)
-            if _owned(self.spooled_record(number_id), owner) is None:
+            if owned(self.spooled_record(number_id), owner) is None:
                 raise DatabaseUnavailableError("the database is unavailable") from exc
             record = None
         if record is None:
-            if _owned(self.spooled_record(number_id), owner) is not None:
+            if owned(self.spooled_record(number_id), owner) is not None:
                 raise PredictionSpooledError(
                     f"number {number_id} is safely stored in the local spool while the "
                     "database is unavailable; it can be read once it has been replayed"

@@ -14,12 +14,17 @@ from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, Respon
 from pydantic import ValidationError
 
 from digits import decode, preprocess
-from digits.api.bodies import PNG_ANSWER, SubmissionQuery, add_image_posts, errors
+from digits.api.bodies import (
+    PNG_ANSWER,
+    SubmissionQuery,
+    add_image_posts,
+    errors,
+    png_answer,
+)
 from digits.api.deps import NumberStoreDep, PredictorDep, SettingsDep
 from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages, image_size
 from digits.api.number_store import NumberStore
-from digits.api.routes.predictions import ImageRemovedError
 from digits.api.sessions import CallerDep, PredictionSessionDep
 from digits.api.store import new_prediction_row
 from digits.config import Settings
@@ -253,8 +258,4 @@ def get_image(number_id: uuid.UUID, store: NumberStoreDep, caller: CallerDep) ->
     if missing:
         store.get(number_id, owner=caller.session_id)  # 503 for a spooled number, else 404
         raise NumberNotFoundError(number_id)
-    if data is None:
-        raise ImageRemovedError("the stored drawing was removed by the retention policy")
-    return Response(
-        data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
-    )
+    return png_answer(data)

@@ -22,7 +22,13 @@ from fastapi import (
     UploadFile,
 )
 
-from digits.api.bodies import PNG_ANSWER, SubmissionQuery, add_image_posts, errors
+from digits.api.bodies import (
+    PNG_ANSWER,
+    SubmissionQuery,
+    add_image_posts,
+    errors,
+    png_answer,
+)
 from digits.api.deps import PredictorDep, SettingsDep, StoreDep
 from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages
@@ -30,7 +36,7 @@ from digits.api.sessions import CallerDep, PredictionSessionDep
 from digits.api.store import PredictionStore
 from digits.config import Settings
 from digits.db import queries
-from digits.errors import NotFoundError, PredictionNotFoundError
+from digits.errors import PredictionNotFoundError
 from digits.loop import jobs
 from digits.predict import Predictor
 from digits.schemas import (
@@ -188,10 +194,6 @@ def get_prediction(
     return store.get(prediction_id, owner=caller.session_id)
 
 
-class ImageRemovedError(NotFoundError):
-    """The prediction is stored, but its drawing was dropped by the retention policy."""
-
-
 def _png(
     store: PredictionStore,
     prediction_id: uuid.UUID,
@@ -209,11 +211,7 @@ def _png(
     if missing:
         store.get(prediction_id, owner=owner)  # answers 503 for a spooled prediction, else 404
         raise PredictionNotFoundError(prediction_id)
-    if data is None:
-        raise ImageRemovedError("the stored drawing was removed by the retention policy")
-    return Response(
-        data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
-    )
+    return png_answer(data)
 
 
 @router.get(
