@@ -65,21 +65,32 @@ def drawing_png() -> bytes:
     return buffer.getvalue()
 
 
-def multipart_request(port: int, png: bytes, token: str | None = None) -> bytes:
+def multipart_request(
+    port: int,
+    png: bytes,
+    token: str | None = None,
+    *,
+    path: str = "/api/predictions",
+    fields: dict[str, str] | None = None,
+) -> bytes:
     """The POST the web UI sends; with ``token``, as that session (as the UI does)."""
     session = f"X-Session-Token: {token}\r\n" if token else ""
     boundary = uuid.uuid4().hex
+    form = {"source": "canvas", **(fields or {})}
     body = (
         (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="source"\r\n\r\ncanvas\r\n'
-            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
+            "".join(
+                f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+                for name, value in form.items()
+            )
+            + f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
             "Content-Type: image/png\r\n\r\n"
         ).encode()
         + png
         + f"\r\n--{boundary}--\r\n".encode()
     )
     head = (
-        f"POST /api/predictions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{session}"
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{session}"
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()

@@ -11,10 +11,10 @@ them, or the branch you mean. The API answers each branch with one status, in on
     |   +-- UnsupportedMediaTypeError 415 a body of a content type the route does not take
     |   +-- TooManyDigitsError       422  a drawing with more pieces than a number has digits
     |   +-- StrokesError             422  strokes sent beside a drawing, malformed or too many
-    +-- NotFoundError                404  no such prediction, or its drawing was purged
+    +-- NotFoundError                404  no such prediction or number, or its drawing was purged
     +-- UnavailableError             503  try again later (with Retry-After)
         +-- DatabaseUnavailableError      the database is unreachable and the answer needs it
-        +-- PredictionSpooledError        the prediction waits in a spool for the database
+        +-- PredictionSpooledError        the prediction (or number) waits in a spool
         +-- SpoolError                    the spool cannot be written
 """
 
@@ -69,6 +69,12 @@ class PredictionNotFoundError(NotFoundError):
         self.prediction_id = prediction_id
 
 
+class NumberNotFoundError(NotFoundError):
+    def __init__(self, number_id: uuid.UUID) -> None:
+        super().__init__(f"no number with id {number_id}")
+        self.number_id = number_id
+
+
 class UnavailableError(DigitsError):
     """A dependency is away for now: the same request may succeed in a moment."""
 
@@ -78,7 +84,8 @@ class DatabaseUnavailableError(UnavailableError):
 
 
 class PredictionSpooledError(UnavailableError):
-    """The prediction exists but waits in a local spool until the database is back."""
+    """The prediction (or number) exists but waits in a local spool until the database is
+    back."""
 
 
 class SpoolError(UnavailableError):

@@ -19,11 +19,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    TypeAdapter,
     field_validator,
 )
 
 Source = Literal["canvas", "upload", "api"]
 Status = Literal["ok", "uncertain", "not_a_digit"]
+NumberStatus = Literal["ok", "uncertain", "not_a_number"]
 Outcome = Literal["correct", "wrong", "unlabelled", "labelled"]
 Health = Literal["ok", "degraded", "unavailable"]
 Origin = Literal["shipped", "retrain", "manual"]
@@ -85,6 +87,38 @@ class PredictionJsonIn(Submission):
     image: str = Field(description="PNG or JPEG as base64, or a data: URL")
 
 
+# ``[[[x, y], ...], ...]`` in the drawing's pixels: each stroke as the pen went. Their limits
+# (digits.read.numbers.parse_strokes) are checked with the drawing: past them, a 422.
+Strokes = list[list[tuple[float, float]]]
+_STROKES_HELP = (
+    "the pen's strokes, [[[x, y], ...], ...] in the drawing's pixels (at most 64 strokes and "
+    "4,096 points): they help tell touching digits apart"
+)
+
+
+class NumberSubmission(Submission):
+    """Form fields of ``POST /api/numbers``: a submission, and the strokes as JSON text."""
+
+    # Text, parsed by strokes_from_json: FastAPI would read a list-typed form field as the
+    # list of its repeated values.
+    strokes: str | None = Field(None, description=f"JSON text: {_STROKES_HELP}")
+
+
+_STROKES_JSON = TypeAdapter(Strokes)
+
+
+def strokes_from_json(text: str) -> Strokes:
+    """A form's strokes field -> the strokes; ValueError (pydantic's) when it is not
+    ``[[[x, y], ...], ...]``."""
+    return _STROKES_JSON.validate_json(text)
+
+
+class NumberJsonIn(PredictionJsonIn):
+    """JSON body of ``POST /api/numbers``."""
+
+    strokes: Strokes | None = Field(None, description=_STROKES_HELP)
+
+
 def _json_integer(value: Any) -> Any:
     # A JSON number, as JSON Schema's "integer" reads it (3 or 3.0); never "3" or true.
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -119,6 +153,34 @@ def correction(true_label: int | None) -> CorrectionIn:
     )
 
 
+class NumberLabelIn(BaseModel):
+    """The number that was written: a true number of the read number's length labels each of
+    its digits too."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    true_number: str = Field(pattern=r"^[0-9]{1,12}$")
+
+
+class NotANumberIn(BaseModel):
+    """The drawing is no number at all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    not_a_number: Literal[True]
+
+
+# The body of ``PATCH /api/numbers/{id}``: exactly one of the two.
+NumberCorrectionIn = NumberLabelIn | NotANumberIn
+
+
+def number_correction(true_number: str | None) -> NumberCorrectionIn:
+    """The body that says ``true_number`` was written, or for None that it is no number."""
+    if true_number is None:
+        return NotANumberIn(not_a_number=True)
+    return NumberLabelIn(true_number=true_number)
+
+
 class FieldError(BaseModel):
     loc: list[str | int]
     msg: str
@@ -132,8 +194,8 @@ class ErrorOut(BaseModel):
     detail: str | list[FieldError]
 
 
-class PredictionOut(BaseModel):
-    """What ``POST /api/predictions`` answers (201)."""
+class DigitAnswer(BaseModel):
+    """The model's answer for one digit, as stored in its prediction row."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -142,6 +204,11 @@ class PredictionOut(BaseModel):
     confidence: float
     probabilities: list[float] = Field(min_length=NUM_DIGITS, max_length=NUM_DIGITS)
     status: Status
+
+
+class PredictionOut(DigitAnswer):
+    """What ``POST /api/predictions`` answers (201)."""
+
     model_version: str
     created_at: UtcDatetime
 
@@ -171,6 +238,67 @@ class PredictionRecord(PredictionOut):
     true_label: Label | None = None
     not_a_digit: bool = Field(False, description="the user said it is not a digit")
     labelled_at: UtcDatetime | None = None
+
+
+class NumberDigitOut(DigitAnswer):
+    """One digit of a number: its prediction row (``id``) and where it is in the drawing."""
+
+    box: list[int] = Field(
+        min_length=4, max_length=4, description="[x0, y0, x1, y1] in the drawing's pixels"
+    )
+
+
+class NumberOut(BaseModel):
+    """What ``POST /api/numbers`` answers (201)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    number: str = Field(description="every digit's best guess, left to right")
+    confidence: float = Field(description="the calibrated probability that the whole is right")
+    status: NumberStatus
+    digits: list[NumberDigitOut]
+    model_version: str
+    created_at: UtcDatetime
+
+
+class NumberCreated(NumberOut):
+    """The 201 of ``POST /api/numbers``; ``session_token`` as for ``POST /api/predictions``."""
+
+    session_token: str | None = Field(
+        None, description="the new session's X-Session-Token (only when none was sent)"
+    )
+
+
+class NumberRecord(NumberOut):
+    """A stored number: the POST fields plus provenance and the user's correction."""
+
+    source: Source
+    drawing_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    true_number: str | None = None
+    not_a_number: bool = Field(False, description="the user said it is no number")
+    labelled_at: UtcDatetime | None = None
+
+
+class NumberFilter(BaseModel):
+    """Which stored numbers ``GET /api/numbers`` lists, and which page of them."""
+
+    model_config = ConfigDict(frozen=True)
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    status: NumberStatus | None = Field(None, description="the reader's answer")
+    outcome: Outcome | None = Field(
+        None, description='"labelled" includes a "not a number" label, "unlabelled" excludes it'
+    )
+    since: IsoDatetime | None = Field(None, description="created at or after")
+    until: IsoDatetime | None = Field(None, description="created before")
+
+
+class NumberPage(BaseModel):
+    items: list[NumberRecord]
+    total: int
 
 
 class HistoryFilter(BaseModel):
@@ -231,6 +359,12 @@ class Stats(BaseModel):
     per_model_version: list[VersionAccuracy]
     confusion_matrix: list[list[int]] = Field(description="rows: true label, columns: predicted")
     reliability: list[ReliabilityBin]
+    numbers: int = Field(0, description="numbers read")
+    numbers_labelled: int = Field(0, description="numbers the user gave the true number of")
+    numbers_correct: int = Field(0, description="of those, read right whole")
+    number_accuracy: float | None = Field(
+        None, description="whole-number accuracy: numbers_correct / numbers_labelled"
+    )
 
 
 class ModelInfo(BaseModel):

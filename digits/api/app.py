@@ -23,8 +23,9 @@ from digits.api.holder import ModelHolder, serving
 from digits.api.large_images import LargeImages
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
+from digits.api.number_store import NumberStore
 from digits.api.ratelimit import RateLimitMiddleware
-from digits.api.routes import admin, health, models, predictions, sessions, stats
+from digits.api.routes import admin, health, models, numbers, predictions, sessions, stats
 from digits.api.sessions import HEADER as SESSION_HEADER
 from digits.api.sessions import make_authority
 from digits.api.store import PredictionStore
@@ -111,26 +112,32 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         spec = get_openapi(
             title=app.title, version=app.version, summary=app.summary, routes=app.routes
         )
-        for route in predictions.POST_BODIES:
+        for route in predictions.POST_BODIES + numbers.POST_BODIES:
             alone = get_openapi(title=app.title, version=app.version, routes=[route])
             body = alone["paths"][route.path]["post"]["requestBody"]
             spec["paths"][route.path]["post"]["requestBody"]["content"].update(body["content"])
-        created = spec["paths"]["/api/predictions"]["post"]["responses"]["201"]
-        created["links"] = _links_as_the_new_session(spec)
+        for path, parameter, reads in (
+            ("/api/predictions", "prediction_id", ("", "/image", "/input")),
+            ("/api/numbers", "number_id", ("", "/image")),
+        ):
+            created = spec["paths"][path]["post"]["responses"]["201"]
+            created["links"] = _links_as_the_new_session(spec, path, parameter, reads)
         app.openapi_schema = spec
     return app.openapi_schema
 
 
-def _links_as_the_new_session(spec: dict[str, Any]) -> dict[str, Any]:
-    """From a 201 to reading and correcting that prediction, as the session the POST made
-    (its ``session_token``; a POST that sent a token answers none)."""
+def _links_as_the_new_session(
+    spec: dict[str, Any], path: str, parameter: str, reads: tuple[str, ...]
+) -> dict[str, Any]:
+    """From a 201 to reading and correcting what it made, as the session the POST made (its
+    ``session_token``; a POST that sent a token answers none)."""
     links = {}
-    for path in ("", "/image", "/input"):
-        for operation in spec["paths"][f"/api/predictions/{{prediction_id}}{path}"].values():
+    for read in reads:
+        for operation in spec["paths"][f"{path}/{{{parameter}}}{read}"].values():
             links[operation["operationId"]] = {
                 "operationId": operation["operationId"],
                 "parameters": {
-                    "path.prediction_id": "$response.body#/id",
+                    f"path.{parameter}": "$response.body#/id",
                     f"header.{SESSION_HEADER}": "$response.body#/session_token",
                 },
             }
@@ -177,6 +184,7 @@ def create_app(
         app.state.database = database
         app.state.registry = registry
         app.state.store = store
+        app.state.numbers = NumberStore(store)
         task = None
         if run_maintenance:
             maintenance = _Maintenance(app, settings, migrated)
@@ -218,7 +226,7 @@ def create_app(
     app.state.metrics = metrics
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     errors.install(app)
-    routers = (predictions, sessions, admin, stats, models, health)
+    routers = (predictions, numbers, sessions, admin, stats, models, health)
     for module in routers:
         app.include_router(module.router)
     if settings.cors_origins:

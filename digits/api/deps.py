@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from digits.api.holder import ModelHolder
 from digits.api.metrics import Metrics
+from digits.api.number_store import NumberStore
 from digits.api.sessions import check_admin
 from digits.api.store import PredictionStore
 from digits.config import Settings
@@ -37,6 +38,10 @@ async def get_store(request: Request) -> PredictionStore:
     return request.app.state.store
 
 
+async def get_number_store(request: Request) -> NumberStore:
+    return request.app.state.numbers
+
+
 async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
@@ -49,6 +54,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 HolderDep = Annotated[ModelHolder | None, Depends(get_holder)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
+NumberStoreDep = Annotated[NumberStore, Depends(get_number_store)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

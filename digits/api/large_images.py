@@ -33,17 +33,22 @@ class ImageBudgetError(ImageTooLargeError):
     """This worker is already decoding as many large images as its budget allows."""
 
 
-def pixel_count(data: bytes) -> int | None:
-    """Width x height from the header alone; None when it cannot be read (the decoder will say
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the header alone; None when it cannot be read (the decoder will say
     why)."""
     if data.startswith(decode.PNG_SIGNATURE) and len(data) >= 24:
         width, height = struct.unpack(">II", data[16:24])
-        return int(width) * int(height)
+        return int(width), int(height)
     try:
         width, height = Image.open(io.BytesIO(data), formats=decode.ACCEPTED_FORMATS).size
     except (OSError, ValueError, SyntaxError):
         return None
-    return int(width) * int(height)
+    return int(width), int(height)
+
+
+def pixel_count(data: bytes) -> int | None:
+    size = image_size(data)
+    return None if size is None else size[0] * size[1]
 
 
 def shrink(

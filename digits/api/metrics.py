@@ -41,6 +41,7 @@ class Metrics:
         self.predictions = Counter(
             "digits_predictions", "Predictions answered", ["digit", "status"], registry=r
         )
+        self.numbers = Counter("digits_numbers", "Written numbers answered", ["status"], registry=r)
         self.corrections = Counter("digits_corrections", "Corrections recorded", registry=r)
         self.errors = Counter(
             "digits_http_errors", "Error responses (4xx and 5xx)", ["status"], registry=r

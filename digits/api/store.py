@@ -11,8 +11,9 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -40,11 +41,56 @@ REPLAY_BATCH = 200
 _LABEL_ENTRY = frozenset({"id", "session_id", "true_label", "labelled_at"})
 
 
-def _owned(record: PredictionRecord | None, owner: uuid.UUID | None) -> PredictionRecord | None:
+class Answered(Protocol):
+    """A stored record as answered: a prediction's or a number's."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def session_id(self) -> uuid.UUID | None: ...
+    @property
+    def drawing_id(self) -> uuid.UUID | None: ...
+
+
+R = TypeVar("R", bound=Answered)
+
+
+def owned(record: R | None, owner: uuid.UUID | None) -> R | None:
     """``record`` when ``owner`` (None: the admin) may see it."""
     if record is None or owner is None or record.session_id == owner:
         return record
     return None
+
+
+class Recent(Generic[R]):
+    """Recently answered records (no images), so that a correction can still be acknowledged
+    with the whole record while the database is down, and a drawing sent again replaces its
+    spooled answer. ``is_open``: the record has no correction yet."""
+
+    def __init__(self, is_open: Callable[[R], bool]) -> None:
+        self._records: OrderedDict[uuid.UUID, R] = OrderedDict()
+        self._lock = threading.Lock()
+        self._is_open = is_open
+
+    def remember(self, record: R) -> R:
+        with self._lock:
+            self._records[record.id] = record
+            self._records.move_to_end(record.id)
+            while len(self._records) > RECENT_LIMIT:
+                self._records.popitem(last=False)
+        return record
+
+    def get(self, record_id: uuid.UUID) -> R | None:
+        with self._lock:
+            return self._records.get(record_id)
+
+    def open_for_drawing(self, drawing_id: uuid.UUID, session_id: uuid.UUID | None) -> R | None:
+        """The session's latest record of the drawing, if it is still open."""
+        with self._lock:
+            for record in reversed(self._records.values()):
+                if record.drawing_id == drawing_id and record.session_id == session_id:
+                    return record if self._is_open(record) else None
+        return None
 
 
 def _labelled(record: PredictionRecord, true_label: int | None, at: datetime) -> PredictionRecord:
@@ -57,7 +103,7 @@ def _record(row: PredictionRow) -> PredictionRecord:
     return PredictionRecord.model_validate(row, from_attributes=True)
 
 
-def _new_row(
+def new_prediction_row(
     prediction: Prediction, submission: Submission, session_id: uuid.UUID
 ) -> PredictionRow:
     return PredictionRow(
@@ -96,42 +142,22 @@ class PredictionStore:
         self.database = database  # tests replace it to simulate outages
         self.spool = spool
         self.metrics = metrics
-        # Recently answered records (no images), so a correction can still be acknowledged with
-        # the whole record while the database is down.
-        self._recent: OrderedDict[uuid.UUID, PredictionRecord] = OrderedDict()
-        self._recent_lock = threading.Lock()
+        self.recent: Recent[PredictionRecord] = Recent(
+            lambda record: record.true_label is None and not record.not_a_digit
+        )
         # False until the schema is known to be at head (the database was down at startup):
         # writes go to the spool meanwhile instead of failing on a missing table.
         self.schema_ready = True
+        # Replay of the spool entries other stores write (digits.api.number_store), by "op":
+        # each applies its entry and says whether its row was found (False: keep it for later).
+        self.appliers: dict[str, Callable[[Any, Entry], bool]] = {}
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _remember(self, record: PredictionRecord) -> PredictionRecord:
-        with self._recent_lock:
-            self._recent[record.id] = record
-            self._recent.move_to_end(record.id)
-            while len(self._recent) > RECENT_LIMIT:
-                self._recent.popitem(last=False)
-        return record
-
-    def _recent_record(self, prediction_id: uuid.UUID) -> PredictionRecord | None:
-        with self._recent_lock:
-            return self._recent.get(prediction_id)
-
-    def _open_for_drawing(
-        self, drawing_id: uuid.UUID, session_id: uuid.UUID | None
-    ) -> PredictionRecord | None:
-        with self._recent_lock:
-            for record in reversed(self._recent.values()):
-                if record.drawing_id == drawing_id and record.session_id == session_id:
-                    open_ = record.true_label is None and not record.not_a_digit
-                    return record if open_ else None
-        return None
-
-    def _db_failed(self, error: SQLAlchemyError) -> None:
+    def db_failed(self, error: SQLAlchemyError) -> None:
         self.metrics.db_errors.inc()
         logger.warning("database unreachable, using the spool: %s", error.__class__.__name__)
 
-    def _spool(self, entry: Entry) -> None:
+    def spool_write(self, entry: Entry) -> None:
         try:
             self.spool.append(entry)
         except SpoolError as exc:
@@ -168,7 +194,7 @@ class PredictionStore:
         """Store durably (database or spool) as one of ``session_id``'s predictions and return
         the record; its id may be an older one when the session predicted the same drawing
         before and did not correct it yet."""
-        row = _new_row(prediction, submission, session_id)
+        row = new_prediction_row(prediction, submission, session_id)
         self.metrics.predictions.labels(digit=str(row.digit), status=row.status).inc()
         if self.schema_ready and self.spool.depth == 0:
             try:
@@ -178,15 +204,15 @@ class PredictionStore:
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
-                self._db_failed(exc)
+                self.db_failed(exc)
             else:
-                return self._remember(_record(row))
+                return self.recent.remember(_record(row))
         if row.drawing_id is not None:
-            earlier = self._open_for_drawing(row.drawing_id, row.session_id)
+            earlier = self.recent.open_for_drawing(row.drawing_id, row.session_id)
             if earlier is not None:
                 row.id = earlier.id
-        self._spool(_prediction_entry(row))
-        return self._remember(_record(row))
+        self.spool_write(_prediction_entry(row))
+        return self.recent.remember(_record(row))
 
     def label(
         self, prediction_id: uuid.UUID, true_label: int | None, *, owner: uuid.UUID | None = None
@@ -208,27 +234,25 @@ class PredictionStore:
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
-                self._db_failed(exc)
+                self.db_failed(exc)
             else:
                 if record is not None:
                     self.metrics.corrections.inc()
-                    self._remember(record)
+                    self.recent.remember(record)
                     return record
                 # Not in the database: it may still wait in another worker's spool.
-                if _owned(self.spooled_record(prediction_id), owner) is None:
+                if owned(self.spooled_record(prediction_id), owner) is None:
                     raise PredictionNotFoundError(prediction_id)
-        known = _owned(
-            self._recent_record(prediction_id) or self.spooled_record(prediction_id), owner
-        )
+        known = owned(self.recent.get(prediction_id) or self.spooled_record(prediction_id), owner)
         if known is None:
             raise DatabaseUnavailableError(
                 "the database is unavailable and this prediction is not known to this server; "
                 "try the correction again in a moment"
             )
-        self._spool(_label_entry(known, true_label, labelled_at))
+        self.spool_write(_label_entry(known, true_label, labelled_at))
         self.metrics.corrections.inc()
         record = _labelled(known, true_label, labelled_at)
-        self._remember(record)
+        self.recent.remember(record)
         return record
 
     # -- reads -----------------------------------------------------------------------------
@@ -241,12 +265,12 @@ class PredictionStore:
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
-            self._db_failed(exc)
+            self.db_failed(exc)
             record = None
-            if _owned(self.spooled_record(prediction_id), owner) is None:
+            if owned(self.spooled_record(prediction_id), owner) is None:
                 raise DatabaseUnavailableError("the database is unavailable") from exc
         if record is None:
-            if _owned(self.spooled_record(prediction_id), owner) is not None:
+            if owned(self.spooled_record(prediction_id), owner) is not None:
                 raise PredictionSpooledError(
                     f"prediction {prediction_id} is safely stored in the local spool while the "
                     "database is unavailable; it can be read once it has been replayed"
@@ -278,18 +302,24 @@ class PredictionStore:
                     results.append(self._apply_one(session, entry, deferred))
         return results
 
-    @staticmethod
-    def _apply_one(session: Any, entry: Entry, deferred: set[str]) -> Applied:
+    def _apply_one(self, session: Any, entry: Entry, deferred: set[str]) -> Applied:
         op, key = entry.get("op"), entry.get("id", "")
         if key in deferred:
             return Applied.DEFERRED  # keep later entries of the same id behind the first
+        session_id = entry.get("session_id")
+        if session_id and session_rows.is_deleted(session, uuid.UUID(session_id)):
+            # Deleted while this write waited in a spool: what the person deleted stays deleted.
+            return Applied.DONE
+        applier = self.appliers.get(str(op))
+        if applier is not None:
+            if applier(session, entry):
+                return Applied.DONE
+            deferred.add(key)
+            return Applied.DEFERRED
         if op not in ("prediction", "label"):
             logger.error("dropping an unknown spool entry", extra={"op": op})
             return Applied.DONE
         row = row_from_json(PredictionRow, entry)
-        if row.session_id is not None and session_rows.is_deleted(session, row.session_id):
-            # Deleted while this write waited in a spool: what the person deleted stays deleted.
-            return Applied.DONE
         if op == "prediction":
             crud.upsert_prediction(session, row=row)
             return Applied.DONE

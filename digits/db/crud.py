@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, defer
 
-from digits.db.models import PredictionRow
+from digits.db.models import NumberRow, PredictionRow
 
 # Built once, parameters passed beside it: SQLAlchemy then reuses both its cache key and its
 # compiled form. On the table rather than the mapped class: a plain Core insert, without the
@@ -39,7 +39,7 @@ def owned_by(owner: uuid.UUID | None) -> list[ColumnElement[bool]]:
     return [] if owner is None else [PredictionRow.session_id == owner]
 
 
-def _lock_drawing(session: Session | Connection, drawing_id: uuid.UUID) -> None:
+def lock_drawing(session: Session | Connection, drawing_id: uuid.UUID) -> None:
     # Two POSTs of the same drawing must not both insert. SQLite writers are already serialised
     # (BEGIN IMMEDIATE); PostgreSQL gets a transaction-scoped advisory lock on the drawing.
     bind = session.get_bind() if isinstance(session, Session) else session
@@ -55,7 +55,7 @@ def record_prediction(session: Session | Connection, *, row: PredictionRow) -> u
     hot path, and the ORM's unit of work would cost more than the statement itself.
     """
     if row.drawing_id is not None:
-        _lock_drawing(session, row.drawing_id)
+        lock_drawing(session, row.drawing_id)
         mine = PredictionRow.session_id == row.session_id  # another session's row is not ours
         existing = session.scalar(
             select(PredictionRow.id)
@@ -107,7 +107,7 @@ def get_prediction(
     ).first()
 
 
-def _label(row: PredictionRow, true_label: int | None, labelled_at: datetime) -> None:
+def label_row(row: PredictionRow, true_label: int | None, labelled_at: datetime) -> None:
     row.true_label = true_label
     row.not_a_digit = true_label is None
     row.labelled_at = labelled_at
@@ -128,7 +128,7 @@ def set_label(
     row = get_prediction(session, prediction_id=prediction_id, owner=owner)
     if row is None:
         return None
-    _label(row, true_label, labelled_at)
+    label_row(row, true_label, labelled_at)
     session.flush()
     return row
 
@@ -145,20 +145,28 @@ def apply_spooled_label(
         return None
     if row.labelled_at is not None and row.labelled_at > labelled_at:
         return False
-    _label(row, true_label, labelled_at)
+    label_row(row, true_label, labelled_at)
     session.flush()
     return True
 
 
 def delete_all(session: Session) -> int:
-    result = session.execute(delete(PredictionRow))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    """Delete every prediction and every number; how many rows of both went."""
+    deleted = 0
+    for model in (PredictionRow, NumberRow):
+        result = session.execute(delete(model))
+        deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return deleted
 
 
 def purge_images(session: Session, *, older_than: datetime | None = None) -> int:
-    """Drop stored drawings (all, or those created before ``older_than``); keep inputs/labels."""
-    statement = update(PredictionRow).where(PredictionRow.image_png.is_not(None))
-    if older_than is not None:
-        statement = statement.where(PredictionRow.created_at < older_than)
-    result = session.execute(statement.values(image_png=None))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    """Drop stored drawings of predictions and numbers (all, or those created before
+    ``older_than``); keep inputs and labels. How many drawings went."""
+    purged = 0
+    for model in (PredictionRow, NumberRow):
+        statement = update(model).where(model.image_png.is_not(None))
+        if older_than is not None:
+            statement = statement.where(model.created_at < older_than)
+        result = session.execute(statement.values(image_png=None))
+        purged += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return purged

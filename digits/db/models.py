@@ -24,7 +24,7 @@ from sqlalchemy import (
     Uuid,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -213,6 +213,14 @@ class NumberRow(Submitted, Base):
     )
     labelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     latency_ms: Mapped[float] = mapped_column(Float, nullable=False)
+    # Its digits, left to right (loaded with the number; the database deletes them with it).
+    digits: Mapped[list[PredictionRow]] = relationship(
+        order_by=PredictionRow.position, lazy="selectin", passive_deletes=True
+    )
+
+    # What a later reading of the same drawing replaces: all but its identity and its label.
+    IDENTITY: ClassVar[frozenset[str]] = frozenset({"id", "drawing_id"})
+    LABEL: ClassVar[frozenset[str]] = frozenset({"true_number", "not_a_number", "labelled_at"})
 
     __table_args__ = (
         Index("ix_numbers_created_at", "created_at"),

@@ -72,8 +72,8 @@ def list_predictions(
     session: Session, *, query: HistoryFilter, owner: uuid.UUID | None = None
 ) -> tuple[list[PredictionRow], int]:
     """A page of ``owner``'s predictions (None: everyone's), newest first, and how many match
-    in all."""
-    clauses = owned_by(owner) + _filters(query)
+    in all. The digits of numbers are listed with their number (digits.db.numbers), not here."""
+    clauses = [*owned_by(owner), PredictionRow.number_id.is_(None), *_filters(query)]
     total = session.scalar(select(func.count()).select_from(PredictionRow).where(*clauses)) or 0
     rows = session.scalars(
         select(PredictionRow)

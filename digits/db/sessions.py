@@ -13,7 +13,7 @@ from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digits.db.models import PredictionRow, SessionRow
+from digits.db.models import NumberRow, PredictionRow, SessionRow
 
 # last_seen_at is written at most this often per session: expiry is counted in days, and a
 # write on every request would double the hot path's statements.
@@ -77,10 +77,12 @@ def use(session: Session, *, session_id: uuid.UUID, issued_at: datetime, now: da
 
 
 def delete_session(session: Session, *, session_id: uuid.UUID, now: datetime) -> bool:
-    """Delete the session's predictions and refuse its token from now on. False when nothing
-    is known of it: no live session and no predictions."""
-    result = session.execute(delete(PredictionRow).where(PredictionRow.session_id == session_id))
-    deleted = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    """Delete the session's predictions and numbers (with their digits) and refuse its token
+    from now on. False when nothing is known of it: no live session and no rows."""
+    deleted = 0
+    for model in (PredictionRow, NumberRow):
+        result = session.execute(delete(model).where(model.session_id == session_id))
+        deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
     row = session.get(SessionRow, session_id)
     live = row is not None and row.deleted_at is None
     if row is None and deleted:

@@ -8,6 +8,7 @@ it with `st.error(str(err))` and nothing else.
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from typing import Any, Literal, TypeVar
 
@@ -18,6 +19,10 @@ from digits.schemas import (
     HistoryFilter,
     ModelAccuracy,
     ModelRegistry,
+    NumberFilter,
+    NumberOut,
+    NumberPage,
+    NumberRecord,
     PredictionOut,
     PredictionPage,
     PredictionRecord,
@@ -27,6 +32,7 @@ from digits.schemas import (
     Source,
     Stats,
     correction,
+    number_correction,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -39,6 +45,10 @@ __all__ = [
     "HistoryFilter",
     "ModelAccuracy",
     "ModelRegistry",
+    "NumberFilter",
+    "NumberOut",
+    "NumberPage",
+    "NumberRecord",
     "PredictionOut",
     "PredictionPage",
     "PredictionRecord",
@@ -128,6 +138,39 @@ class ApiClient:
         files = {"image": (filename, image, content_type)}
         response = self._send("POST", "/api/predictions", data=form, files=files)
         return self._parse(PredictionOut, response)
+
+    def read_number(
+        self,
+        image: bytes,
+        *,
+        strokes: list[list[list[float]]] | None = None,
+        source: Source = "canvas",
+        drawing_id: str | None = None,
+    ) -> NumberOut:
+        """POST a drawing of a whole number (and the pen's strokes, if known)."""
+        form: dict[str, str] = {"source": source}
+        if drawing_id is not None:
+            form["drawing_id"] = drawing_id
+        if strokes:
+            form["strokes"] = json.dumps(strokes)
+        files = {"image": ("number.png", image, "image/png")}
+        response = self._send("POST", "/api/numbers", data=form, files=files)
+        return self._parse(NumberOut, response)
+
+    def label_number(self, number_id: uuid.UUID | str, true_number: str | None) -> NumberRecord:
+        """Record (or change) the number the user says was written; None: not a number."""
+        body = number_correction(true_number).model_dump()
+        response = self._send("PATCH", f"/api/numbers/{number_id}", json=body)
+        return self._parse(NumberRecord, response)
+
+    def list_numbers(self, query: NumberFilter | None = None) -> NumberPage:
+        """A page of stored numbers, newest first, with the filtered total."""
+        params = (query or NumberFilter()).model_dump(mode="json", exclude_defaults=True)
+        return self._parse(NumberPage, self._send("GET", "/api/numbers", params=params))
+
+    def number_png(self, number_id: uuid.UUID | str) -> bytes:
+        """A number's drawing as stored (PNG)."""
+        return self._send("GET", f"/api/numbers/{number_id}/image").content
 
     def label(self, prediction_id: uuid.UUID | str, true_label: int | None) -> PredictionRecord:
         """Record (or change) the digit the user says was drawn; None: not a digit."""

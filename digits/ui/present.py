@@ -5,12 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from digits.schemas import NUM_DIGITS, PredictionOut, PredictionRecord, Status
+from PIL import Image, ImageDraw
+
+from digits.schemas import NUM_DIGITS, NumberRecord, PredictionOut, PredictionRecord, Status
 
 # Calibrated confidence -> words. The model's probabilities are temperature-scaled, so "0.9"
 # means right about nine times in ten; the words keep that promise roughly.
@@ -29,6 +31,10 @@ CSV_COLUMNS = tuple(
         [f"p{digit}" for digit in range(NUM_DIGITS)] if name == "probabilities" else [name]
     )
 )
+
+# A single digit's row leaves these empty; a number's digit names its number.
+NUMBER_CSV_COLUMNS = ("number_id", "position", "box", "number", "true_number", "not_a_number")
+BOX_COLOUR = "#E4572E"
 
 
 def confidence_words(confidence: float) -> str:
@@ -135,15 +141,66 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def records_csv(records: Iterable[PredictionRecord]) -> str:
+def number_status_words(status: str) -> str:
+    return {
+        "ok": "sure",
+        "uncertain": "not sure",
+        "not_a_number": "something is not a digit",
+    }.get(status, status)
+
+
+def digit_records(number: NumberRecord) -> list[tuple[PredictionRecord, int]]:
+    """A number's digits as the prediction records they are stored as, with their places. A
+    true number of their count gives each its label."""
+    fits = number.true_number is not None and len(number.true_number) == len(number.digits)
+    return [
+        (
+            PredictionRecord(
+                **digit.model_dump(exclude={"box"}),
+                model_version=number.model_version,
+                created_at=number.created_at,
+                source=number.source,
+                session_id=number.session_id,
+                true_label=int(number.true_number[k]) if fits and number.true_number else None,
+                labelled_at=number.labelled_at if fits else None,
+            ),
+            k,
+        )
+        for k, digit in enumerate(number.digits)
+    ]
+
+
+def records_csv(records: Iterable[PredictionRecord], numbers: Iterable[NumberRecord] = ()) -> str:
     """History rows as CSV: the wire record's fields (UTC ISO times), one column per class
-    probability."""
+    probability; then each number's digits, one row each, with their number in the last
+    columns (empty for a single digit)."""
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    for record in records:
+    writer.writerow(CSV_COLUMNS + NUMBER_CSV_COLUMNS)
+    rows: list[tuple[PredictionRecord, dict[str, Any]]] = [(record, {}) for record in records] + [
+        (digit, {"number_id": n.id, "position": k, "box": " ".join(map(str, n.digits[k].box)),
+                 "number": n.number, "true_number": n.true_number,
+                 "not_a_number": n.not_a_number})
+        for n in numbers
+        for digit, k in digit_records(n)
+    ]  # fmt: skip
+    for record, number in rows:
         fields = record.model_dump(mode="json")
         probabilities = fields.pop("probabilities")
         fields.update({f"p{digit}": p for digit, p in enumerate(probabilities)})
-        writer.writerow([_cell(fields[column]) for column in CSV_COLUMNS])
+        fields.update(number)
+        writer.writerow([_cell(fields.get(column)) for column in CSV_COLUMNS + NUMBER_CSV_COLUMNS])
+    return out.getvalue()
+
+
+def boxed(png: bytes, boxes: Iterable[Sequence[int]]) -> bytes:
+    """The drawing with a numbered frame over each digit (boxes in its pixels)."""
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    pen = ImageDraw.Draw(image)
+    width = max(2, round(max(image.size) / 200))
+    for k, (x0, y0, x1, y1) in enumerate(boxes):
+        pen.rectangle((x0, y0, x1 - 1, y1 - 1), outline=BOX_COLOUR, width=width)
+        pen.text((x0 + width + 1, y0 + width), str(k + 1), fill=BOX_COLOUR)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
     return out.getvalue()

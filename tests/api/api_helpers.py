@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 from sqlalchemy import delete
 
 from digits.api.sessions import HEADER as SESSION_HEADER
-from digits.db.models import PredictionRow, SessionRow
+from digits.db.models import NumberRow, PredictionRow, SessionRow
 from digits.db.session import Database
 
 MakeClient = Callable[..., AbstractContextManager[TestClient]]
@@ -38,6 +38,25 @@ def drawing(size: int = 280, *, mode: str = "RGBA") -> bytes:
     return png_bytes(image)
 
 
+def bars(count: int, *, height: int = 280) -> bytes:
+    """A canvas-like drawing of ``count`` short upright strokes, further apart than a digit is
+    wide: each is one piece, so the reader finds ``count`` digits whatever it reads them as."""
+    image = Image.new("RGBA", (80 + 120 * count, height), (0, 0, 0, 0))
+    pen = ImageDraw.Draw(image)
+    for k in range(count):
+        x = 60 + 120 * k
+        pen.line([(x, 120), (x + 2, 160)], fill=(0, 0, 0, 255), width=18)
+    return png_bytes(image)
+
+
+def post_number(client: TestClient, image: bytes | None = None, **form: str) -> Any:
+    return client.post(
+        "/api/numbers",
+        files={"image": ("number.png", image or bars(3), "image/png")},
+        data=form,
+    )
+
+
 def blank(size: int = 280) -> bytes:
     return png_bytes(Image.new("RGBA", (size, size), (0, 0, 0, 0)))
 
@@ -55,6 +74,7 @@ def clear_database(url: str) -> None:
     try:
         with database.write() as session:
             session.execute(delete(PredictionRow))
+            session.execute(delete(NumberRow))
             session.execute(delete(SessionRow))
     finally:
         database.dispose()

@@ -37,7 +37,12 @@ CONFIG = {
             # Nor can it say which X-Session-Token the server issued: another is a 401.
             "include-name": "POST /api/predictions",
             "checks": {"positive_data_acceptance": {"expected-statuses": [201, 401, 415, 422]}},
-        }
+        },
+        {
+            # The same for a number; nor can it say "at most 64 strokes and 4,096 points".
+            "include-name": "POST /api/numbers",
+            "checks": {"positive_data_acceptance": {"expected-statuses": [201, 401, 415, 422]}},
+        },
     ],
 }
 

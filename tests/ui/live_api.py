@@ -36,13 +36,26 @@ def png(image: Image.Image) -> bytes:
     return out.getvalue()
 
 
-def canvas_png(strokes: list[list[tuple[int, int]]], size: int = 280, width: int = 20) -> bytes:
-    """Black strokes on the canvas's white paper (RGBA, as streamlit-drawable-canvas sends it)."""
-    image = Image.new("RGBA", (size, size), (255, 255, 255, 255))
+def canvas_png(
+    strokes: list[list[tuple[int, int]]],
+    size: int | tuple[int, int] = 280,
+    width: int = 20,
+) -> bytes:
+    """Black strokes on the canvas's white paper (RGBA, as streamlit-drawable-canvas sends it);
+    ``size``: a side, or (width, height)."""
+    image = Image.new("RGBA", size if isinstance(size, tuple) else (size, size), "white")
     pen = ImageDraw.Draw(image)
     for stroke in strokes:
         pen.line(stroke, fill=(0, 0, 0, 255), width=width, joint="curve")
     return png(image)
+
+
+# "42" on the Number canvas (340x150), as one writes it: a 4 of two strokes, a 2 of one.
+FORTY_TWO = [
+    [(70, 20), (35, 95), (105, 95)],
+    [(85, 40), (85, 135)],
+    [(165, 45), (195, 20), (235, 30), (235, 65), (160, 135), (250, 135)],
+]
 
 
 class InProcess(httpx.BaseTransport):

@@ -13,16 +13,18 @@ from typing import Any
 
 import httpx
 import pytest
-from live_api import LETTER_H, SEVEN, LiveApi, MakeApi, canvas_png
+from live_api import FORTY_TWO, LETTER_H, SEVEN, LiveApi, MakeApi, canvas_png
 from PIL import Image
+from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 from digits import checkpoint as ckpt
 from digits.config import SHIPPED_WEIGHTS
+from digits.db.models import NumberRow
 from digits.predict import Predictor
 from digits.ui import present
 from digits.ui.client import ApiClient
-from digits.ui.views import draw
+from digits.ui.views import draw, number
 
 BLANK = canvas_png([])
 
@@ -315,3 +317,52 @@ def test_not_a_digit_button_is_offered_for_a_confident_answer_too(
     next(b for b in app.button if b.label == "Not a digit").click().run()
     assert api.labels() == [(str(api.rows()[0].id), None, True)]
     assert str(uuid.UUID(app.session_state["draw_id"])) != str(api.rows()[0].drawing_id)
+
+
+def _write(canvas: FakeCanvas, strokes: list[list[tuple[int, int]]]) -> None:
+    canvas.image = canvas_png(strokes, (number.WIDTH, number.HEIGHT), width=number.BRUSH)
+    canvas.objects = [
+        {"type": "path", "path": [["M", *s[0]], *(["L", *p] for p in s[1:])]} for s in strokes
+    ]
+
+
+def test_number_mode_reads_a_whole_number_and_takes_its_confirmation(
+    app: AppTest, api: LiveApi, canvas: FakeCanvas
+) -> None:
+    app.toggle(key="draw_number_mode").set_value(True).run()
+    assert (canvas.calls[-1]["width"], canvas.calls[-1]["height"]) == (340, 150)
+    assert canvas.calls[-1]["width"] <= 390 - 2 * 16  # a phone held upright, less its margins
+    _write(canvas, FORTY_TWO)
+    app.run()
+    assert not app.exception
+    assert any('aria-label="Read number 42"' in m.value for m in app.markdown)
+    assert len(app.get("image")) == 1  # the drawing, boxed
+    assert len(app.get("vega_lite_chart")) == 2  # each digit's probabilities
+    with api.database.read() as session:
+        [stored] = session.scalars(select(NumberRow)).all()
+        assert (
+            stored.number == "42"
+            and str(stored.drawing_id) == app.session_state["number_drawing_id"]
+        )
+        assert len(stored.strokes or []) == 3
+    canvas.objects = []  # the fresh canvas that comes after an answer
+    app.button(key=f"number_yes_{stored.id}").click().run()
+    assert not app.exception
+    with api.database.read() as session:
+        labelled = session.get(NumberRow, stored.id)
+        assert labelled is not None and labelled.true_number == "42"
+        assert [d.true_label for d in labelled.digits] == [4, 2]
+
+
+def test_number_mode_takes_a_typed_number(app: AppTest, api: LiveApi, canvas: FakeCanvas) -> None:
+    app.toggle(key="draw_number_mode").set_value(True).run()
+    _write(canvas, FORTY_TWO)
+    app.run()
+    with api.database.read() as session:
+        [stored] = session.scalars(select(NumberRow)).all()
+    app.text_input(key=f"number_typed_{stored.id}").input("427")
+    app.button(key=f"number_save_{stored.id}").click().run()
+    with api.database.read() as session:
+        stored = session.get(NumberRow, stored.id)
+        assert stored is not None and stored.true_number == "427"
+        assert [d.true_label for d in stored.digits] == [None, None]  # another length

@@ -8,8 +8,9 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+from PIL import Image
 
-from digits.schemas import PredictionOut, PredictionRecord
+from digits.schemas import NumberDigitOut, NumberRecord, PredictionOut, PredictionRecord
 from digits.ui import present
 
 
@@ -83,7 +84,8 @@ def test_records_csv_round_trips() -> None:
     assert rows[0]["created_at"] == "2026-01-02T03:04:05.000000+00:00"  # as on the wire
     assert set(rows[0]) == {*PredictionRecord.model_fields} - {"probabilities"} | {
         f"p{d}" for d in range(10)
-    }
+    } | set(present.NUMBER_CSV_COLUMNS)
+    assert all(rows[0][column] == "" for column in present.NUMBER_CSV_COLUMNS)
     assert rows[0]["p9"] == "0.100000"
     assert rows[0]["drawing_id"] == ""
     assert rows[0]["not_a_digit"] == "false"
@@ -91,3 +93,40 @@ def test_records_csv_round_trips() -> None:
     row = next(csv.DictReader(io.StringIO(present.records_csv([said]))))
     assert (row["true_label"], row["not_a_digit"]) == ("", "true")
     assert present.label_words(said) == "not a digit"
+
+
+def test_a_numbers_digits_are_exported_as_rows_labelled_by_a_true_number_of_their_count() -> None:
+    digits = [
+        NumberDigitOut(
+            id=uuid.uuid4(), digit=d, confidence=0.9, probabilities=[0.1] * 10, status="ok",
+            box=[10 * k, 0, 10 * k + 8, 20],
+        )
+        for k, d in enumerate((4, 2))
+    ]  # fmt: skip
+    number = NumberRecord(
+        id=uuid.uuid4(), number="42", confidence=0.8, status="ok", digits=digits,
+        model_version="abc", created_at=datetime(2026, 1, 2, tzinfo=UTC), source="canvas",
+        true_number="47",
+    )  # fmt: skip
+    rows = list(csv.DictReader(io.StringIO(present.records_csv([], [number]))))
+    assert [(r["id"], r["digit"], r["true_label"]) for r in rows] == [
+        (str(digits[0].id), "4", "4"),
+        (str(digits[1].id), "2", "7"),
+    ]
+    assert [(r["number_id"], r["position"], r["box"]) for r in rows] == [
+        (str(number.id), "0", "0 0 8 20"),
+        (str(number.id), "1", "10 0 18 20"),
+    ]
+    assert {(r["number"], r["true_number"], r["source"]) for r in rows} == {("42", "47", "canvas")}
+    other_length = number.model_copy(update={"true_number": "421"})
+    rows = list(csv.DictReader(io.StringIO(present.records_csv([], [other_length]))))
+    assert [r["true_label"] for r in rows] == ["", ""]
+
+
+def test_boxes_are_drawn_over_the_drawing() -> None:
+    white = io.BytesIO()
+    Image.new("RGB", (100, 40), "white").save(white, format="PNG")
+    boxed = Image.open(io.BytesIO(present.boxed(white.getvalue(), [(10, 5, 30, 35)])))
+    assert boxed.size == (100, 40)
+    assert boxed.getpixel((10, 20)) != (255, 255, 255)  # the frame's left edge
+    assert boxed.getpixel((20, 30)) == (255, 255, 255)  # inside it, the drawing as it was

@@ -1,14 +1,11 @@
 """``/api/predictions``: predict and store, correct, browse, and fetch the stored images.
 
-``POST`` takes three kinds of body, each parsed by FastAPI from its own path operation's
-signature: a form (``UploadFile`` and fields), a JSON body model, and a raw image with its
-fields as query parameters. The operation is chosen by the request's Content-Type.
+``POST`` takes three kinds of body (digits.api.bodies), chosen by the request's Content-Type.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -24,10 +21,14 @@ from fastapi import (
     Response,
     UploadFile,
 )
-from fastapi.routing import APIRoute
-from starlette.routing import Match
-from starlette.types import Scope
 
+from digits.api.bodies import (
+    PNG_ANSWER,
+    SubmissionQuery,
+    add_image_posts,
+    errors,
+    png_answer,
+)
 from digits.api.deps import PredictorDep, SettingsDep, StoreDep
 from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages
@@ -35,13 +36,12 @@ from digits.api.sessions import CallerDep, PredictionSessionDep
 from digits.api.store import PredictionStore
 from digits.config import Settings
 from digits.db import queries
-from digits.errors import NotFoundError, PredictionNotFoundError, UnsupportedMediaTypeError
+from digits.errors import PredictionNotFoundError
 from digits.loop import jobs
 from digits.predict import Predictor
 from digits.schemas import (
     CorrectionIn,
     DigitLabelIn,
-    ErrorOut,
     HistoryFilter,
     PredictionCreated,
     PredictionJsonIn,
@@ -53,40 +53,9 @@ from digits.schemas import (
 
 router = APIRouter(prefix="/api/predictions", tags=["predictions"])
 
-_WHY = {
-    400: "The body could not be parsed (malformed JSON text or form)",
-    401: "No X-Session-Token (or admin token), or an unknown, expired or deleted one",
-    404: "No prediction with this id",
-    413: "Body or image over the configured limit",
-    415: "Not a PNG or JPEG, or a body of another content type",
-    422: "Empty drawing, or invalid fields or parameters",
-    503: "The database is unavailable (Retry-After says when to try again)",
-}
-
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorOut, "description": _WHY[status]} for status in statuses}
-
-
-def _content_type(scope: Scope) -> str:
-    for name, value in scope.get("headers", ()):
-        if name == b"content-type":
-            return value.decode("latin-1").split(";")[0].strip().lower()
-    return ""
-
-
-def _accepting(media_types: frozenset[str] | None) -> type[APIRoute]:
-    """A path operation that matches only bodies of ``media_types`` (None: any)."""
-
-    class ContentTypeRoute(APIRoute):
-        def matches(self, scope: Scope) -> tuple[Match, Scope]:
-            match, child = super().matches(scope)
-            wrong = media_types is not None and _content_type(scope) not in media_types
-            if match is Match.FULL and wrong:
-                return Match.NONE, {}
-            return match, child
-
-    return ContentTypeRoute
+    return errors(*statuses, what="prediction")
 
 
 @dataclass
@@ -143,11 +112,6 @@ _POST: dict[str, Any] = {
 }
 
 
-# A raw image body's fields. Every POST declares them, so that one document describes the
-# operation; a form or JSON body carries its own fields, and its query is only validated.
-SubmissionQuery = Annotated[Submission, Query()]
-
-
 async def create_from_form(
     image: Annotated[UploadFile, File(description="PNG or JPEG file")],
     form: Annotated[Submission, Form()],
@@ -179,35 +143,17 @@ async def create_from_jpeg(
     return await predictions.create(data, submission)
 
 
-async def refuse_media_type() -> None:
-    raise UnsupportedMediaTypeError(
-        'send multipart/form-data with an \'image\' file, JSON {"image": "<base64>"}, '
-        "or a raw image/png or image/jpeg body"
-    )
-
-
 # FastAPI's OpenAPI document keeps one operation per path and method: digits.api.app merges
 # these operations' request bodies into the one POST it documents.
-POST_BODIES: list[APIRoute] = []
-_BODY_KINDS: tuple[tuple[Callable[..., Any], frozenset[str]], ...] = (
-    (create_from_form, frozenset({"multipart/form-data"})),
-    (create_from_json, frozenset({"application/json"})),
-    (create_from_png, frozenset({"image/png"})),
-    (create_from_jpeg, frozenset({"image/jpeg"})),
-)
-for endpoint, media_types in _BODY_KINDS:
-    router.add_api_route(
-        "", endpoint, methods=["POST"], route_class_override=_accepting(media_types), **_POST
-    )
-    added = router.routes[-1]
-    assert isinstance(added, APIRoute)
-    POST_BODIES.append(added)
-router.add_api_route(
-    "",
-    refuse_media_type,
-    methods=["POST"],
-    include_in_schema=False,
-    route_class_override=_accepting(None),
+POST_BODIES = add_image_posts(
+    router,
+    {
+        "form": create_from_form,
+        "json": create_from_json,
+        "png": create_from_png,
+        "jpeg": create_from_jpeg,
+    },
+    **_POST,
 )
 
 
@@ -248,10 +194,6 @@ def get_prediction(
     return store.get(prediction_id, owner=caller.session_id)
 
 
-class ImageRemovedError(NotFoundError):
-    """The prediction is stored, but its drawing was dropped by the retention policy."""
-
-
 def _png(
     store: PredictionStore,
     prediction_id: uuid.UUID,
@@ -269,22 +211,13 @@ def _png(
     if missing:
         store.get(prediction_id, owner=owner)  # answers 503 for a spooled prediction, else 404
         raise PredictionNotFoundError(prediction_id)
-    if data is None:
-        raise ImageRemovedError("the stored drawing was removed by the retention policy")
-    return Response(
-        data, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"}
-    )
-
-
-_PNG: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
-}
+    return png_answer(data)
 
 
 @router.get(
     "/{prediction_id}/image",
     response_class=Response,
-    responses=_PNG | _errors(401, 404, 503),
+    responses=PNG_ANSWER | _errors(401, 404, 503),
 )
 def get_image(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> Response:
     """The submitted drawing as stored (PNG, at most DIGITS_STORED_IMAGE_MAX_SIDE per side);
@@ -293,7 +226,7 @@ def get_image(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> R
 
 
 @router.get(
-    "/{prediction_id}/input", response_class=Response, responses=_PNG | _errors(401, 404, 503)
+    "/{prediction_id}/input", response_class=Response, responses=PNG_ANSWER | _errors(401, 404, 503)
 )
 def get_input(prediction_id: uuid.UUID, store: StoreDep, caller: CallerDep) -> Response:
     """The 28x28 image the model read (PNG, white ink on black)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from digits.api.deps import PredictorDep, StoreDep
-from digits.db import queries
+from digits.db import numbers, queries
 from digits.schemas import ModelInfo, Stats
 
 router = APIRouter(prefix="/api", tags=["stats"])
@@ -13,9 +13,10 @@ router = APIRouter(prefix="/api", tags=["stats"])
 
 @router.get("/stats", response_model=Stats)
 def get_stats(store: StoreDep) -> Stats:
-    """Totals, accuracy from corrections (overall, per digit, per model), confusion, reliability."""
+    """Totals, accuracy from corrections (overall, per digit, per model), confusion, reliability;
+    whole-number accuracy. The digits of numbers count as predictions."""
     with store.database.read() as session:
-        return Stats.model_validate(queries.stats(session))
+        return Stats.model_validate(queries.stats(session) | numbers.stats(session))
 
 
 @router.get("/model", response_model=ModelInfo)

@@ -1,4 +1,5 @@
-"""Draw (or upload) a digit; the answer appears when a stroke ends; say whether it was right."""
+"""Draw (or upload) a digit, or write a whole number (digits.ui.views.number); the answer
+appears when a stroke ends; say whether it was right."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from digits.config import BRUSH_RANGE, CANVAS_SIZE, DEFAULT_BRUSH
 from digits.schemas import Source
 from digits.ui.client import ApiError
 from digits.ui.session import get_client, show_error, show_flash
+from digits.ui.views import number
 from digits.ui.views.result import (
     Shown,
     error_key,
@@ -91,6 +93,14 @@ def _digest(payload: bytes | str) -> str:
 
 
 def _draw() -> None:
+    whole = st.toggle(
+        "Write a whole number",
+        key="draw_number_mode",
+        help="A wider canvas that reads every digit of a number, such as 2026",
+    )
+    if whole:
+        number.render()
+        return
     if "draw_id" not in st.session_state:
         st.session_state["draw_id"] = str(uuid.uuid4())
     round_ = _state("draw", ROUND, 0)

@@ -12,7 +12,15 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from digits.schemas import NUM_DIGITS, HistoryFilter, Outcome, PredictionRecord, Status
+from digits.schemas import (
+    NUM_DIGITS,
+    HistoryFilter,
+    NumberFilter,
+    NumberRecord,
+    Outcome,
+    PredictionRecord,
+    Status,
+)
 from digits.ui import present
 from digits.ui.client import ApiClient, ApiError
 from digits.ui.session import flash, get_client, operator_view, show_error, show_flash
@@ -20,6 +28,7 @@ from digits.ui.session import flash, get_client, operator_view, show_error, show
 PAGE_SIZES = (10, 20, 50)
 EXPORT_BATCH = 100
 EXPORT_MAX_ROWS = 50_000
+NUMBERS_SHOWN = 20
 # Each choice: (outcome, the user's "not a digit" label).
 SHOW_OPTIONS: dict[str, tuple[Outcome | None, bool | None]] = {
     "All predictions": (None, None),
@@ -44,6 +53,11 @@ def render() -> None:
     show_flash()
     _operator_view()
     client = get_client()
+    _predictions(client)
+    _numbers(client)
+
+
+def _predictions(client: ApiClient) -> None:
     filters, size = _filters()
     page_no = max(1, int(st.session_state.get(PAGE_KEY, 1)))
     try:
@@ -88,7 +102,7 @@ def render() -> None:
         mime="text/csv",
         icon=":material/download:",
         on_click="ignore",
-        help="All predictions matching the filters, not only this page",
+        help="All predictions matching the filters, not only this page, then every number's digits",
     )
 
 
@@ -128,10 +142,12 @@ def _filters() -> tuple[HistoryFilter, int]:
 
 
 @st.cache_data(show_spinner=False, max_entries=1000)
-def _thumbnail(_client: ApiClient, prediction_id: str, created_at: str) -> str | None:
+def _thumbnail(
+    _client: ApiClient, record_id: str, created_at: str, *, number: bool = False
+) -> str | None:
     # Keyed by time too: an unlabelled drawing predicted again keeps its id, not its image.
     try:
-        png = _client.image_png(prediction_id)
+        png = _client.number_png(record_id) if number else _client.image_png(record_id)
     except ApiError:
         return None
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
@@ -242,4 +258,52 @@ def _export(client: ApiClient, filters: HistoryFilter) -> str:
         records.extend(batch.items)
         if not batch.items or len(records) >= batch.total:
             break
-    return present.records_csv(records)
+    numbers: list[NumberRecord] = []
+    while len(records) + len(numbers) < EXPORT_MAX_ROWS:
+        page = client.list_numbers(NumberFilter(limit=EXPORT_BATCH, offset=len(numbers)))
+        numbers.extend(page.items)
+        if not page.items or len(numbers) >= page.total:
+            break
+    return present.records_csv(records, numbers)
+
+
+def _numbers(client: ApiClient) -> None:
+    """The latest whole numbers, beside the single digits above."""
+    st.subheader("Numbers")
+    try:
+        page = client.list_numbers(NumberFilter(limit=NUMBERS_SHOWN))
+    except ApiError as err:
+        show_error(f"The numbers could not be loaded. {err}")
+        return
+    if not page.items:
+        st.caption("No numbers yet: write one in the Draw page's Number mode.")
+        return
+    zone = present.local_zone(st.context.timezone)
+    st.caption(f"The latest {len(page.items)} of {page.total} numbers.")
+    st.dataframe(
+        pd.DataFrame(
+            {
+                "Drawing": [
+                    _thumbnail(client, str(n.id), n.created_at.isoformat(), number=True)
+                    for n in page.items
+                ],
+                "Read": [n.number for n in page.items],
+                "Answer": [present.number_status_words(n.status) for n in page.items],
+                "True number": [
+                    "not a number" if n.not_a_number else n.true_number or "" for n in page.items
+                ],
+                "Confidence": [n.confidence for n in page.items],
+                "Time": [present.local_time(n.created_at, zone) for n in page.items],
+            }
+        ),
+        hide_index=True,
+        column_config={
+            "Drawing": st.column_config.ImageColumn("Drawing", width="medium"),
+            "Confidence": st.column_config.ProgressColumn(
+                "Confidence", min_value=0.0, max_value=1.0, format="percent"
+            ),
+            "Time": st.column_config.TextColumn(f"Time ({zone.key})"),
+        },
+        row_height=56,
+        key="history_numbers",
+    )

@@ -97,6 +97,19 @@ def _headline(stats: Stats) -> None:
         "Mean confidence",
         "-" if stats.mean_confidence is None else present.percent(stats.mean_confidence),
     )
+    if stats.numbers:
+        numbers_col, number_accuracy_col, _, _ = st.columns(4)
+        numbers_col.metric(
+            "Numbers read",
+            f"{stats.numbers:,}",
+            help="Whole numbers written in the Draw page's Number mode (or sent to the API)",
+        )
+        number_accuracy_col.metric(
+            "Whole-number accuracy",
+            "-" if stats.number_accuracy is None else present.percent(stats.number_accuracy),
+            help=f"Of the {stats.numbers_labelled:,} numbers whose true number people gave, "
+            "the share read right in every digit",
+        )
 
 
 def _accuracy(stats: Stats) -> None:

@@ -1,0 +1,184 @@
+"""Where numbers and their corrections go: the database, or the spool when it is unreachable,
+exactly as predictions do (digits.api.store, whose spool, order and replay they share)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from digits.api.store import PredictionStore, Recent, owned
+from digits.db import numbers
+from digits.db.models import NumberRow, PredictionRow, row_from_json, row_to_json, utcnow
+from digits.db.session import Database, is_connection_error
+from digits.db.spool import Entry
+from digits.errors import DatabaseUnavailableError, NumberNotFoundError, PredictionSpooledError
+from digits.schemas import NumberRecord
+
+NUMBER, LABEL = "number", "number_label"
+# A spooled correction: the label columns but not_a_number, which a null true_number implies.
+_LABEL_ENTRY = frozenset({"id", "true_number", "labelled_at"})
+
+
+def _record(row: NumberRow) -> NumberRecord:
+    return NumberRecord.model_validate(row, from_attributes=True)
+
+
+def _labelled(record: NumberRecord, true_number: str | None, at: datetime) -> NumberRecord:
+    return record.model_copy(
+        update={"true_number": true_number, "not_a_number": true_number is None, "labelled_at": at}
+    )
+
+
+def number_entry(row: NumberRow) -> Entry:
+    """A number and its digits as one spool entry: they reach the database together."""
+    return {
+        "op": NUMBER,
+        **row_to_json(row),
+        "digits": [row_to_json(digit) for digit in row.digits],
+    }
+
+
+def number_from_entry(entry: Entry) -> NumberRow:
+    row = row_from_json(NumberRow, entry)
+    row.digits = [row_from_json(PredictionRow, digit) for digit in entry.get("digits", [])]
+    return row
+
+
+def _label_entry(number_id: uuid.UUID, true_number: str | None, at: datetime) -> Entry:
+    row = NumberRow(id=number_id, true_number=true_number, labelled_at=at)
+    return {"op": LABEL, **row_to_json(row, only=_LABEL_ENTRY)}
+
+
+def _replay_number(session: Session, entry: Entry) -> bool:
+    numbers.upsert_number(session, row=number_from_entry(entry))
+    return True
+
+
+def _replay_label(session: Session, entry: Entry) -> bool:
+    label = row_from_json(NumberRow, entry)
+    assert label.labelled_at is not None  # every label entry has its time
+    found = numbers.apply_spooled_label(
+        session, number_id=label.id, true_number=label.true_number, labelled_at=label.labelled_at
+    )
+    return found is not None
+
+
+class NumberStore:
+    """Numbers beside the predictions of ``store``: same database, spool and metrics."""
+
+    def __init__(self, store: PredictionStore) -> None:
+        self.store = store
+        store.appliers |= {NUMBER: _replay_number, LABEL: _replay_label}
+        self.recent: Recent[NumberRecord] = Recent(
+            lambda record: record.true_number is None and not record.not_a_number
+        )
+
+    @property
+    def database(self) -> Database:
+        return self.store.database  # tests replace it to simulate outages
+
+    def _direct(self) -> bool:
+        return self.store.schema_ready and self.store.spool.depth == 0
+
+    def spooled_record(self, number_id: uuid.UUID) -> NumberRecord | None:
+        """The number as the spools know it (own and other processes'), label applied."""
+        wanted = str(number_id)
+        record: NumberRecord | None = None
+        for entries in (self.store.spool.pending(), self.store.spool.others()):
+            for entry in entries:
+                if entry.get("id") != wanted:
+                    continue
+                if entry.get("op") == NUMBER:
+                    record = _record(number_from_entry(entry))
+                elif entry.get("op") == LABEL and record is not None:
+                    label = row_from_json(NumberRow, entry)
+                    assert label.labelled_at is not None
+                    record = _labelled(record, label.true_number, label.labelled_at)
+            if record is not None:
+                return record
+        return None
+
+    def save(self, row: NumberRow) -> NumberRecord:
+        """Store durably (database or spool) and return the record; its id is an older one when
+        the session read the same drawing before and did not correct it yet."""
+        self.store.metrics.numbers.labels(status=row.status).inc()
+        if self._direct():
+            try:
+                with self.database.write() as session:
+                    row.id = numbers.record_number(session, row=row)
+            except SQLAlchemyError as exc:
+                if not is_connection_error(exc):
+                    raise
+                self.store.db_failed(exc)
+            else:
+                return self.recent.remember(_record(row))
+        if row.drawing_id is not None:
+            earlier = self.recent.open_for_drawing(row.drawing_id, row.session_id)
+            if earlier is not None:
+                row.id = earlier.id
+                for digit in row.digits:
+                    digit.number_id = earlier.id
+        self.store.spool_write(number_entry(row))
+        return self.recent.remember(_record(row))
+
+    def label(
+        self, number_id: uuid.UUID, true_number: str | None, *, owner: uuid.UUID | None
+    ) -> NumberRecord:
+        """Record the number the user says was written (None: no number) on one of ``owner``'s
+        numbers (None: any)."""
+        labelled_at = utcnow()
+        if self._direct():
+            try:
+                with self.database.write() as session:
+                    row = numbers.set_number_label(
+                        session,
+                        number_id=number_id,
+                        true_number=true_number,
+                        labelled_at=labelled_at,
+                        owner=owner,
+                    )
+                    record = _record(row) if row is not None else None
+            except SQLAlchemyError as exc:
+                if not is_connection_error(exc):
+                    raise
+                self.store.db_failed(exc)
+            else:
+                if record is not None:
+                    self.store.metrics.corrections.inc()
+                    return self.recent.remember(record)
+                if owned(self.spooled_record(number_id), owner) is None:
+                    raise NumberNotFoundError(number_id)
+        known = owned(self.recent.get(number_id) or self.spooled_record(number_id), owner)
+        if known is None:
+            raise DatabaseUnavailableError(
+                "the database is unavailable and this number is not known to this server; "
+                "try the correction again in a moment"
+            )
+        self.store.spool_write(_label_entry(number_id, true_number, labelled_at))
+        self.store.metrics.corrections.inc()
+        return self.recent.remember(_labelled(known, true_number, labelled_at))
+
+    def get(self, number_id: uuid.UUID, *, owner: uuid.UUID | None) -> NumberRecord:
+        """One of ``owner``'s numbers (None: any)."""
+        try:
+            with self.database.read() as session:
+                row = numbers.get_number(session, number_id=number_id, owner=owner)
+                record = _record(row) if row is not None else None
+        except SQLAlchemyError as exc:
+            if not is_connection_error(exc):
+                raise
+            self.store.db_failed(exc)
+            if owned(self.spooled_record(number_id), owner) is None:
+                raise DatabaseUnavailableError("the database is unavailable") from exc
+            record = None
+        if record is None:
+            if owned(self.spooled_record(number_id), owner) is not None:
+                raise PredictionSpooledError(
+                    f"number {number_id} is safely stored in the local spool while the "
+                    "database is unavailable; it can be read once it has been replayed"
+                )
+            raise NumberNotFoundError(number_id)
+        return record
