@@ -22,10 +22,9 @@ import numpy as np
 from digits import decode, preprocess
 from digits.config import DEFAULT_MAX_NUMBER_DIGITS
 from digits.errors import EmptyImageError, InvalidInputError, StrokesError, TooManyDigitsError
-from digits.model import NOT_A_DIGIT
 from digits.predict import Prediction, Predictor
 from digits.read import segment
-from digits.schemas import NUM_DIGITS
+from digits.schemas import NOT_A_DIGIT, NUM_DIGITS
 
 NumberStatus = Literal["ok", "uncertain", "not_a_number"]
 

@@ -61,7 +61,8 @@ def _imports(*argv: str) -> str:
     return done.stderr
 
 
-def test_digits_predict_runs_without_torch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["predict", "read"])
+def test_digits_predict_and_read_run_without_torch(tmp_path: Path, command: str) -> None:
     image = tmp_path / "seven.png"
     image.write_bytes(drawing())
     env = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
@@ -70,7 +71,7 @@ def test_digits_predict_runs_without_torch(tmp_path: Path) -> None:
         "import os, sys; from digits.cli import main; "
         f"os.environ['DIGITS_DATABASE_URL'] = {env!r}; "
         f"os.environ['DIGITS_DATA_DIR'] = {str(tmp_path / 'data')!r}; "
-        "sys.exit(main(['predict', '--json', sys.argv[1]]))",
+        f"sys.exit(main([{command!r}, '--json', sys.argv[1]]))",
         str(image),
     )
     assert imported("onnxruntime", imports)
