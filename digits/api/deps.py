@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from digits.api.holder import ModelHolder
+from digits.api.memory import SessionMemory
 from digits.api.metrics import Metrics
 from digits.api.sessions import check_admin
 from digits.api.store import PredictionStore
@@ -37,6 +38,10 @@ async def get_store(request: Request) -> PredictionStore:
     return request.app.state.store
 
 
+async def get_memory(request: Request) -> SessionMemory:
+    return request.app.state.memory
+
+
 async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
@@ -49,6 +54,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 HolderDep = Annotated[ModelHolder | None, Depends(get_holder)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
+MemoryDep = Annotated[SessionMemory, Depends(get_memory)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
