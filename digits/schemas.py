@@ -175,6 +175,7 @@ class SessionOut(BaseModel):
 class SessionSummary(BaseModel):
     """``GET /api/sessions/me``: what the caller's session sent, and what its memory holds."""
 
+    session_id: uuid.UUID = Field(description="the session (for DELETE /api/sessions/{id})")
     drawings: int = Field(description="predictions the session made")
     labelled: int = Field(description='of them labelled: a digit, or "not a digit"')
     learned_from: int = Field(

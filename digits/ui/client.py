@@ -22,6 +22,7 @@ from digits.schemas import (
     PredictionPage,
     PredictionRecord,
     SessionOut,
+    SessionSummary,
     Source,
     Stats,
     correction,
@@ -41,6 +42,7 @@ __all__ = [
     "PredictionPage",
     "PredictionRecord",
     "SessionOut",
+    "SessionSummary",
     "Source",
     "Stats",
 ]
@@ -109,6 +111,14 @@ class ApiClient:
                 return False
             raise
         return True
+
+    def session_summary(self) -> SessionSummary:
+        """This session's drawings, labels, and how many of them its memory learns from."""
+        return self._parse(SessionSummary, self._send("GET", "/api/sessions/me"))
+
+    def delete_session(self, session_id: uuid.UUID | str) -> None:
+        """Delete the session: its drawings, labels and memory; its token stops working."""
+        self._send("DELETE", f"/api/sessions/{session_id}")
 
     def predict(
         self,

@@ -53,6 +53,10 @@ def client(make_client: MakeClient, shipped: Predictor) -> Iterator[TestClient]:
         yield client
 
 
+def mine(client: TestClient) -> dict[str, str]:
+    return {"session_id": str(session_of(client))}
+
+
 def post(client: TestClient, png: bytes, **headers: str) -> dict[str, Any]:
     response = client.post(
         "/api/predictions", files={"image": ("d.png", png, "image/png")}, headers=headers
@@ -129,7 +133,7 @@ def test_a_session_that_confirms_its_answers_is_not_made_worse(
             assert (answer["digit"], answer["status"]) == (plain.digit, plain.status)
         label(client, answer["id"], sample.digit)
     summary = client.get("/api/sessions/me").json()
-    assert summary == {"drawings": 24, "labelled": 24, "learned_from": 24}
+    assert summary == {**mine(client), "drawings": 24, "labelled": 24, "learned_from": 24}
 
 
 def test_two_workers_serve_one_session(
@@ -159,6 +163,7 @@ def test_deleting_the_session_forgets_its_memory(client: TestClient, ones: list[
 
 def test_stats_and_the_session_summary(client: TestClient, ones: list[bytes]) -> None:
     assert client.get("/api/sessions/me").json() == {
+        **mine(client),
         "drawings": 0,
         "labelled": 0,
         "learned_from": 0,
@@ -172,6 +177,7 @@ def test_stats_and_the_session_summary(client: TestClient, ones: list[bytes]) ->
     stats = client.get("/api/stats").json()
     assert (stats["adapted"], stats["adapted_confirmed"]) == (1, 1)
     assert client.get("/api/sessions/me").json() == {
+        **mine(client),
         "drawings": 2,
         "labelled": 2,
         "learned_from": 2,

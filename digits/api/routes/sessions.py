@@ -48,7 +48,9 @@ def get_own_session(
     with store.database.read() as session:
         drawings, labelled = session_rows.activity(session, session_id=session_id)
         learned_from = memory.learned_from(session, session_id, predictor.version)
-    return SessionSummary(drawings=drawings, labelled=labelled, learned_from=learned_from)
+    return SessionSummary(
+        session_id=session_id, drawings=drawings, labelled=labelled, learned_from=learned_from
+    )
 
 
 @router.delete("/{session_id}", status_code=204, responses=_UNKNOWN)
