@@ -53,7 +53,8 @@ def get_own_session(
     )
 
 
-@router.delete("/{session_id}", status_code=204, responses=_UNKNOWN)
+# :uuid so that DELETE /api/sessions/me is a 405, not this route.
+@router.delete("/{session_id:uuid}", status_code=204, responses=_UNKNOWN)
 def delete_session(session_id: uuid.UUID, caller: CallerDep, store: StoreDep) -> Response:
     """Delete the session's predictions and forget its memory; its token is refused from then
     on. Only the session itself or the admin may; anyone else gets a 404, as for an unknown
