@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,11 @@ class Prediction:
     image_png: bytes | None = None
     input_png: bytes | None = None
     latency_ms: float | None = None
+    reject: float = 0.0  # the not-a-digit score, before its threshold (0: no such class)
+    # (D,) penultimate features, what a session's memory compares (digits.memory)
+    features: np.ndarray | None = field(default=None, compare=False, repr=False)
+    adapted: bool = False  # a session's memory changed the digit or the status
+    like: tuple[uuid.UUID, ...] = ()  # the session's earlier predictions that decided
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -158,11 +164,21 @@ class Predictor:
             return "uncertain"
         return "ok"
 
-    def _prediction(self, probs: np.ndarray, reject: float, model_input: np.ndarray) -> Prediction:
+    def _prediction(
+        self, probs: np.ndarray, reject: float, model_input: np.ndarray, features: np.ndarray
+    ) -> Prediction:
         digit = int(probs.argmax())
         status = self.status(probs, reject)
+        values = [float(p) for p in probs]
         return Prediction(
-            digit, float(probs[digit]), [float(p) for p in probs], status, model_input, self.version
+            digit,
+            values[digit],
+            values,
+            status,
+            model_input,
+            self.version,
+            reject=reject,
+            features=features,
         )
 
     def predict(self, image: decode.ImageInput, **limits: int) -> Prediction:
@@ -196,9 +212,10 @@ class Predictor:
         )
 
     def predict_inputs(self, inputs: np.ndarray) -> list[Prediction]:
-        probs, rejects = self.scores(inputs)
+        probs, rejects, features = self.scores_and_features(inputs)
         return [
-            self._prediction(p, float(r), x) for p, r, x in zip(probs, rejects, inputs, strict=True)
+            self._prediction(p, float(r), x, f)
+            for p, r, x, f in zip(probs, rejects, inputs, features, strict=True)
         ]
 
 

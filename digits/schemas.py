@@ -59,6 +59,8 @@ def _iso_8601(value: Any) -> Any:
 
 # ISO 8601 with a UTC offset, e.g. ``2026-01-01T00:00:00+00:00``.
 IsoDatetime = Annotated[AwareDatetime, BeforeValidator(_iso_8601)]
+# Stored NULL when the answer was not adapted.
+Like = Annotated[list[uuid.UUID], BeforeValidator(lambda value: [] if value is None else value)]
 
 
 class Submission(BaseModel):
@@ -211,6 +213,15 @@ class PredictionOut(DigitAnswer):
 
     model_version: str
     created_at: UtcDatetime
+    adapted: bool = Field(
+        False, description="the session's memory of its labelled drawings changed the answer"
+    )
+    like: Like = Field(
+        default_factory=list,
+        description="ids of at most 3 of the session's earlier predictions that decided an "
+        "adapted answer; [] when not adapted",
+        max_length=3,
+    )
 
 
 class PredictionCreated(PredictionOut):
@@ -227,6 +238,18 @@ class SessionOut(BaseModel):
 
     session_id: uuid.UUID
     session_token: str
+
+
+class SessionSummary(BaseModel):
+    """``GET /api/sessions/me``: what the caller's session sent, and what its memory holds."""
+
+    session_id: uuid.UUID = Field(description="the session (for DELETE /api/sessions/{id})")
+    drawings: int = Field(description="predictions the session made")
+    labelled: int = Field(description='of them labelled: a digit, or "not a digit"')
+    learned_from: int = Field(
+        description="labelled drawings the session's memory uses for the model served now "
+        "(at most DIGITS_SESSION_MEMORY_SIZE; 0 with DIGITS_SESSION_MEMORY=false)"
+    )
 
 
 class PredictionRecord(PredictionOut):
@@ -351,6 +374,11 @@ class Stats(BaseModel):
     accuracy: float | None
     mean_confidence: float | None
     uncertain: int
+    adapted: int = Field(description="answers a session's memory changed")
+    adapted_confirmed: int = Field(
+        description="adapted answers the person then labelled as answered (the digit, or "
+        '"not a digit" for a not_a_digit answer)'
+    )
     not_a_digit: int = Field(description="predictions answered not_a_digit")
     not_a_digit_labels: int = Field(description='drawings the user labelled "not a digit"')
     per_digit_accuracy: dict[str, float | None] = Field(

@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from digits.api import errors
 from digits.api.holder import ModelHolder, serving
 from digits.api.large_images import LargeImages
+from digits.api.memory import SessionMemory
 from digits.api.metrics import Metrics
 from digits.api.middleware import RequestContextMiddleware
 from digits.api.number_store import NumberStore
@@ -185,6 +186,9 @@ def create_app(
         app.state.registry = registry
         app.state.store = store
         app.state.numbers = NumberStore(store)
+        app.state.memory = SessionMemory(
+            store, enabled=settings.session_memory, size=settings.session_memory_size
+        )
         task = None
         if run_maintenance:
             maintenance = _Maintenance(app, settings, migrated)

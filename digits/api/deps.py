@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from digits.api.holder import ModelHolder
+from digits.api.memory import SessionMemory
 from digits.api.metrics import Metrics
 from digits.api.number_store import NumberStore
 from digits.api.sessions import check_admin
@@ -42,6 +43,10 @@ async def get_number_store(request: Request) -> NumberStore:
     return request.app.state.numbers
 
 
+async def get_memory(request: Request) -> SessionMemory:
+    return request.app.state.memory
+
+
 async def get_registry(request: Request) -> Registry:
     return request.app.state.registry
 
@@ -55,6 +60,7 @@ HolderDep = Annotated[ModelHolder | None, Depends(get_holder)]
 PredictorDep = Annotated[Predictor, Depends(get_predictor)]
 StoreDep = Annotated[PredictionStore, Depends(get_store)]
 NumberStoreDep = Annotated[NumberStore, Depends(get_number_store)]
+MemoryDep = Annotated[SessionMemory, Depends(get_memory)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 

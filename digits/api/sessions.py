@@ -194,3 +194,15 @@ async def prediction_session(
 
 
 PredictionSessionDep = Annotated[tuple[uuid.UUID, str | None], Depends(prediction_session)]
+
+
+async def own_session(request: Request, x_session_token: TokenHeader = None) -> uuid.UUID:
+    """The session of ``X-Session-Token``, which this request must carry (the admin has none);
+    401 without it."""
+    if x_session_token is None:
+        raise HTTPException(401, f"send the {HEADER} header of the session")
+    authority: SessionAuthority = request.app.state.sessions
+    return authority.authenticate(x_session_token)
+
+
+OwnSessionDep = Annotated[uuid.UUID, Depends(own_session)]

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from digits.api.metrics import Metrics
 from digits.db import crud
@@ -39,6 +40,8 @@ REPLAY_BATCH = 200
 # A spooled correction: the label columns but not_a_digit, which a null true_label implies,
 # and the row's session, so that a correction of a since deleted session is dropped.
 _LABEL_ENTRY = frozenset({"id", "session_id", "true_label", "labelled_at"})
+# Runs inside the transaction that labelled the row (the session's memory learns from it).
+OnLabel = Callable[[Session, PredictionRow], None]
 
 
 class Answered(Protocol):
@@ -123,6 +126,8 @@ def new_prediction_row(
         true_label=None,
         not_a_digit=False,
         labelled_at=None,
+        adapted=prediction.adapted,
+        like=[str(each) for each in prediction.like] or None,
     )
 
 
@@ -215,10 +220,16 @@ class PredictionStore:
         return self.recent.remember(_record(row))
 
     def label(
-        self, prediction_id: uuid.UUID, true_label: int | None, *, owner: uuid.UUID | None = None
+        self,
+        prediction_id: uuid.UUID,
+        true_label: int | None,
+        *,
+        owner: uuid.UUID | None = None,
+        on_label: OnLabel | None = None,
     ) -> PredictionRecord:
         """Record the digit the user says was drawn, or None for "not a digit", on one of
-        ``owner``'s predictions (None: any)."""
+        ``owner``'s predictions (None: any). ``on_label`` runs in the same transaction when the
+        label is written to the database (not when it is spooled)."""
         labelled_at = utcnow()
         if self.schema_ready and self.spool.depth == 0:
             try:
@@ -230,6 +241,8 @@ class PredictionStore:
                         labelled_at=labelled_at,
                         owner=owner,
                     )
+                    if row is not None and on_label is not None:
+                        on_label(session, row)
                     record = _record(row) if row is not None else None
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):

@@ -152,6 +152,17 @@ class PredictionRow(Submitted, Base):
     )
     position: Mapped[int | None] = mapped_column(SmallInteger, nullable=True)
     box: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
+    # The session's memory changed the digit or the status (digits.memory), and the ids (as
+    # strings) of the session's earlier predictions that decided; NULL when not adapted.
+    adapted: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default=false()
+    )
+    like: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Its Python default when not given: the hot path inserts every column of content().
+        kwargs.setdefault("adapted", False)
+        super().__init__(**kwargs)
 
     def content(self) -> dict[str, Any]:
         """The columns a later prediction of the same drawing replaces."""

@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, defer
 
 from digits.db.crud import UNLABELLED, owned_by
@@ -88,13 +88,29 @@ def list_predictions(
 
 def stats(session: Session) -> dict[str, Any]:
     """Totals, accuracy from corrections, confusion matrix and reliability bins."""
-    total, mean_confidence, uncertain, answered_not_a_digit, labelled_not_a_digit = session.execute(
+    answered_a_digit = PredictionRow.status != "not_a_digit"
+    confirmed = or_(
+        and_(answered_a_digit, PredictionRow.true_label == PredictionRow.digit),
+        and_(~answered_a_digit, PredictionRow.not_a_digit.is_(True)),
+    )
+    adapted = PredictionRow.adapted.is_(True)
+    (
+        total,
+        mean_confidence,
+        uncertain,
+        answered_not_a_digit,
+        labelled_not_a_digit,
+        adapted_count,
+        adapted_confirmed,
+    ) = session.execute(
         select(
             func.count(),
             func.avg(PredictionRow.confidence),
             func.count().filter(PredictionRow.status == "uncertain"),
             func.count().filter(PredictionRow.status == "not_a_digit"),
             func.count().filter(PredictionRow.not_a_digit.is_(True)),
+            func.count().filter(adapted),
+            func.count().filter(adapted, confirmed),
         ).select_from(PredictionRow)
     ).one()
     labelled_rows = session.execute(
@@ -130,6 +146,8 @@ def stats(session: Session) -> dict[str, Any]:
         "accuracy": correct / labelled if labelled else None,
         "mean_confidence": float(mean_confidence) if mean_confidence is not None else None,
         "uncertain": uncertain,
+        "adapted": adapted_count,
+        "adapted_confirmed": adapted_confirmed,
         "not_a_digit": answered_not_a_digit,
         "not_a_digit_labels": labelled_not_a_digit,
         "per_digit_accuracy": {

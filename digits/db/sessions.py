@@ -9,7 +9,7 @@ import enum
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,3 +91,14 @@ def delete_session(session: Session, *, session_id: uuid.UUID, now: datetime) ->
         row.deleted_at = now
     session.flush()
     return live or deleted > 0
+
+
+def activity(session: Session, *, session_id: uuid.UUID) -> tuple[int, int]:
+    """How many predictions the session made, and how many of them are labelled."""
+    labelled = or_(PredictionRow.true_label.is_not(None), PredictionRow.not_a_digit.is_(True))
+    drawings, labelled_count = session.execute(
+        select(func.count(), func.count().filter(labelled)).where(
+            PredictionRow.session_id == session_id
+        )
+    ).one()
+    return int(drawings), int(labelled_count)

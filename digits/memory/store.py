@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from digits import preprocess
@@ -59,20 +59,48 @@ def remember(
     session.flush()
 
 
+# Every POST with a session token reads this: built once, so SQLAlchemy reuses its compiled form.
+_RECALL = (
+    select(MemoryEntryRow.prediction_id, MemoryEntryRow.features, MemoryEntryRow.label)
+    .where(
+        MemoryEntryRow.session_id == bindparam("session_id"),
+        MemoryEntryRow.model_version == bindparam("model_version"),
+    )
+    .order_by(MemoryEntryRow.created_at.desc())
+    .limit(bindparam("limit"))
+)
+
+
 def recall(
-    session: Session, *, session_id: uuid.UUID, model_version: str, limit: int
+    session: Session | Connection, *, session_id: uuid.UUID, model_version: str, limit: int
 ) -> list[Entry]:
     """The session's last ``limit`` labelled drawings under ``model_version``, oldest first."""
-    rows = session.execute(
-        select(MemoryEntryRow.prediction_id, MemoryEntryRow.features, MemoryEntryRow.label)
+    parameters = {"session_id": session_id, "model_version": model_version, "limit": limit}
+    rows = session.execute(_RECALL, parameters).all()[::-1]
+    if not rows:
+        return []
+    # One decode for all of them: a per-row frombuffer and cast cost more than the query
+    # (POST p50 of a 200-entry session, benchmarks/session_bench.py).
+    features = decode(b"".join(row.features for row in rows)).reshape(len(rows), -1)
+    return [Entry(row.prediction_id, f, row.label) for row, f in zip(rows, features, strict=True)]
+
+
+def count(session: Session, *, session_id: uuid.UUID, model_version: str, limit: int) -> int:
+    """How many entries ``recall`` gives the session under ``model_version``."""
+    found = session.scalar(
+        select(func.count())
+        .select_from(MemoryEntryRow)
         .where(
             MemoryEntryRow.session_id == session_id,
             MemoryEntryRow.model_version == model_version,
         )
-        .order_by(MemoryEntryRow.created_at.desc())
-        .limit(limit)
-    ).all()
-    return [Entry(row.prediction_id, decode(row.features), row.label) for row in reversed(rows)]
+    )
+    return min(int(found or 0), limit)
+
+
+def unlearn(session: Session, *, prediction_id: uuid.UUID) -> None:
+    """Drop the prediction's entries of every model version: its label changed."""
+    session.execute(delete(MemoryEntryRow).where(MemoryEntryRow.prediction_id == prediction_id))
 
 
 def forget(session: Session, *, session_id: uuid.UUID) -> int:
@@ -93,6 +121,13 @@ def relearn(
     """Give ``model_version`` the entries it lacks among the session's last ``limit`` labelled
     predictions, computing their features from the stored model inputs. Returns how many."""
     labelled = or_(PredictionRow.true_label.is_not(None), PredictionRow.not_a_digit.is_(True))
+    last = (
+        select(PredictionRow.id)
+        .where(PredictionRow.session_id == session_id, labelled)
+        .order_by(PredictionRow.labelled_at.desc())
+        .limit(limit)
+        .subquery()
+    )
     has_entry = select(MemoryEntryRow.prediction_id).where(
         and_(
             MemoryEntryRow.prediction_id == PredictionRow.id,
@@ -106,9 +141,8 @@ def relearn(
             PredictionRow.true_label,
             PredictionRow.labelled_at,
         )
-        .where(PredictionRow.session_id == session_id, labelled, ~has_entry.exists())
+        .where(PredictionRow.id.in_(select(last.c.id)), ~has_entry.exists())
         .order_by(PredictionRow.labelled_at.desc())
-        .limit(limit)
     ).all()
     if not rows:
         return 0

@@ -29,6 +29,7 @@ from digits.schemas import (
     RetrainJobId,
     RetrainJobs,
     SessionOut,
+    SessionSummary,
     Source,
     Stats,
     correction,
@@ -53,6 +54,7 @@ __all__ = [
     "PredictionPage",
     "PredictionRecord",
     "SessionOut",
+    "SessionSummary",
     "Source",
     "Stats",
 ]
@@ -121,6 +123,14 @@ class ApiClient:
                 return False
             raise
         return True
+
+    def session_summary(self) -> SessionSummary:
+        """This session's drawings, labels, and how many of them its memory learns from."""
+        return self._parse(SessionSummary, self._send("GET", "/api/sessions/me"))
+
+    def delete_session(self, session_id: uuid.UUID | str) -> None:
+        """Delete the session: its drawings, labels and memory; its token stops working."""
+        self._send("DELETE", f"/api/sessions/{session_id}")
 
     def predict(
         self,

@@ -73,6 +73,23 @@ def headline(prediction: PredictionOut) -> str:
     return f"The model is {words} it is {a_digit(prediction.digit)} ({percent(prediction.confidence)})."
 
 
+def learned_words(prediction: PredictionOut) -> str:
+    """What an adapted answer learned from: "Read as 7, like your earlier drawing"."""
+    read = "not a digit" if prediction.status == "not_a_digit" else str(prediction.digit)
+    drawings = "drawings" if len(prediction.like) > 1 else "drawing"
+    return f"Read as {read}, like your earlier {drawings}"
+
+
+def learned_from_words(record: PredictionOut) -> str:
+    """History's cell for an adapted answer: the ids it learned from, shortened; else ""."""
+    return ", ".join(str(each)[:8] for each in record.like) if record.adapted else ""
+
+
+def session_words(drawings: int, learned_from: int) -> str:
+    drawn = f"{drawings} drawing{'' if drawings == 1 else 's'}"
+    return f"This session: {drawn}; it learns from {learned_from} of your labels."
+
+
 def uncertain_explanation(prediction: PredictionOut) -> str:
     second, p_second = runner_up(prediction)
     return (
@@ -138,6 +155,8 @@ def _cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6f}"
+    if isinstance(value, list):
+        return " ".join(str(each) for each in value)
     return str(value)
 
 

@@ -6,11 +6,13 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from api_helpers import MakeClient, drawing, post_drawing
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from digits import preprocess
 from digits.api.app import _apply_retention
 from digits.db import crud
 from digits.db.models import PredictionRow
@@ -35,6 +37,10 @@ def test_list_is_newest_first_and_paginated(client: TestClient) -> None:
         assert client.get("/api/predictions", params={"offset": offset}).status_code == 422
 
 
+# A real 28x28 input: a label teaches the row's session from it (digits.api.memory).
+BLANK_INPUT = preprocess.input_to_png(np.zeros((28, 28), np.float32))
+
+
 def _insert(client: TestClient, rows: list[tuple[int, str, uuid.UUID | None]]) -> list[str]:
     """Predictions of chosen digits (digit, status, session), a second apart, oldest first."""
     store = client.app.state.store  # type: ignore[attr-defined]
@@ -46,7 +52,7 @@ def _insert(client: TestClient, rows: list[tuple[int, str, uuid.UUID | None]]) -
                 id=uuid.uuid4(), created_at=start + timedelta(seconds=i), digit=digit,
                 confidence=0.9, probabilities=[0.1] * 10, status=status, source="api",
                 drawing_id=None, session_id=session_id, model_version="v", image_png=None,
-                input_png=b"png", latency_ms=1.0,
+                input_png=BLANK_INPUT, latency_ms=1.0,
             )  # fmt: skip
             ids.append(str(crud.record_prediction(session, row=row)))
     return ids

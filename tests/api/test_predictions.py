@@ -23,6 +23,8 @@ POST_FIELDS = {
     "status",
     "model_version",
     "created_at",
+    "adapted",
+    "like",
 }
 RECORD_FIELDS = POST_FIELDS | {
     "source",

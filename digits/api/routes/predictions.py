@@ -21,6 +21,7 @@ from fastapi import (
     Response,
     UploadFile,
 )
+from sqlalchemy.orm import Session
 
 from digits.api.bodies import (
     PNG_ANSWER,
@@ -29,13 +30,15 @@ from digits.api.bodies import (
     errors,
     png_answer,
 )
-from digits.api.deps import PredictorDep, SettingsDep, StoreDep
+from digits.api.deps import MemoryDep, PredictorDep, SettingsDep, StoreDep
 from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages
+from digits.api.memory import SessionMemory
 from digits.api.sessions import CallerDep, PredictionSessionDep
 from digits.api.store import PredictionStore
 from digits.config import Settings
 from digits.db import queries
+from digits.db.models import PredictionRow
 from digits.errors import PredictionNotFoundError
 from digits.loop import jobs
 from digits.predict import Predictor
@@ -65,6 +68,7 @@ class Predictions:
     predictor: Predictor  # read once: a model swap cannot change it halfway
     settings: Settings
     store: PredictionStore
+    memory: SessionMemory
     session: tuple[uuid.UUID, str | None]  # the session, and its token when it is new
     large_images: LargeImages
     response: Response
@@ -82,6 +86,8 @@ class Predictions:
             stored=stored,
         )
         session_id, new_token = self.session
+        if new_token is None:  # a session that may have labelled drawings before
+            prediction = self.memory.adapt(prediction, self.predictor, session_id)
         record = self.store.save_prediction(prediction, submission, session_id=session_id)
         self.response.headers["Location"] = f"/api/predictions/{record.id}"
         answer = record.model_dump(include=set(PredictionOut.model_fields))
@@ -92,13 +98,14 @@ async def get_predictions(
     predictor: PredictorDep,
     settings: SettingsDep,
     store: StoreDep,
+    memory: MemoryDep,
     session: PredictionSessionDep,
     request: Request,
     response: Response,
 ) -> Predictions:
     # async: FastAPI would build the class itself in a worker thread, a hand-off per request.
     return Predictions(
-        predictor, settings, store, session, request.app.state.large_images, response
+        predictor, settings, store, memory, session, request.app.state.large_images, response
     )
 
 
@@ -166,11 +173,18 @@ def correct_prediction(
     store: StoreDep,
     settings: SettingsDep,
     caller: CallerDep,
+    predictor: PredictorDep,
+    memory: MemoryDep,
     background: BackgroundTasks,
 ) -> PredictionRecord:
-    """Record or change the digit the user says was drawn, or that it is not a digit."""
+    """Record or change the digit the user says was drawn, or that it is not a digit. The
+    prediction's session remembers it: its later, similar drawings are read alike."""
     true_label = correction.true_label if isinstance(correction, DigitLabelIn) else None
-    record = store.label(prediction_id, true_label, owner=caller.session_id)
+
+    def learn(session: Session, row: PredictionRow) -> None:
+        memory.learn(session, row, predictor)
+
+    record = store.label(prediction_id, true_label, owner=caller.session_id, on_label=learn)
     if settings.retrain_after:  # maybe queue a retraining, once the answer has gone
         background.add_task(jobs.enqueue_if_due, store.database, settings.retrain_after)
     return record

@@ -8,11 +8,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from digits.api.deps import StoreDep
-from digits.api.sessions import CallerDep, SessionAuthority
+from digits.api.deps import MemoryDep, PredictorDep, StoreDep
+from digits.api.sessions import CallerDep, OwnSessionDep, SessionAuthority
 from digits.db import sessions as session_rows
 from digits.db.models import utcnow
-from digits.schemas import SessionOut
+from digits.memory import store as memory_store
+from digits.schemas import SessionOut, SessionSummary
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 logger = logging.getLogger(__name__)
@@ -31,13 +32,37 @@ async def create_session(request: Request) -> SessionOut:
     return SessionOut(session_id=session_id, session_token=token)
 
 
-@router.delete("/{session_id}", status_code=204, responses=_UNKNOWN)
+@router.get(
+    "/me",
+    response_model=SessionSummary,
+    responses={
+        401: {"description": "No X-Session-Token, or an unknown, expired or deleted one"},
+        503: {"description": "The database is unavailable"},
+    },
+)
+def get_own_session(
+    session_id: OwnSessionDep, store: StoreDep, memory: MemoryDep, predictor: PredictorDep
+) -> SessionSummary:
+    """The caller's session: how many drawings it sent and labelled, and how many of them its
+    memory learns from for the model served now."""
+    with store.database.read() as session:
+        drawings, labelled = session_rows.activity(session, session_id=session_id)
+        learned_from = memory.learned_from(session, session_id, predictor.version)
+    return SessionSummary(
+        session_id=session_id, drawings=drawings, labelled=labelled, learned_from=learned_from
+    )
+
+
+# :uuid so that DELETE /api/sessions/me is a 405, not this route.
+@router.delete("/{session_id:uuid}", status_code=204, responses=_UNKNOWN)
 def delete_session(session_id: uuid.UUID, caller: CallerDep, store: StoreDep) -> Response:
-    """Delete the session's predictions; its token is refused from then on. Only the session
-    itself or the admin may; anyone else gets a 404, as for an unknown session."""
+    """Delete the session's predictions and forget its memory; its token is refused from then
+    on. Only the session itself or the admin may; anyone else gets a 404, as for an unknown
+    session."""
     if not caller.may_act_as(session_id):
         raise HTTPException(404, f"no session with id {session_id}")
     with store.database.write() as session:
+        memory_store.forget(session, session_id=session_id)  # the cascade would, made explicit
         known = session_rows.delete_session(session, session_id=session_id, now=utcnow())
     if not known:
         raise HTTPException(404, f"no session with id {session_id}")

@@ -3,18 +3,21 @@ appears when a stroke ends; say whether it was right."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import streamlit as st
 
 from digits.config import BRUSH_RANGE, CANVAS_SIZE, DEFAULT_BRUSH
 from digits.schemas import Source
-from digits.ui.client import ApiError
-from digits.ui.session import get_client, show_error, show_flash
+from digits.ui import present
+from digits.ui.client import ApiClient, ApiError
+from digits.ui.session import TOKEN_KEY, flash, get_client, show_error, show_flash
 from digits.ui.views import number
 from digits.ui.views.result import (
     Shown,
@@ -22,6 +25,7 @@ from digits.ui.views.result import (
     show_answer,
     show_details,
     show_feedback,
+    show_learned,
 )
 
 INK = "#000000"
@@ -33,6 +37,7 @@ ROUND = "round"  # bumps to give the canvas / uploader / feedback widgets fresh 
 SENT = "sent"  # digest of the input last sent, so reruns do not resend it
 SHOWN = "shown"  # the Shown answer for that input
 EMPTY = "empty"  # the service said the input holds no digit
+SUMMARY = "session_summary"  # the session's SessionSummary, fetched again after each change
 
 
 class Drawing(Protocol):
@@ -60,6 +65,7 @@ def render() -> None:
         _draw()
     with upload_tab:
         _upload()
+    _session_panel()
 
 
 def _state(flow: str, name: str, default: Any = None) -> Any:
@@ -80,8 +86,49 @@ def new_upload() -> None:
     _next_round("upload")
 
 
+def _session_panel() -> None:
+    """How much this session sent and taught, and a way to make it forget everything."""
+    client = get_client()
+    summary = st.session_state.get(SUMMARY)
+    if summary is None:
+        try:
+            summary = st.session_state[SUMMARY] = client.session_summary()
+        except ApiError:
+            return  # the page works without it; the next run asks again
+    if not summary.drawings:
+        return
+    row = st.container(horizontal=True, vertical_alignment="center", gap="small")
+    row.caption(present.session_words(summary.drawings, summary.learned_from), width="content")
+    with row.popover("Forget my drawings", icon=":material/delete:"):
+        st.markdown(
+            "Delete every drawing and label of this session, and what it learned from them? "
+            "This cannot be undone."
+        )
+        st.button(
+            "Yes, forget them",
+            key="forget_session",
+            type="primary",
+            on_click=_forget,
+            args=(client, summary.session_id),
+        )
+
+
+def _forget(client: ApiClient, session_id: uuid.UUID) -> None:
+    try:
+        client.delete_session(session_id)
+    except ApiError as err:
+        st.session_state[error_key("draw")] = f"Your drawings were not forgotten. {err}"
+        return
+    for name in (TOKEN_KEY, SUMMARY):  # the next run starts a new session
+        st.session_state.pop(name, None)
+    new_drawing()
+    new_upload()
+    flash("Your drawings were forgotten. This is a new session.")
+
+
 def _next_round(flow: str) -> None:
     _set(flow, ROUND, _state(flow, ROUND, 0) + 1)
+    st.session_state.pop(SUMMARY, None)
     for name in (SENT, SHOWN, EMPTY):
         st.session_state.pop(f"{flow}_{name}", None)
     st.session_state.pop(error_key(flow), None)
@@ -211,10 +258,15 @@ def _predict(
             # Unsent: the next run (Try again, or any click) sends the input again.
             st.session_state.pop(f"{flow}_{SENT}", None)
         return
+    st.session_state.pop(SUMMARY, None)
     try:
         shown = Shown(prediction, client.input_png(prediction.id))
     except ApiError as err:
         shown = Shown(prediction, None, input_error=str(err))
+    # Without the thumbnail (its drawing may have been removed) the words still say it.
+    with contextlib.suppress(ApiError):
+        if prediction.like:
+            shown = replace(shown, like_image=client.image_png(prediction.like[0]))
     _set(flow, SHOWN, shown)
 
 
@@ -236,6 +288,7 @@ def _show(flow: str, *, on_saved: Callable[[], None], idle: str) -> None:
     elif shown is not None:
         # Answer, then the question, then the detail: on a phone the first two are in view.
         show_answer(shown)
+        show_learned(shown)
         show_feedback(flow, shown.prediction, on_saved, _state(flow, ROUND, 0))
         show_details(shown)
     elif idle and not error:

@@ -163,6 +163,7 @@ def _table(
             "Answer": [present.status_words(r.status) for r in items],
             "True label": [present.label_words(r) for r in items],
             "Outcome": [present.outcome_words(r) for r in items],
+            "Learned": [present.learned_from_words(r) for r in items],
             "Confidence": [r.confidence for r in items],
             "Time": [present.local_time(r.created_at, zone) for r in items],
             "Model": [r.model_version for r in items],
@@ -180,6 +181,10 @@ def _columns(zone_name: str) -> dict[str, Any]:
             "Confidence", min_value=0.0, max_value=1.0, format="percent"
         ),
         "Time": st.column_config.TextColumn(f"Time ({zone_name})"),
+        "Learned": st.column_config.TextColumn(
+            "Learned",
+            help="Answers your earlier labelled drawings changed, and which of them (ids)",
+        ),
     }
 
 

@@ -21,6 +21,7 @@ class Shown:
     prediction: PredictionOut
     model_input: bytes | None
     input_error: str | None = None
+    like_image: bytes | None = None  # the earlier drawing an adapted answer learned from
 
 
 def show_answer(shown: Shown) -> None:
@@ -44,6 +45,16 @@ def show_answer(shown: Shown) -> None:
         words.caption(
             "Confidence is calibrated: answers given at 90% are right about 9 times in 10."
         )
+
+
+def show_learned(shown: Shown) -> None:
+    """For an answer the session's memory changed: which earlier drawing it learned from."""
+    if not shown.prediction.adapted:
+        return
+    row = st.container(horizontal=True, vertical_alignment="center", gap="small", wrap=False)
+    if shown.like_image is not None:
+        row.image(shown.like_image, width=56)
+    row.markdown(f":material/school: {present.learned_words(shown.prediction)}", width="content")
 
 
 def show_details(shown: Shown) -> None:

@@ -1,0 +1,209 @@
+"""Session memory through the real API: every pen writer is one person at the app.
+
+Two `digits serve` (rate limits off, the shipped weights), one with the session memory on and
+one with DIGITS_SESSION_MEMORY=false (the plain model), each on a fresh SQLite database. Each
+person of the chosen writers gets one session on each server and sends the same drawings to
+both, as benchmarks/memory_sim.py composes them (their digits and some of their letters,
+interleaved in a fixed random order, drawn onto the canvas as PNGs), labelling every answer
+with PATCH: the digit, or "not a digit" for a letter. Positions count letters too; errors are
+scored on digits, and a digit answered ``not_a_digit`` is an error.
+
+Prints, per writer group, errors in drawings 1-10, 11-20 and 21 on (per writer and in all),
+the not-a-digit flips and the ECE both ways (memory_sim's figures and targets), the POST p50
+both ways over every drawing, and the POST p50 of a session holding 200 labelled drawings, on
+each server; then one JSON line. Exits 1 when a target is missed.
+
+    nice -n 10 .venv/bin/python benchmarks/session_bench.py --writers test+loop validation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import memory_sim
+
+from digits.api.sessions import HEADER
+from digits.api.testing import serve_process
+from digits.config import SHIPPED_WEIGHTS, Settings
+from digits.synth.drawings import to_png
+
+WAYS = {"remembered": "true", "plain": "false"}  # memory_sim's names -> DIGITS_SESSION_MEMORY
+FULL_SESSION = Settings.model_fields["session_memory_size"].default  # labelled drawings
+TIMED_POSTS = 200
+P50_RATIO_TARGET = 1.5
+
+
+class Person:
+    """One writer's session on one server."""
+
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        answer = client.post("/api/sessions")
+        answer.raise_for_status()
+        self.headers = {HEADER: answer.json()["session_token"]}
+
+    def post(self, png: bytes) -> tuple[dict[str, Any], float]:
+        started = time.perf_counter()
+        answer = self.client.post(
+            "/api/predictions",
+            content=png,
+            headers={**self.headers, "Content-Type": "image/png"},
+        )
+        elapsed = (time.perf_counter() - started) * 1000
+        answer.raise_for_status()
+        body: dict[str, Any] = answer.json()
+        return body, elapsed
+
+    def label(self, prediction_id: str, digit: int | None) -> None:
+        body = {"true_label": digit} if digit is not None else {"not_a_digit": True}
+        self.client.patch(
+            f"/api/predictions/{prediction_id}", json=body, headers=self.headers
+        ).raise_for_status()
+
+
+def _answer(body: dict[str, Any]) -> memory_sim.Answer:
+    return memory_sim.Answer(body["digit"], body["confidence"], body["status"])
+
+
+def run_group(
+    clients: dict[str, httpx.Client], group: str, latencies: dict[str, list[float]]
+) -> list[memory_sim.Step]:
+    """Every person of the group through both servers, each drawing answered then labelled."""
+    steps = []
+    for person in memory_sim.people(memory_sim.GROUPS[group]):
+        sessions = {way: Person(client) for way, client in clients.items()}
+        pngs = [to_png(image) for image in person.drawings()]
+        for position, (sample, png) in enumerate(zip(person.samples, pngs, strict=True)):
+            answers = {}
+            for way, session in sessions.items():
+                body, elapsed = session.post(png)
+                latencies[way].append(elapsed)
+                session.label(body["id"], sample.digit)
+                answers[way] = body
+            steps.append(
+                memory_sim.Step(
+                    person.writer,
+                    position,
+                    sample.label,
+                    _answer(answers["plain"]),
+                    _answer(answers["remembered"]),
+                    bool(answers["remembered"]["adapted"]),
+                )
+            )
+        print(f"  {group}: {person.writer} done ({len(pngs)} drawings)", file=sys.stderr)
+    return steps
+
+
+def full_session_p50(clients: dict[str, httpx.Client], group: str) -> dict[str, float]:
+    """POST p50 of one session that already labelled FULL_SESSION drawings, on each server."""
+    pngs: list[bytes] = []
+    for person in memory_sim.people(memory_sim.GROUPS[group]):
+        pngs += [to_png(image) for image in person.drawings()]
+        if len(pngs) >= FULL_SESSION:
+            break
+    p50 = {}
+    for way, client in clients.items():
+        session = Person(client)
+        for png in pngs[:FULL_SESSION]:
+            body, _ = session.post(png)
+            session.label(body["id"], body["digit"])
+        timed = [session.post(pngs[i % len(pngs)])[1] for i in range(TIMED_POSTS)]
+        p50[way] = statistics.median(timed)
+    return p50
+
+
+@contextmanager
+def servers(workdir: Path, workers: int) -> Iterator[dict[str, httpx.Client]]:
+    with ExitStack() as stack:
+        clients = {}
+        for way, memory in WAYS.items():
+            folder = workdir / way
+            folder.mkdir()
+            base, _ = stack.enter_context(
+                serve_process(
+                    f"sqlite:///{folder / 'digits.sqlite3'}",
+                    folder / "data",
+                    workers=workers,
+                    log_path=folder / "serve.log",
+                    env={
+                        "DIGITS_SESSION_MEMORY": memory,
+                        "DIGITS_MODEL_PATH": str(SHIPPED_WEIGHTS),
+                        "DIGITS_LOG_LEVEL": "WARNING",
+                    },
+                )
+            )
+            clients[way] = stack.enter_context(
+                httpx.Client(base_url=base, timeout=30.0, trust_env=False)
+            )
+        yield clients
+
+
+def bench_group(
+    clients: dict[str, httpx.Client], group: str, version: str
+) -> tuple[dict[str, Any], list[str]]:
+    """The group's figures, printed; and the targets it missed (test+loop writers only)."""
+    latencies: dict[str, list[float]] = {way: [] for way in WAYS}
+    result = memory_sim.figures(run_group(clients, group, latencies))
+    result["post_p50_ms"] = {way: statistics.median(v) for way, v in latencies.items()}
+    full = result["full_session_post_p50_ms"] = full_session_p50(clients, group)
+    memory_sim._print(group, result, version)
+    every = result["post_p50_ms"]
+    print(
+        f"POST p50, every drawing: memory {every['remembered']:.2f} ms, "
+        f"plain {every['plain']:.2f} ms"
+    )
+    ratio = full["remembered"] / full["plain"]
+    print(
+        f"POST p50, a session of {FULL_SESSION} labelled drawings: memory "
+        f"{full['remembered']:.2f} ms, plain {full['plain']:.2f} ms "
+        f"({ratio:.2f}x, target <= {P50_RATIO_TARGET}x)"
+    )
+    if group != "test+loop":
+        return result, []
+    checked = memory_sim.targets(result)
+    checked["post_p50_ratio"] = (ratio, "<=", P50_RATIO_TARGET, ratio <= P50_RATIO_TARGET)
+    print("\ntargets, test+loop writers")
+    for name, (value, op, bound, met) in checked.items():
+        shown = "n/a" if value is None else f"{value:.4g}"
+        print(f"{name:28} {shown:>9}  {op} {bound}  {'met' if met else 'MISSED'}")
+    return result, [name for name, (*_, met) in checked.items() if not met]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--writers",
+        nargs="+",
+        choices=list(memory_sim.GROUPS),
+        default=list(memory_sim.GROUPS),
+        help="writer groups: validation (where the memory was tuned), test+loop (the targets)",
+    )
+    parser.add_argument("--workers", type=int, default=1, help="workers of each server")
+    args = parser.parse_args()
+
+    report: dict[str, Any] = {"model_path": str(SHIPPED_WEIGHTS)}
+    missed: list[str] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="digits-session-bench-") as tmp,
+        servers(Path(tmp), args.workers) as clients,
+    ):
+        version = clients["plain"].get("/api/model").json()["version"]
+        for group in args.writers:
+            report[group], group_missed = bench_group(clients, group, version)
+            missed += group_missed
+    print(json.dumps(report | {"missed": missed}, default=float))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

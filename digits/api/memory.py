@@ -1,0 +1,104 @@
+"""A session's memory in serving: its labelled drawings adapt its next answers (``digits.memory``).
+
+``adapt`` runs on every POST made with a session token: one indexed read of the session's
+entries for the served model version, nothing more when it has none. ``learn`` runs inside the
+transaction of every label (PATCH) written to the database: the labelled prediction's entry is
+recomputed from its stored 28x28 input under the served model, replacing any it had, and the
+session's recent labelled predictions that lack an entry for that model (after a promotion)
+get theirs. The memory is the prediction's session's, whoever labels it: an admin's label of a
+session's drawing is evidence about that person's handwriting as much as their own.
+
+Left out, the answer is the plain model's with ``adapted`` false: without a session token, with
+DIGITS_SESSION_MEMORY=false, and while the database is unreachable. A label written to the spool
+during an outage is not remembered (the replay writes the label only); the next label of the
+session written to the database recomputes the entries the session's last labels lack.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from digits.api.store import PredictionStore
+from digits.db.models import PredictionRow
+from digits.db.session import is_connection_error
+from digits.memory import Entry, adapt, store
+from digits.predict import Prediction, Predictor
+
+logger = logging.getLogger(__name__)
+
+
+class SessionMemory:
+    """One per worker, in ``app.state.memory``."""
+
+    def __init__(self, predictions: PredictionStore, *, enabled: bool, size: int) -> None:
+        self.predictions = predictions  # its database, replaced by tests to simulate outages
+        self.enabled = enabled
+        self.size = size
+
+    def _recall(self, session_id: uuid.UUID, version: str) -> list[Entry]:
+        predictions = self.predictions
+        if not predictions.schema_ready or predictions.spool.depth:  # known to be down
+            return []
+        try:
+            with predictions.database.read_one() as connection:
+                return store.recall(
+                    connection, session_id=session_id, model_version=version, limit=self.size
+                )
+        except SQLAlchemyError as exc:
+            if not is_connection_error(exc):
+                raise
+            predictions.metrics.db_errors.inc()
+            logger.debug("database unreachable; answering without the session's memory")
+            return []
+
+    def adapt(
+        self, prediction: Prediction, predictor: Predictor, session_id: uuid.UUID
+    ) -> Prediction:
+        """``prediction`` as the session's memory answers it (itself when nothing changes)."""
+        if not self.enabled or prediction.features is None:
+            return prediction
+        entries = self._recall(session_id, predictor.version)
+        if not entries:
+            return prediction
+        answer = adapt(
+            np.asarray(prediction.probabilities),
+            prediction.reject,
+            prediction.features,
+            entries,
+            status=predictor.status,
+        )
+        if not answer.adapted:
+            return prediction
+        return replace(
+            prediction,
+            digit=answer.digit,
+            confidence=answer.confidence,
+            probabilities=answer.probabilities,
+            status=answer.status,
+            adapted=True,
+            like=tuple(answer.like),
+        )
+
+    def learn(self, session: Session, row: PredictionRow, predictor: Predictor) -> None:
+        """Remember the just-labelled ``row`` for its session (inside the label's transaction)."""
+        if not self.enabled or row.session_id is None:
+            return
+        store.unlearn(session, prediction_id=row.id)  # a relabel replaces, in every version
+        store.relearn(
+            session,
+            session_id=row.session_id,
+            model_version=predictor.version,
+            features_of=lambda inputs: predictor.scores_and_features(inputs)[2],
+            limit=self.size,
+        )
+
+    def learned_from(self, session: Session, session_id: uuid.UUID, version: str) -> int:
+        if not self.enabled:
+            return 0
+        return store.count(session, session_id=session_id, model_version=version, limit=self.size)
