@@ -12,7 +12,10 @@ DIGITS_SESSION_MEMORY_SIZE of which count. Positions count letters too; errors a
 digits, and a digit answered ``not_a_digit`` is an error. Prints, for `validation` writers
 (where digits.memory's settings were fitted) and for `test` and `loop` writers together (the
 targets), errors in drawings 1-10, 11-20 and 21 on per writer and in all, the not-a-digit
-flips and the ECE both ways, then one JSON line; exits 1 when a target is missed.
+flips and the ECE both ways, and the bound on the error and letter figures for any memory that
+answers like the most similar remembered drawing (late errors whose nearest drawing has another
+class, letters whose nearest drawing is a digit); then one JSON line; exits 1 when a target is
+missed.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from digits import memory, preprocess
 from digits.config import SHIPPED_WEIGHTS, get_settings
 from digits.data import pen
 from digits.memory import store
+from digits.memory.adapt import similarities
 from digits.predict import Predictor
 from digits.training.metrics import expected_calibration_error
 from digits.training.pen_benchmark import drawings
@@ -86,6 +90,7 @@ class Step:
     plain: Answer
     remembered: Answer
     adapted: bool
+    nearest: str  # the most similar remembered drawing: "0".."9", "not_a_digit", or "" (none)
 
     @property
     def digit(self) -> int | None:
@@ -106,13 +111,16 @@ def session(predictor: Predictor, person: Person, size: int) -> list[Step]:
             [],
             status=predictor.status,
         )
+        recalled = entries[-size:]
         answer = memory.adapt(
             probabilities[position],
             float(rejects[position]),
             features[position],
-            entries[-size:],
+            recalled,
             status=predictor.status,
         )
+        similar = similarities(features[position], recalled)
+        nearest = _class(recalled[int(similar.argmax())].label) if recalled else ""
         steps.append(
             Step(
                 person.writer,
@@ -121,11 +129,16 @@ def session(predictor: Predictor, person: Person, size: int) -> list[Step]:
                 Answer(plain.digit, plain.confidence, plain.status),
                 Answer(answer.digit, answer.confidence, answer.status),
                 answer.adapted,
+                nearest,
             )
         )
         stored = store.decode(store.encode(features[position]))
         entries.append(memory.Entry(_id(person, position), stored, sample.digit))
     return steps
+
+
+def _class(label: int | None) -> str:
+    return "not_a_digit" if label is None else str(label)
 
 
 def _id(person: Person, position: int) -> uuid.UUID:
@@ -168,13 +181,19 @@ def figures(steps: Sequence[Step]) -> dict[str, object]:
     seen: set[tuple[str, str]] = set()
     letter_flips: list[bool] = []  # letters the plain model read as a digit, seen before
     digit_flips: list[bool] = []  # digits the plain model turned down, seen before
+    letters_reachable: list[bool] = []  # ... whose most similar remembered drawing is a letter
     for step in steps:
         if (step.writer, step.label) in seen:
             if step.digit is None and step.plain.status != "not_a_digit":
                 letter_flips.append(step.remembered.status == "not_a_digit")
+                letters_reachable.append(step.nearest == "not_a_digit")
             if step.digit is not None and step.plain.status == "not_a_digit":
                 digit_flips.append(not _wrong(step, step.remembered))
         seen.add((step.writer, step.label))
+    # Late plain errors whose most similar remembered drawing has another class: a memory that
+    # answers like that drawing fixes none of them, so their share bounds its errors_21_on_vs_plain.
+    late = [s for s in digits if s.position >= BUCKETS[-1][0] and _wrong(s, s.plain)]
+    out_of_reach = sum(s.nearest != s.label for s in late)
     result: dict[str, object] = {
         "writers": len(writers),
         "drawings": len(steps),
@@ -202,6 +221,10 @@ def figures(steps: Sequence[Step]) -> dict[str, object]:
     )
     result["letter_flips"] = {"n": len(letter_flips), "not_a_digit": _share(letter_flips)}
     result["digit_flips"] = {"n": len(digit_flips), "read_as_digit": _share(digit_flips)}
+    result["nearest_bound"] = {
+        "errors_21_on_vs_plain": out_of_reach / len(late) if late else None,
+        "letter_flips_not_a_digit": _share(letters_reachable),
+    }
     result["worst_writer_extra"] = max(
         sum(e["remembered"].values()) - sum(e["plain"].values()) for e in per_writer.values()
     )
@@ -259,6 +282,10 @@ def _print(group: str, result: dict[str, Any], model: str) -> None:
     )
     print(f"letters the plain model read as a digit, seen before: {result['letter_flips']}")
     print(f"digits the plain model turned down, seen before: {result['digit_flips']}")
+    print(
+        "bound for any memory that answers like the most similar remembered drawing: "
+        f"{result['nearest_bound']}"
+    )
 
 
 def main() -> int:

@@ -103,10 +103,7 @@ def _evidence(features: np.ndarray, entries: Sequence[Entry], rules: Rules) -> l
     """The nearest entries that decide, nearest first; [] when none is close enough."""
     if not entries:
         return []
-    stored = np.stack([e.features for e in entries]).astype(np.float32)
-    stored /= np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-12)
-    query = np.asarray(features, dtype=np.float32)
-    similarity = stored @ (query / max(float(np.linalg.norm(query)), 1e-12))
+    similarity = similarities(features, entries)
     depth = max(m for m, _ in rules.close)
     nearest = np.argsort(-similarity, kind="stable")[:depth]
     for m, threshold in rules.close:
@@ -118,3 +115,13 @@ def _evidence(features: np.ndarray, entries: Sequence[Entry], rules: Rules) -> l
         ):
             return chosen
     return []
+
+
+def similarities(features: np.ndarray, entries: Sequence[Entry]) -> np.ndarray:
+    """(len(entries),) cosine similarities of ``features`` (D,) with each entry's."""
+    if not entries:
+        return np.zeros(0, np.float32)
+    stored = np.stack([e.features for e in entries]).astype(np.float32)
+    stored /= np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-12)
+    query = np.asarray(features, dtype=np.float32)
+    return stored @ (query / max(float(np.linalg.norm(query)), 1e-12))

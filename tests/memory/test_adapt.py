@@ -8,6 +8,7 @@ import uuid
 import numpy as np
 
 from digits.memory import Entry, adapt
+from digits.memory.adapt import similarities
 from digits.schemas import Status
 
 DIM = 8
@@ -87,3 +88,9 @@ def test_not_a_digit_both_ways() -> None:
 def test_agreeing_memory_returns_the_plain_answer_unchanged() -> None:
     plain = adapt(reads_two(), 0.01, unit(1), [], status=rule)
     assert adapt(reads_two(), 0.01, unit(1), [entry(at(0.95), 2)], status=rule) == plain
+
+
+def test_similarities_are_cosines_whatever_the_scale() -> None:
+    entries = [entry(3.0 * at(0.85), 7), entry(at(0.3), 2), entry(0.5 * unit(1), 4)]
+    assert np.allclose(similarities(10.0 * unit(1), entries), [0.85, 0.3, 1.0], atol=1e-6)
+    assert similarities(unit(1), []).shape == (0,)
