@@ -37,6 +37,7 @@ ROUND = "round"  # bumps to give the canvas / uploader / feedback widgets fresh 
 SENT = "sent"  # digest of the input last sent, so reruns do not resend it
 SHOWN = "shown"  # the Shown answer for that input
 EMPTY = "empty"  # the service said the input holds no digit
+NUMBER_MODE = "draw_number_mode"
 SUMMARY = "session_summary"  # the session's SessionSummary, fetched again after each change
 
 
@@ -140,14 +141,20 @@ def _digest(payload: bytes | str) -> str:
 
 
 def _draw() -> None:
-    whole = st.toggle(
+    # The switch sits below the canvas and its answer, so that on a phone it pushes neither
+    # out of view; its state is known before it is drawn.
+    if st.session_state.get(NUMBER_MODE, False):
+        number.render()
+    else:
+        _digit()
+    st.toggle(
         "Write a whole number",
-        key="draw_number_mode",
+        key=NUMBER_MODE,
         help="A wider canvas that reads every digit of a number, such as 2026",
     )
-    if whole:
-        number.render()
-        return
+
+
+def _digit() -> None:
     if "draw_id" not in st.session_state:
         st.session_state["draw_id"] = str(uuid.uuid4())
     round_ = _state("draw", ROUND, 0)
