@@ -282,6 +282,13 @@ def main() -> int:
     parser.add_argument(
         "--repeat", type=int, default=1, help="retrain N times, the sessions renamed each time"
     )
+    parser.add_argument(
+        "--first-run",
+        type=int,
+        default=1,
+        help="number the runs from here: the renamed sessions of run K are always the same, so "
+        "--first-run 4 --repeat 2 adds runs 4 and 5 to an earlier --repeat 3",
+    )
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="loop-bench-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -307,7 +314,7 @@ def main() -> int:
         server.wait(timeout=60)
     test = test_writers(args.seed + 1)
     runs = []
-    for run in range(1, args.repeat + 1):
+    for run in range(args.first_run, args.first_run + args.repeat):
         line, retrain_s, data_dir = retrain_copy(root, run, env)
         registry = Registry.from_settings(
             Settings(
@@ -337,7 +344,7 @@ def main() -> int:
         low, high = judged["error_change_95"]
         a_low, a_high = judged["active_after_change_95"]
         sys.stdout.write(
-            f"run {run}/{args.repeat}: {line['decision']} ({'; '.join(line.get('reasons', []))})\n"
+            f"run {run} of {args.first_run}-{args.first_run + args.repeat - 1}: {line['decision']} ({'; '.join(line.get('reasons', []))})\n"
             f"  test writers ({judged['n']} digits, {judged['writers']} writers): error "
             f"{b['error']:.2%} -> candidate {c['error']:.2%} (change "
             f"{judged['error_change'] * 100:+.2f} pp, 95% [{low * 100:+.2f}, {high * 100:+.2f}]);"
