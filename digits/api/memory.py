@@ -1,7 +1,8 @@
 """A session's memory in serving: its labelled drawings adapt its next answers (``digits.memory``).
 
-``adapt`` runs on every POST made with a session token: one indexed read of the session's
-entries for the served model version, nothing more when it has none. ``learn`` runs inside the
+``adapt`` runs on every POST made with a session token: one read of the session's entry count
+and newest label for the served model version from the index, nothing more when it has none,
+and a read of the entries themselves when this worker does not keep them as they are now. ``learn`` runs inside the
 transaction of every label (PATCH) written to the database: the labelled prediction's entry is
 recomputed from its stored 28x28 input under the served model, replacing any it had, and the
 session's recent labelled predictions that lack an entry for that model (after a promotion)
