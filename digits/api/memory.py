@@ -1,7 +1,8 @@
 """A session's memory in serving: its labelled drawings adapt its next answers (``digits.memory``).
 
-``adapt`` runs on every POST made with a session token: one indexed read of the session's
-entries for the served model version, nothing more when it has none. ``learn`` runs inside the
+``adapt`` runs on every POST made with a session token: one read of the session's entry count
+and newest label for the served model version from the index, nothing more when it has none,
+and a read of the entries themselves when this worker does not keep them as they are now. ``learn`` runs inside the
 transaction of every label (PATCH) written to the database: the labelled prediction's entry is
 recomputed from its stored 28x28 input under the served model, replacing any it had, and the
 session's recent labelled predictions that lack an entry for that model (after a promotion)
@@ -18,7 +19,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import replace
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
@@ -33,29 +36,67 @@ from digits.predict import Prediction, Predictor
 logger = logging.getLogger(__name__)
 
 
+# Sessions whose entries a worker keeps decoded (least recently used first out): at most
+# DIGITS_SESSION_MEMORY_SIZE entries of 1152 float32 features each, 0.9 MB for a session of 200,
+# so at most about 15 MB a worker. Reading and decoding 200 entries cost more CPU than the
+# model's answer (benchmarks/session_bench.py --full-session-only).
+CACHED_SESSIONS = 16
+
+
+@dataclass(frozen=True)
+class _Recalled:
+    summary: tuple[int, datetime | None]  # store.summary when the entries were read
+    entries: list[Entry]
+
+
 class SessionMemory:
-    """One per worker, in ``app.state.memory``."""
+    """One per worker, in ``app.state.memory``.
+
+    The database is the memory; each worker keeps the entries of its recently served sessions
+    decoded, and checks them on every POST against ``store.summary`` (count and newest label,
+    read from the index alone): a label, relabel or DELETE written by any worker or replica is
+    seen at the session's next POST, and a promotion reads another version's entries.
+    """
 
     def __init__(self, predictions: PredictionStore, *, enabled: bool, size: int) -> None:
         self.predictions = predictions  # its database, replaced by tests to simulate outages
         self.enabled = enabled
         self.size = size
+        self._recalled: OrderedDict[tuple[uuid.UUID, str], _Recalled] = OrderedDict()
 
     def _recall(self, session_id: uuid.UUID, version: str) -> list[Entry]:
         predictions = self.predictions
         if not predictions.schema_ready or predictions.spool.depth:  # known to be down
             return []
+        key = (session_id, version)
         try:
             with predictions.database.read_one() as connection:
-                return store.recall(
-                    connection, session_id=session_id, model_version=version, limit=self.size
-                )
+                summary = store.summary(connection, session_id=session_id, model_version=version)
+                kept = self._recalled.get(key)
+                if kept is None or kept.summary != summary:
+                    kept = _Recalled(summary, [])
+                    if summary[0]:
+                        entries = store.recall(
+                            connection,
+                            session_id=session_id,
+                            model_version=version,
+                            limit=self.size,
+                        )
+                        kept = _Recalled(summary, entries)
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
             predictions.metrics.db_errors.inc()
             logger.debug("database unreachable; answering without the session's memory")
             return []
+        if not kept.entries:
+            self._recalled.pop(key, None)
+            return []
+        self._recalled[key] = kept
+        self._recalled.move_to_end(key)
+        while len(self._recalled) > CACHED_SESSIONS:
+            self._recalled.popitem(last=False)
+        return kept.entries
 
     def adapt(
         self, prediction: Prediction, predictor: Predictor, session_id: uuid.UUID
@@ -97,6 +138,11 @@ class SessionMemory:
             features_of=lambda inputs: predictor.scores_and_features(inputs)[2],
             limit=self.size,
         )
+
+    def forget(self, session_id: uuid.UUID) -> None:
+        """Drop this worker's copy of the session's entries (the session is deleted)."""
+        for key in [key for key in self._recalled if key[0] == session_id]:
+            del self._recalled[key]
 
     def learned_from(self, session: Session, session_id: uuid.UUID, version: str) -> int:
         if not self.enabled:

@@ -121,7 +121,9 @@ def similarities(features: np.ndarray, entries: Sequence[Entry]) -> np.ndarray:
     """(len(entries),) cosine similarities of ``features`` (D,) with each entry's."""
     if not entries:
         return np.zeros(0, np.float32)
-    stored = np.stack([e.features for e in entries]).astype(np.float32)
-    stored /= np.maximum(np.linalg.norm(stored, axis=1, keepdims=True), 1e-12)
+    # Dot products divided by the norms, not normalised copies: every pass over the (N, D)
+    # matrix counts in a POST (0.8 ms instead of 0.2 ms for 200 entries).
+    stored = np.stack([e.features for e in entries], dtype=np.float32)  # (N, D)
     query = np.asarray(features, dtype=np.float32)
-    return stored @ (query / max(float(np.linalg.norm(query)), 1e-12))
+    norms = np.maximum(np.sqrt(np.einsum("nd,nd->n", stored, stored)), 1e-12)
+    return (stored @ query) / (norms * max(float(np.linalg.norm(query)), 1e-12))

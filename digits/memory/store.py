@@ -85,17 +85,29 @@ def recall(
     return [Entry(row.prediction_id, f, row.label) for row, f in zip(rows, features, strict=True)]
 
 
+# Every POST with a session token reads this first: one pass over the index's entries of the
+# session and version, no feature read. Any label (a new entry, or a relabel's replacement)
+# makes the newest newer, and any removal (DELETE, a relabel) changes the count or the newest.
+_SUMMARY = select(func.count(), func.max(MemoryEntryRow.created_at)).where(
+    MemoryEntryRow.session_id == bindparam("session_id"),
+    MemoryEntryRow.model_version == bindparam("model_version"),
+)
+
+
+def summary(
+    session: Session | Connection, *, session_id: uuid.UUID, model_version: str
+) -> tuple[int, datetime | None]:
+    """(how many entries, when the newest was labelled) of the session under ``model_version``:
+    what ``recall`` would read changes only when this does."""
+    parameters = {"session_id": session_id, "model_version": model_version}
+    found, newest = session.execute(_SUMMARY, parameters).one()
+    return int(found or 0), newest
+
+
 def count(session: Session, *, session_id: uuid.UUID, model_version: str, limit: int) -> int:
     """How many entries ``recall`` gives the session under ``model_version``."""
-    found = session.scalar(
-        select(func.count())
-        .select_from(MemoryEntryRow)
-        .where(
-            MemoryEntryRow.session_id == session_id,
-            MemoryEntryRow.model_version == model_version,
-        )
-    )
-    return min(int(found or 0), limit)
+    found, _ = summary(session, session_id=session_id, model_version=model_version)
+    return min(found, limit)
 
 
 def unlearn(session: Session, *, prediction_id: uuid.UUID) -> None:

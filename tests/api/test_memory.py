@@ -148,6 +148,17 @@ def test_two_workers_serve_one_session(
         again = post(second, ones[1])
         assert (again["digit"], again["adapted"], again["like"]) == (1, True, [first["id"]])
         assert post(client, ones[1])["adapted"] is True
+        # Each worker now keeps the session's entries; a relabel on one reaches the other's
+        # next answer, whichever way it goes.
+        label(second, first["id"], 4)
+        assert (post(client, ones[1])["digit"], post(second, ones[1])["digit"]) == (4, 4)
+        label(client, first["id"], None)
+        assert post(second, ones[1])["status"] == "not_a_digit"
+        label(second, again["id"], 1)  # one more entry: the nearest one now says 1
+        assert post(client, ones[1])["digit"] == 1
+        assert second.delete(f"/api/sessions/{session_of(client)}").status_code == 204
+        me = {SESSION_HEADER: new_session(client)}
+        assert post(client, ones[1], **me)["adapted"] is False
 
 
 def test_deleting_the_session_forgets_its_memory(client: TestClient, ones: list[bytes]) -> None:

@@ -55,7 +55,9 @@ def get_own_session(
 
 # :uuid so that DELETE /api/sessions/me is a 405, not this route.
 @router.delete("/{session_id:uuid}", status_code=204, responses=_UNKNOWN)
-def delete_session(session_id: uuid.UUID, caller: CallerDep, store: StoreDep) -> Response:
+def delete_session(
+    session_id: uuid.UUID, caller: CallerDep, store: StoreDep, memory: MemoryDep
+) -> Response:
     """Delete the session's predictions and forget its memory; its token is refused from then
     on. Only the session itself or the admin may; anyone else gets a 404, as for an unknown
     session."""
@@ -66,5 +68,6 @@ def delete_session(session_id: uuid.UUID, caller: CallerDep, store: StoreDep) ->
         known = session_rows.delete_session(session, session_id=session_id, now=utcnow())
     if not known:
         raise HTTPException(404, f"no session with id {session_id}")
+    memory.forget(session_id)  # this worker's copy; other workers' are never read again
     logger.warning("session deleted", extra={"session_id": str(session_id)})
     return Response(status_code=204)
