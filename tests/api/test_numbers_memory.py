@@ -150,3 +150,6 @@ def test_a_number_label_that_no_longer_fits_its_digits_is_forgotten(
     label(client, first["id"], "41")
     label(client, first["id"], None)  # no number at all
     assert entries(client, me) == {}
+    one = first["digits"][1]["id"]  # a digit row labelled alone teaches as a prediction does
+    assert client.patch(f"/api/predictions/{one}", json={"true_label": 1}).status_code == 200
+    assert entries(client, me) == {uuid.UUID(one): 1}
