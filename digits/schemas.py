@@ -208,11 +208,9 @@ class DigitAnswer(BaseModel):
     status: Status
 
 
-class PredictionOut(DigitAnswer):
-    """What ``POST /api/predictions`` answers (201)."""
+class AdaptedAnswer(DigitAnswer):
+    """A digit's answer, and whether the session's memory made it."""
 
-    model_version: str
-    created_at: UtcDatetime
     adapted: bool = Field(
         False, description="the session's memory of its labelled drawings changed the answer"
     )
@@ -222,6 +220,13 @@ class PredictionOut(DigitAnswer):
         "adapted answer; [] when not adapted",
         max_length=3,
     )
+
+
+class PredictionOut(AdaptedAnswer):
+    """What ``POST /api/predictions`` answers (201)."""
+
+    model_version: str
+    created_at: UtcDatetime
 
 
 class PredictionCreated(PredictionOut):
@@ -263,7 +268,7 @@ class PredictionRecord(PredictionOut):
     labelled_at: UtcDatetime | None = None
 
 
-class NumberDigitOut(DigitAnswer):
+class NumberDigitOut(AdaptedAnswer):
     """One digit of a number: its prediction row (``id``) and where it is in the drawing."""
 
     box: list[int] = Field(

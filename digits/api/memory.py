@@ -1,10 +1,12 @@
 """A session's memory in serving: its labelled drawings adapt its next answers (``digits.memory``).
 
-``adapt`` runs on every POST made with a session token: one read of the session's entry count
-and newest label for the served model version from the index, nothing more when it has none,
-and a read of the entries themselves when this worker does not keep them as they are now. ``learn`` runs inside the
-transaction of every label (PATCH) written to the database: the labelled prediction's entry is
-recomputed from its stored 28x28 input under the served model, replacing any it had, and the
+``adapt`` runs on every POST made with a session token, for a prediction or for each digit of a
+number: one read of the session's entry count and newest label for the served model version
+from the index, nothing more when it has none, and a read of the entries themselves when this
+worker does not keep them as they are now. ``learn`` runs inside the transaction of every label
+(PATCH) written to the database, of a prediction or of a number whose true number labels its
+digits: each labelled prediction's entry is recomputed from its stored 28x28 input under the
+served model, replacing any it had (a digit whose label was withdrawn loses its entry), and the
 session's recent labelled predictions that lack an entry for that model (after a promotion)
 get theirs. The memory is the prediction's session's, whoever labels it: an admin's label of a
 session's drawing is evidence about that person's handwriting as much as their own.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -102,42 +105,42 @@ class SessionMemory:
         self, prediction: Prediction, predictor: Predictor, session_id: uuid.UUID
     ) -> Prediction:
         """``prediction`` as the session's memory answers it (itself when nothing changes)."""
-        if not self.enabled or prediction.features is None:
-            return prediction
+        return self.adapt_all([prediction], predictor, session_id)[0]
+
+    def adapt_all(
+        self, predictions: Sequence[Prediction], predictor: Predictor, session_id: uuid.UUID
+    ) -> list[Prediction]:
+        """Each of ``predictions`` (a number's digits) as the session's memory answers it, from
+        one read of its entries."""
+        if not self.enabled or all(p.features is None for p in predictions):
+            return list(predictions)
         entries = self._recall(session_id, predictor.version)
         if not entries:
-            return prediction
-        answer = adapt(
-            np.asarray(prediction.probabilities),
-            prediction.reject,
-            prediction.features,
-            entries,
-            status=predictor.status,
-        )
-        if not answer.adapted:
-            return prediction
-        return replace(
-            prediction,
-            digit=answer.digit,
-            confidence=answer.confidence,
-            probabilities=answer.probabilities,
-            status=answer.status,
-            adapted=True,
-            like=tuple(answer.like),
-        )
+            return list(predictions)
+        return [_adapted(p, predictor, entries) for p in predictions]
 
     def learn(self, session: Session, row: PredictionRow, predictor: Predictor) -> None:
         """Remember the just-labelled ``row`` for its session (inside the label's transaction)."""
-        if not self.enabled or row.session_id is None:
+        self.learn_all(session, [row], predictor)
+
+    def learn_all(
+        self, session: Session, rows: Sequence[PredictionRow], predictor: Predictor
+    ) -> None:
+        """``learn`` for rows labelled together (a number's digits); rows whose label was
+        withdrawn are forgotten."""
+        if not self.enabled:
             return
-        store.unlearn(session, prediction_id=row.id)  # a relabel replaces, in every version
-        store.relearn(
-            session,
-            session_id=row.session_id,
-            model_version=predictor.version,
-            features_of=lambda inputs: predictor.scores_and_features(inputs)[2],
-            limit=self.size,
-        )
+        for row in rows:  # a relabel replaces, in every version
+            store.unlearn(session, prediction_id=row.id)
+        for session_id in {row.session_id for row in rows} - {None}:
+            assert session_id is not None  # narrowed by the set difference
+            store.relearn(
+                session,
+                session_id=session_id,
+                model_version=predictor.version,
+                features_of=lambda inputs: predictor.scores_and_features(inputs)[2],
+                limit=self.size,
+            )
 
     def forget(self, session_id: uuid.UUID) -> None:
         """Drop this worker's copy of the session's entries (the session is deleted)."""
@@ -148,3 +151,26 @@ class SessionMemory:
         if not self.enabled:
             return 0
         return store.count(session, session_id=session_id, model_version=version, limit=self.size)
+
+
+def _adapted(prediction: Prediction, predictor: Predictor, entries: list[Entry]) -> Prediction:
+    if prediction.features is None:
+        return prediction
+    answer = adapt(
+        np.asarray(prediction.probabilities),
+        prediction.reject,
+        prediction.features,
+        entries,
+        status=predictor.status,
+    )
+    if not answer.adapted:
+        return prediction
+    return replace(
+        prediction,
+        digit=answer.digit,
+        confidence=answer.confidence,
+        probabilities=answer.probabilities,
+        status=answer.status,
+        adapted=True,
+        like=tuple(answer.like),
+    )

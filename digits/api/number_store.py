@@ -4,6 +4,7 @@ exactly as predictions do (digits.api.store, whose spool, order and replay they 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -20,6 +21,9 @@ from digits.schemas import NumberRecord
 NUMBER, LABEL = "number", "number_label"
 # A spooled correction: the label columns but not_a_number, which a null true_number implies.
 _LABEL_ENTRY = frozenset({"id", "true_number", "labelled_at"})
+# Runs inside the transaction that labelled a number, with its digit rows (labelled with it,
+# or their labels withdrawn): the session's memory learns from them.
+OnDigitsLabel = Callable[[Session, list[PredictionRow]], None]
 
 
 def _record(row: NumberRow) -> NumberRecord:
@@ -125,10 +129,16 @@ class NumberStore:
         return self.recent.remember(_record(row))
 
     def label(
-        self, number_id: uuid.UUID, true_number: str | None, *, owner: uuid.UUID | None
+        self,
+        number_id: uuid.UUID,
+        true_number: str | None,
+        *,
+        owner: uuid.UUID | None,
+        on_label: OnDigitsLabel | None = None,
     ) -> NumberRecord:
         """Record the number the user says was written (None: no number) on one of ``owner``'s
-        numbers (None: any)."""
+        numbers (None: any). ``on_label`` runs with its digit rows in the same transaction when
+        the label is written to the database (not when it is spooled)."""
         labelled_at = utcnow()
         if self._direct():
             try:
@@ -140,6 +150,8 @@ class NumberStore:
                         labelled_at=labelled_at,
                         owner=owner,
                     )
+                    if row is not None and on_label is not None:
+                        on_label(session, list(row.digits))
                     record = _record(row) if row is not None else None
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):

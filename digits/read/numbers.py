@@ -12,7 +12,7 @@ a digit of this line and for the ink cut to make them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +27,8 @@ from digits.read import segment
 from digits.schemas import NOT_A_DIGIT, NUM_DIGITS
 
 NumberStatus = Literal["ok", "uncertain", "not_a_number"]
+# A number's digit predictions, left to right -> the same, maybe answered anew.
+Adapt = Callable[[list[Prediction]], list[Prediction]]
 
 # The line is read shrunk to about this many pixels high: the framing brings every digit down
 # to 20x20 anyway, and segmenting a quarter of the pixels takes a quarter of the time.
@@ -107,9 +109,13 @@ class NumberReader:
         image: decode.ImageInput,
         *,
         strokes: Sequence[np.ndarray] | None = None,
+        adapt: Adapt | None = None,
         **limits: int,
     ) -> NumberReading:
-        """Raises digits.errors.InvalidInputError: EmptyImageError for a blank drawing,
+        """``adapt`` answers the chosen pieces' predictions anew (a session's memory,
+        digits.api.memory); the number, its status and confidence follow its answers.
+
+        Raises digits.errors.InvalidInputError: EmptyImageError for a blank drawing,
         TooManyDigitsError past max_digits pieces, the other PreprocessErrors for an image that
         cannot be read."""
         full = preprocess.ink_map(image, **limits)
@@ -129,6 +135,8 @@ class NumberReader:
         if len(chosen) > self.max_digits:
             raise TooManyDigitsError(self._too_many(len(chosen)))
         predictions = self.predictor.predict_inputs(inputs[chosen])
+        if adapt is not None:  # after the split: the memory never decides where digits are
+            predictions = adapt(predictions)
         height_px, width_px = full.shape
         digits = []
         for prediction, k in zip(predictions, chosen, strict=True):

@@ -69,7 +69,9 @@ def test_a_number_is_stored_with_each_digit_as_a_prediction_row(client: TestClie
     assert 0.0 <= body["confidence"] <= 1.0
     lefts = []
     for entry in body["digits"]:
-        assert set(entry) == {"id", "digit", "confidence", "probabilities", "status", "box"}
+        fields = {"id", "digit", "confidence", "probabilities", "status", "box", "adapted", "like"}
+        assert set(entry) == fields
+        assert (entry["adapted"], entry["like"]) == (False, [])  # the session labelled nothing
         assert len(entry["probabilities"]) == 10
         assert sum(entry["probabilities"]) == pytest.approx(1.0, abs=1e-5)
         x0, y0, x1, y1 = entry["box"]

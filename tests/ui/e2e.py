@@ -15,14 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Page
+from playwright.sync_api import Browser, Page
 from support import REPO_ROOT
 
 from digits.api.testing import DIGITS, free_port
-from digits.config import SHIPPED_WEIGHTS
+from digits.config import CANVAS_SIZE, SHIPPED_WEIGHTS
+from digits.ui.views import number
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 STARTUP_S = 90
@@ -119,12 +121,33 @@ def shot(page: Page, name: str) -> None:
     page.set_viewport_size(size)
 
 
-def canvas_origin(page: Page) -> tuple[float, float]:
+# (width, height) in CSS pixels: the digit canvas, and the Number mode's.
+DIGIT_CANVAS = (CANVAS_SIZE, CANVAS_SIZE)
+NUMBER_CANVAS = (number.WIDTH, number.HEIGHT)
+
+
+@contextmanager
+def browsing(browser: Browser, name: str, **context: Any) -> Iterator[Page]:
+    """A page in a new browser context (``context``: Playwright's options); a screenshot
+    named ``name``-failure if the block fails."""
+    opened = browser.new_context(**context)
+    page = opened.new_page()
+    try:
+        yield page
+    except BaseException:
+        shot(page, f"{name}-failure")
+        raise
+    finally:
+        opened.close()
+
+
+def canvas_origin(page: Page, size: tuple[int, int] = DIGIT_CANVAS) -> tuple[float, float]:
+    """The top left of the page's one drawing canvas, which must be ``size`` on the page."""
     canvas = page.locator("canvas.upper-canvas")
     canvas.wait_for(timeout=ANSWER_TIMEOUT_MS)
     canvas.scroll_into_view_if_needed()
     box = canvas.bounding_box()
-    assert box is not None and round(box["width"]) == round(box["height"]) == 280
+    assert box is not None and (round(box["width"]), round(box["height"])) == size, box
     return box["x"], box["y"]
 
 
@@ -136,7 +159,7 @@ def ink_at(page: Page, x: int, y: int) -> bool:
     return int(red) < 100
 
 
-def _path(points: list[tuple[int, int]], steps: int = 8) -> list[tuple[float, float]]:
+def polyline(points: list[tuple[int, int]], steps: int = 8) -> list[tuple[float, float]]:
     """The polyline through `points`, as evenly spaced intermediate points."""
     out: list[tuple[float, float]] = [points[0]]
     for (x0, y0), (x1, y1) in itertools.pairwise(points):
@@ -146,11 +169,13 @@ def _path(points: list[tuple[int, int]], steps: int = 8) -> list[tuple[float, fl
     return out
 
 
-def draw_with_mouse(page: Page, strokes: list[list[tuple[int, int]]]) -> None:
-    x0, y0 = canvas_origin(page)
+def draw_with_mouse(
+    page: Page, strokes: list[list[tuple[int, int]]], size: tuple[int, int] = DIGIT_CANVAS
+) -> None:
+    x0, y0 = canvas_origin(page, size)
     mouse = page.mouse
     for stroke in strokes:
-        points = _path(stroke)
+        points = polyline(stroke)
         mouse.move(x0 + points[0][0], y0 + points[0][1])
         mouse.down()
         for x, y in points[1:]:
@@ -163,7 +188,7 @@ def draw_with_touch(page: Page, strokes: list[list[tuple[int, int]]]) -> None:
     x0, y0 = canvas_origin(page)
     cdp = page.context.new_cdp_session(page)
     for stroke in strokes:
-        points = _path(stroke)
+        points = polyline(stroke)
         for kind, chunk in (
             ("touchStart", points[:1]),
             ("touchMove", points[1:]),

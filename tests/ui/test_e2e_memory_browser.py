@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from e2e import ANSWER_TIMEOUT_MS, Stack, canvas_origin, draw_with_touch, shot
+from e2e import ANSWER_TIMEOUT_MS, Stack, browsing, canvas_origin, draw_with_touch, shot
 from playwright.sync_api import Browser, Page, expect
 
 pytestmark = pytest.mark.browser
@@ -59,14 +59,6 @@ def _learn_and_forget(page: Page, stack: Stack) -> None:
 
 
 def test_a_corrected_misreading_is_read_right_the_next_time(browser: Browser, stack: Stack) -> None:
-    context = browser.new_context(
-        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True
-    )
-    page = context.new_page()
-    try:
+    phone = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
+    with browsing(browser, "memory-phone", **phone) as page:
         _learn_and_forget(page, stack)
-    except BaseException:
-        shot(page, "memory-phone-failure")
-        raise
-    finally:
-        context.close()

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, Response, UploadFile
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from digits import decode, preprocess
 from digits.api.bodies import (
@@ -21,17 +22,18 @@ from digits.api.bodies import (
     errors,
     png_answer,
 )
-from digits.api.deps import NumberStoreDep, PredictorDep, SettingsDep
+from digits.api.deps import MemoryDep, NumberStoreDep, PredictorDep, SettingsDep
 from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages, image_size
+from digits.api.memory import SessionMemory
 from digits.api.number_store import NumberStore
 from digits.api.sessions import CallerDep, PredictionSessionDep
 from digits.api.store import new_prediction_row
 from digits.config import Settings
 from digits.db import numbers as number_rows
-from digits.db.models import NumberRow, utcnow
+from digits.db.models import NumberRow, PredictionRow, utcnow
 from digits.errors import NumberNotFoundError, StrokesError
-from digits.predict import Predictor
+from digits.predict import Prediction, Predictor
 from digits.read.numbers import NumberReader, NumberReading, parse_strokes
 from digits.schemas import (
     NumberCorrectionIn,
@@ -104,6 +106,7 @@ class Numbers:
     predictor: Predictor  # read once: a model swap cannot change it halfway
     settings: Settings
     store: NumberStore
+    memory: SessionMemory
     session: tuple[uuid.UUID, str | None]  # the session, and its token when it is new
     large_images: LargeImages
     response: Response
@@ -121,14 +124,16 @@ class Numbers:
             scale = size[0] / pixels.shape[1] if size else 1.0
         reader = NumberReader(self.predictor, max_digits=self.settings.max_number_digits)
         limits = self.settings.input_limits
+        session_id, new_token = self.session
         reading = reader.read(
             pixels,
             strokes=[s / scale for s in parsed] if parsed else None,
+            # A session that may have labelled drawings before: each digit as a single one.
+            adapt=None if new_token is not None else self._adapt,
             max_bytes=limits.max_bytes,
             max_pixels=limits.max_pixels,
         )
         image_png = stored or decode.stored_png(data, max_side=self.settings.stored_image_max_side)
-        session_id, new_token = self.session
         row = _row(
             reading,
             submission,
@@ -143,16 +148,22 @@ class Numbers:
         answer = record.model_dump(include=set(NumberOut.model_fields))
         return NumberCreated(**answer, session_token=new_token)
 
+    def _adapt(self, predictions: list[Prediction]) -> list[Prediction]:
+        return self.memory.adapt_all(predictions, self.predictor, self.session[0])
+
 
 async def get_numbers(
     predictor: PredictorDep,
     settings: SettingsDep,
     store: NumberStoreDep,
+    memory: MemoryDep,
     session: PredictionSessionDep,
     request: Request,
     response: Response,
 ) -> Numbers:
-    return Numbers(predictor, settings, store, session, request.app.state.large_images, response)
+    return Numbers(
+        predictor, settings, store, memory, session, request.app.state.large_images, response
+    )
 
 
 NumbersDep = Annotated[Numbers, Depends(get_numbers)]
@@ -217,11 +228,18 @@ def correct_number(
     correction: Annotated[NumberCorrectionIn, Body()],
     store: NumberStoreDep,
     caller: CallerDep,
+    predictor: PredictorDep,
+    memory: MemoryDep,
 ) -> NumberRecord:
     """Record or change the number the user says was written, or that it is no number. One of
-    the read number's length labels each digit too."""
+    the read number's length labels each digit too, and the number's session remembers those
+    digits as it remembers a labelled prediction."""
     true_number = correction.true_number if isinstance(correction, NumberLabelIn) else None
-    return store.label(number_id, true_number, owner=caller.session_id)
+
+    def learn(session: Session, digits: list[PredictionRow]) -> None:
+        memory.learn_all(session, digits, predictor)
+
+    return store.label(number_id, true_number, owner=caller.session_id, on_label=learn)
 
 
 @router.get("", response_model=NumberPage, responses=_errors(401, 503))

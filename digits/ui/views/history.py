@@ -78,6 +78,7 @@ def _predictions(client: ApiClient) -> None:
             "or change the filters.",
             icon=":material/search_off:",
         )
+        _export_button(client, filters)  # the numbers' digits may still be there
         return
 
     view = f"{page_no}_{filters}_{size}"
@@ -95,6 +96,10 @@ def _predictions(client: ApiClient) -> None:
     )
     st.pagination(pages, key=PAGE_KEY)
     _correction(page.items, list(table.selection.rows), zone)
+    _export_button(client, filters)
+
+
+def _export_button(client: ApiClient, filters: HistoryFilter) -> None:
     st.download_button(
         "Export CSV",
         data=lambda: _export(client, filters),
