@@ -78,3 +78,9 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 def test_the_package_root_holds_few_modules() -> None:
     root = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert len(root) <= MAX_ROOT_MODULES, root
+
+
+def test_test_modules_have_distinct_names() -> None:
+    # The test folders are not packages: two modules of one name cannot both be collected.
+    names = sorted(p.name for p in (REPO_ROOT / "tests").rglob("*.py") if p.name != "conftest.py")
+    assert sorted(set(names)) == names
