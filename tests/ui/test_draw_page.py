@@ -22,9 +22,10 @@ from digits import checkpoint as ckpt
 from digits.config import SHIPPED_WEIGHTS
 from digits.db.models import NumberRow
 from digits.predict import Predictor
+from digits.ui import canvas as canvas_component
 from digits.ui import present
 from digits.ui.client import ApiClient
-from digits.ui.views import draw, number
+from digits.ui.views import number
 
 BLANK = canvas_png([])
 
@@ -50,6 +51,7 @@ class FakeCanvas:
 
 
 def _page() -> None:
+    # AppTest runs this function's source alone: it imports what it uses.
     from digits.ui.views import draw
 
     draw.render()
@@ -58,7 +60,7 @@ def _page() -> None:
 @pytest.fixture
 def canvas(monkeypatch: pytest.MonkeyPatch) -> FakeCanvas:
     fake_canvas = FakeCanvas()
-    monkeypatch.setattr(draw, "canvas", fake_canvas)
+    monkeypatch.setattr(canvas_component, "draw", fake_canvas)
     return fake_canvas
 
 

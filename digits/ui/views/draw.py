@@ -9,13 +9,13 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 import streamlit as st
 
 from digits.config import BRUSH_RANGE, CANVAS_SIZE, DEFAULT_BRUSH
 from digits.schemas import Source
-from digits.ui import present
+from digits.ui import canvas, present
 from digits.ui.client import ApiClient, ApiError
 from digits.ui.session import TOKEN_KEY, flash, get_client, show_error, show_flash
 from digits.ui.views import number
@@ -28,8 +28,6 @@ from digits.ui.views.result import (
     show_learned,
 )
 
-INK = "#000000"
-PAPER = "#FFFFFF"
 UPLOAD_TYPES = ["png", "jpg", "jpeg"]
 
 # session_state keys, per flow ("draw" / "upload"): f"{flow}_{name}"
@@ -39,23 +37,6 @@ SHOWN = "shown"  # the Shown answer for that input
 EMPTY = "empty"  # the service said the input holds no digit
 NUMBER_MODE = "draw_number_mode"
 SUMMARY = "session_summary"  # the session's SessionSummary, fetched again after each change
-
-
-class Drawing(Protocol):
-    """What the page reads from the canvas (streamlit_drawable_canvas.CanvasResult)."""
-
-    json_data: dict[str, Any] | None
-
-    @property
-    def image_bytes(self) -> bytes | None: ...
-
-
-def canvas(**kwargs: Any) -> Drawing:
-    # Imported on use: the component registers itself with a running Streamlit server.
-    from streamlit_drawable_canvas import st_canvas
-
-    result: Drawing = st_canvas(**kwargs)
-    return result
 
 
 def render() -> None:
@@ -172,10 +153,10 @@ def _digit() -> None:
             help="Stroke width in canvas pixels",
         )
         # The canvas brings its own undo, redo and reset, and sends the drawing after each.
-        drawing = canvas(
+        drawing = canvas.draw(
             stroke_width=brush,
-            stroke_color=INK,
-            background_color=PAPER,
+            stroke_color=canvas.INK,
+            background_color=canvas.PAPER,
             update_streamlit=True,
             height=CANVAS_SIZE,
             width=CANVAS_SIZE,

@@ -15,14 +15,13 @@ from PIL import Image
 
 from digits.config import BRUSH_RANGE
 from digits.schemas import NumberOut
-from digits.ui import charts, present
+from digits.ui import canvas, charts, present
 from digits.ui.client import ApiError
 from digits.ui.session import flash, get_client, show_error
 
 # Wide enough for a number, narrow enough for a phone held upright (390 px, less margins).
 WIDTH, HEIGHT = 340, 150
 BRUSH = 10  # the digit canvas's 18 px brush, scaled to this canvas's height
-INK, PAPER = "#000000", "#FFFFFF"
 KEY = "number_"  # session_state keys: number_round, number_sent, number_shown, ...
 
 
@@ -58,8 +57,6 @@ def strokes(objects: list[dict[str, Any]], scale: float) -> list[list[list[float
 
 
 def render() -> None:
-    # Imported on use, as digits.ui.views.draw does: the canvas registers with a running server.
-    from digits.ui.views.draw import canvas
 
     if _get("drawing_id") is None:
         _set("drawing_id", str(uuid.uuid4()))
@@ -70,10 +67,10 @@ def render() -> None:
     brush = st.slider(
         "Brush size", BRUSH_RANGE[0] // 2, BRUSH_RANGE[1] // 2, BRUSH, key=KEY + "brush"
     )
-    drawing = canvas(
+    drawing = canvas.draw(
         stroke_width=brush,
-        stroke_color=INK,
-        background_color=PAPER,
+        stroke_color=canvas.INK,
+        background_color=canvas.PAPER,
         update_streamlit=True,
         height=HEIGHT,
         width=WIDTH,
