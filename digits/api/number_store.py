@@ -10,20 +10,21 @@ from datetime import datetime
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from digits.api.store import PredictionStore, Recent, owned
+from digits.api.store import Kept, PredictionStore, Recent
 from digits.db import numbers
 from digits.db.models import NumberRow, PredictionRow, row_from_json, row_to_json, utcnow
 from digits.db.session import Database, is_connection_error
 from digits.db.spool import Entry
-from digits.errors import DatabaseUnavailableError, NumberNotFoundError, PredictionSpooledError
+from digits.errors import NumberNotFoundError
 from digits.schemas import NumberRecord
 
 NUMBER, LABEL = "number", "number_label"
-# A spooled correction: the label columns but not_a_number, which a null true_number implies.
-_LABEL_ENTRY = frozenset({"id", "true_number", "labelled_at"})
-# Runs inside the transaction that labelled a number, with its digit rows (labelled with it,
-# or their labels withdrawn): the session's memory learns from them.
-OnDigitsLabel = Callable[[Session, list[PredictionRow]], None]
+# A spooled correction: the label columns but not_a_number, which a null true_number implies,
+# and the number's session, so that a correction of a since deleted session is dropped.
+_LABEL_ENTRY = frozenset({"id", "session_id", "true_number", "labelled_at"})
+# Runs inside the transaction that labelled a number (its digit rows labelled with it, or their
+# labels withdrawn): the session's memory learns from them.
+OnNumberLabel = Callable[[Session, NumberRow], None]
 
 
 def _record(row: NumberRow) -> NumberRecord:
@@ -51,8 +52,10 @@ def number_from_entry(entry: Entry) -> NumberRow:
     return row
 
 
-def _label_entry(number_id: uuid.UUID, true_number: str | None, at: datetime) -> Entry:
-    row = NumberRow(id=number_id, true_number=true_number, labelled_at=at)
+def _label_entry(record: NumberRecord, true_number: str | None, at: datetime) -> Entry:
+    row = NumberRow(
+        id=record.id, session_id=record.session_id, true_number=true_number, labelled_at=at
+    )
     return {"op": LABEL, **row_to_json(row, only=_LABEL_ENTRY)}
 
 
@@ -134,63 +137,38 @@ class NumberStore:
         true_number: str | None,
         *,
         owner: uuid.UUID | None,
-        on_label: OnDigitsLabel | None = None,
+        on_label: OnNumberLabel | None = None,
     ) -> NumberRecord:
         """Record the number the user says was written (None: no number) on one of ``owner``'s
-        numbers (None: any). ``on_label`` runs with its digit rows in the same transaction when
+        numbers (None: any). ``on_label`` runs with the number's row in the same transaction when
         the label is written to the database (not when it is spooled)."""
         labelled_at = utcnow()
-        if self._direct():
-            try:
-                with self.database.write() as session:
-                    row = numbers.set_number_label(
-                        session,
-                        number_id=number_id,
-                        true_number=true_number,
-                        labelled_at=labelled_at,
-                        owner=owner,
-                    )
-                    if row is not None and on_label is not None:
-                        on_label(session, list(row.digits))
-                    record = _record(row) if row is not None else None
-            except SQLAlchemyError as exc:
-                if not is_connection_error(exc):
-                    raise
-                self.store.db_failed(exc)
-            else:
-                if record is not None:
-                    self.store.metrics.corrections.inc()
-                    return self.recent.remember(record)
-                if owned(self.spooled_record(number_id), owner) is None:
-                    raise NumberNotFoundError(number_id)
-        known = owned(self.recent.get(number_id) or self.spooled_record(number_id), owner)
-        if known is None:
-            raise DatabaseUnavailableError(
-                "the database is unavailable and this number is not known to this server; "
-                "try the correction again in a moment"
-            )
-        self.store.spool_write(_label_entry(number_id, true_number, labelled_at))
-        self.store.metrics.corrections.inc()
-        return self.recent.remember(_labelled(known, true_number, labelled_at))
+        return self.store.write_label(
+            self._kept(),
+            number_id,
+            owner,
+            write=lambda session: numbers.set_number_label(
+                session,
+                number_id=number_id,
+                true_number=true_number,
+                labelled_at=labelled_at,
+                owner=owner,
+            ),
+            on_label=on_label,
+            spooled=lambda known: (
+                _label_entry(known, true_number, labelled_at),
+                _labelled(known, true_number, labelled_at),
+            ),
+        )
 
     def get(self, number_id: uuid.UUID, *, owner: uuid.UUID | None) -> NumberRecord:
         """One of ``owner``'s numbers (None: any)."""
-        try:
-            with self.database.read() as session:
-                row = numbers.get_number(session, number_id=number_id, owner=owner)
-                record = _record(row) if row is not None else None
-        except SQLAlchemyError as exc:
-            if not is_connection_error(exc):
-                raise
-            self.store.db_failed(exc)
-            if owned(self.spooled_record(number_id), owner) is None:
-                raise DatabaseUnavailableError("the database is unavailable") from exc
-            record = None
-        if record is None:
-            if owned(self.spooled_record(number_id), owner) is not None:
-                raise PredictionSpooledError(
-                    f"number {number_id} is safely stored in the local spool while the "
-                    "database is unavailable; it can be read once it has been replayed"
-                )
-            raise NumberNotFoundError(number_id)
-        return record
+        return self.store.read_record(
+            self._kept(),
+            number_id,
+            owner,
+            read=lambda session: numbers.get_number(session, number_id=number_id, owner=owner),
+        )
+
+    def _kept(self) -> Kept[NumberRecord]:
+        return Kept(self.recent, _record, self.spooled_record, NumberNotFoundError, "number")

@@ -12,6 +12,7 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -94,6 +95,17 @@ class Recent(Generic[R]):
                 if record.drawing_id == drawing_id and record.session_id == session_id:
                     return record if self._is_open(record) else None
         return None
+
+
+@dataclass(frozen=True)
+class Kept(Generic[R]):
+    """Where a kind of record (a prediction, a number) is known besides the database."""
+
+    recent: Recent[R]
+    record: Callable[[Any], R]  # the wire record of its ORM row
+    spooled: Callable[[uuid.UUID], R | None]  # as the spools know it, label applied
+    not_found: Callable[[uuid.UUID], Exception]
+    what: str  # "prediction", "number": for the error messages
 
 
 def _labelled(record: PredictionRecord, true_label: int | None, at: datetime) -> PredictionRecord:
@@ -231,19 +243,50 @@ class PredictionStore:
         ``owner``'s predictions (None: any). ``on_label`` runs in the same transaction when the
         label is written to the database (not when it is spooled)."""
         labelled_at = utcnow()
+        return self.write_label(
+            self._kept(),
+            prediction_id,
+            owner,
+            write=lambda session: crud.set_label(
+                session,
+                prediction_id=prediction_id,
+                true_label=true_label,
+                labelled_at=labelled_at,
+                owner=owner,
+            ),
+            on_label=on_label,
+            spooled=lambda known: (
+                _label_entry(known, true_label, labelled_at),
+                _labelled(known, true_label, labelled_at),
+            ),
+        )
+
+    def _kept(self) -> Kept[PredictionRecord]:
+        return Kept(
+            self.recent, _record, self.spooled_record, PredictionNotFoundError, "prediction"
+        )
+
+    def write_label(
+        self,
+        kept: Kept[R],
+        record_id: uuid.UUID,
+        owner: uuid.UUID | None,
+        *,
+        write: Callable[[Session], Any],
+        on_label: Callable[[Session, Any], None] | None,
+        spooled: Callable[[R], tuple[Entry, R]],
+    ) -> R:
+        """A correction of a prediction's or a number's: ``write`` it to the database (its
+        labelled row, None when ``owner`` has no such row there; ``on_label`` then runs in the
+        same transaction), else spool it (``spooled``: the entry, and the record as labelled)
+        when this server knows the record."""
         if self.schema_ready and self.spool.depth == 0:
             try:
                 with self.database.write() as session:
-                    row = crud.set_label(
-                        session,
-                        prediction_id=prediction_id,
-                        true_label=true_label,
-                        labelled_at=labelled_at,
-                        owner=owner,
-                    )
+                    row = write(session)
                     if row is not None and on_label is not None:
                         on_label(session, row)
-                    record = _record(row) if row is not None else None
+                    record = kept.record(row) if row is not None else None
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
@@ -251,44 +294,61 @@ class PredictionStore:
             else:
                 if record is not None:
                     self.metrics.corrections.inc()
-                    self.recent.remember(record)
-                    return record
+                    return kept.recent.remember(record)
                 # Not in the database: it may still wait in another worker's spool.
-                if owned(self.spooled_record(prediction_id), owner) is None:
-                    raise PredictionNotFoundError(prediction_id)
-        known = owned(self.recent.get(prediction_id) or self.spooled_record(prediction_id), owner)
+                if owned(kept.spooled(record_id), owner) is None:
+                    raise kept.not_found(record_id)
+        known = owned(kept.recent.get(record_id) or kept.spooled(record_id), owner)
         if known is None:
             raise DatabaseUnavailableError(
-                "the database is unavailable and this prediction is not known to this server; "
-                "try the correction again in a moment"
+                f"the database is unavailable and this {kept.what} is not known to this "
+                "server; try the correction again in a moment"
             )
-        self.spool_write(_label_entry(known, true_label, labelled_at))
+        entry, labelled = spooled(known)
+        self.spool_write(entry)
         self.metrics.corrections.inc()
-        record = _labelled(known, true_label, labelled_at)
-        self.recent.remember(record)
-        return record
+        return kept.recent.remember(labelled)
 
     # -- reads -----------------------------------------------------------------------------
     def get(self, prediction_id: uuid.UUID, *, owner: uuid.UUID | None = None) -> PredictionRecord:
         """One of ``owner``'s predictions (None: any)."""
+        return self.read_record(
+            self._kept(),
+            prediction_id,
+            owner,
+            read=lambda session: crud.get_prediction(
+                session, prediction_id=prediction_id, owner=owner
+            ),
+        )
+
+    def read_record(
+        self,
+        kept: Kept[R],
+        record_id: uuid.UUID,
+        owner: uuid.UUID | None,
+        *,
+        read: Callable[[Session], Any],
+    ) -> R:
+        """A prediction or a number of ``owner``'s from the database; 503 while it waits in a
+        spool (or the database is down and it is there), 404 otherwise."""
         try:
             with self.database.read() as session:
-                row = crud.get_prediction(session, prediction_id=prediction_id, owner=owner)
-                record = _record(row) if row is not None else None
+                row = read(session)
+                record = kept.record(row) if row is not None else None
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
             self.db_failed(exc)
             record = None
-            if owned(self.spooled_record(prediction_id), owner) is None:
+            if owned(kept.spooled(record_id), owner) is None:
                 raise DatabaseUnavailableError("the database is unavailable") from exc
         if record is None:
-            if owned(self.spooled_record(prediction_id), owner) is not None:
+            if owned(kept.spooled(record_id), owner) is not None:
                 raise PredictionSpooledError(
-                    f"prediction {prediction_id} is safely stored in the local spool while the "
+                    f"{kept.what} {record_id} is safely stored in the local spool while the "
                     "database is unavailable; it can be read once it has been replayed"
                 )
-            raise PredictionNotFoundError(prediction_id)
+            raise kept.not_found(record_id)
         return record
 
     # -- replay ----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from digits.api.sessions import CallerDep, PredictionSessionDep
 from digits.api.store import new_prediction_row
 from digits.config import Settings
 from digits.db import numbers as number_rows
-from digits.db.models import NumberRow, PredictionRow, utcnow
+from digits.db.models import NumberRow, utcnow
 from digits.errors import NumberNotFoundError, StrokesError
 from digits.predict import Prediction, Predictor
 from digits.read.numbers import NumberReader, NumberReading, parse_strokes
@@ -236,8 +236,8 @@ def correct_number(
     digits as it remembers a labelled prediction."""
     true_number = correction.true_number if isinstance(correction, NumberLabelIn) else None
 
-    def learn(session: Session, digits: list[PredictionRow]) -> None:
-        memory.learn_all(session, digits, predictor)
+    def learn(session: Session, number: NumberRow) -> None:
+        memory.learn_all(session, list(number.digits), predictor)
 
     return store.label(number_id, true_number, owner=caller.session_id, on_label=learn)
 
