@@ -6,7 +6,7 @@ one POST the OpenAPI document describes (it keeps one operation per path and met
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -90,12 +90,13 @@ async def refuse_media_type() -> None:
 
 
 def add_image_posts(
-    router: APIRouter, endpoints: dict[str, Callable[..., Any]], **options: Any
+    router: APIRouter, endpoints: Sequence[Callable[..., Any]], **options: Any
 ) -> list[APIRoute]:
-    """POST on the router's prefix, one operation per kind of body (``MEDIA_TYPES``'s keys),
-    and a 415 for any other; returns the documented operations."""
+    """POST on the router's prefix, one operation per kind of body: ``endpoints`` take a form,
+    a JSON body, a PNG and a JPEG, in ``MEDIA_TYPES``' order; a 415 for any other. Returns the
+    documented operations."""
     added: list[APIRoute] = []
-    for kind, endpoint in endpoints.items():
+    for kind, endpoint in zip(MEDIA_TYPES, endpoints, strict=True):
         router.add_api_route(
             "",
             endpoint,

@@ -7,13 +7,12 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from digits.api.store import Kept, PredictionStore, Recent
 from digits.db import numbers
 from digits.db.models import NumberRow, PredictionRow, row_from_json, row_to_json, utcnow
-from digits.db.session import Database, is_connection_error
+from digits.db.session import Database
 from digits.db.spool import Entry
 from digits.errors import NumberNotFoundError
 from digits.schemas import NumberRecord
@@ -44,6 +43,12 @@ def number_entry(row: NumberRow) -> Entry:
         **row_to_json(row),
         "digits": [row_to_json(digit) for digit in row.digits],
     }
+
+
+def _spooled_number(row: NumberRow) -> Entry:
+    for digit in row.digits:  # the number may have taken an earlier id (the same drawing's)
+        digit.number_id = row.id
+    return number_entry(row)
 
 
 def number_from_entry(entry: Entry) -> NumberRow:
@@ -112,24 +117,12 @@ class NumberStore:
         """Store durably (database or spool) and return the record; its id is an older one when
         the session read the same drawing before and did not correct it yet."""
         self.store.metrics.numbers.labels(status=row.status).inc()
-        if self._direct():
-            try:
-                with self.database.write() as session:
-                    row.id = numbers.record_number(session, row=row)
-            except SQLAlchemyError as exc:
-                if not is_connection_error(exc):
-                    raise
-                self.store.db_failed(exc)
-            else:
-                return self.recent.remember(_record(row))
-        if row.drawing_id is not None:
-            earlier = self.recent.open_for_drawing(row.drawing_id, row.session_id)
-            if earlier is not None:
-                row.id = earlier.id
-                for digit in row.digits:
-                    digit.number_id = earlier.id
-        self.store.spool_write(number_entry(row))
-        return self.recent.remember(_record(row))
+        return self.store.save_new(
+            self._kept(),
+            row,
+            insert=lambda session: numbers.record_number(session, row=row),
+            entry=_spooled_number,
+        )
 
     def label(
         self,

@@ -213,23 +213,42 @@ class PredictionStore:
         before and did not correct it yet."""
         row = new_prediction_row(prediction, submission, session_id)
         self.metrics.predictions.labels(digit=str(row.digit), status=row.status).inc()
+        # Without a drawing id the write is one INSERT.
+        return self.save_new(
+            self._kept(),
+            row,
+            insert=lambda session: crud.record_prediction(session, row=row),
+            entry=_prediction_entry,
+            one_statement=row.drawing_id is None,
+        )
+
+    def save_new(
+        self,
+        kept: Kept[R],
+        row: Any,
+        *,
+        insert: Callable[[Session], uuid.UUID],
+        entry: Callable[[Any], Entry],
+        one_statement: bool = False,
+    ) -> R:
+        """A new prediction's or number's ``row``: ``insert`` it (the id it is stored under: an
+        older one when it replaces the open row of the same drawing), else spool it."""
         if self.schema_ready and self.spool.depth == 0:
             try:
-                # Without a drawing id the write is one INSERT.
-                with self.database.write(one_statement=row.drawing_id is None) as session:
-                    row.id = crud.record_prediction(session, row=row)
+                with self.database.write(one_statement=one_statement) as session:
+                    row.id = insert(session)
             except SQLAlchemyError as exc:
                 if not is_connection_error(exc):
                     raise
                 self.db_failed(exc)
             else:
-                return self.recent.remember(_record(row))
+                return kept.recent.remember(kept.record(row))
         if row.drawing_id is not None:
-            earlier = self.recent.open_for_drawing(row.drawing_id, row.session_id)
+            earlier = kept.recent.open_for_drawing(row.drawing_id, row.session_id)
             if earlier is not None:
                 row.id = earlier.id
-        self.spool_write(_prediction_entry(row))
-        return self.recent.remember(_record(row))
+        self.spool_write(entry(row))
+        return kept.recent.remember(kept.record(row))
 
     def label(
         self,

@@ -15,13 +15,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from digits import decode, preprocess
-from digits.api.bodies import (
-    PNG_ANSWER,
-    SubmissionQuery,
-    add_image_posts,
-    errors,
-    png_answer,
-)
+from digits.api.bodies import PNG_ANSWER, SubmissionQuery, add_image_posts, errors, png_answer
 from digits.api.deps import MemoryDep, NumberStoreDep, PredictorDep, SettingsDep
 from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages, image_size
@@ -206,12 +200,7 @@ async def create_from_jpeg(
 
 POST_BODIES = add_image_posts(
     router,
-    {
-        "form": create_from_form,
-        "json": create_from_json,
-        "png": create_from_png,
-        "jpeg": create_from_jpeg,
-    },
+    [create_from_form, create_from_json, create_from_png, create_from_jpeg],
     status_code=201,
     response_model=NumberCreated,
     response_model_exclude_none=True,  # session_token only for a new session

@@ -23,13 +23,7 @@ from fastapi import (
 )
 from sqlalchemy.orm import Session
 
-from digits.api.bodies import (
-    PNG_ANSWER,
-    SubmissionQuery,
-    add_image_posts,
-    errors,
-    png_answer,
-)
+from digits.api.bodies import PNG_ANSWER, SubmissionQuery, add_image_posts, errors, png_answer
 from digits.api.deps import MemoryDep, PredictorDep, SettingsDep, StoreDep
 from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages
@@ -154,12 +148,7 @@ async def create_from_jpeg(
 # these operations' request bodies into the one POST it documents.
 POST_BODIES = add_image_posts(
     router,
-    {
-        "form": create_from_form,
-        "json": create_from_json,
-        "png": create_from_png,
-        "jpeg": create_from_jpeg,
-    },
+    [create_from_form, create_from_json, create_from_png, create_from_jpeg],
     **_POST,
 )
 
