@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 import numpy as np
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -77,15 +78,7 @@ class SessionMemory:
                 summary = store.summary(connection, session_id=session_id, model_version=version)
                 kept = self._recalled.get(key)
                 if kept is None or kept.summary != summary:
-                    kept = _Recalled(summary, [])
-                    if summary[0]:
-                        entries = store.recall(
-                            connection,
-                            session_id=session_id,
-                            model_version=version,
-                            limit=self.size,
-                        )
-                        kept = _Recalled(summary, entries)
+                    kept = self._refreshed(connection, key, kept, summary)
         except SQLAlchemyError as exc:
             if not is_connection_error(exc):
                 raise
@@ -100,6 +93,38 @@ class SessionMemory:
         while len(self._recalled) > CACHED_SESSIONS:
             self._recalled.popitem(last=False)
         return kept.entries
+
+    def _refreshed(
+        self,
+        connection: Connection,
+        key: tuple[uuid.UUID, str],
+        kept: _Recalled | None,
+        summary: tuple[int, datetime | None],
+    ) -> _Recalled:
+        """The session's entries as they are now. After a label (the common change: one new or
+        replaced entry, newer than all this worker keeps) only what was labelled since is read;
+        anything else (a removal, entries recomputed for older drawings) reads them all."""
+        session_id, version = key
+        count, _ = summary
+        if not count:
+            return _Recalled(summary, [])
+        if kept is not None and kept.summary[1] is not None:
+            newer = store.recall(
+                connection,
+                session_id=session_id,
+                model_version=version,
+                limit=self.size,
+                since=kept.summary[1],
+            )
+            cached = {entry.prediction_id for entry in kept.entries}
+            fresh = {entry.prediction_id for entry in newer}
+            if count == kept.summary[0] + len(fresh - cached):
+                older = [entry for entry in kept.entries if entry.prediction_id not in fresh]
+                return _Recalled(summary, (older + newer)[-self.size :])
+        entries = store.recall(
+            connection, session_id=session_id, model_version=version, limit=self.size
+        )
+        return _Recalled(summary, entries)
 
     def adapt(
         self, prediction: Prediction, predictor: Predictor, session_id: uuid.UUID

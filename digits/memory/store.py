@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select
@@ -65,17 +65,30 @@ _RECALL = (
     .where(
         MemoryEntryRow.session_id == bindparam("session_id"),
         MemoryEntryRow.model_version == bindparam("model_version"),
+        MemoryEntryRow.created_at >= bindparam("since"),
     )
     .order_by(MemoryEntryRow.created_at.desc())
     .limit(bindparam("limit"))
 )
+_EVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def recall(
-    session: Session | Connection, *, session_id: uuid.UUID, model_version: str, limit: int
+    session: Session | Connection,
+    *,
+    session_id: uuid.UUID,
+    model_version: str,
+    limit: int,
+    since: datetime | None = None,
 ) -> list[Entry]:
-    """The session's last ``limit`` labelled drawings under ``model_version``, oldest first."""
-    parameters = {"session_id": session_id, "model_version": model_version, "limit": limit}
+    """The session's last ``limit`` labelled drawings under ``model_version`` (those labelled
+    at ``since`` or later), oldest first."""
+    parameters = {
+        "session_id": session_id,
+        "model_version": model_version,
+        "limit": limit,
+        "since": since or _EVER,
+    }
     rows = session.execute(_RECALL, parameters).all()[::-1]
     if not rows:
         return []

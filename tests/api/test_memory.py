@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from api_helpers import SESSION_HEADER, MakeClient, new_session, session_of, unreachable
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from digits import checkpoint as ckpt
 from digits.api import create_app
 from digits.config import SHIPPED_WEIGHTS
 from digits.data import pen
-from digits.db.models import MemoryEntryRow
+from digits.db.models import MemoryEntryRow, PredictionRow
+from digits.memory import store as memory_store
 from digits.predict import Predictor
 from digits.synth.drawings import to_png
 from digits.training.pen_benchmark import drawings
@@ -156,6 +157,22 @@ def test_two_workers_serve_one_session(
         assert post(second, ones[1])["status"] == "not_a_digit"
         label(second, again["id"], 1)  # one more entry: the nearest one now says 1
         assert post(client, ones[1])["digit"] == 1
+        assert post(second, ones[1])["digit"] == 1  # the second keeps both entries now
+        # Elsewhere, an entry is withdrawn (a number relabelled to another length) while a
+        # new one is learned: the other worker's next answer reads every entry again.
+        me, version = session_of(client), shipped.version
+        third = post(client, ones[0])
+        withdrawn = uuid.UUID(again["id"])
+        with client.app.state.store.database.write() as session:  # type: ignore[attr-defined]
+            session.execute(
+                update(PredictionRow)
+                .where(PredictionRow.id == withdrawn)
+                .values(true_label=None, labelled_at=None)
+            )
+            memory_store.unlearn(session, prediction_id=withdrawn)
+        label(client, third["id"], 1)
+        kept = other.state.memory._recall(me, version)
+        assert sorted(str(e.prediction_id) for e in kept) == sorted([first["id"], third["id"]])
         assert second.delete(f"/api/sessions/{session_of(client)}").status_code == 204
         me = {SESSION_HEADER: new_session(client)}
         assert post(client, ones[1], **me)["adapted"] is False
