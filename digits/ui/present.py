@@ -12,7 +12,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from PIL import Image, ImageDraw
 
-from digits.schemas import NUM_DIGITS, NumberRecord, PredictionOut, PredictionRecord, Status
+from digits.schemas import (
+    NUM_DIGITS,
+    AdaptedAnswer,
+    NumberRecord,
+    PredictionOut,
+    PredictionRecord,
+    Status,
+)
 
 # Calibrated confidence -> words. The model's probabilities are temperature-scaled, so "0.9"
 # means right about nine times in ten; the words keep that promise roughly.
@@ -73,11 +80,20 @@ def headline(prediction: PredictionOut) -> str:
     return f"The model is {words} it is {a_digit(prediction.digit)} ({percent(prediction.confidence)})."
 
 
-def learned_words(prediction: PredictionOut) -> str:
+def learned_words(prediction: AdaptedAnswer) -> str:
     """What an adapted answer learned from: "Read as 7, like your earlier drawing"."""
     read = "not a digit" if prediction.status == "not_a_digit" else str(prediction.digit)
     drawings = "drawings" if len(prediction.like) > 1 else "drawing"
     return f"Read as {read}, like your earlier {drawings}"
+
+
+def learned_digits_words(digits: Sequence[AdaptedAnswer]) -> str:
+    """A number's adapted digits: "Digit 2: read as 1, like your earlier drawing"; else ""."""
+    return "; ".join(
+        f"Digit {k}: {learned_words(digit)[0].lower()}{learned_words(digit)[1:]}"
+        for k, digit in enumerate(digits, start=1)
+        if digit.adapted
+    )
 
 
 def learned_from_words(record: PredictionOut) -> str:

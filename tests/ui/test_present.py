@@ -130,3 +130,22 @@ def test_boxes_are_drawn_over_the_drawing() -> None:
     assert boxed.size == (100, 40)
     assert boxed.getpixel((10, 20)) != (255, 255, 255)  # the frame's left edge
     assert boxed.getpixel((20, 30)) == (255, 255, 255)  # inside it, the drawing as it was
+
+
+def test_a_numbers_adapted_digits_say_what_they_learned_from() -> None:
+    earlier = uuid.uuid4()
+
+    def digit(d: int, *, adapted: bool = False, status: str = "ok") -> NumberDigitOut:
+        return NumberDigitOut(
+            id=uuid.uuid4(), digit=d, confidence=0.9, probabilities=[0.1] * 10, status=status,
+            box=[0, 0, 8, 20], adapted=adapted, like=[earlier] if adapted else [],
+        )  # fmt: skip
+
+    assert present.learned_digits_words([digit(4), digit(7)]) == ""
+    assert present.learned_digits_words([digit(4), digit(1, adapted=True)]) == (
+        "Digit 2: read as 1, like your earlier drawing"
+    )
+    rejected = digit(3, adapted=True, status="not_a_digit")
+    assert present.learned_digits_words([rejected, digit(2)]) == (
+        "Digit 1: read as not a digit, like your earlier drawing"
+    )

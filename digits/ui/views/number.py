@@ -132,6 +132,9 @@ def _show() -> None:
         f"**{present.number_status_words(answer.status).capitalize()}**, "
         f"{present.percent(answer.confidence)} that the whole number is right"
     )
+    learned = present.learned_digits_words(answer.digits)
+    if learned:
+        st.caption(f"{learned}. Learned from your corrections.")
     _feedback(answer)
     st.image(
         present.boxed(_get("image"), [d.box for d in answer.digits]),
