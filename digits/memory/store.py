@@ -101,6 +101,9 @@ def recall(
 # Every POST with a session token reads this first: one pass over the index's entries of the
 # session and version, no feature read. Any label (a new entry, or a relabel's replacement)
 # makes the newest newer, and any removal (DELETE, a relabel) changes the count or the newest.
+# That holds while the replicas' clocks agree: a relabel stamped by a clock behind the one that
+# stamped the newest entry would go unseen by a worker that keeps the session's entries, until
+# the session's next label.
 _SUMMARY = select(func.count(), func.max(MemoryEntryRow.created_at)).where(
     MemoryEntryRow.session_id == bindparam("session_id"),
     MemoryEntryRow.model_version == bindparam("model_version"),
