@@ -90,7 +90,9 @@ class Step:
     plain: Answer
     remembered: Answer
     adapted: bool
-    nearest: str  # the most similar remembered drawing: "0".."9", "not_a_digit", or "" (none)
+    # The most similar remembered drawing: "0".."9", "not_a_digit", or "" (none); None where it
+    # is not known (session_bench reads answers through the API).
+    nearest: str | None = None
 
     @property
     def digit(self) -> int | None:
@@ -221,10 +223,14 @@ def figures(steps: Sequence[Step]) -> dict[str, object]:
     )
     result["letter_flips"] = {"n": len(letter_flips), "not_a_digit": _share(letter_flips)}
     result["digit_flips"] = {"n": len(digit_flips), "read_as_digit": _share(digit_flips)}
-    result["nearest_bound"] = {
-        "errors_21_on_vs_plain": out_of_reach / len(late) if late else None,
-        "letter_flips_not_a_digit": _share(letters_reachable),
-    }
+    result["nearest_bound"] = (
+        {
+            "errors_21_on_vs_plain": out_of_reach / len(late) if late else None,
+            "letter_flips_not_a_digit": _share(letters_reachable),
+        }
+        if all(step.nearest is not None for step in steps)
+        else None
+    )
     result["worst_writer_extra"] = max(
         sum(e["remembered"].values()) - sum(e["plain"].values()) for e in per_writer.values()
     )
@@ -282,10 +288,11 @@ def _print(group: str, result: dict[str, Any], model: str) -> None:
     )
     print(f"letters the plain model read as a digit, seen before: {result['letter_flips']}")
     print(f"digits the plain model turned down, seen before: {result['digit_flips']}")
-    print(
-        "bound for any memory that answers like the most similar remembered drawing: "
-        f"{result['nearest_bound']}"
-    )
+    if result["nearest_bound"] is not None:
+        print(
+            "bound for any memory that answers like the most similar remembered drawing: "
+            f"{result['nearest_bound']}"
+        )
 
 
 def main() -> int:
