@@ -31,7 +31,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from digits.api.sessions import Authenticated
 from digits.api.store import PredictionStore
+from digits.db import sessions as session_rows
 from digits.db.models import PredictionRow
 from digits.db.session import is_connection_error
 from digits.memory import Entry, adapt, store
@@ -49,6 +51,7 @@ CACHED_SESSIONS = 16
 
 @dataclass(frozen=True)
 class _Recalled:
+    generation: int  # the session's memory_generation the entries are current for
     summary: tuple[int, datetime | None]  # store.summary when the entries were read
     entries: list[Entry]
 
@@ -57,9 +60,11 @@ class SessionMemory:
     """One per worker, in ``app.state.memory``.
 
     The database is the memory; each worker keeps the entries of its recently served sessions
-    decoded, and checks them on every POST against ``store.summary`` (count and newest label,
-    read from the index alone): a label, relabel or DELETE written by any worker or replica is
-    seen at the session's next POST, and a promotion reads another version's entries.
+    decoded. Every change of a session's memory grows its ``memory_generation`` (the sessions
+    row every request reads already, digits.api.sessions), so a label, relabel or withdrawal
+    written by any worker or replica is seen at the session's next POST, which then reads what
+    changed; a session that never labelled anything costs nothing; a promotion reads another
+    version's entries.
     """
 
     def __init__(self, predictions: PredictionStore, *, enabled: bool, size: int) -> None:
@@ -68,26 +73,28 @@ class SessionMemory:
         self.size = size
         self._recalled: OrderedDict[tuple[uuid.UUID, str], _Recalled] = OrderedDict()
 
-    def _recall(self, session_id: uuid.UUID, version: str) -> list[Entry]:
+    def _recall(self, session: Authenticated, version: str) -> list[Entry]:
+        generation = session.memory_generation
+        if not generation:  # 0: nothing labelled yet; None: the database is down
+            return []
         predictions = self.predictions
         if not predictions.schema_ready or predictions.spool.depth:  # known to be down
             return []
-        key = (session_id, version)
-        try:
-            with predictions.database.read_one() as connection:
-                summary = store.summary(connection, session_id=session_id, model_version=version)
-                kept = self._recalled.get(key)
-                if kept is None or kept.summary != summary:
-                    kept = self._refreshed(connection, key, kept, summary)
-        except SQLAlchemyError as exc:
-            if not is_connection_error(exc):
-                raise
-            predictions.metrics.db_errors.inc()
-            logger.debug("database unreachable; answering without the session's memory")
-            return []
-        if not kept.entries:
-            self._recalled.pop(key, None)
-            return []
+        key = (session.session_id, version)
+        kept = self._recalled.get(key)
+        if kept is None or kept.generation != generation:
+            try:
+                with predictions.database.read_one() as connection:
+                    summary = store.summary(
+                        connection, session_id=session.session_id, model_version=version
+                    )
+                    kept = self._refreshed(connection, key, kept, summary, generation)
+            except SQLAlchemyError as exc:
+                if not is_connection_error(exc):
+                    raise
+                predictions.metrics.db_errors.inc()
+                logger.debug("database unreachable; answering without the session's memory")
+                return []
         self._recalled[key] = kept
         self._recalled.move_to_end(key)
         while len(self._recalled) > CACHED_SESSIONS:
@@ -100,6 +107,7 @@ class SessionMemory:
         key: tuple[uuid.UUID, str],
         kept: _Recalled | None,
         summary: tuple[int, datetime | None],
+        generation: int,
     ) -> _Recalled:
         """The session's entries as they are now. After a label (the common change: one new or
         replaced entry, newer than all this worker keeps) only what was labelled since is read;
@@ -107,7 +115,9 @@ class SessionMemory:
         session_id, version = key
         count, _ = summary
         if not count:
-            return _Recalled(summary, [])
+            return _Recalled(generation, summary, [])
+        if kept is not None and kept.summary == summary:  # another version's change
+            return _Recalled(generation, summary, kept.entries)
         if kept is not None and kept.summary[1] is not None:
             newer = store.recall(
                 connection,
@@ -120,26 +130,26 @@ class SessionMemory:
             fresh = {entry.prediction_id for entry in newer}
             if count == kept.summary[0] + len(fresh - cached):
                 older = [entry for entry in kept.entries if entry.prediction_id not in fresh]
-                return _Recalled(summary, (older + newer)[-self.size :])
+                return _Recalled(generation, summary, (older + newer)[-self.size :])
         entries = store.recall(
             connection, session_id=session_id, model_version=version, limit=self.size
         )
-        return _Recalled(summary, entries)
+        return _Recalled(generation, summary, entries)
 
     def adapt(
-        self, prediction: Prediction, predictor: Predictor, session_id: uuid.UUID
+        self, prediction: Prediction, predictor: Predictor, session: Authenticated
     ) -> Prediction:
         """``prediction`` as the session's memory answers it (itself when nothing changes)."""
-        return self.adapt_all([prediction], predictor, session_id)[0]
+        return self.adapt_all([prediction], predictor, session)[0]
 
     def adapt_all(
-        self, predictions: Sequence[Prediction], predictor: Predictor, session_id: uuid.UUID
+        self, predictions: Sequence[Prediction], predictor: Predictor, session: Authenticated
     ) -> list[Prediction]:
         """Each of ``predictions`` (a number's digits) as the session's memory answers it, from
         one read of its entries."""
         if not self.enabled or all(p.features is None for p in predictions):
             return list(predictions)
-        entries = self._recall(session_id, predictor.version)
+        entries = self._recall(session, predictor.version)
         if not entries:
             return list(predictions)
         return [_adapted(p, predictor, entries) for p in predictions]
@@ -159,6 +169,7 @@ class SessionMemory:
             store.unlearn(session, prediction_id=row.id)
         for session_id in {row.session_id for row in rows} - {None}:
             assert session_id is not None  # narrowed by the set difference
+            session_rows.memory_changed(session, session_id=session_id)
             store.relearn(
                 session,
                 session_id=session_id,

@@ -101,21 +101,21 @@ class SessionAuthority:
         issued_at = datetime.fromtimestamp(int.from_bytes(payload[16:], "big"), UTC)
         return uuid.UUID(bytes=payload[:16]), issued_at
 
-    def authenticate(self, token: str) -> uuid.UUID:
+    def authenticate(self, token: str) -> Authenticated:
         """The session the token acts as; 401 for an unknown, expired or deleted one."""
         verified = self.verify(token)
         if verified is None:
             raise HTTPException(401, REFUSED)
         session_id, issued_at = verified
         if not self.schema_ready:
-            return session_id
+            return Authenticated(session_id, None)
         now = utcnow()
         try:
             with self.database.read_one() as connection:
-                standing, record_use = session_rows.standing(
+                checked = session_rows.standing(
                     connection, session_id=session_id, issued_at=issued_at, now=now, ttl=self.ttl
                 )
-            if record_use:
+            if checked.record_use:
                 with self.database.write() as session:
                     session_rows.use(session, session_id=session_id, issued_at=issued_at, now=now)
         except SQLAlchemyError as exc:
@@ -124,10 +124,27 @@ class SessionAuthority:
             # The signature is proof enough while the database is down: deletions and expiry
             # are checked again once it is back.
             logger.debug("database unreachable; session accepted on its signature")
-            return session_id
-        if standing is not session_rows.Standing.VALID:
+            return Authenticated(session_id, None)
+        if checked.standing is not session_rows.Standing.VALID:
             raise HTTPException(401, REFUSED)
-        return session_id
+        return Authenticated(session_id, checked.memory_generation)
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    """A session a request acts as, and its memory's generation (None: unknown, the database
+    is down; digits.api.memory then answers with the plain model)."""
+
+    session_id: uuid.UUID
+    memory_generation: int | None
+
+
+@dataclass(frozen=True)
+class PredictionSession(Authenticated):
+    """The session a new prediction or number belongs to; ``new_token`` when it was made for
+    this request (then it has no memory yet)."""
+
+    new_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +193,7 @@ async def get_caller(request: Request, x_session_token: TokenHeader = None) -> C
         return Caller(None)
     if x_session_token is None:
         raise HTTPException(401, MISSING)
-    return Caller(request.app.state.sessions.authenticate(x_session_token))
+    return Caller(request.app.state.sessions.authenticate(x_session_token).session_id)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
@@ -184,16 +201,18 @@ CallerDep = Annotated[Caller, Depends(get_caller)]
 
 async def prediction_session(
     request: Request, x_session_token: TokenHeader = None
-) -> tuple[uuid.UUID, str | None]:
+) -> PredictionSession:
     """The session a new prediction belongs to, and its token when the request came without
     one (a new session, so a plain API client can read and label what it sent)."""
     authority: SessionAuthority = request.app.state.sessions
     if x_session_token is not None:
-        return authority.authenticate(x_session_token), None
-    return authority.issue()
+        known = authority.authenticate(x_session_token)
+        return PredictionSession(known.session_id, known.memory_generation)
+    session_id, token = authority.issue()
+    return PredictionSession(session_id, 0, token)
 
 
-PredictionSessionDep = Annotated[tuple[uuid.UUID, str | None], Depends(prediction_session)]
+PredictionSessionDep = Annotated[PredictionSession, Depends(prediction_session)]
 
 
 async def own_session(request: Request, x_session_token: TokenHeader = None) -> uuid.UUID:
@@ -202,7 +221,7 @@ async def own_session(request: Request, x_session_token: TokenHeader = None) -> 
     if x_session_token is None:
         raise HTTPException(401, f"send the {HEADER} header of the session")
     authority: SessionAuthority = request.app.state.sessions
-    return authority.authenticate(x_session_token)
+    return authority.authenticate(x_session_token).session_id
 
 
 OwnSessionDep = Annotated[uuid.UUID, Depends(own_session)]

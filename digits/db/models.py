@@ -202,6 +202,11 @@ class SessionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     last_seen_at: Mapped[datetime] = mapped_column(UtcDateTime(), nullable=False)
     deleted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    # Grows with every change of the session's memory (digits.api.memory): a worker that keeps
+    # the session's entries knows from this row, read by every request, whether they are current.
+    memory_generation: Mapped[int] = mapped_column(
+        Integer, nullable=False, default=0, server_default="0"
+    )
 
 
 class NumberRow(Submitted, Base):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
@@ -19,15 +20,22 @@ from digits.db.models import NumberRow, PredictionRow, SessionRow
 # write on every request would double the hot path's statements.
 TOUCH_INTERVAL = timedelta(hours=1)
 # Every request with a token reads this: built once, so SQLAlchemy reuses its compiled form.
-_STANDING = select(SessionRow.last_seen_at, SessionRow.deleted_at).where(
-    SessionRow.id == bindparam("session_id")
-)
+_STANDING = select(
+    SessionRow.last_seen_at, SessionRow.deleted_at, SessionRow.memory_generation
+).where(SessionRow.id == bindparam("session_id"))
 
 
 class Standing(enum.Enum):
     VALID = "valid"
     EXPIRED = "expired"
     DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class Checked:
+    standing: Standing
+    record_use: bool  # whether the use should be recorded (``use``)
+    memory_generation: int  # SessionRow.memory_generation: 0 for a session never used
 
 
 def standing(
@@ -37,19 +45,30 @@ def standing(
     issued_at: datetime,
     now: datetime,
     ttl: timedelta,
-) -> tuple[Standing, bool]:
-    """Whether the session may act, and whether its use should be recorded (``use``)."""
+) -> Checked:
+    """Whether the session may act, whether its use should be recorded, and its memory's
+    generation."""
     found = connection.execute(_STANDING, {"session_id": session_id}).first()
     if found is None:  # never used since it was issued (maybe while the database was down)
         if issued_at + ttl < now:
-            return Standing.EXPIRED, False
-        return Standing.VALID, True
-    last_seen_at, deleted_at = found
+            return Checked(Standing.EXPIRED, False, 0)
+        return Checked(Standing.VALID, True, 0)
+    last_seen_at, deleted_at, generation = found
     if deleted_at is not None:
-        return Standing.DELETED, False
+        return Checked(Standing.DELETED, False, generation)
     if last_seen_at + ttl < now:
-        return Standing.EXPIRED, False
-    return Standing.VALID, now - last_seen_at >= TOUCH_INTERVAL
+        return Checked(Standing.EXPIRED, False, generation)
+    return Checked(Standing.VALID, now - last_seen_at >= TOUCH_INTERVAL, generation)
+
+
+def memory_changed(session: Session, *, session_id: uuid.UUID) -> None:
+    """The session's memory changed: its generation grows (nothing for a session without a row,
+    which no token can act as)."""
+    session.execute(
+        update(SessionRow)
+        .where(SessionRow.id == session_id)
+        .values(memory_generation=SessionRow.memory_generation + 1)
+    )
 
 
 def is_deleted(connection: Connection | Session, session_id: uuid.UUID) -> bool:

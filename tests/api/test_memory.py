@@ -160,7 +160,7 @@ def test_two_workers_serve_one_session(
         assert post(second, ones[1])["digit"] == 1  # the second keeps both entries now
         # Elsewhere, an entry is withdrawn (a number relabelled to another length) while a
         # new one is learned: the other worker's next answer reads every entry again.
-        me, version = session_of(client), shipped.version
+        version = shipped.version
         third = post(client, ones[0])
         withdrawn = uuid.UUID(again["id"])
         with client.app.state.store.database.write() as session:  # type: ignore[attr-defined]
@@ -171,7 +171,8 @@ def test_two_workers_serve_one_session(
             )
             memory_store.unlearn(session, prediction_id=withdrawn)
         label(client, third["id"], 1)
-        kept = other.state.memory._recall(me, version)
+        token = client.headers[SESSION_HEADER]
+        kept = other.state.memory._recall(other.state.sessions.authenticate(token), version)
         assert sorted(str(e.prediction_id) for e in kept) == sorted([first["id"], third["id"]])
         assert second.delete(f"/api/sessions/{session_of(client)}").status_code == 204
         me = {SESSION_HEADER: new_session(client)}

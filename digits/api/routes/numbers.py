@@ -21,7 +21,7 @@ from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages, image_size
 from digits.api.memory import SessionMemory
 from digits.api.number_store import NumberStore
-from digits.api.sessions import CallerDep, PredictionSessionDep
+from digits.api.sessions import CallerDep, PredictionSession, PredictionSessionDep
 from digits.api.store import new_prediction_row
 from digits.config import Settings
 from digits.db import numbers as number_rows
@@ -101,7 +101,7 @@ class Numbers:
     settings: Settings
     store: NumberStore
     memory: SessionMemory
-    session: tuple[uuid.UUID, str | None]  # the session, and its token when it is new
+    session: PredictionSession
     large_images: LargeImages
     response: Response
 
@@ -118,12 +118,10 @@ class Numbers:
             scale = size[0] / pixels.shape[1] if size else 1.0
         reader = NumberReader(self.predictor, max_digits=self.settings.max_number_digits)
         limits = self.settings.input_limits
-        session_id, new_token = self.session
         reading = reader.read(
             pixels,
             strokes=[s / scale for s in parsed] if parsed else None,
-            # A session that may have labelled drawings before: each digit as a single one.
-            adapt=None if new_token is not None else self._adapt,
+            adapt=self._adapt,  # each digit as the session's memory answers a single one
             max_bytes=limits.max_bytes,
             max_pixels=limits.max_pixels,
         )
@@ -131,7 +129,7 @@ class Numbers:
         row = _row(
             reading,
             submission,
-            session_id=session_id,
+            session_id=self.session.session_id,
             image_png=image_png,
             strokes=parsed,
             scale=scale,
@@ -140,10 +138,10 @@ class Numbers:
         record = self.store.save(row)
         self.response.headers["Location"] = f"/api/numbers/{record.id}"
         answer = record.model_dump(include=set(NumberOut.model_fields))
-        return NumberCreated(**answer, session_token=new_token)
+        return NumberCreated(**answer, session_token=self.session.new_token)
 
     def _adapt(self, predictions: list[Prediction]) -> list[Prediction]:
-        return self.memory.adapt_all(predictions, self.predictor, self.session[0])
+        return self.memory.adapt_all(predictions, self.predictor, self.session)
 
 
 async def get_numbers(

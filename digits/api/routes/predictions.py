@@ -28,7 +28,7 @@ from digits.api.deps import MemoryDep, PredictorDep, SettingsDep, StoreDep
 from digits.api.images import decode_base64_image
 from digits.api.large_images import LargeImages
 from digits.api.memory import SessionMemory
-from digits.api.sessions import CallerDep, PredictionSessionDep
+from digits.api.sessions import CallerDep, PredictionSession, PredictionSessionDep
 from digits.api.store import PredictionStore
 from digits.config import Settings
 from digits.db import queries
@@ -63,7 +63,7 @@ class Predictions:
     settings: Settings
     store: PredictionStore
     memory: SessionMemory
-    session: tuple[uuid.UUID, str | None]  # the session, and its token when it is new
+    session: PredictionSession
     large_images: LargeImages
     response: Response
 
@@ -79,13 +79,13 @@ class Predictions:
             stored_max_side=self.settings.stored_image_max_side,
             stored=stored,
         )
-        session_id, new_token = self.session
-        if new_token is None:  # a session that may have labelled drawings before
-            prediction = self.memory.adapt(prediction, self.predictor, session_id)
-        record = self.store.save_prediction(prediction, submission, session_id=session_id)
+        prediction = self.memory.adapt(prediction, self.predictor, self.session)
+        record = self.store.save_prediction(
+            prediction, submission, session_id=self.session.session_id
+        )
         self.response.headers["Location"] = f"/api/predictions/{record.id}"
         answer = record.model_dump(include=set(PredictionOut.model_fields))
-        return PredictionCreated(**answer, session_token=new_token)
+        return PredictionCreated(**answer, session_token=self.session.new_token)
 
 
 async def get_predictions(
