@@ -40,7 +40,7 @@ SUMMARY = "session_summary"  # the session's SessionSummary, fetched again after
 
 
 def render() -> None:
-    st.title("Draw a digit")
+    st.title("Write a number" if st.session_state.get(NUMBER_MODE) else "Draw a digit")
     show_flash()
     draw_tab, upload_tab = st.tabs(["Draw", "Upload an image"])
     with draw_tab:

@@ -139,7 +139,7 @@ def _show() -> None:
     st.image(
         present.boxed(_get("image"), [d.box for d in answer.digits]),
         caption="Each digit the model found, numbered from the left",
-        width="stretch",
+        width=560,  # the drawing's own scale on a desktop; a phone's width on a phone
     )
     with st.expander("Each digit's probabilities"):
         for k, digit in enumerate(answer.digits, start=1):
