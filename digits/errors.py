@@ -26,6 +26,9 @@ import uuid
 class DigitsError(Exception):
     """Anything the serving road refuses or cannot do; the message says why."""
 
+    # The same request may succeed later: the answer carries Retry-After (every 503 does).
+    retry_later = False
+
 
 class InvalidInputError(DigitsError, ValueError):
     """The request's input cannot be used as sent."""

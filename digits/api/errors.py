@@ -50,7 +50,7 @@ async def _digits_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DigitsError)
     status = status_of(exc)
     detail = f"empty drawing: {exc}" if isinstance(exc, EmptyImageError) else str(exc)
-    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 else None
+    headers = {"Retry-After": RETRY_AFTER_S} if status == 503 or exc.retry_later else None
     if status == 500:
         logger.error("unmapped error", exc_info=exc)
         detail = "internal server error"

@@ -32,6 +32,8 @@ QUEUE = 2
 class ImageBudgetError(ImageTooLargeError):
     """This worker is already decoding as many large images as its budget allows."""
 
+    retry_later = True
+
 
 def image_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from the header alone; None when it cannot be read (the decoder will say

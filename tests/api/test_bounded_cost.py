@@ -122,4 +122,7 @@ def test_large_images_over_the_budget_are_413(
     monkeypatch.setattr(large_images, "QUEUE", -1)  # no large image fits the budget
     refused = post_drawing(client, _large_png(1100))
     assert refused.status_code == 413 and "busy" in refused.json()["detail"]
+    assert refused.headers["retry-after"]  # busy now, not too large for ever
     assert post_drawing(client).status_code == 201  # small drawings are not in that budget
+    over_the_limit = post_drawing(client, _large_png(5000))
+    assert over_the_limit.status_code == 413 and "retry-after" not in over_the_limit.headers
