@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
@@ -116,11 +115,6 @@ def _next_round(flow: str) -> None:
     st.session_state.pop(error_key(flow), None)
 
 
-def _digest(payload: bytes | str) -> str:
-    data = payload.encode() if isinstance(payload, str) else payload
-    return hashlib.sha256(data).hexdigest()
-
-
 def _draw() -> None:
     # The switch sits below the canvas and its answer, so that on a phone it pushes neither
     # out of view; its state is known before it is drawn.
@@ -152,21 +146,15 @@ def _digit() -> None:
             key="draw_brush",
             help="Stroke width in canvas pixels",
         )
-        # The canvas brings its own undo, redo and reset, and sends the drawing after each.
-        drawing = canvas.draw(
-            stroke_width=brush,
-            stroke_color=canvas.INK,
-            background_color=canvas.PAPER,
-            update_streamlit=True,
-            height=CANVAS_SIZE,
+        drawing = canvas.freehand(
             width=CANVAS_SIZE,
-            drawing_mode="freedraw",
-            return_image_data=True,
+            height=CANVAS_SIZE,
+            stroke_width=brush,
             key=f"draw_canvas_{round_}",
         )
 
-    objects: list[Any] = list((drawing.json_data or {}).get("objects") or [])
-    digest = _digest(json.dumps(objects, sort_keys=True)) if objects else None
+    objects = canvas.strokes(drawing)
+    digest = canvas.fingerprint(objects) if objects else None
     if digest is not None and digest != _state("draw", SENT):
         image = drawing.image_bytes
         if image is None:
@@ -197,7 +185,7 @@ def _upload() -> None:
         _show("upload", on_saved=new_upload, idle="Choose an image to read the digit in it.")
         return
     data = file.getvalue()
-    digest = _digest(data)
+    digest = hashlib.sha256(data).hexdigest()
     if digest != _state("upload", SENT):
         _predict(
             "upload",

@@ -4,9 +4,7 @@ confirm the number or type the right one."""
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 import uuid
 from typing import Any
 
@@ -67,19 +65,11 @@ def render() -> None:
     brush = st.slider(
         "Brush size", BRUSH_RANGE[0] // 2, BRUSH_RANGE[1] // 2, BRUSH, key=KEY + "brush"
     )
-    drawing = canvas.draw(
-        stroke_width=brush,
-        stroke_color=canvas.INK,
-        background_color=canvas.PAPER,
-        update_streamlit=True,
-        height=HEIGHT,
-        width=WIDTH,
-        drawing_mode="freedraw",
-        return_image_data=True,
-        key=f"number_canvas_{_get('round', 0)}",
+    drawing = canvas.freehand(
+        width=WIDTH, height=HEIGHT, stroke_width=brush, key=f"number_canvas_{_get('round', 0)}"
     )
-    objects: list[dict[str, Any]] = list((drawing.json_data or {}).get("objects") or [])
-    digest = hashlib.sha256(json.dumps(objects, sort_keys=True).encode()).hexdigest()
+    objects = canvas.strokes(drawing)
+    digest = canvas.fingerprint(objects)
     if objects and digest != _get("sent"):
         _read(drawing.image_bytes, objects, digest)
     elif not objects and _get("sent") is not None:
