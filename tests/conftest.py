@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 from support import CHROMIUM, POSTGRES_ADMIN_URL, SHARED_MNIST, postgres_reachable, require
 
-from digits.db.migrate import upgrade_head
 from digits.db.session import Database
-from digits.db.testing import temporary_postgres_database
+from digits.db.testing import migrated_database
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
@@ -43,13 +42,10 @@ def chromium_path() -> str:
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A migrated database of each backend (SQLite always; PostgreSQL where one runs)."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'digits.sqlite3'}"
-        upgrade_head(url)
-        yield url
-        return
-    with temporary_postgres_database(request.getfixturevalue("postgres_url")) as url:
-        upgrade_head(url)
+    server = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    with migrated_database(
+        request.param, sqlite_file=tmp_path / "digits.sqlite3", postgres_admin_url=server
+    ) as url:
         yield url
 
 

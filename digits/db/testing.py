@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from sqlalchemy import text
@@ -12,6 +13,7 @@ from sqlalchemy.engine import URL, make_url
 
 from digits import preprocess
 from digits.db import crud
+from digits.db.migrate import upgrade_head
 from digits.db.models import PredictionRow, utcnow
 from digits.db.session import Database, make_engine, normalize_url
 
@@ -40,6 +42,23 @@ def temporary_postgres_database(
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     finally:
         engine.dispose()
+
+
+@contextmanager
+def migrated_database(
+    backend: str, *, sqlite_file: Path, postgres_admin_url: str | None = None
+) -> Iterator[str]:
+    """The URL of a database at the migrations' head: the SQLite file ``sqlite_file``, or (with
+    ``backend`` "postgres") a temporary database on the server ``postgres_admin_url`` names."""
+    if backend == "sqlite":
+        url = f"sqlite:///{sqlite_file}"
+        upgrade_head(url)
+        yield url
+        return
+    assert postgres_admin_url is not None, "a PostgreSQL database needs its server"
+    with temporary_postgres_database(postgres_admin_url) as url:
+        upgrade_head(url)
+        yield url
 
 
 def store_corrections(

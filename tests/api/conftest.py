@@ -16,8 +16,7 @@ from fastapi.testclient import TestClient
 from digits import checkpoint as ckpt
 from digits.api import create_app
 from digits.config import Settings
-from digits.db.migrate import upgrade_head
-from digits.db.testing import temporary_postgres_database
+from digits.db.testing import migrated_database
 from digits.model import DigitNet
 from digits.predict import Predictor
 
@@ -43,13 +42,11 @@ def predictor(checkpoint_path: Path) -> Predictor:
 def database_url(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'digits.sqlite3'}"
-        upgrade_head(url)
-        yield url
-        return
-    with temporary_postgres_database(request.getfixturevalue("postgres_url")) as url:
-        upgrade_head(url)
+    server = None if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    sqlite_file = tmp_path_factory.mktemp("sqlite") / "digits.sqlite3"
+    with migrated_database(
+        request.param, sqlite_file=sqlite_file, postgres_admin_url=server
+    ) as url:
         yield url
 
 
