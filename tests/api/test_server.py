@@ -113,6 +113,18 @@ def test_production_refuses_default_secrets() -> None:
             Settings(**settings)
 
 
+def _serve(port: int, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`digits serve` on ``port``, expected to refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "digits.cli", "serve", "--port", str(port)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     "database", [None, "sqlite:///var/digits.sqlite3"], ids=["default-sqlite", "sqlite-url"]
 )
@@ -128,14 +140,7 @@ def test_production_refuses_to_start_on_sqlite(tmp_path: Path, database: str | N
         env["DIGITS_DATABASE_URL"] = database
     # A taken port: were the check gone, serve would stop there (with another message), not run.
     with taken_port() as port:
-        result = subprocess.run(
-            [sys.executable, "-m", "digits.cli", "serve", "--port", str(port)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = _serve(port, env)
     assert result.returncode != 0
     assert "DIGITS_DATABASE_URL must name a server database" in result.stderr
     assert not (tmp_path / "data").exists()  # refused before creating or migrating anything
@@ -146,13 +151,6 @@ def test_serve_refuses_a_taken_port_with_a_clear_message(tmp_path: Path) -> None
     restarted by the supervisor, forever."""
     with taken_port() as port:
         env = {**os.environ, "DIGITS_DATA_DIR": str(tmp_path / "data")}
-        result = subprocess.run(
-            [sys.executable, "-m", "digits.cli", "serve", "--port", str(port)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = _serve(port, env)
     assert result.returncode == 1
     assert f"port {port} on 127.0.0.1 for the API is taken" in result.stderr
