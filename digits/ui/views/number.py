@@ -16,6 +16,7 @@ from digits.schemas import NumberOut
 from digits.ui import canvas, charts, present
 from digits.ui.client import ApiError
 from digits.ui.session import flash, get_client, show_error
+from digits.ui.views.result import headline_row
 
 # Wide enough for a number, narrow enough for a phone held upright (390 px, less margins).
 WIDTH, HEIGHT = 340, 150
@@ -111,13 +112,7 @@ def _show() -> None:
     if answer is None:
         st.caption("Your number appears here.")
         return
-    row = st.container(horizontal=True, vertical_alignment="center", gap="medium", wrap=False)
-    row.markdown(
-        f'<div role="img" aria-label="Read number {answer.number}" '
-        f'style="font-size:3.5rem;font-weight:700;line-height:1">{answer.number}</div>',
-        unsafe_allow_html=True,
-        width="content",
-    )
+    row = headline_row(answer.number, f"Read number {answer.number}", size_rem=3.5)
     row.markdown(
         f"**{present.number_status_words(answer.status).capitalize()}**, "
         f"{present.percent(answer.confidence)} that the whole number is right"

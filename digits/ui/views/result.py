@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from digits.schemas import PredictionOut
 from digits.ui import charts, present
@@ -31,20 +32,26 @@ def show_answer(shown: Shown) -> None:
     elif prediction.status == "not_a_digit":
         st.warning(present.not_a_digit_explanation(prediction), icon=":material/block:")
     else:
-        # Side by side on every screen (columns would stack them on a phone).
-        row = st.container(horizontal=True, vertical_alignment="center", gap="medium", wrap=False)
-        # The answer is the page's headline: a big numeral, with its words for screen readers.
-        row.markdown(
-            f'<div role="img" aria-label="Predicted digit {prediction.digit}" '
-            f'style="font-size:4.5rem;font-weight:700;line-height:1">{prediction.digit}</div>',
-            unsafe_allow_html=True,
-            width="content",
-        )
+        row = headline_row(str(prediction.digit), f"Predicted digit {prediction.digit}")
         words = row.container()
         words.markdown(f"**{present.headline(prediction)}**")
         words.caption(
             "Confidence is calibrated: answers given at 90% are right about 9 times in 10."
         )
+
+
+def headline_row(answer: str, label: str, *, size_rem: float = 4.5) -> DeltaGenerator:
+    """The answer as the page's headline: a big numeral, with its words for screen readers
+    (``label``), in a row whose rest sits beside it on every screen (columns would stack on a
+    phone). Returns the row, for the words."""
+    row = st.container(horizontal=True, vertical_alignment="center", gap="medium", wrap=False)
+    row.markdown(
+        f'<div role="img" aria-label="{label}" '
+        f'style="font-size:{size_rem}rem;font-weight:700;line-height:1">{answer}</div>',
+        unsafe_allow_html=True,
+        width="content",
+    )
+    return row
 
 
 def show_learned(shown: Shown) -> None:
