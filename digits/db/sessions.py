@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -71,12 +72,18 @@ def memory_changed(session: Session, *, session_id: uuid.UUID) -> None:
     )
 
 
-def is_deleted(connection: Connection | Session, session_id: uuid.UUID) -> bool:
-    """Whether the session was deleted (its rows, and any that arrive later, are not kept)."""
+def deleted_among(
+    connection: Connection | Session, session_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of ``session_ids`` were deleted (their rows, and any that arrive later, are not
+    kept)."""
+    wanted = set(session_ids)
+    if not wanted:
+        return set()
     found = connection.execute(
-        select(SessionRow.deleted_at).where(SessionRow.id == session_id)
-    ).scalar_one_or_none()
-    return found is not None
+        select(SessionRow.id).where(SessionRow.id.in_(wanted), SessionRow.deleted_at.is_not(None))
+    )
+    return set(found.scalars())
 
 
 def use(session: Session, *, session_id: uuid.UUID, issued_at: datetime, now: datetime) -> None:
