@@ -6,7 +6,7 @@ digits also drawn alone as the real-pen benchmark draws single digits and read a
 predict` reads them; 300 numbers with one of the writer's uppercase letters in place of a
 digit; `digits read` timed on 1,000 numbers. Prints a table by length and by gap style and one
 JSON line; exits 1 when a target is missed. ``--role validation`` tunes (it also prints the
-confidence power that fits those writers); the figures that count are on `test`.
+number confidence's fit on those writers); the figures that count are on `test`.
 
     .venv/bin/python benchmarks/numbers_bench.py [--model PATH] [--strokes]
 """
@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from digits.config import SHIPPED_WEIGHTS
 from digits.predict import Predictor
-from digits.read import numbers
+from digits.read import numbers, pieces
 from digits.synth import drawings, pen_numbers
 from digits.training.metrics import expected_calibration_error
 from digits.training.pen_benchmark import drawings as pen_drawings
@@ -96,14 +96,28 @@ def _length_is(length: int) -> Callable[[pen_numbers.NumberDrawing], bool]:
     return lambda item: len(item.samples) == length
 
 
-def _confidence_power(items: list[Any], readings: list[numbers.NumberReading]) -> float:
-    """The CONFIDENCE_POWER that fits these numbers best (highest likelihood)."""
-    raw = np.array([r.confidence ** (1 / numbers.CONFIDENCE_POWER) for r in readings])
+def _confidence_fit(items: list[Any], readings: list[numbers.NumberReading]) -> dict[str, Any]:
+    """numbers.CONFIDENCE_WEIGHTS and CONFIDENCE_BIAS fitted on these numbers, and the
+    OK_CONFIDENCE from which at most 1 % of them would be answered `ok` and wrong."""
+    terms = np.stack(
+        [
+            numbers.confidence_terms(r.certainty, [d.prediction.confidence for d in r.digits])
+            for r in readings
+        ]
+    )
     right = np.array([i.label == r.number for i, r in zip(items, readings, strict=True)])
-    raw = np.clip(raw, 1e-9, 1 - 1e-9)
-    powers = np.linspace(0.1, 6.0, 119)
-    nll = [-np.where(right, p * np.log(raw), np.log1p(-(raw**p))).sum() for p in powers]
-    return float(powers[int(np.argmin(nll))])
+    weights, bias = pieces.logistic_regression(terms, right, steps=3000)
+    confidence = 1.0 / (1.0 + np.exp(-(terms @ weights + bias)))
+    clean = np.array([all(d.prediction.status == "ok" for d in r.digits) for r in readings])
+    ok_from = next(
+        t for t in np.arange(0.5, 1.0, 0.005) if np.mean(clean & (confidence >= t) & ~right) <= 0.01
+    )
+    return {
+        "weights": [round(float(w), 3) for w in weights],
+        "bias": round(bias, 3),
+        "ok_confidence": round(float(ok_from), 3),
+        "ece": expected_calibration_error(confidence, right, ECE_BINS),
+    }
 
 
 def _time_read(items: list[pen_numbers.NumberDrawing], model: Path | None) -> float:
@@ -170,11 +184,13 @@ def main() -> int:
         "letters_not_a_number": float(
             np.mean([r.status == "not_a_number" for r in letter_readings])
         ),
+        # Numbers of digits only turned down as not a number: the price of the letter figure.
+        "digits_not_a_number": float(np.mean([r.status == "not_a_number" for r in readings])),
         "number_ece": expected_calibration_error(confidence, right, ECE_BINS),
         "mean_confidence": float(confidence.mean()),
     }
     if args.role == "validation":
-        figures["fitted_confidence_power"] = _confidence_power(items, readings)
+        figures["fitted_confidence"] = _confidence_fit(items, readings)
     if args.timed:
         timed = (items * (args.timed // len(items) + 1))[: args.timed]
         name = "read_1000_seconds" if args.timed == 1000 else f"read_{args.timed}_seconds"

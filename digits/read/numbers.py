@@ -23,7 +23,7 @@ from digits import decode, preprocess
 from digits.config import DEFAULT_MAX_NUMBER_DIGITS
 from digits.errors import EmptyImageError, InvalidInputError, StrokesError, TooManyDigitsError
 from digits.predict import Prediction, Predictor
-from digits.read import segment
+from digits.read import probe, segment
 from digits.schemas import NOT_A_DIGIT, NUM_DIGITS
 
 NumberStatus = Literal["ok", "uncertain", "not_a_number"]
@@ -48,13 +48,15 @@ CUT_COST = 0.3
 # The pieces' scores are not log-likelihoods; scaled by this they weigh one count of digits
 # against another about as well as they can.
 SPLIT_SHARPNESS = 3.0
-# The whole number's confidence: (how sure the count of digits is x the product of the
-# digits' calibrated confidences) ** CONFIDENCE_POWER, the power of highest likelihood on
-# `validation` writers' numbers (the script above prints it).
-CONFIDENCE_POWER = 0.3
+# The whole number's confidence: a logistic regression on how sure the count of digits is (c)
+# and the product of the digits' calibrated confidences (q), each as log p and log(1 - p)
+# (``confidence_terms``), fitted on `validation` writers' numbers: numbers_bench.py --role
+# validation prints the fit.
+CONFIDENCE_WEIGHTS = np.array([1.391, 6.210, -0.144, -0.356])
+CONFIDENCE_BIAS = 0.737
 # A number is answered `ok` from this confidence up: at most 1 % of `validation` writers'
 # numbers are then answered `ok` and wrong.
-OK_CONFIDENCE = 0.94
+OK_CONFIDENCE = 0.945
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class NumberReading:
     confidence: float
     status: NumberStatus
     digits: tuple[DigitReading, ...]
+    certainty: float  # how sure the count of digits is: the share of splits that agree on it
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -103,6 +106,7 @@ class NumberReader:
     ) -> None:
         self.predictor = predictor
         self.max_digits = max_digits
+        self.probe = probe.for_model(predictor.version)
 
     def read(
         self,
@@ -118,39 +122,28 @@ class NumberReader:
         Raises digits.errors.InvalidInputError: EmptyImageError for a blank drawing,
         TooManyDigitsError past max_digits pieces, the other PreprocessErrors for an image that
         cannot be read."""
-        full = preprocess.ink_map(image, **limits)
-        shrink = _shrink_factor(full)
-        ink = _shrunk(full, shrink)
-        if strokes:
-            strokes = [np.asarray(s, np.float64) / shrink for s in strokes]
-        atoms, height = segment.atoms(ink, strokes)
-        if len(atoms) > MAX_GROUP * self.max_digits:
-            raise TooManyDigitsError(self._too_many(len(atoms)))
-        spans = _spans(atoms, height)
-        inputs = np.stack([_framed(ink, atoms[i:j]) for i, j in spans])
-        scores = _scores(self.predictor.logits(inputs)) - [
-            _shape_cost(atoms[i:j], height) for i, j in spans
-        ]
+        found = candidates(image, strokes, max_digits=self.max_digits, **limits)
+        atoms, spans, inputs = found.atoms, found.spans, found.inputs
+        logits, features = self.predictor.logits_and_features(inputs)
+        share = NOT_A_DIGIT_SHARE if self.probe is None else self.probe.single_share(features)
+        scores = _scores(logits, share) - [_shape_cost(atoms[i:j], found.height) for i, j in spans]
         chosen, certainty = _best_split(spans, scores, len(atoms))
         if len(chosen) > self.max_digits:
-            raise TooManyDigitsError(self._too_many(len(chosen)))
+            raise TooManyDigitsError(_too_many(len(chosen), self.max_digits))
         predictions = self.predictor.predict_inputs(inputs[chosen])
         if adapt is not None:  # after the split: the memory never decides where digits are
             predictions = adapt(predictions)
-        height_px, width_px = full.shape
+        height_px, width_px = found.size
         digits = []
         for prediction, k in zip(predictions, chosen, strict=True):
-            x0, y0, x1, y1 = (v * shrink for v in _box(atoms[spans[k][0] : spans[k][1]]))
+            x0, y0, x1, y1 = (v * found.shrink for v in _box(atoms[spans[k][0] : spans[k][1]]))
             box = (x0, y0, min(x1, width_px), min(y1, height_px))
             digits.append(DigitReading(prediction, box))
         return self._reading(digits, certainty)
 
-    def _too_many(self, count: int) -> str:
-        return f"the drawing holds {count} pieces; a number has at most {self.max_digits} digits"
-
     def _reading(self, digits: list[DigitReading], certainty: float) -> NumberReading:
-        confidences = np.array([d.prediction.confidence for d in digits])
-        confidence = float((certainty * np.prod(confidences)) ** CONFIDENCE_POWER)
+        terms = confidence_terms(certainty, [d.prediction.confidence for d in digits])
+        confidence = float(1.0 / (1.0 + np.exp(-(terms @ CONFIDENCE_WEIGHTS + CONFIDENCE_BIAS))))
         status: NumberStatus
         statuses = {d.prediction.status for d in digits}
         if "not_a_digit" in statuses:
@@ -160,7 +153,52 @@ class NumberReader:
         else:
             status = "ok"
         number = "".join(str(d.prediction.digit) for d in digits)
-        return NumberReading(number, confidence, status, tuple(digits))
+        return NumberReading(number, confidence, status, tuple(digits), certainty)
+
+
+def confidence_terms(certainty: float, confidences: Sequence[float]) -> np.ndarray:
+    """What the number's confidence is a logistic function of (CONFIDENCE_WEIGHTS)."""
+    joint = float(np.prod(confidences))
+    clipped = np.clip([certainty, joint], 1e-12, 1.0 - 1e-6)
+    return np.concatenate([np.log(clipped), np.log1p(-clipped)])
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A written line cut into atoms, and every run of them that could be one digit."""
+
+    size: tuple[int, int]  # (height, width) of the input, in its pixels
+    shrink: int  # input pixels per pixel of the line as read
+    height: float  # the line's height, as read
+    atoms: list[segment.Atom]
+    spans: list[tuple[int, int]]  # atoms[i:j] that could be one digit
+    inputs: np.ndarray  # (len(spans), 28, 28): each span framed as a single drawing is
+
+
+def candidates(
+    image: decode.ImageInput,
+    strokes: Sequence[np.ndarray] | None = None,
+    *,
+    max_digits: int = DEFAULT_MAX_NUMBER_DIGITS,
+    **limits: int,
+) -> Candidates:
+    """Raises the PreprocessErrors of ``preprocess.ink_map``, and TooManyDigitsError before
+    framing anything when the atoms are more than max_digits digits could be."""
+    full = preprocess.ink_map(image, **limits)
+    shrink = _shrink_factor(full)
+    ink = _shrunk(full, shrink)
+    if strokes:
+        strokes = [np.asarray(s, np.float64) / shrink for s in strokes]
+    atoms, height = segment.atoms(ink, strokes)
+    if len(atoms) > MAX_GROUP * max_digits:
+        raise TooManyDigitsError(_too_many(len(atoms), max_digits))
+    spans = _spans(atoms, height)
+    inputs = np.stack([_framed(ink, atoms[i:j]) for i, j in spans])
+    return Candidates((full.shape[0], full.shape[1]), shrink, height, atoms, spans, inputs)
+
+
+def _too_many(count: int, max_digits: int) -> str:
+    return f"the drawing holds {count} pieces; a number has at most {max_digits} digits"
 
 
 def _shrink_factor(ink: np.ndarray) -> int:
@@ -218,13 +256,14 @@ def _framed(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:
     return preprocess.frame(crop)
 
 
-def _scores(logits: np.ndarray) -> np.ndarray:
-    """(N, 11) logits -> (N,) how well each candidate piece reads as one character."""
+def _scores(logits: np.ndarray, share: float | np.ndarray) -> np.ndarray:
+    """(N, 11) logits -> (N,) how well each candidate piece reads as one character, crediting
+    it with ``share`` of its not-a-digit probability (a constant, or the probe's (N,) shares)."""
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs = exp / exp.sum(axis=1, keepdims=True)
     digit = probs[:, :NUM_DIGITS].max(axis=1)
     other = probs[:, NOT_A_DIGIT] if probs.shape[1] > NUM_DIGITS else np.zeros(len(probs))
-    result: np.ndarray = np.log(digit + NOT_A_DIGIT_SHARE * other + 1e-12)
+    result: np.ndarray = np.log(digit + share * other + 1e-12)
     return result
 
 

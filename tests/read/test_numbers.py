@@ -4,6 +4,7 @@ benchmark's (benchmarks/numbers_bench.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import deque
 
 import numpy as np
@@ -74,10 +75,13 @@ def test_the_confidence_weighs_every_digit_and_the_cutting(
 ) -> None:
     for item in spaced[:5]:
         reading = reader.read(item.image)
-        product = np.prod([d.prediction.confidence for d in reading.digits])
-        assert 0.0 < reading.confidence <= product**numbers.CONFIDENCE_POWER + 1e-9
+        digits = list(reading.digits)
         if reading.status == "ok":
             assert reading.confidence >= numbers.OK_CONFIDENCE
+        doubtful = dataclasses.replace(digits[0].prediction, confidence=0.6)
+        one_less_sure = [dataclasses.replace(digits[0], prediction=doubtful), *digits[1:]]
+        assert reader._reading(one_less_sure, reading.certainty).confidence < reading.confidence
+        assert reader._reading(digits, reading.certainty / 2).confidence < reading.confidence
 
 
 def test_every_canvas_encoding_reads_the_same(

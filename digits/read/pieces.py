@@ -1,0 +1,173 @@
+"""Is a piece of a written number one character, or parts of two?
+
+The network is taught two digits drawn as one as "not a digit", as it is taught letters, so its
+not-a-digit probability cannot tell the reader which of the two a piece is: keep it whole (a
+letter, and the number is not a number) or cut it (two touching digits). A logistic probe on
+the penultimate features of the same forward pass says how much of that probability is a single
+character's. It is fitted on `train` writers' digits and letters composed into numbers, cut into
+pieces by the reader itself, and checked on `validation` writers':
+
+    .venv/bin/python -m digits.read.pieces [--model PATH] [--out PATH]
+
+A probe belongs to the model version whose features it read; the reader uses the shipped one
+only for that version, and a fixed share of the not-a-digit probability for any other (a
+promoted model, until this is run for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from digits.config import SHIPPED_WEIGHTS
+from digits.data import pen
+from digits.predict import Predictor
+from digits.read import numbers
+from digits.read.probe import PROBE_FILE, Probe
+from digits.schemas import NOT_A_DIGIT
+from digits.synth import pen_numbers
+
+SEED = 20_261_205
+# Pieces the network gives less not-a-digit probability than this are not what the probe is
+# for: it is fitted on the others.
+MIN_NOT_A_DIGIT = 0.2
+# The composed numbers it is fitted on: two to four characters, half of them with a letter,
+# touching gaps over-represented (they make the pieces that hold two digits).
+FIT_LENGTHS = (2, 4)
+FIT_LETTER_SHARE = 0.5
+FIT_GAP_SHARES: dict[pen_numbers.GapStyle, float] = {"touching": 0.5, "normal": 0.35, "wide": 0.15}
+L2 = 0.01
+STEPS = 400
+LEARNING_RATE = 0.05
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """The pieces the reader weighs on some numbers, with what each truly is."""
+
+    features: np.ndarray  # (N, D)
+    single: np.ndarray  # (N,) bool: one whole character, or part of a letter
+    kinds: list[str]  # "multi", "digit-part", "digit-whole", "letter-part", "letter-whole"
+
+
+def pieces(predictor: Predictor, role: pen.Role, count: int, seed: int) -> Pieces:
+    """``count`` numbers composed from ``role`` writers' characters, cut into candidate pieces
+    as the reader cuts them; the pieces with some not-a-digit probability."""
+    writers = pen_numbers.eligible_writers(role)
+    letters: dict[str, list[pen.PenSample]] = collections.defaultdict(list)
+    for sample in pen.rejectable_letters(pen.load("letters", role)):
+        letters[sample.writer].append(sample)
+    names = [w for w in writers if letters[w]]
+    styles = list(FIT_GAP_SHARES)
+    shares = list(FIT_GAP_SHARES.values())
+    features, single, kinds = [], [], []
+    for i in tqdm(range(count), desc=f"pieces of {role} numbers"):
+        rng = np.random.default_rng([seed, i])
+        writer = names[int(rng.integers(len(names)))]
+        own = writers[writer]
+        length = int(rng.integers(FIT_LENGTHS[0], FIT_LENGTHS[1] + 1))
+        chosen = [own[int(j)] for j in rng.choice(len(own), size=length, replace=False)]
+        if rng.random() < FIT_LETTER_SHARE:
+            pool = letters[writer]
+            chosen[int(rng.integers(length))] = pool[int(rng.integers(len(pool)))]
+        item = pen_numbers.compose(chosen, rng, styles[int(rng.choice(len(styles), p=shares))])
+        found = numbers.candidates(item.image)
+        owners = _owners(found, item.boxes)
+        logits, feats = predictor.logits_and_features(found.inputs)
+        for k, (start, end) in enumerate(found.spans):
+            if _softmax(logits[k])[NOT_A_DIGIT] < MIN_NOT_A_DIGIT:
+                continue
+            kind = _kind(owners, start, end, item.samples)
+            features.append(feats[k])
+            single.append(kind != "multi" and kind != "digit-part")
+            kinds.append(kind)
+    return Pieces(np.array(features, np.float32), np.array(single), kinds)
+
+
+def _owners(found: numbers.Candidates, boxes: tuple[tuple[int, int, int, int], ...]) -> list[int]:
+    """Each atom -> the character whose ink box holds most of its pixels."""
+    result = []
+    for atom in found.atoms:
+        ys, xs = np.nonzero(atom.mask)
+        ys, xs = (ys + atom.top) * found.shrink, (xs + atom.left) * found.shrink
+        inside = [
+            ((xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)).sum() for x0, y0, x1, y1 in boxes
+        ]
+        result.append(int(np.argmax(inside)))
+    return result
+
+
+def _kind(owners: list[int], start: int, end: int, samples: tuple[pen.PenSample, ...]) -> str:
+    inside = set(owners[start:end])
+    if len(inside) > 1:
+        return "multi"
+    (character,) = inside
+    whole = character not in owners[:start] + owners[end:]
+    letter = samples[character].digit is None
+    return f"{'letter' if letter else 'digit'}-{'whole' if whole else 'part'}"
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max())
+    result: np.ndarray = exp / exp.sum()
+    return result
+
+
+def fit(train: Pieces, model_version: str) -> Probe:
+    weights, bias = logistic_regression(train.features, train.single, l2=L2)
+    return Probe(model_version, weights.astype(np.float32), bias)
+
+
+def logistic_regression(
+    x: np.ndarray, y: np.ndarray, *, l2: float = 0.0, steps: int = STEPS
+) -> tuple[np.ndarray, float]:
+    """(N, D) inputs, (N,) bool outcomes -> (weights (D,), bias) of the L2-regularised logistic
+    regression, fitted by full-batch Adam on standardised inputs (the standardisation folded
+    into what it returns)."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0) + 1e-3
+    design = np.hstack([(x - mean) / scale, np.ones((len(x), 1))]).astype(np.float32)
+    target = y.astype(np.float32)
+    decay = np.full(design.shape[1], l2, np.float32)
+    decay[-1] = 0.0  # the bias is not shrunk
+    w = np.zeros(design.shape[1], np.float32)
+    first, second = np.zeros_like(w), np.zeros_like(w)
+    for step in range(1, steps + 1):
+        error = 1.0 / (1.0 + np.exp(-(design @ w))) - target
+        grad = design.T @ error / len(target) + decay * w
+        first = 0.9 * first + 0.1 * grad
+        second = 0.999 * second + 0.001 * grad**2
+        w -= (
+            LEARNING_RATE * (first / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
+        )
+    weights = w[:-1] / scale
+    return weights, float(w[-1] - mean @ weights)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=SHIPPED_WEIGHTS)
+    parser.add_argument("--out", type=Path, default=PROBE_FILE)
+    parser.add_argument("--numbers", type=int, default=3000, help="train numbers composed")
+    args = parser.parse_args()
+    predictor = Predictor.from_checkpoint(args.model)
+    probe = fit(pieces(predictor, "train", args.numbers, SEED), predictor.version)
+    check = pieces(predictor, "validation", args.numbers // 5, SEED + 1)
+    said = probe.single_share(check.features) > 0.5
+    sys.stdout.write(f"validation pieces: {np.mean(said == check.single):.2%} told apart\n")
+    for kind in sorted(set(check.kinds)):
+        pick = np.array([k == kind for k in check.kinds])
+        sys.stdout.write(f"  {kind:13} n={pick.sum():5}  said single {said[pick].mean():.1%}\n")
+    probe.save(args.out)
+    sys.stdout.write(f"wrote {args.out} for model {probe.model_version}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
