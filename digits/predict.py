@@ -212,7 +212,14 @@ class Predictor:
         )
 
     def predict_inputs(self, inputs: np.ndarray) -> list[Prediction]:
-        probs, rejects, features = self.scores_and_features(inputs)
+        return self.predictions(inputs, *self.logits_and_features(inputs))
+
+    def predictions(
+        self, inputs: np.ndarray, logits: np.ndarray, features: np.ndarray
+    ) -> list[Prediction]:
+        """What ``predict_inputs`` answers, from ``logits_and_features`` already run on
+        ``inputs`` (digits.read.numbers reads its candidates once)."""
+        probs, rejects = self._scores(logits)
         return [
             self._prediction(p, float(r), x, f)
             for p, r, x, f in zip(probs, rejects, inputs, features, strict=True)

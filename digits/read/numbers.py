@@ -1,6 +1,7 @@
 """Reading a whole handwritten number: the ink is cut into atoms (digits.read.segment), the atoms
 are grouped into digits by the recogniser itself, and each digit is framed exactly as a single
-drawing is (digits.preprocess.frame) and read by the same Predictor.
+drawing is (digits.preprocess.frame) and read by the same Predictor. A connected piece of ink
+that the network surely reads as one digit is one atom; only the others are cut.
 
 Grouping: every run of up to MAX_GROUP neighbouring atoms is a candidate digit, read by the
 network; dynamic programming picks the split of the line whose pieces read best. A piece's
@@ -48,6 +49,10 @@ CUT_COST = 0.3
 # The pieces' scores are not log-likelihoods; scaled by this they weigh one count of digits
 # against another about as well as they can.
 SPLIT_SHARPNESS = 3.0
+# A piece of ink no wider than WHOLE_WIDTH line heights that the network reads as one digit
+# this surely (its softmax share) is one digit: it is neither cut nor split by strokes.
+WHOLE_WIDTH = 1.1
+WHOLE_SURE = 0.99
 # The whole number's confidence: a logistic regression on how sure the count of digits is (c)
 # and the product of the digits' calibrated confidences (q), each as log p and log(1 - p)
 # (``confidence_terms``), fitted on `validation` writers' numbers: numbers_bench.py --role
@@ -122,15 +127,18 @@ class NumberReader:
         Raises digits.errors.InvalidInputError: EmptyImageError for a blank drawing,
         TooManyDigitsError past max_digits pieces, the other PreprocessErrors for an image that
         cannot be read."""
-        found = candidates(image, strokes, max_digits=self.max_digits, **limits)
-        atoms, spans, inputs = found.atoms, found.spans, found.inputs
-        logits, features = self.predictor.logits_and_features(inputs)
+        found = candidates(image, self.predictor, strokes, max_digits=self.max_digits, **limits)
+        atoms, spans, features = found.atoms, found.spans, found.features
         share = NOT_A_DIGIT_SHARE if self.probe is None else self.probe.single_share(features)
-        scores = _scores(logits, share) - [_shape_cost(atoms[i:j], found.height) for i, j in spans]
+        scores = _scores(found.logits, share) - [
+            _shape_cost(atoms[i:j], found.height) for i, j in spans
+        ]
         chosen, certainty = _best_split(spans, scores, len(atoms))
         if len(chosen) > self.max_digits:
             raise TooManyDigitsError(_too_many(len(chosen), self.max_digits))
-        predictions = self.predictor.predict_inputs(inputs[chosen])
+        predictions = self.predictor.predictions(
+            found.inputs[chosen], found.logits[chosen], features[chosen]
+        )
         if adapt is not None:  # after the split: the memory never decides where digits are
             predictions = adapt(predictions)
         height_px, width_px = found.size
@@ -165,7 +173,8 @@ def confidence_terms(certainty: float, confidences: Sequence[float]) -> np.ndarr
 
 @dataclass(frozen=True)
 class Candidates:
-    """A written line cut into atoms, and every run of them that could be one digit."""
+    """A written line cut into atoms, every run of them that could be one digit, and what one
+    forward pass of the network reads in each."""
 
     size: tuple[int, int]  # (height, width) of the input, in its pixels
     shrink: int  # input pixels per pixel of the line as read
@@ -173,28 +182,68 @@ class Candidates:
     atoms: list[segment.Atom]
     spans: list[tuple[int, int]]  # atoms[i:j] that could be one digit
     inputs: np.ndarray  # (len(spans), 28, 28): each span framed as a single drawing is
+    logits: np.ndarray  # (len(spans), classes)
+    features: np.ndarray  # (len(spans), D) penultimate features
 
 
 def candidates(
     image: decode.ImageInput,
+    predictor: Predictor,
     strokes: Sequence[np.ndarray] | None = None,
     *,
     max_digits: int = DEFAULT_MAX_NUMBER_DIGITS,
     **limits: int,
 ) -> Candidates:
     """Raises the PreprocessErrors of ``preprocess.ink_map``, and TooManyDigitsError before
-    framing anything when the atoms are more than max_digits digits could be."""
+    reading anything when the pieces are more than max_digits digits could be."""
     full = preprocess.ink_map(image, **limits)
     shrink = _shrink_factor(full)
     ink = _shrunk(full, shrink)
     if strokes:
         strokes = [np.asarray(s, np.float64) / shrink for s in strokes]
-    atoms, height = segment.atoms(ink, strokes)
+    pieces, height = segment.pieces(ink)
+    if len(pieces) > MAX_GROUP * max_digits:
+        raise TooManyDigitsError(_too_many(len(pieces), max_digits))
+    # Most digits are one piece of ink, and reading every way of cutting them is most of the
+    # work: a piece that surely reads as one digit is left whole (POST /api/numbers answers a
+    # 6-digit number within 15 ms, not 45, and as many numbers are read right).
+    reads = _Reads(predictor, ink)
+    whole = np.zeros(len(pieces), bool)
+    narrow = [k for k, p in enumerate(pieces) if p.mask.shape[1] <= WHOLE_WIDTH * height]
+    if narrow:
+        _, logits, _ = reads.of([[pieces[k]] for k in narrow])
+        whole[narrow] = _probabilities(logits)[:, :NUM_DIGITS].max(axis=1) >= WHOLE_SURE
+    atoms = segment.atoms(ink, pieces, height, strokes, whole.tolist())
     if len(atoms) > MAX_GROUP * max_digits:
         raise TooManyDigitsError(_too_many(len(atoms), max_digits))
     spans = _spans(atoms, height)
-    inputs = np.stack([_framed(ink, atoms[i:j]) for i, j in spans])
-    return Candidates((full.shape[0], full.shape[1]), shrink, height, atoms, spans, inputs)
+    inputs, logits, features = reads.of([atoms[i:j] for i, j in spans])
+    return Candidates(full.shape[:2], shrink, height, atoms, spans, inputs, logits, features)
+
+
+class _Reads:
+    """Runs of atoms framed as a single drawing is and read by the network, each run once: a
+    piece read to judge it whole is read already as a candidate digit."""
+
+    def __init__(self, predictor: Predictor, ink: np.ndarray) -> None:
+        self.predictor = predictor
+        self.ink = ink
+        # the atoms' ids -> (28, 28) input, logits, features
+        self._done: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def of(
+        self, groups: Sequence[Sequence[segment.Atom]]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """-> (inputs, logits, features) of the groups, those not read yet in one batch."""
+        keys = [tuple(id(a) for a in group) for group in groups]
+        new = {k: g for k, g in zip(keys, groups, strict=True) if k not in self._done}
+        if new:
+            inputs = np.stack([_framed(self.ink, group) for group in new.values()])
+            logits, features = self.predictor.logits_and_features(inputs)
+            self._done |= zip(new, zip(inputs, logits, features, strict=True), strict=True)
+        found = [self._done[k] for k in keys]
+        inputs, logits, features = (np.stack(c) for c in zip(*found, strict=True))
+        return inputs, logits, features
 
 
 def _too_many(count: int, max_digits: int) -> str:
@@ -256,11 +305,16 @@ def _framed(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:
     return preprocess.frame(crop)
 
 
+def _probabilities(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return result
+
+
 def _scores(logits: np.ndarray, share: float | np.ndarray) -> np.ndarray:
     """(N, 11) logits -> (N,) how well each candidate piece reads as one character, crediting
     it with ``share`` of its not-a-digit probability (a constant, or the probe's (N,) shares)."""
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs = exp / exp.sum(axis=1, keepdims=True)
+    probs = _probabilities(logits)
     digit = probs[:, :NUM_DIGITS].max(axis=1)
     other = probs[:, NOT_A_DIGIT] if probs.shape[1] > NUM_DIGITS else np.zeros(len(probs))
     result: np.ndarray = np.log(digit + share * other + 1e-12)

@@ -77,9 +77,9 @@ def pieces(predictor: Predictor, role: pen.Role, count: int, seed: int) -> Piece
             pool = letters[writer]
             chosen[int(rng.integers(length))] = pool[int(rng.integers(len(pool)))]
         item = pen_numbers.compose(chosen, rng, styles[int(rng.choice(len(styles), p=shares))])
-        found = numbers.candidates(item.image)
+        found = numbers.candidates(item.image, predictor)
         owners = _owners(found, item.boxes)
-        logits, feats = predictor.logits_and_features(found.inputs)
+        logits, feats = found.logits, found.features
         for k, (start, end) in enumerate(found.spans):
             if _softmax(logits[k])[NOT_A_DIGIT] < MIN_NOT_A_DIGIT:
                 continue

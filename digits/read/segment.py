@@ -238,17 +238,36 @@ def _split(atom: Atom, ink: np.ndarray, height: float, width: float, source: int
     return pieces
 
 
-def atoms(ink: np.ndarray, strokes: Sequence[np.ndarray] | None = None) -> tuple[list[Atom], float]:
-    """(H, W) ink -> (atoms left to right by centre of mass, the line height in pixels)."""
+def pieces(ink: np.ndarray) -> tuple[list[Atom], float]:
+    """(H, W) ink -> (its connected pieces, dust left out; the line height in pixels)."""
     label_image, count = labels(ink > 0)
     found = _atoms_of(label_image, count)
     rows = np.flatnonzero(ink.max(axis=1) > 0)
     height = float(rows[-1] - rows[0] + 1)
-    kept = [a for a in found if max(a.mask.shape) >= SPECK * height] or found
+    return [a for a in found if max(a.mask.shape) >= SPECK * height] or found, height
+
+
+def atoms(
+    ink: np.ndarray,
+    found: Sequence[Atom],
+    height: float,
+    strokes: Sequence[np.ndarray] | None = None,
+    whole: Sequence[bool] | None = None,
+) -> list[Atom]:
+    """The ``pieces`` of ``ink`` -> atoms left to right by centre of mass. A piece marked
+    ``whole`` is kept as it is (the same object), neither split by strokes nor cut."""
     width = stroke_width(ink)
-    if strokes:
-        kept = [part for a in kept for part in _by_strokes(a, strokes, width)]
-    parts = [part for n, a in enumerate(kept) for part in _split(a, ink, height, width, n)]
+    kept: list[tuple[Atom, bool]] = []
+    for piece, keep in zip(found, whole or [False] * len(found), strict=True):
+        if keep or not strokes:
+            kept.append((piece, keep))
+        else:
+            kept += [(part, False) for part in _by_strokes(piece, strokes, width)]
+    parts = [
+        part
+        for n, (a, keep) in enumerate(kept)
+        for part in ([a] if keep else _split(a, ink, height, width, n))
+    ]
     # Slivers a stroke or a cut leaves behind are less than a dab of the pen: not writing.
     parts = [a for a in parts if a.mask.sum() >= width**2 / 2] or parts
-    return sorted(parts, key=lambda a: a.centre), height
+    return sorted(parts, key=lambda a: a.centre)
