@@ -106,15 +106,15 @@ def _plain_border_level(plane: np.ndarray) -> int:
     return int(np.median(np.concatenate([plane[0], plane[-1], plane[:, 0], plane[:, -1]])))
 
 
-def _plain_block_mean(work: np.ndarray) -> np.ndarray:
-    h, w = work.shape[0] // pp.WORK_SCALE, work.shape[1] // pp.WORK_SCALE
-    return work.reshape(h, pp.WORK_SCALE, w, pp.WORK_SCALE).mean(axis=(1, 3))
+def _plain_block_mean(work: np.ndarray, step: int = pp.WORK_SCALE) -> np.ndarray:
+    h, w = work.shape[0] // step, work.shape[1] // step
+    return work.reshape(h, step, w, step).mean(axis=(1, 3))
 
 
 def _plain_numpy() -> tuple[Callable[[], None], Callable[[], None]]:
     swaps = [
         _swap(pp, "_border_level", _plain_border_level),
-        _swap(pp, "_block_mean", _plain_block_mean),
+        _swap(pp, "block_mean", _plain_block_mean),
         _swap(pp, "_black", lambda colour: False),  # every transparent canvas is composited
     ]
     return (lambda: [on() for on, _ in swaps]), (lambda: [off() for _, off in swaps])

@@ -58,7 +58,7 @@ def _ink_table(background: int) -> np.ndarray:
     return table
 
 
-# _border_level, _black (with the black-ink shortcut in _transparent_plane) and _block_mean
+# _border_level, _black (with the black-ink shortcut in _transparent_plane) and block_mean
 # are numpy shortcuts that give the plain way's result exactly (tests/test_preprocess.py);
 # together they save 0.3-0.4 ms of CPU per canvas drawing (benchmarks/trick_bench.py).
 
@@ -232,14 +232,15 @@ def _resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(pil.resize((width, height), resample), dtype=np.float32)
 
 
-def _block_mean(work: np.ndarray) -> np.ndarray:
-    """Mean of each WORK_SCALE x WORK_SCALE block. Adding strided slices, columns then rows,
-    sums each block in the order numpy's reshape(...).mean(axis=(1, 3)) does, so the float32
-    results are the same, at half the cost."""
-    step = WORK_SCALE
-    across = sum((work[:, k::step] for k in range(1, step)), work[:, 0::step])
+def block_mean(image: np.ndarray, step: int = WORK_SCALE) -> np.ndarray:
+    """Mean of each step x step block (both sides a multiple of step). Adding strided slices,
+    columns then rows, sums each block in the order numpy's reshape(...).mean(axis=(1, 3))
+    does, so the float32 results are the same, at a tenth of the cost for a number's line
+    (digits.read.numbers) and half for a digit's framing."""
+    across = sum((image[:, k::step] for k in range(1, step)), image[:, 0::step])
     down = sum((across[k::step] for k in range(1, step)), across[0::step])
-    return down / step**2
+    result: np.ndarray = down / step**2
+    return result
 
 
 def frame(crop: np.ndarray) -> np.ndarray:
@@ -262,7 +263,7 @@ def frame(crop: np.ndarray) -> np.ndarray:
 
     # Area-average down to the 20x20 scale (MNIST's anti-aliasing). The result is at most
     # BOX_SIZE + 2 * pad / WORK_SCALE = 24 pixels a side, so it fits the 28x28 field.
-    small = _block_mean(work)
+    small = block_mean(work)
     vanished = "the drawing vanished when scaled down: nothing was drawn"
     small = small[_span(small.max(axis=1) > 0.05, vanished), _span(small.max(axis=0) > 0.05)]
     small_h, small_w = small.shape

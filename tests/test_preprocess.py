@@ -219,10 +219,11 @@ def test_fast_png_decoding_reads_the_same_pixels_as_pillow(mode: str) -> None:
 
 def test_block_mean_is_numpys_block_mean_bit_for_bit() -> None:
     rng = np.random.default_rng(0)
-    for h, w in [(5, 5), (24, 17), (9, 24)]:
-        work = (rng.random((h * pp.WORK_SCALE, w * pp.WORK_SCALE)) ** 3).astype(np.float32)
-        expected = work.reshape(h, pp.WORK_SCALE, w, pp.WORK_SCALE).mean(axis=(1, 3))
-        np.testing.assert_array_equal(pp._block_mean(work), expected)
+    for step in (pp.WORK_SCALE, 2, 3):
+        for h, w in [(5, 5), (24, 17), (9, 24)]:
+            work = (rng.random((h * step, w * step)) ** 3).astype(np.float32)
+            expected = work.reshape(h, step, w, step).mean(axis=(1, 3))
+            np.testing.assert_array_equal(pp.block_mean(work, step), expected)
 
 
 def test_border_level_is_the_truncated_median() -> None:

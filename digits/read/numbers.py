@@ -263,7 +263,7 @@ def _shrunk(ink: np.ndarray, factor: int) -> np.ndarray:
     h, w = -(-ink.shape[0] // factor) * factor, -(-ink.shape[1] // factor) * factor
     padded = np.zeros((h, w), np.float32)
     padded[: ink.shape[0], : ink.shape[1]] = ink
-    small = padded.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    small = preprocess.block_mean(padded, factor)
     small[small < preprocess.NOISE_FLOOR] = 0.0
     return small
 
