@@ -191,7 +191,9 @@ def ink_map(
         full = np.full(colour.shape[:2], background, np.uint8)
         full[_alpha_box(alpha)] = plane  # type: ignore[arg-type]
         plane = full
-    ink = np.take(_levels(table, int(table[plane].max())), plane)
+    # The table is monotonic: the strongest ink is at the plane's darkest or lightest pixel.
+    peak = int(table[[plane.min(), plane.max()]].max())
+    ink = np.take(_levels(table, peak), plane)
     _require_mass(ink, plane.size)
     return ink
 

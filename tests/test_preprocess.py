@@ -255,6 +255,18 @@ def test_ink_crop_matches_mapping_every_pixel(background: int) -> None:
     np.testing.assert_array_equal(crop[box], expected_box)
 
 
+@pytest.mark.parametrize("background", [0, 40, 127, 128, 200, 255])
+def test_ink_map_matches_mapping_every_pixel(background: int) -> None:
+    """ink_map finds the peak from the plane's extremes: it must agree with mapping every pixel."""
+    rng = np.random.default_rng(background)
+    plane = np.full((90, 70), background, np.uint8)
+    plane[20:60, 15:50] = rng.integers(0, 256, (40, 35), dtype=np.uint8)
+    ink = pp._ink_table(background)[plane]
+    expected = ink.astype(np.float32) / int(ink.max())
+    expected[expected < pp.NOISE_FLOOR] = 0.0
+    np.testing.assert_array_equal(pp.ink_map(plane), expected)
+
+
 def test_black_strokes_on_a_transparent_canvas_take_a_shortcut_to_the_same_input(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
