@@ -57,11 +57,11 @@ WHOLE_SURE = 0.99
 # and the product of the digits' calibrated confidences (q), each as log p and log(1 - p)
 # (``confidence_terms``), fitted on `validation` writers' numbers: numbers_bench.py --role
 # validation prints the fit.
-CONFIDENCE_WEIGHTS = np.array([1.391, 6.210, -0.144, -0.356])
-CONFIDENCE_BIAS = 0.737
+CONFIDENCE_WEIGHTS = np.array([0.277, 5.955, -0.254, -0.229])
+CONFIDENCE_BIAS = 0.029
 # A number is answered `ok` from this confidence up: at most 1 % of `validation` writers'
-# numbers are then answered `ok` and wrong.
-OK_CONFIDENCE = 0.945
+# numbers are then answered `ok` and wrong (0.5 %; half of them are answered `ok`).
+OK_CONFIDENCE = 0.97
 
 
 @dataclass(frozen=True)
