@@ -112,7 +112,7 @@ class NumberReader:
     ) -> None:
         self.predictor = predictor
         self.max_digits = max_digits
-        self.probe = probe.for_model(predictor.version)
+        self.probe = probe.for_checkpoint(predictor.checkpoint)
 
     def read(
         self,

@@ -56,7 +56,9 @@ class Pieces:
     kinds: list[str]  # "multi", "digit-part", "digit-whole", "letter-part", "letter-whole"
 
 
-def pieces(predictor: Predictor, role: pen.Role, count: int, seed: int) -> Pieces:
+def pieces(
+    predictor: Predictor, role: pen.Role, count: int, seed: int, *, show_progress: bool = True
+) -> Pieces:
     """``count`` numbers composed from ``role`` writers' characters, cut into candidate pieces
     as the reader cuts them; the pieces with some not-a-digit probability."""
     writers = pen_numbers.eligible_writers(role)
@@ -67,7 +69,7 @@ def pieces(predictor: Predictor, role: pen.Role, count: int, seed: int) -> Piece
     styles = list(FIT_GAP_SHARES)
     shares = list(FIT_GAP_SHARES.values())
     features, single, kinds = [], [], []
-    for i in tqdm(range(count), desc=f"pieces of {role} numbers"):
+    for i in tqdm(range(count), desc=f"pieces of {role} numbers", disable=not show_progress):
         rng = np.random.default_rng([seed, i])
         writer = names[int(rng.integers(len(names)))]
         own = writers[writer]
@@ -122,6 +124,13 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 def fit(train: Pieces, model_version: str) -> Probe:
     weights, bias = logistic_regression(train.features, train.single, l2=L2)
     return Probe(model_version, weights.astype(np.float32), bias)
+
+
+def fit_for(predictor: Predictor, numbers: int) -> Probe:
+    """A probe for the model ``predictor`` runs (a retraining's candidate), from ``numbers``
+    composed `train` numbers, quietly."""
+    found = pieces(predictor, "train", numbers, SEED, show_progress=False)
+    return fit(found, predictor.version)
 
 
 def logistic_regression(

@@ -31,6 +31,7 @@ from digits.db.migrate import upgrade_head
 from digits.db.session import Database
 from digits.loop.registry import Registry
 from digits.predict import Predictor
+from digits.read import numbers, probe
 from digits.synth import drawings, glyphs
 
 pytestmark = pytest.mark.slow
@@ -246,6 +247,11 @@ def test_corrections_make_a_better_model_that_the_api_switches_to_and_back(
     index = registry.read()
     assert index.models[candidate].parent == shipped
     assert index.models[candidate].data["corrections_train"] > 0
+    # It carries a number-reader probe fitted on its own features, which its reader takes.
+    promoted = registry.load(candidate)
+    assert promoted.data[probe.DATA_KEY]["model_version"] == candidate
+    reader = numbers.NumberReader(Predictor(promoted))
+    assert reader.probe is not None and reader.probe.model_version == candidate
 
     with Hammer(server, hammer_image) as hammer:
         done = subprocess.run(

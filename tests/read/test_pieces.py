@@ -4,6 +4,8 @@ writers."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -19,8 +21,22 @@ def predictor() -> Predictor:
 
 
 def test_the_shipped_probe_belongs_to_the_shipped_model(predictor: Predictor) -> None:
-    assert probe.for_model(predictor.version) is not None
-    assert probe.for_model("another-version") is None
+    assert probe.for_checkpoint(predictor.checkpoint) is not None
+    other = dataclasses.replace(predictor.checkpoint, version="another-version")
+    assert probe.for_checkpoint(other) is None
+
+
+def test_a_checkpoint_carries_its_own_probe(predictor: Predictor) -> None:
+    fitted = pieces.fit_for(predictor, 30)
+    other = dataclasses.replace(fitted, model_version="retrained")
+    retrained = dataclasses.replace(
+        predictor.checkpoint, version="retrained", data={probe.DATA_KEY: other.as_data()}
+    )
+    carried = probe.for_checkpoint(retrained)
+    assert carried is not None and carried.model_version == "retrained"
+    np.testing.assert_allclose(carried.weights, fitted.weights, rtol=1e-6)
+    stale = dataclasses.replace(retrained, version="promoted-later")
+    assert probe.for_checkpoint(stale) is None  # a probe read other features: never used
 
 
 def test_touching_digits_are_cut_apart_more_often_with_the_probe(predictor: Predictor) -> None:
@@ -42,7 +58,9 @@ def test_touching_digits_are_cut_apart_more_often_with_the_probe(predictor: Pred
 
 def test_the_probe_keeps_letters_whole(predictor: Predictor) -> None:
     found = pieces.pieces(predictor, "validation", 40, 3)
-    said = probe.for_model(predictor.version).single_share(found.features) > 0.5  # type: ignore[union-attr]
+    shipped = probe.for_checkpoint(predictor.checkpoint)
+    assert shipped is not None
+    said = shipped.single_share(found.features) > 0.5
     kinds = np.array(found.kinds)
     assert said[kinds == "multi"].mean() < 0.1
     assert said[kinds == "letter-whole"].mean() > 0.5
