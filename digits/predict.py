@@ -146,10 +146,10 @@ class Predictor:
         return (*self._scores(logits), features)
 
     def _scores(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        digits = _softmax(logits[:, :NUM_DIGITS] / self.temperature)
+        digits = softmax(logits[:, :NUM_DIGITS] / self.temperature)
         if not self.rejects:
             return digits, np.zeros(len(logits))
-        return digits, _softmax(logits)[:, NOT_A_DIGIT]
+        return digits, softmax(logits)[:, NOT_A_DIGIT]
 
     def probabilities(self, inputs: np.ndarray) -> np.ndarray:
         """(N, 28, 28) model inputs in [0, 1] -> (N, 10) calibrated digit probabilities."""
@@ -226,7 +226,8 @@ class Predictor:
         ]
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """(N, C) logits -> (N, C) probabilities, each row summing to 1."""
     exp = np.exp(logits - logits.max(axis=1, keepdims=True))
     result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
     return result

@@ -23,7 +23,7 @@ import numpy as np
 from digits import decode, preprocess
 from digits.config import DEFAULT_MAX_NUMBER_DIGITS
 from digits.errors import EmptyImageError, InvalidInputError, StrokesError, TooManyDigitsError
-from digits.predict import Prediction, Predictor
+from digits.predict import Prediction, Predictor, softmax
 from digits.read import probe, segment
 from digits.schemas import NOT_A_DIGIT, NUM_DIGITS
 
@@ -213,7 +213,7 @@ def candidates(
     narrow = [k for k, p in enumerate(pieces) if p.mask.shape[1] <= WHOLE_WIDTH * height]
     if narrow:
         _, logits, _ = reads.of([[pieces[k]] for k in narrow])
-        whole[narrow] = _probabilities(logits)[:, :NUM_DIGITS].max(axis=1) >= WHOLE_SURE
+        whole[narrow] = softmax(logits)[:, :NUM_DIGITS].max(axis=1) >= WHOLE_SURE
     atoms = segment.atoms(ink, pieces, height, strokes, whole.tolist())
     if len(atoms) > MAX_GROUP * max_digits:
         raise TooManyDigitsError(_too_many(len(atoms), max_digits))
@@ -306,16 +306,10 @@ def _framed(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:
     return preprocess.frame(crop)
 
 
-def _probabilities(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-    result: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
-    return result
-
-
 def _scores(logits: np.ndarray, share: float | np.ndarray) -> np.ndarray:
     """(N, 11) logits -> (N,) how well each candidate piece reads as one character, crediting
     it with ``share`` of its not-a-digit probability (a constant, or the probe's (N,) shares)."""
-    probs = _probabilities(logits)
+    probs = softmax(logits)
     digit = probs[:, :NUM_DIGITS].max(axis=1)
     other = probs[:, NOT_A_DIGIT] if probs.shape[1] > NUM_DIGITS else np.zeros(len(probs))
     result: np.ndarray = np.log(digit + share * other + 1e-12)

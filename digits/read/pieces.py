@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from digits.config import SHIPPED_WEIGHTS
 from digits.data import pen
-from digits.predict import Predictor
+from digits.predict import Predictor, softmax
 from digits.read import numbers
 from digits.read.probe import PROBE_FILE, Probe
 from digits.schemas import NOT_A_DIGIT
@@ -81,12 +81,12 @@ def pieces(
         item = pen_numbers.compose(chosen, rng, styles[int(rng.choice(len(styles), p=shares))])
         found = numbers.candidates(item.image, predictor)
         owners = _owners(found, item.boxes)
-        logits, feats = found.logits, found.features
+        not_a_digit = softmax(found.logits)[:, NOT_A_DIGIT]
         for k, (start, end) in enumerate(found.spans):
-            if _softmax(logits[k])[NOT_A_DIGIT] < MIN_NOT_A_DIGIT:
+            if not_a_digit[k] < MIN_NOT_A_DIGIT:
                 continue
             kind = _kind(owners, start, end, item.samples)
-            features.append(feats[k])
+            features.append(found.features[k])
             single.append(kind != "multi" and kind != "digit-part")
             kinds.append(kind)
     return Pieces(np.array(features, np.float32), np.array(single), kinds)
@@ -113,12 +113,6 @@ def _kind(owners: list[int], start: int, end: int, samples: tuple[pen.PenSample,
     whole = character not in owners[:start] + owners[end:]
     letter = samples[character].digit is None
     return f"{'letter' if letter else 'digit'}-{'whole' if whole else 'part'}"
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    exp = np.exp(logits - logits.max())
-    result: np.ndarray = exp / exp.sum()
-    return result
 
 
 def fit(train: Pieces, model_version: str) -> Probe:
