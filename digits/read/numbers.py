@@ -53,6 +53,9 @@ SPLIT_SHARPNESS = 3.0
 # this surely (its softmax share) is one digit: it is neither cut nor split by strokes.
 WHOLE_WIDTH = 1.1
 WHOLE_SURE = 0.99
+# A piece at least this many line heights wide may be two touching digits (the probe's pair
+# heads are fitted on such pieces).
+PAIR_MIN_WIDTH = 0.5
 # The whole number's confidence: a logistic regression on how sure the count of digits is (c)
 # and the product of the digits' calibrated confidences (q), each as log p and log(1 - p)
 # (``confidence_terms``), fitted on `validation` writers' numbers: numbers_bench.py --role
@@ -163,6 +166,17 @@ class NumberReader:
             status = "ok"
         number = "".join(str(d.prediction.digit) for d in digits)
         return NumberReading(number, confidence, status, tuple(digits), certainty)
+
+
+def span_widths(found: Candidates) -> np.ndarray:
+    """(len(found.spans),) how wide each candidate is, in line heights."""
+    return np.array(
+        [
+            (max(a.right for a in found.atoms[i:j]) - min(a.left for a in found.atoms[i:j]))
+            / found.height
+            for i, j in found.spans
+        ]
+    )
 
 
 def confidence_terms(certainty: float, confidences: Sequence[float]) -> np.ndarray:
