@@ -412,7 +412,13 @@ def _halves(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:
     is kept as each digit's input (the network never reads it)."""
     crop = _crop(ink, atoms)
     middle = crop.shape[1] // 2
-    return np.stack([_frame_crop(crop[:, :middle]), _frame_crop(crop[:, middle:])])
+    halves = []
+    for half in (crop[:, :middle], crop[:, middle:]):
+        try:
+            halves.append(_frame_crop(half))
+        except EmptyImageError:  # next to no ink on this side: the pair's ink stands for it
+            halves.append(_frame_crop(crop))
+    return np.stack(halves)
 
 
 def _crop(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:

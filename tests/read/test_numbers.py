@@ -253,3 +253,13 @@ def _pairs(reading: numbers.NumberReading) -> list[tuple[numbers.DigitReading, .
             k += 1
         k += 1
     return found
+
+
+def test_a_pair_half_without_ink_keeps_the_pairs_ink() -> None:
+    ink = np.zeros((40, 80), np.float32)
+    ink[5:35, 5:12] = 1.0  # a stroke at the far left; the box reaches far right by a speck
+    ink[20, 70] = 0.05
+    atom = segment.Atom(0, 0, ink > 0)
+    halves = numbers._halves(ink, [atom])
+    assert halves.shape == (2, 28, 28)
+    assert halves[0].max() > 0.5 and halves[1].max() > 0.5
