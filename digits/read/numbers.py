@@ -8,13 +8,15 @@ network; dynamic programming picks the split of the line whose pieces read best.
 score is the log of its best digit's probability plus a share of the not-a-digit probability
 (so a letter stays one piece rather than being split into digit-like strokes, while two digits
 read as one "pair" piece lose to reading them apart), less a cost for pieces too short to be
-a digit of this line and for the ink cut to make them.
+a digit of this line and for the ink cut to make them. A piece wide enough may also be read as
+two digits at once, by the probe's pair heads (digits.read.probe): two touching digits that no
+cut sets apart cleanly are read together rather than as two damaged halves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,16 +55,28 @@ SPLIT_SHARPNESS = 3.0
 # this surely (its softmax share) is one digit: it is neither cut nor split by strokes.
 WHOLE_WIDTH = 1.1
 WHOLE_SURE = 0.99
+# Pairs: a piece at least this many line heights wide may be read as two digits by the probe's
+# pair heads, scored as the log of both sides' best digit probabilities plus PAIR_WEIGHT times
+# the log of the probability that it is a pair; either side this likely a letter makes it
+# not a digit (a letter touching a digit reads as a pair too). Tuned on `validation` writers.
+PAIR_MIN_WIDTH = 0.5
+PAIR_WEIGHT = 1.0
+PAIR_LETTER = 0.15
+# A piece the network gives this much not-a-digit probability, counting only the probe's share
+# of it (one character, not parts of two), is a letter in a number: not a digit, though alone
+# its probability would fall short of the predictor's threshold. Tuned on `validation` writers.
+LETTER_SURE = 0.5
 # The whole number's confidence: a logistic regression on how sure the count of digits is (c)
 # and the product of the digits' calibrated confidences (q), each as log p and log(1 - p)
 # (``confidence_terms``), fitted on `validation` writers' numbers: numbers_bench.py --role
-# validation prints the fit.
-CONFIDENCE_WEIGHTS = np.array([0.277, 5.955, -0.254, -0.229])
-CONFIDENCE_BIAS = 0.029
+# validation --n 3000 prints the fit. 3,000, not the default 1,500: a fit on 1,500 was off by
+# 3.0 % (expected calibration error) on the next 1,500 numbers of the same writers.
+CONFIDENCE_WEIGHTS = np.array([1.886, 2.901, -0.139, -0.635])
+CONFIDENCE_BIAS = -0.618
 # A number is answered `ok` from this confidence up: at most 0.5 % of `validation` writers'
 # numbers are then answered `ok` and wrong (half of them are answered `ok`). Not 1 %: a figure
 # fitted on those 11 writers moves by about a point on new ones.
-OK_CONFIDENCE = 0.97
+OK_CONFIDENCE = 0.96
 
 
 @dataclass(frozen=True)
@@ -134,20 +148,43 @@ class NumberReader:
         scores = _scores(found.logits, share) - [
             _shape_cost(atoms[i:j], found.height) for i, j in spans
         ]
-        chosen, certainty = _best_split(spans, scores, len(atoms))
-        if len(chosen) > self.max_digits:
-            raise TooManyDigitsError(_too_many(len(chosen), self.max_digits))
+        pairs = None if self.probe is None else self.probe.pairs(features)
+        options = _options(spans, scores, pairs, span_widths(found))
+        chosen, certainty = _best_split(options, len(atoms))
+        count = sum(options[k].digits for k in chosen)
+        if count > self.max_digits:
+            raise TooManyDigitsError(_too_many(count, self.max_digits))
+        pieces = [options[k].span for k in chosen]
         predictions = self.predictor.predictions(
-            found.inputs[chosen], found.logits[chosen], features[chosen]
+            found.inputs[pieces], found.logits[pieces], features[pieces]
         )
+        letter = None if self.probe is None else softmax(found.logits)[:, NOT_A_DIGIT] * share
+        expanded: list[Prediction] = []
+        boxes: list[tuple[int, int, int, int]] = []
+        for k, prediction in zip(chosen, predictions, strict=True):
+            box = _box(atoms[spans[options[k].span][0] : spans[options[k].span][1]])
+            if options[k].digits == 1:
+                if letter is not None and letter[options[k].span] >= LETTER_SURE:
+                    prediction = replace(prediction, status="not_a_digit")
+                expanded.append(prediction)
+                boxes.append(box)
+            else:
+                assert pairs is not None
+                halves = _halves(
+                    found.ink, atoms[spans[options[k].span][0] : spans[options[k].span][1]]
+                )
+                expanded += _pair_predictions(
+                    self.predictor, prediction, pairs, options[k].span, halves
+                )
+                middle = (box[0] + box[2]) // 2  # where the two digits meet is not known
+                boxes += [(box[0], box[1], middle, box[3]), (middle, box[1], box[2], box[3])]
         if adapt is not None:  # after the split: the memory never decides where digits are
-            predictions = adapt(predictions)
+            expanded = adapt(expanded)
         height_px, width_px = found.size
         digits = []
-        for prediction, k in zip(predictions, chosen, strict=True):
-            x0, y0, x1, y1 = (v * found.shrink for v in _box(atoms[spans[k][0] : spans[k][1]]))
-            box = (x0, y0, min(x1, width_px), min(y1, height_px))
-            digits.append(DigitReading(prediction, box))
+        for prediction, box in zip(expanded, boxes, strict=True):
+            x0, y0, x1, y1 = (v * found.shrink for v in box)
+            digits.append(DigitReading(prediction, (x0, y0, min(x1, width_px), min(y1, height_px))))
         return self._reading(digits, certainty)
 
     def _reading(self, digits: list[DigitReading], certainty: float) -> NumberReading:
@@ -163,6 +200,78 @@ class NumberReader:
             status = "ok"
         number = "".join(str(d.prediction.digit) for d in digits)
         return NumberReading(number, confidence, status, tuple(digits), certainty)
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One way to read atoms[start:end]: candidate ``span`` as one digit, or as two."""
+
+    start: int
+    end: int
+    span: int
+    digits: int
+    score: float
+
+
+def _options(
+    spans: list[tuple[int, int]],
+    scores: np.ndarray,
+    pairs: probe.PairReading | None,
+    widths: np.ndarray,
+) -> list[_Option]:
+    """Every span read as one digit, and those wide enough read as two by the pair heads."""
+    options = [_Option(i, j, k, 1, float(scores[k])) for k, (i, j) in enumerate(spans)]
+    if pairs is None:
+        return options
+    both = pairs.left[:, :NUM_DIGITS].max(axis=1) * pairs.right[:, :NUM_DIGITS].max(axis=1)
+    paired = np.log(both + 1e-12) + PAIR_WEIGHT * np.log(pairs.pair + 1e-6)
+    for k in np.flatnonzero(widths >= PAIR_MIN_WIDTH).tolist():
+        options.append(_Option(*spans[k], k, 2, float(paired[k])))
+    return options
+
+
+def _pair_predictions(
+    predictor: Predictor,
+    whole: Prediction,
+    pairs: probe.PairReading,
+    k: int,
+    halves: np.ndarray,
+) -> list[Prediction]:
+    """The two digits the pair heads read in candidate k; a side as likely a letter as
+    PAIR_LETTER is not a digit. Each keeps its half of the ink as its input, and no features:
+    a session's memory (digits.api.memory) compares a digit's own features, which a pair's
+    digits do not have, so it leaves them as the heads read them."""
+    sides = []
+    for side, half in zip((pairs.left[k], pairs.right[k]), halves, strict=True):
+        probs = side[:NUM_DIGITS] / side[:NUM_DIGITS].sum()
+        digit = int(probs.argmax())
+        letter = float(side[NUM_DIGITS])
+        status = predictor.status(probs, 0.0) if letter < PAIR_LETTER else "not_a_digit"
+        values = [float(p) for p in probs]
+        sides.append(
+            replace(
+                whole,
+                digit=digit,
+                confidence=values[digit],
+                probabilities=values,
+                status=status,
+                model_input=half,
+                reject=letter,
+                features=None,
+            )
+        )
+    return sides
+
+
+def span_widths(found: Candidates) -> np.ndarray:
+    """(len(found.spans),) how wide each candidate is, in line heights."""
+    return np.array(
+        [
+            (max(a.right for a in found.atoms[i:j]) - min(a.left for a in found.atoms[i:j]))
+            / found.height
+            for i, j in found.spans
+        ]
+    )
 
 
 def confidence_terms(certainty: float, confidences: Sequence[float]) -> np.ndarray:
@@ -185,6 +294,7 @@ class Candidates:
     inputs: np.ndarray  # (len(spans), 28, 28): each span framed as a single drawing is
     logits: np.ndarray  # (len(spans), classes)
     features: np.ndarray  # (len(spans), D) penultimate features
+    ink: np.ndarray  # (H, W) the line as read: the atoms' coordinates are its pixels
 
 
 def candidates(
@@ -219,7 +329,7 @@ def candidates(
         raise TooManyDigitsError(_too_many(len(atoms), max_digits))
     spans = _spans(atoms, height)
     inputs, logits, features = reads.of([atoms[i:j] for i, j in spans])
-    return Candidates(full.shape[:2], shrink, height, atoms, spans, inputs, logits, features)
+    return Candidates(full.shape[:2], shrink, height, atoms, spans, inputs, logits, features, ink)
 
 
 class _Reads:
@@ -294,11 +404,34 @@ def _box(atoms: Sequence[segment.Atom]) -> tuple[int, int, int, int]:
 
 def _framed(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:
     """Atoms -> their ink alone, cropped and framed as a single drawing is -> (28, 28)."""
+    return _frame_crop(_crop(ink, atoms))
+
+
+def _halves(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:
+    """Atoms read as a pair -> the ink of each half of their box, framed -> (2, 28, 28): what
+    is kept as each digit's input (the network never reads it)."""
+    crop = _crop(ink, atoms)
+    middle = crop.shape[1] // 2
+    halves = []
+    for half in (crop[:, :middle], crop[:, middle:]):
+        try:
+            halves.append(_frame_crop(half))
+        except EmptyImageError:  # next to no ink on this side: the pair's ink stands for it
+            halves.append(_frame_crop(crop))
+    return np.stack(halves)
+
+
+def _crop(ink: np.ndarray, atoms: Sequence[segment.Atom]) -> np.ndarray:
+    """Atoms -> their ink alone within their box."""
     x0, y0, x1, y1 = _box(atoms)
     crop = np.zeros((y1 - y0, x1 - x0), np.float32)
     for a in atoms:
         window = np.s_[a.top - y0 : a.bottom - y0, a.left - x0 : a.right - x0]
         crop[window] = np.maximum(crop[window], ink[a.top : a.bottom, a.left : a.right] * a.mask)
+    return crop
+
+
+def _frame_crop(crop: np.ndarray) -> np.ndarray:
     strong = crop > preprocess.BBOX_THRESHOLD
     if strong.any():
         rows, cols = np.flatnonzero(strong.any(axis=1)), np.flatnonzero(strong.any(axis=0))
@@ -332,31 +465,30 @@ def _shape_cost(atoms: Sequence[segment.Atom], height: float) -> float:
     return SHORT_COST * short + CUT_COST * cut / 2
 
 
-def _best_split(
-    spans: list[tuple[int, int]], scores: np.ndarray, count: int
-) -> tuple[list[int], float]:
-    """The spans (indices) that cover atoms 0..count-1 in order with the highest total score,
-    and the share of all splits (scores read as log-likelihoods) that make as many pieces:
-    how sure the count of digits is. Splits that differ only in where a sliver goes agree
-    on the count, so they do not make it less sure."""
+def _best_split(options: list[_Option], count: int) -> tuple[list[int], float]:
+    """The options (indices) that cover atoms 0..count-1 in order with the highest total
+    score, and the share of all splits (scores read as log-likelihoods) that make as many
+    digits: how sure the count of digits is. Splits that differ only in where a sliver goes
+    agree on the count, so they do not make it less sure."""
     best = np.full(count + 1, -np.inf)
     best[0] = 0.0
     last = [-1] * (count + 1)
-    # every[j, c]: log of the summed likelihood of the splits of atoms[:j] into c pieces.
-    every = np.full((count + 1, count + 1), -np.inf)
+    # every[j, c]: log of the summed likelihood of the splits of atoms[:j] into c digits.
+    every = np.full((count + 1, 2 * count + 1), -np.inf)
     every[0, 0] = 0.0
-    for k in sorted(range(len(spans)), key=lambda k: spans[k][1]):
-        i, j = spans[k]
-        every[j, 1:] = np.logaddexp(every[j, 1:], every[i, :-1] + SPLIT_SHARPNESS * scores[k])
-        if best[i] + scores[k] > best[j]:
-            best[j] = best[i] + scores[k]
+    for k in sorted(range(len(options)), key=lambda k: options[k].end):
+        i, j, n, score = options[k].start, options[k].end, options[k].digits, options[k].score
+        every[j, n:] = np.logaddexp(every[j, n:], every[i, :-n] + SPLIT_SHARPNESS * score)
+        if best[i] + score > best[j]:
+            best[j] = best[i] + score
             last[j] = k
     chosen, j = [], count
     while j > 0:
         chosen.append(last[j])
-        j = spans[last[j]][0]
+        j = options[last[j]].start
     total = np.logaddexp.reduce(every[count])
-    return chosen[::-1], float(np.exp(every[count, len(chosen)] - total))
+    digits = sum(options[k].digits for k in chosen)
+    return chosen[::-1], float(np.exp(every[count, digits] - total))
 
 
 def read_files(reader: NumberReader, files: Sequence[Path]) -> Iterator[dict[str, Any]]:

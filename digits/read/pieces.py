@@ -9,6 +9,11 @@ pieces by the reader itself, and checked on `validation` writers':
 
     .venv/bin/python -m digits.read.pieces [--model PATH] [--out PATH]
 
+The same pieces teach the probe's pair heads, linear on the same features: which pieces wide
+enough to be two characters are exactly two (complete, nothing else), and what their left and
+right characters are (a digit, or a letter). The reader reads a piece the heads call a pair as
+two digits: touching digits that no cut sets apart cleanly (a 1 tucked under a 7's bar).
+
 A probe belongs to the model version whose features it read; the reader uses the shipped one
 only for that version, and a fixed share of the not-a-digit probability for any other (a
 promoted model, until this is run for it).
@@ -29,7 +34,7 @@ from digits.config import SHIPPED_WEIGHTS
 from digits.data import pen
 from digits.predict import Predictor, softmax
 from digits.read import numbers
-from digits.read.probe import PROBE_FILE, Probe
+from digits.read.probe import PAIR_SIDE, PROBE_FILE, Probe
 from digits.schemas import NOT_A_DIGIT
 from digits.synth import pen_numbers
 
@@ -54,6 +59,9 @@ class Pieces:
     features: np.ndarray  # (N, D)
     single: np.ndarray  # (N,) bool: one whole character, or part of a letter
     kinds: list[str]  # "multi", "digit-part", "digit-whole", "letter-part", "letter-whole"
+    # Every piece at least numbers.PAIR_MIN_WIDTH line heights wide, for the pair heads:
+    pair_features: np.ndarray  # (M, D)
+    pair_sides: np.ndarray  # (M, 2) int: a pair's characters (a digit, or 10: a letter); -1 else
 
 
 def pieces(
@@ -69,6 +77,7 @@ def pieces(
     styles = list(FIT_GAP_SHARES)
     shares = list(FIT_GAP_SHARES.values())
     features, single, kinds = [], [], []
+    pair_features, pair_sides = [], []
     for i in tqdm(range(count), desc=f"pieces of {role} numbers", disable=not show_progress):
         rng = np.random.default_rng([seed, i])
         writer = names[int(rng.integers(len(names)))]
@@ -82,14 +91,24 @@ def pieces(
         found = numbers.candidates(item.image, predictor)
         owners = _owners(found, item.boxes)
         not_a_digit = softmax(found.logits)[:, NOT_A_DIGIT]
+        wide = numbers.span_widths(found) >= numbers.PAIR_MIN_WIDTH
         for k, (start, end) in enumerate(found.spans):
+            if wide[k]:
+                pair_features.append(found.features[k])
+                pair_sides.append(_pair_sides(owners, start, end, item.samples))
             if not_a_digit[k] < MIN_NOT_A_DIGIT:
                 continue
             kind = _kind(owners, start, end, item.samples)
             features.append(found.features[k])
             single.append(kind != "multi" and kind != "digit-part")
             kinds.append(kind)
-    return Pieces(np.array(features, np.float32), np.array(single), kinds)
+    return Pieces(
+        np.array(features, np.float32),
+        np.array(single),
+        kinds,
+        np.array(pair_features, np.float32).reshape(len(pair_features), -1),
+        np.array(pair_sides, np.int64).reshape(-1, 2),
+    )
 
 
 def _owners(found: numbers.Candidates, boxes: tuple[tuple[int, int, int, int], ...]) -> list[int]:
@@ -115,9 +134,38 @@ def _kind(owners: list[int], start: int, end: int, samples: tuple[pen.PenSample,
     return f"{'letter' if letter else 'digit'}-{'whole' if whole else 'part'}"
 
 
+def _pair_sides(
+    owners: list[int], start: int, end: int, samples: tuple[pen.PenSample, ...]
+) -> tuple[int, int]:
+    """Atoms owners[start:end] -> the two characters they are, exactly and completely (a digit,
+    or PAIR_SIDE - 1 for a letter); (-1, -1) when they are anything else."""
+    inside = sorted(set(owners[start:end]))
+    if len(inside) != 2 or inside[1] != inside[0] + 1:
+        return -1, -1
+    if set(owners[:start] + owners[end:]) & set(inside):
+        return -1, -1
+    left, right = (samples[c].digit for c in inside)
+    letter = PAIR_SIDE - 1
+    return (letter if left is None else left), (letter if right is None else right)
+
+
 def fit(train: Pieces, model_version: str) -> Probe:
     weights, bias = logistic_regression(train.features, train.single, l2=L2)
-    return Probe(model_version, weights.astype(np.float32), bias)
+    pair = train.pair_sides[:, 0] >= 0
+    kind_w, kind_b = softmax_regression(train.pair_features, pair.astype(np.int64), 2, l2=L2)
+    left_w, left_b = softmax_regression(
+        train.pair_features[pair], train.pair_sides[pair, 0], PAIR_SIDE, l2=L2
+    )
+    right_w, right_b = softmax_regression(
+        train.pair_features[pair], train.pair_sides[pair, 1], PAIR_SIDE, l2=L2
+    )
+    return Probe(
+        model_version,
+        weights.astype(np.float32),
+        bias,
+        np.hstack([kind_w, left_w, right_w]).astype(np.float32),
+        np.concatenate([kind_b, left_b, right_b]).astype(np.float32),
+    )
 
 
 def fit_for(predictor: Predictor, numbers: int) -> Probe:
@@ -153,6 +201,38 @@ def logistic_regression(
     return weights, float(w[-1] - mean @ weights)
 
 
+def softmax_regression(
+    x: np.ndarray, y: np.ndarray, classes: int, *, l2: float = 0.0, steps: int = STEPS
+) -> tuple[np.ndarray, np.ndarray]:
+    """(N, D) inputs, (N,) labels in range(classes) -> (weights (D, classes), bias (classes,))
+    of the L2-regularised multinomial logistic regression, fitted as ``logistic_regression``
+    is."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0) + 1e-3
+    design = ((x - mean) / scale).astype(np.float32)
+    target = np.eye(classes, dtype=np.float32)[y]
+    w = np.zeros((design.shape[1], classes), np.float32)
+    b = np.zeros(classes, np.float32)
+    moments = [np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)]
+    for step in range(1, steps + 1):
+        error = (softmax(design @ w + b) - target) / len(target)
+        grads = (design.T @ error + l2 * w, error.sum(axis=0))
+        for param, grad, first, second in zip(
+            (w, b), grads, moments[::2], moments[1::2], strict=True
+        ):
+            first *= 0.9
+            first += 0.1 * grad
+            second *= 0.999
+            second += 0.001 * grad**2
+            param -= (
+                LEARNING_RATE
+                * (first / (1 - 0.9**step))
+                / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
+            )
+    weights = w / scale[:, None]
+    return weights, b - mean @ weights
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=SHIPPED_WEIGHTS)
@@ -167,6 +247,14 @@ def main() -> int:
     for kind in sorted(set(check.kinds)):
         pick = np.array([k == kind for k in check.kinds])
         sys.stdout.write(f"  {kind:13} n={pick.sum():5}  said single {said[pick].mean():.1%}\n")
+    read = probe.pairs(check.pair_features)
+    if read is not None:
+        pair = check.pair_sides[:, 0] >= 0
+        sides = np.stack([read.left.argmax(axis=1), read.right.argmax(axis=1)], axis=1)
+        sys.stdout.write(
+            f"validation wide pieces: {np.mean((read.pair > 0.5) == pair):.2%} told pair or not; "
+            f"pairs read right {np.mean((sides[pair] == check.pair_sides[pair]).all(axis=1)):.2%}\n"
+        )
     probe.save(args.out)
     sys.stdout.write(f"wrote {args.out} for model {probe.model_version}\n")
     return 0

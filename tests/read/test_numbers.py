@@ -5,6 +5,7 @@ benchmark's (benchmarks/numbers_bench.py)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections import deque
 
 import numpy as np
@@ -190,3 +191,75 @@ def test_ink_map_agrees_with_the_single_digit_framing() -> None:
     cols = np.flatnonzero((ink > preprocess.BBOX_THRESHOLD).any(axis=0))
     framed = preprocess.frame(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
     assert np.allclose(framed, preprocess.to_model_input(image), atol=1e-6)
+
+
+def _touching(count: int, seed: int) -> list[pen_numbers.NumberDrawing]:
+    items = pen_numbers.number_set("validation", count, seed)
+    return [item for item in items if item.gap_style == "touching"]
+
+
+def test_touching_digits_are_read_as_pairs(reader: numbers.NumberReader) -> None:
+    touching = _touching(400, 12)
+    without = numbers.NumberReader(reader.predictor)
+    assert without.probe is not None
+    without.probe = dataclasses.replace(without.probe, pair_weights=None, pair_bias=None)
+
+    def right(r: numbers.NumberReader) -> int:
+        return sum(r.read(item.image).number == item.label for item in touching)
+
+    assert len(touching) >= 80
+    assert right(reader) >= right(without) + 4
+
+
+def test_a_pair_is_two_digits_with_a_box_each(reader: numbers.NumberReader) -> None:
+    for item in _touching(120, 13):
+        reading = reader.read(item.image)
+        digits = reading.digits
+        pairs = _pairs(reading)
+        if pairs and reading.number == item.label:
+            break
+    else:
+        pytest.fail("no number read right with a pair")
+    assert len(reading.number) == len(digits)
+    for left, right in itertools.pairwise(digits):
+        assert left.box[0] < right.box[0] and left.box[2] <= right.box[2]
+    for left, right in pairs:
+        assert left.box[2] == right.box[0] and left.box[1::2] == right.box[1::2]
+        assert set(left.as_dict()) == {"digit", "confidence", "probabilities", "status", "box"}
+        assert sum(left.prediction.probabilities) == pytest.approx(1.0)
+        assert left.prediction.model_input.shape == (28, 28)
+        assert not np.array_equal(left.prediction.model_input, right.prediction.model_input)
+
+
+def test_a_letter_the_network_half_rejects_is_not_a_digit(
+    reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = pen_numbers.number_set("validation", 60, 14, with_letter=True)
+
+    def rejected() -> int:
+        return sum(reader.read(item.image).status == "not_a_number" for item in items)
+
+    with_rule = rejected()
+    monkeypatch.setattr(numbers, "LETTER_SURE", 2.0)  # never
+    assert with_rule >= rejected() + 1
+
+
+def _pairs(reading: numbers.NumberReading) -> list[tuple[numbers.DigitReading, ...]]:
+    """The digits read two at a time, as pairs: they have no features of their own."""
+    found, k = [], 0
+    while k < len(reading.digits):
+        if reading.digits[k].prediction.features is None:
+            found.append(reading.digits[k : k + 2])
+            k += 1
+        k += 1
+    return found
+
+
+def test_a_pair_half_without_ink_keeps_the_pairs_ink() -> None:
+    ink = np.zeros((40, 80), np.float32)
+    ink[5:35, 5:12] = 1.0  # a stroke at the far left; the box reaches far right by a speck
+    ink[20, 70] = 0.05
+    atom = segment.Atom(0, 0, ink > 0)
+    halves = numbers._halves(ink, [atom])
+    assert halves.shape == (2, 28, 28)
+    assert halves[0].max() > 0.5 and halves[1].max() > 0.5

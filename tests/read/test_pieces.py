@@ -5,6 +5,7 @@ writers."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,3 +73,44 @@ def test_logistic_regression_finds_a_rule() -> None:
     y = x[:, 0] - 0.02 * (x[:, 1] - 100.0) > 0.3
     weights, bias = pieces.logistic_regression(x, y, steps=800)
     assert np.mean((x @ weights + bias > 0) == y) > 0.97
+
+
+def test_softmax_regression_finds_a_rule() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(3000, 3)) * [1.0, 50.0, 0.01] + [0.0, 100.0, 0.0]
+    scores = np.stack([x[:, 0], (x[:, 1] - 100.0) / 50.0, np.full(len(x), 0.5)], axis=1)
+    y = scores.argmax(axis=1)  # three classes, split by lines
+    weights, bias = pieces.softmax_regression(x, y, 3, steps=800)
+    assert np.mean((x @ weights + bias).argmax(axis=1) == y) > 0.95
+
+
+def test_the_pair_heads_tell_and_read_two_touching_digits(predictor: Predictor) -> None:
+    found = pieces.pieces(predictor, "validation", 60, 3)
+    shipped = probe.for_checkpoint(predictor.checkpoint)
+    assert shipped is not None
+    read = shipped.pairs(found.pair_features)
+    assert read is not None
+    pair = found.pair_sides[:, 0] >= 0
+    assert pair.sum() >= 30 and (~pair).sum() >= 30
+    assert np.mean((read.pair > 0.5) == pair) > 0.8
+    sides = np.stack([read.left.argmax(axis=1), read.right.argmax(axis=1)], axis=1)
+    assert np.mean((sides[pair] == found.pair_sides[pair]).all(axis=1)) > 0.7
+
+
+def test_the_pair_heads_travel_with_the_probe(predictor: Predictor, tmp_path: Path) -> None:
+    shipped = probe.for_checkpoint(predictor.checkpoint)
+    assert shipped is not None and shipped.pair_weights is not None
+    features = np.random.default_rng(0).normal(size=(4, len(shipped.weights))).astype(np.float32)
+    shipped.save(tmp_path / "probe.npz")
+    for copy in (
+        probe.Probe.load(tmp_path / "probe.npz"),
+        probe.Probe.from_data(shipped.as_data()),
+    ):
+        read, original = copy.pairs(features), shipped.pairs(features)
+        assert read is not None and original is not None
+        np.testing.assert_allclose(read.left, original.left, rtol=1e-5)
+    older = dataclasses.replace(shipped, pair_weights=None, pair_bias=None)
+    assert older.pairs(features) is None
+    older.save(tmp_path / "older.npz")
+    assert probe.Probe.load(tmp_path / "older.npz").pairs(features) is None
+    assert probe.Probe.from_data(older.as_data()).pairs(features) is None
