@@ -83,6 +83,7 @@ OK_CONFIDENCE = 0.96
 class DigitReading:
     prediction: Prediction
     box: tuple[int, int, int, int]  # (x0, y0, x1, y1) in input pixels, x1 and y1 exclusive
+    paired: bool = False  # read with a neighbour as a pair: the box is half of theirs
 
     def as_dict(self) -> dict[str, Any]:
         return self.prediction.as_dict() | {"box": list(self.box)}
@@ -161,6 +162,7 @@ class NumberReader:
         letter = None if self.probe is None else softmax(found.logits)[:, NOT_A_DIGIT] * share
         expanded: list[Prediction] = []
         boxes: list[tuple[int, int, int, int]] = []
+        paired: list[bool] = []
         for k, prediction in zip(chosen, predictions, strict=True):
             box = _box(atoms[spans[options[k].span][0] : spans[options[k].span][1]])
             if options[k].digits == 1:
@@ -168,6 +170,7 @@ class NumberReader:
                     prediction = replace(prediction, status="not_a_digit")
                 expanded.append(prediction)
                 boxes.append(box)
+                paired.append(False)
             else:
                 assert pairs is not None
                 halves = _halves(
@@ -178,13 +181,15 @@ class NumberReader:
                 )
                 middle = (box[0] + box[2]) // 2  # where the two digits meet is not known
                 boxes += [(box[0], box[1], middle, box[3]), (middle, box[1], box[2], box[3])]
+                paired += [True, True]
         if adapt is not None:  # after the split: the memory never decides where digits are
             expanded = adapt(expanded)
         height_px, width_px = found.size
         digits = []
-        for prediction, box in zip(expanded, boxes, strict=True):
+        for prediction, box, two in zip(expanded, boxes, paired, strict=True):
             x0, y0, x1, y1 = (v * found.shrink for v in box)
-            digits.append(DigitReading(prediction, (x0, y0, min(x1, width_px), min(y1, height_px))))
+            scaled = (x0, y0, min(x1, width_px), min(y1, height_px))
+            digits.append(DigitReading(prediction, scaled, two))
         return self._reading(digits, certainty)
 
     def _reading(self, digits: list[DigitReading], certainty: float) -> NumberReading:
@@ -238,11 +243,12 @@ def _pair_predictions(
     halves: np.ndarray,
 ) -> list[Prediction]:
     """The two digits the pair heads read in candidate k; a side as likely a letter as
-    PAIR_LETTER is not a digit. Each keeps its half of the ink as its input, and no features:
-    a session's memory (digits.api.memory) compares a digit's own features, which a pair's
-    digits do not have, so it leaves them as the heads read them."""
+    PAIR_LETTER is not a digit. Each keeps its half of the ink as its input, and that half's
+    penultimate features (one more forward pass of two inputs): what a session's memory
+    (digits.api.memory) compares, as it compares the features of a digit read alone."""
+    _, features = predictor.logits_and_features(halves)
     sides = []
-    for side, half in zip((pairs.left[k], pairs.right[k]), halves, strict=True):
+    for side, half, own in zip((pairs.left[k], pairs.right[k]), halves, features, strict=True):
         probs = side[:NUM_DIGITS] / side[:NUM_DIGITS].sum()
         digit = int(probs.argmax())
         letter = float(side[NUM_DIGITS])
@@ -257,7 +263,7 @@ def _pair_predictions(
                 status=status,
                 model_input=half,
                 reject=letter,
-                features=None,
+                features=own,
             )
         )
     return sides

@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import uuid
 from collections import deque
 
 import numpy as np
 import pytest
 
-from digits import preprocess
+from digits import memory, preprocess
 from digits.config import SHIPPED_WEIGHTS
 from digits.data import pen
 from digits.errors import EmptyImageError, StrokesError, TooManyDigitsError
-from digits.predict import Predictor
+from digits.predict import Prediction, Predictor
 from digits.read import numbers, segment
 from digits.synth import pen_numbers
 
@@ -211,15 +212,20 @@ def test_touching_digits_are_read_as_pairs(reader: numbers.NumberReader) -> None
     assert right(reader) >= right(without) + 4
 
 
-def test_a_pair_is_two_digits_with_a_box_each(reader: numbers.NumberReader) -> None:
+def _read_with_pair(
+    reader: numbers.NumberReader,
+) -> tuple[pen_numbers.NumberDrawing, numbers.NumberReading]:
+    """A touching number read right, with a pair among its digits."""
     for item in _touching(120, 13):
         reading = reader.read(item.image)
-        digits = reading.digits
-        pairs = _pairs(reading)
-        if pairs and reading.number == item.label:
-            break
-    else:
-        pytest.fail("no number read right with a pair")
+        if _pairs(reading) and reading.number == item.label:
+            return item, reading
+    pytest.fail("no number read right with a pair")
+
+
+def test_a_pair_is_two_digits_with_a_box_each(reader: numbers.NumberReader) -> None:
+    _, reading = _read_with_pair(reader)
+    digits, pairs = reading.digits, _pairs(reading)
     assert len(reading.number) == len(digits)
     for left, right in itertools.pairwise(digits):
         assert left.box[0] < right.box[0] and left.box[2] <= right.box[2]
@@ -229,6 +235,39 @@ def test_a_pair_is_two_digits_with_a_box_each(reader: numbers.NumberReader) -> N
         assert sum(left.prediction.probabilities) == pytest.approx(1.0)
         assert left.prediction.model_input.shape == (28, 28)
         assert not np.array_equal(left.prediction.model_input, right.prediction.model_input)
+        for side in (left, right):  # what a session's memory compares: its own half's
+            _, own = reader.predictor.logits_and_features(side.prediction.model_input[None])
+            assert side.prediction.features is not None
+            np.testing.assert_allclose(side.prediction.features, own[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_pairs_digits_learn_from_the_sessions_memory(reader: numbers.NumberReader) -> None:
+    item, reading = _read_with_pair(reader)
+    k = reading.digits.index(_pairs(reading)[0][1])  # the right digit of the first pair
+    seen = reading.digits[k].prediction
+    assert seen.features is not None
+    # The person labelled a drawing just like it as another digit.
+    label = (seen.digit + 1) % 10
+    entries = [memory.Entry(uuid.uuid4(), seen.features, label)]
+
+    def remembered(predictions: list[Prediction]) -> list[Prediction]:
+        answers = []
+        for p in predictions:
+            if p.features is not None:
+                a = memory.adapt(
+                    np.asarray(p.probabilities),
+                    p.reject,
+                    p.features,
+                    entries,
+                    status=reader.predictor.status,
+                )
+                p = dataclasses.replace(p, digit=a.digit, adapted=a.adapted)
+            answers.append(p)
+        return answers
+
+    adapted = reader.read(item.image, adapt=remembered).digits[k]
+    assert adapted.paired and adapted.prediction.adapted
+    assert adapted.prediction.digit == label
 
 
 def test_a_letter_the_network_half_rejects_is_not_a_digit(
@@ -245,10 +284,10 @@ def test_a_letter_the_network_half_rejects_is_not_a_digit(
 
 
 def _pairs(reading: numbers.NumberReading) -> list[tuple[numbers.DigitReading, ...]]:
-    """The digits read two at a time, as pairs: they have no features of their own."""
+    """The digits read two at a time, as pairs."""
     found, k = [], 0
     while k < len(reading.digits):
-        if reading.digits[k].prediction.features is None:
+        if reading.digits[k].paired:
             found.append(reading.digits[k : k + 2])
             k += 1
         k += 1
