@@ -188,15 +188,10 @@ def logistic_regression(
     decay = np.full(design.shape[1], l2, np.float32)
     decay[-1] = 0.0  # the bias is not shrunk
     w = np.zeros(design.shape[1], np.float32)
-    first, second = np.zeros_like(w), np.zeros_like(w)
+    moments = (np.zeros_like(w), np.zeros_like(w))
     for step in range(1, steps + 1):
         error = 1.0 / (1.0 + np.exp(-(design @ w))) - target
-        grad = design.T @ error / len(target) + decay * w
-        first = 0.9 * first + 0.1 * grad
-        second = 0.999 * second + 0.001 * grad**2
-        w -= (
-            LEARNING_RATE * (first / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
-        )
+        _adam_step(w, design.T @ error / len(target) + decay * w, *moments, step)
     weights = w[:-1] / scale
     return weights, float(w[-1] - mean @ weights)
 
@@ -213,24 +208,28 @@ def softmax_regression(
     target = np.eye(classes, dtype=np.float32)[y]
     w = np.zeros((design.shape[1], classes), np.float32)
     b = np.zeros(classes, np.float32)
-    moments = [np.zeros_like(w), np.zeros_like(w), np.zeros_like(b), np.zeros_like(b)]
+    w_moments = (np.zeros_like(w), np.zeros_like(w))
+    b_moments = (np.zeros_like(b), np.zeros_like(b))
     for step in range(1, steps + 1):
         error = (softmax(design @ w + b) - target) / len(target)
-        grads = (design.T @ error + l2 * w, error.sum(axis=0))
-        for param, grad, first, second in zip(
-            (w, b), grads, moments[::2], moments[1::2], strict=True
-        ):
-            first *= 0.9
-            first += 0.1 * grad
-            second *= 0.999
-            second += 0.001 * grad**2
-            param -= (
-                LEARNING_RATE
-                * (first / (1 - 0.9**step))
-                / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
-            )
+        _adam_step(w, design.T @ error + l2 * w, *w_moments, step)
+        _adam_step(b, error.sum(axis=0), *b_moments, step)
     weights = w / scale[:, None]
     return weights, b - mean @ weights
+
+
+def _adam_step(
+    param: np.ndarray, grad: np.ndarray, first: np.ndarray, second: np.ndarray, step: int
+) -> None:
+    """One Adam step (step counts from 1) on ``param``, its moments ``first`` and ``second``
+    updated in place with it."""
+    first *= 0.9
+    first += 0.1 * grad
+    second *= 0.999
+    second += 0.001 * grad**2
+    param -= (
+        LEARNING_RATE * (first / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
+    )
 
 
 def main() -> int:
