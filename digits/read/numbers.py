@@ -146,9 +146,8 @@ class NumberReader:
         found = candidates(image, self.predictor, strokes, max_digits=self.max_digits, **limits)
         atoms, spans, features = found.atoms, found.spans, found.features
         share = NOT_A_DIGIT_SHARE if self.probe is None else self.probe.single_share(features)
-        scores = _scores(found.logits, share) - [
-            _shape_cost(atoms[i:j], found.height) for i, j in spans
-        ]
+        probs = softmax(found.logits)
+        scores = _scores(probs, share) - [_shape_cost(atoms[i:j], found.height) for i, j in spans]
         pairs = None if self.probe is None else self.probe.pairs(features)
         options = _options(spans, scores, pairs, span_widths(found))
         chosen, certainty = _best_split(options, len(atoms))
@@ -159,12 +158,13 @@ class NumberReader:
         predictions = self.predictor.predictions(
             found.inputs[pieces], found.logits[pieces], features[pieces]
         )
-        letter = None if self.probe is None else softmax(found.logits)[:, NOT_A_DIGIT] * share
+        letter = None if self.probe is None else probs[:, NOT_A_DIGIT] * share
         expanded: list[Prediction] = []
         boxes: list[tuple[int, int, int, int]] = []
         paired: list[bool] = []
         for k, prediction in zip(chosen, predictions, strict=True):
-            box = _box(atoms[spans[options[k].span][0] : spans[options[k].span][1]])
+            start, end = spans[options[k].span]
+            box = _box(atoms[start:end])
             if options[k].digits == 1:
                 if letter is not None and letter[options[k].span] >= LETTER_SURE:
                     prediction = replace(prediction, status="not_a_digit")
@@ -173,9 +173,7 @@ class NumberReader:
                 paired.append(False)
             else:
                 assert pairs is not None
-                halves = _halves(
-                    found.ink, atoms[spans[options[k].span][0] : spans[options[k].span][1]]
-                )
+                halves = _halves(found.ink, atoms[start:end])
                 expanded += _pair_predictions(
                     self.predictor, prediction, pairs, options[k].span, halves
                 )
@@ -445,10 +443,10 @@ def _frame_crop(crop: np.ndarray) -> np.ndarray:
     return preprocess.frame(crop)
 
 
-def _scores(logits: np.ndarray, share: float | np.ndarray) -> np.ndarray:
-    """(N, 11) logits -> (N,) how well each candidate piece reads as one character, crediting
-    it with ``share`` of its not-a-digit probability (a constant, or the probe's (N,) shares)."""
-    probs = softmax(logits)
+def _scores(probs: np.ndarray, share: float | np.ndarray) -> np.ndarray:
+    """(N, 11) probabilities (the logits' softmax) -> (N,) how well each candidate piece reads
+    as one character, crediting it with ``share`` of its not-a-digit probability (a constant,
+    or the probe's (N,) shares)."""
     digit = probs[:, :NUM_DIGITS].max(axis=1)
     other = probs[:, NOT_A_DIGIT] if probs.shape[1] > NUM_DIGITS else np.zeros(len(probs))
     result: np.ndarray = np.log(digit + share * other + 1e-12)
