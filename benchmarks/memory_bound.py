@@ -42,7 +42,7 @@ def main() -> None:
     counts: dict[str, list[int]] = {}
     for person in people(("test", "loop")):
         labels = [s.label for s in person.samples]
-        inputs = np.stack([preprocess.to_model_input(image) for image in person.drawings()])
+        inputs = person.inputs()
         probabilities, rejects, _ = predictor.scores_and_features(inputs)
         answers = [
             "not_a_digit" if predictor.status(p, float(r)) == "not_a_digit" else str(p.argmax())

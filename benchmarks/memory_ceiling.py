@@ -19,18 +19,17 @@ import itertools
 import numpy as np
 from memory_sim import people
 
-from digits import preprocess
 from digits.config import SHIPPED_WEIGHTS, get_settings
 from digits.predict import Predictor
+from digits.schemas import NOT_A_DIGIT, NUM_DIGITS
 
 BETAS = (40, 80, 160, 320)
 THRESHOLDS = (0.6, 0.7, 0.75, 0.8)
 LATE = 20  # errors from the 21st drawing on
-NOT_A_DIGIT = 10
 
 
 def _answer(predictor: Predictor, eleven: np.ndarray) -> tuple[int, str]:
-    digits = eleven[:NOT_A_DIGIT] / eleven[:NOT_A_DIGIT].sum()
+    digits = eleven[:NUM_DIGITS] / eleven[:NUM_DIGITS].sum()
     return int(digits.argmax()), predictor.status(digits, float(eleven[NOT_A_DIGIT]))
 
 
@@ -39,8 +38,7 @@ def main() -> None:
     size = get_settings().session_memory_size
     sessions = []
     for person in people(("test", "loop")):
-        inputs = np.stack([preprocess.to_model_input(image) for image in person.drawings()])
-        probabilities, rejects, features = predictor.scores_and_features(inputs)
+        probabilities, rejects, features = predictor.scores_and_features(person.inputs())
         unit = features / np.linalg.norm(features, axis=1, keepdims=True)
         eleven = np.hstack([(1 - rejects[:, None]) * probabilities, rejects[:, None]])
         labels = [s.label for s in person.samples]

@@ -60,6 +60,10 @@ class Person:
         """The raw 280x280 canvas images, in order."""
         return drawings(self.samples, SEED, self.index)
 
+    def inputs(self) -> np.ndarray:
+        """(N, 28, 28): the drawings as the model reads them, in order."""
+        return np.stack([preprocess.to_model_input(image) for image in self.drawings()])
+
 
 def people(roles: Sequence[pen.Role]) -> Iterator[Person]:
     """Every writer of the roles, as one person with their drawings in a fixed order."""
@@ -101,8 +105,7 @@ class Step:
 
 def session(predictor: Predictor, person: Person, size: int) -> list[Step]:
     """One person's drawings answered in order, each then labelled into their memory."""
-    inputs = np.stack([preprocess.to_model_input(image) for image in person.drawings()])
-    probabilities, rejects, features = predictor.scores_and_features(inputs)
+    probabilities, rejects, features = predictor.scores_and_features(person.inputs())
     entries: list[memory.Entry] = []
     steps = []
     for position, sample in enumerate(person.samples):
