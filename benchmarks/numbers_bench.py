@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from digits.config import SHIPPED_WEIGHTS
 from digits.predict import Predictor
-from digits.read import numbers, pieces
+from digits.read import line, numbers, pieces
 from digits.synth import drawings, pen_numbers
 from digits.training.metrics import expected_calibration_error
 from digits.training.pen_benchmark import drawings as pen_drawings
@@ -104,7 +104,12 @@ def _confidence_fit(items: list[Any], readings: list[numbers.NumberReading]) -> 
     wrong."""
     terms = np.stack(
         [
-            numbers.confidence_terms(r.certainty, [d.prediction.confidence for d in r.digits])
+            numbers.confidence_terms(
+                r.certainty,
+                [d.prediction.confidence for d in r.digits],
+                r.agreement,
+                r.from_line,
+            )
             for r in readings
         ]
     )
@@ -152,10 +157,16 @@ def main() -> int:
     parser.add_argument("--letters", type=int, default=300, help="numbers with a letter")
     parser.add_argument("--timed", type=int, default=1000, help="numbers `digits read` reads")
     parser.add_argument("--strokes", action="store_true", help="give the reader the strokes too")
+    parser.add_argument(
+        "--line", type=Path, default=None, help="a line model (ONNX) in place of the shipped one"
+    )
+    parser.add_argument("--no-line", action="store_true", help="read without the line model")
     args = parser.parse_args()
 
     predictor = Predictor.from_checkpoint(args.model or SHIPPED_WEIGHTS)
     reader = numbers.NumberReader(predictor)
+    if args.line is not None or args.no_line:
+        reader.line = None if args.no_line else line.LineModel(args.line)
     items = pen_numbers.number_set(args.role, args.n, SEED)
     lettered = pen_numbers.number_set(args.role, args.letters, SEED, with_letter=True)
     readings = _read_all(reader, items, args.strokes)
@@ -177,6 +188,7 @@ def main() -> int:
         "model": predictor.version,
         "role": args.role,
         "strokes": args.strokes,
+        "line_model": reader.line is not None,
         "n": len(items),
         "whole_right": overall["whole_right"],
         "alone_right": float(alone.mean()),

@@ -15,6 +15,7 @@ cut sets apart cleanly are read together rather than as two damaged halves.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +27,7 @@ from digits import decode, preprocess
 from digits.config import DEFAULT_MAX_NUMBER_DIGITS
 from digits.errors import EmptyImageError, InvalidInputError, StrokesError, TooManyDigitsError
 from digits.predict import Prediction, Predictor, softmax
-from digits.read import probe, segment
+from digits.read import line, probe, segment
 from digits.schemas import NOT_A_DIGIT, NUM_DIGITS
 
 NumberStatus = Literal["ok", "uncertain", "not_a_number"]
@@ -66,12 +67,18 @@ PAIR_LETTER = 0.15
 # of it (one character, not parts of two), is a letter in a number: not a digit, though alone
 # its probability would fall short of the predictor's threshold. Tuned on `validation` writers.
 LETTER_SURE = 0.5
+# The line model (digits.read.line): how much its log-probability of a split's digits weighs
+# beside the split's score when choosing the count of digits, and how sure it must be of a
+# letter for the number to hold one. Tuned on `validation` writers.
+LINE_WEIGHT = 1.0
+LINE_MARGIN = 2.0
+LINE_LETTER = 0.5
 # The whole number's confidence: a logistic regression on how sure the count of digits is (c)
 # and the product of the digits' calibrated confidences (q), each as log p and log(1 - p)
 # (``confidence_terms``), fitted on `validation` writers' numbers: numbers_bench.py --role
 # validation --n 3000 prints the fit. 3,000, not the default 1,500: a fit on 1,500 was off by
 # 3.0 % (expected calibration error) on the next 1,500 numbers of the same writers.
-CONFIDENCE_WEIGHTS = np.array([1.886, 2.901, -0.139, -0.635])
+CONFIDENCE_WEIGHTS = np.array([1.886, 2.901, 0.0, -0.139, -0.635, 0.0, 0.0])
 CONFIDENCE_BIAS = -0.618
 # A number is answered `ok` from this confidence up: at most 0.5 % of `validation` writers'
 # numbers are then answered `ok` and wrong (half of them are answered `ok`). Not 1 %: a figure
@@ -96,6 +103,8 @@ class NumberReading:
     status: NumberStatus
     digits: tuple[DigitReading, ...]
     certainty: float  # how sure the count of digits is: the share of splits that agree on it
+    agreement: float = 1.0  # the line model's probability of these digits, among those weighed
+    from_line: bool = False  # the line model's own reading, not a split's
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -128,6 +137,7 @@ class NumberReader:
         self.predictor = predictor
         self.max_digits = max_digits
         self.probe = probe.for_checkpoint(predictor.checkpoint)
+        self.line = line.shipped()
 
     def read(
         self,
@@ -150,13 +160,47 @@ class NumberReader:
         scores = _scores(probs, share) - [_shape_cost(atoms[i:j], found.height) for i, j in spans]
         pairs = None if self.probe is None else self.probe.pairs(features)
         options = _options(spans, scores, pairs, span_widths(found))
-        chosen, certainty = _best_split(options, len(atoms))
-        count = sum(options[k].digits for k in chosen)
-        if count > self.max_digits:
-            raise TooManyDigitsError(_too_many(count, self.max_digits))
+        splits, shares = _best_splits(options, len(atoms))
+        seen = None if self.line is None else self._line_read(found.ink)
+        choice = _choose(splits, options, probs, pairs, atoms, seen)
+        read = None
+        if choice.from_line:
+            assert seen is not None
+            read = self._line_digits(found, seen)
+        if read is None:
+            choice = replace(choice, from_line=False)
+            read = self._split_digits(found, options, splits[choice.count][0], probs, share, pairs)
+        expanded, boxes, paired = read
+        if len(expanded) > self.max_digits:
+            raise TooManyDigitsError(_too_many(len(expanded), self.max_digits))
+        if seen is not None:
+            expanded = _line_letter(seen, expanded, boxes)
+        if adapt is not None:  # after the split: the memory never decides where digits are
+            expanded = adapt(expanded)
+        height_px, width_px = found.size
+        digits = []
+        for prediction, box, two in zip(expanded, boxes, paired, strict=True):
+            x0, y0, x1, y1 = (v * found.shrink for v in box)
+            scaled = (x0, y0, min(x1, width_px), min(y1, height_px))
+            digits.append(DigitReading(prediction, scaled, two))
+        certainty = float(shares[len(digits)]) if len(digits) < len(shares) else 0.0
+        return self._reading(digits, certainty, choice.agreement, choice.from_line)
+
+    def _split_digits(
+        self,
+        found: Candidates,
+        options: list[_Option],
+        chosen: list[int],
+        probs: np.ndarray,
+        share: float | np.ndarray,
+        pairs: probe.PairReading | None,
+    ) -> tuple[list[Prediction], list[tuple[int, int, int, int]], list[bool]]:
+        """The digits of a split: each chosen piece's prediction (two for a pair), box, and
+        whether it was read as half of a pair."""
+        atoms, spans = found.atoms, found.spans
         pieces = [options[k].span for k in chosen]
         predictions = self.predictor.predictions(
-            found.inputs[pieces], found.logits[pieces], features[pieces]
+            found.inputs[pieces], found.logits[pieces], found.features[pieces]
         )
         letter = None if self.probe is None else probs[:, NOT_A_DIGIT] * share
         expanded: list[Prediction] = []
@@ -180,18 +224,72 @@ class NumberReader:
                 middle = (box[0] + box[2]) // 2  # where the two digits meet is not known
                 boxes += [(box[0], box[1], middle, box[3]), (middle, box[1], box[2], box[3])]
                 paired += [True, True]
-        if adapt is not None:  # after the split: the memory never decides where digits are
-            expanded = adapt(expanded)
-        height_px, width_px = found.size
-        digits = []
-        for prediction, box, two in zip(expanded, boxes, paired, strict=True):
-            x0, y0, x1, y1 = (v * found.shrink for v in box)
-            scaled = (x0, y0, min(x1, width_px), min(y1, height_px))
-            digits.append(DigitReading(prediction, scaled, two))
-        return self._reading(digits, certainty)
+        return expanded, boxes, paired
 
-    def _reading(self, digits: list[DigitReading], certainty: float) -> NumberReading:
-        terms = confidence_terms(certainty, [d.prediction.confidence for d in digits])
+    def _line_digits(
+        self, found: Candidates, seen: _LineSeen
+    ) -> tuple[list[Prediction], list[tuple[int, int, int, int]], list[bool]] | None:
+        """The digits of the line model's best path: the line is cut halfway between the
+        columns that say one digit and those that say the next; each part's ink is framed and
+        read by the digit network for its features (what a session's memory compares), while
+        its digit and probabilities are the line model's where it says it most surely. None
+        when a part holds no ink."""
+        said = line.emissions(seen.log_probs)
+        ink = found.ink
+        # Halfway, not where the line holds least ink: on `validation` touching numbers that
+        # puts 99 % of the boxes over their own digit, not 95 %.
+        cuts = [
+            round(seen.input.line_x((a.last + 1 + b.first) / 2))
+            for a, b in itertools.pairwise(said)
+        ]
+        bounds = [0, *cuts, ink.shape[1]]
+        crops, boxes = [], []
+        for x0, x1 in itertools.pairwise(bounds):
+            part = ink[:, x0:x1] > preprocess.BBOX_THRESHOLD
+            if not part.any():
+                return None
+            rows, cols = np.flatnonzero(part.any(axis=1)), np.flatnonzero(part.any(axis=0))
+            box = (x0 + int(cols[0]), int(rows[0]), x0 + int(cols[-1]) + 1, int(rows[-1]) + 1)
+            crops.append(preprocess.frame(ink[box[1] : box[3], box[0] : box[2]]))
+            boxes.append(box)
+        inputs = np.stack(crops)
+        logits, features = self.predictor.logits_and_features(inputs)
+        predictions = []
+        for emission, prediction in zip(
+            said, self.predictor.predictions(inputs, logits, features), strict=True
+        ):
+            columns = seen.log_probs[emission.first : emission.last + 1]
+            peak = columns[int(columns[:, emission.label + 1].argmax())]
+            digit_probs = np.exp(peak[1 : 1 + NUM_DIGITS])
+            digit_probs /= digit_probs.sum()
+            values = [float(p) for p in digit_probs]
+            predictions.append(
+                replace(
+                    prediction,
+                    digit=emission.label,
+                    confidence=values[emission.label],
+                    probabilities=values,
+                    status=self.predictor.status(digit_probs, 0.0),
+                    reject=0.0,
+                )
+            )
+        return predictions, boxes, [False] * len(predictions)
+
+    def _line_read(self, ink: np.ndarray) -> _LineSeen:
+        assert self.line is not None
+        seen = line.line_input(ink)
+        return _LineSeen(self.line.log_probs(seen.image), seen)
+
+    def _reading(
+        self,
+        digits: list[DigitReading],
+        certainty: float,
+        agreement: float = 1.0,
+        from_line: bool = False,
+    ) -> NumberReading:
+        terms = confidence_terms(
+            certainty, [d.prediction.confidence for d in digits], agreement, from_line
+        )
         confidence = float(1.0 / (1.0 + np.exp(-(terms @ CONFIDENCE_WEIGHTS + CONFIDENCE_BIAS))))
         status: NumberStatus
         statuses = {d.prediction.status for d in digits}
@@ -202,7 +300,104 @@ class NumberReader:
         else:
             status = "ok"
         number = "".join(str(d.prediction.digit) for d in digits)
-        return NumberReading(number, confidence, status, tuple(digits), certainty)
+        return NumberReading(
+            number, confidence, status, tuple(digits), certainty, agreement, from_line
+        )
+
+
+@dataclass(frozen=True)
+class _LineSeen:
+    """What the line model (digits.read.line) reads in the whole line."""
+
+    log_probs: np.ndarray  # (T, line.CLASSES)
+    input: line.LineInput
+
+
+@dataclass(frozen=True)
+class _Choice:
+    count: int  # digits read
+    from_line: bool  # the line model's own reading (its best path), not a split's
+    agreement: float  # the line model's probability of the digits read, among those weighed
+
+
+def _choose(
+    splits: dict[int, tuple[list[int], float]],
+    options: list[_Option],
+    probs: np.ndarray,
+    pairs: probe.PairReading | None,
+    atoms: list[segment.Atom],
+    seen: _LineSeen | None,
+) -> _Choice:
+    """How many digits the line holds, and whose reading to answer. The count whose best split
+    scores best, its score raised by LINE_WEIGHT times the log of the line model's probability
+    for the digits that split reads. Then, where that split joins touching ink (a pair, or
+    pieces whose boxes meet), the line model's own reading when it finds it likelier by more
+    than LINE_MARGIN (in log-probability): it reads touching digits better than any split,
+    and digits apart worse."""
+    scores = {digits: score for digits, (_, score) in splits.items()}
+    if seen is None:
+        return _Choice(max(scores, key=lambda digits: scores[digits]), False, 1.0)
+    counts = list(splits)
+    strings = [_string(options, splits[c][0], probs, pairs) for c in counts]
+    said = line.greedy(seen.log_probs)
+    likelihoods = line.log_likelihoods(seen.log_probs, [*strings, said]).tolist()
+    for digits, likelihood in zip(counts, likelihoods, strict=False):
+        scores[digits] += LINE_WEIGHT * likelihood
+    best = max(scores, key=lambda digits: scores[digits])
+    k = counts.index(best)
+    from_line = (
+        bool(said)
+        and line.LETTER - 1 not in said
+        and said != strings[k]
+        and likelihoods[-1] - likelihoods[k] > LINE_MARGIN
+        and _joined(options, splits[best][0], atoms)
+    )
+    weighed = dict(zip(map(tuple, [*strings, said]), likelihoods, strict=True))
+    total = np.logaddexp.reduce(list(weighed.values()))
+    mine = likelihoods[-1] if from_line else likelihoods[k]
+    return _Choice(len(said) if from_line else best, from_line, float(np.exp(mine - total)))
+
+
+def _joined(options: list[_Option], chosen: list[int], atoms: list[segment.Atom]) -> bool:
+    """Whether a split reads touching ink: a pair, or neighbouring pieces whose boxes meet."""
+    if any(options[k].digits == 2 for k in chosen):
+        return True
+    boxes = [_box(atoms[options[k].start : options[k].end]) for k in chosen]
+    return any(a[2] >= b[0] for a, b in itertools.pairwise(boxes))
+
+
+def _string(
+    options: list[_Option], chosen: list[int], probs: np.ndarray, pairs: probe.PairReading | None
+) -> list[int]:
+    """The best digit of each piece of a split, both of a pair's."""
+    result = []
+    for k in chosen:
+        option = options[k]
+        if option.digits == 1:
+            result.append(int(probs[option.span, :NUM_DIGITS].argmax()))
+        else:
+            assert pairs is not None
+            result += [
+                int(pairs.left[option.span, :NUM_DIGITS].argmax()),
+                int(pairs.right[option.span, :NUM_DIGITS].argmax()),
+            ]
+    return result
+
+
+def _line_letter(
+    seen: _LineSeen, predictions: list[Prediction], boxes: list[tuple[int, int, int, int]]
+) -> list[Prediction]:
+    """Where the line model reads a letter as surely as LINE_LETTER, the digit nearest it is
+    not a digit."""
+    letter = np.exp(seen.log_probs[:, line.LETTER])
+    column = int(letter.argmax())
+    if letter[column] < LINE_LETTER:
+        return predictions
+    x = seen.input.line_x(column + 0.5)
+    nearest = int(np.argmin([abs((x0 + x1) / 2 - x) for x0, _, x1, _ in boxes]))
+    result = list(predictions)
+    result[nearest] = replace(result[nearest], status="not_a_digit")
+    return result
 
 
 @dataclass(frozen=True)
@@ -278,11 +473,13 @@ def span_widths(found: Candidates) -> np.ndarray:
     )
 
 
-def confidence_terms(certainty: float, confidences: Sequence[float]) -> np.ndarray:
+def confidence_terms(
+    certainty: float, confidences: Sequence[float], agreement: float = 1.0, from_line: bool = False
+) -> np.ndarray:
     """What the number's confidence is a logistic function of (CONFIDENCE_WEIGHTS)."""
     joint = float(np.prod(confidences))
-    clipped = np.clip([certainty, joint], 1e-12, 1.0 - 1e-6)
-    return np.concatenate([np.log(clipped), np.log1p(-clipped)])
+    clipped = np.clip([certainty, joint, agreement], 1e-12, 1.0 - 1e-6)
+    return np.concatenate([np.log(clipped), np.log1p(-clipped), [float(from_line)]])
 
 
 @dataclass(frozen=True)
@@ -312,8 +509,7 @@ def candidates(
     """Raises the PreprocessErrors of ``preprocess.ink_map``, and TooManyDigitsError before
     reading anything when the pieces are more than max_digits digits could be."""
     full = preprocess.ink_map(image, **limits)
-    shrink = _shrink_factor(full)
-    ink = _shrunk(full, shrink)
+    ink, shrink = working_ink(full)
     if strokes:
         strokes = [np.asarray(s, np.float64) / shrink for s in strokes]
     pieces, height = segment.pieces(ink)
@@ -363,6 +559,12 @@ class _Reads:
 
 def _too_many(count: int, max_digits: int) -> str:
     return f"the drawing holds {count} pieces; a number has at most {max_digits} digits"
+
+
+def working_ink(full: np.ndarray) -> tuple[np.ndarray, int]:
+    """preprocess.ink_map's ink -> (the line as read, input pixels per pixel of it)."""
+    shrink = _shrink_factor(full)
+    return _shrunk(full, shrink), shrink
 
 
 def _shrink_factor(ink: np.ndarray) -> int:
@@ -469,30 +671,36 @@ def _shape_cost(atoms: Sequence[segment.Atom], height: float) -> float:
     return SHORT_COST * short + CUT_COST * cut / 2
 
 
-def _best_split(options: list[_Option], count: int) -> tuple[list[int], float]:
-    """The options (indices) that cover atoms 0..count-1 in order with the highest total
-    score, and the share of all splits (scores read as log-likelihoods) that make as many
-    digits: how sure the count of digits is. Splits that differ only in where a sliver goes
-    agree on the count, so they do not make it less sure."""
-    best = np.full(count + 1, -np.inf)
-    best[0] = 0.0
-    last = [-1] * (count + 1)
+def _best_splits(
+    options: list[_Option], count: int
+) -> tuple[dict[int, tuple[list[int], float]], np.ndarray]:
+    """For each count of digits, the options (indices) that cover atoms 0..count-1 in order
+    with the highest total score, and that score; and each count's share of all splits (scores
+    read as log-likelihoods): how sure a count of digits is. Splits that differ only in where a
+    sliver goes agree on the count, so they do not make it less sure."""
+    most = 2 * count
+    best = np.full((count + 1, most + 1), -np.inf)
+    best[0, 0] = 0.0
+    last = np.full((count + 1, most + 1), -1)
     # every[j, c]: log of the summed likelihood of the splits of atoms[:j] into c digits.
-    every = np.full((count + 1, 2 * count + 1), -np.inf)
+    every = np.full((count + 1, most + 1), -np.inf)
     every[0, 0] = 0.0
     for k in sorted(range(len(options)), key=lambda k: options[k].end):
         i, j, n, score = options[k].start, options[k].end, options[k].digits, options[k].score
         every[j, n:] = np.logaddexp(every[j, n:], every[i, :-n] + SPLIT_SHARPNESS * score)
-        if best[i] + score > best[j]:
-            best[j] = best[i] + score
-            last[j] = k
-    chosen, j = [], count
-    while j > 0:
-        chosen.append(last[j])
-        j = options[last[j]].start
-    total = np.logaddexp.reduce(every[count])
-    digits = sum(options[k].digits for k in chosen)
-    return chosen[::-1], float(np.exp(every[count, digits] - total))
+        better = best[i, :-n] + score > best[j, n:]
+        best[j, n:][better] = best[i, :-n][better] + score
+        last[j, n:][better] = k
+    splits = {}
+    for digits in np.flatnonzero(np.isfinite(best[count])).tolist():
+        chosen, j, c = [], count, digits
+        while j > 0:
+            k = int(last[j, c])
+            chosen.append(k)
+            j, c = options[k].start, c - options[k].digits
+        splits[digits] = (chosen[::-1], float(best[count, digits]))
+    shares: np.ndarray = np.exp(every[count] - np.logaddexp.reduce(every[count]))
+    return splits, shares
 
 
 def read_files(reader: NumberReader, files: Sequence[Path]) -> Iterator[dict[str, Any]]:
