@@ -3,7 +3,7 @@ with CTC, on `train` writers' pen digits and letters composed into numbers as pe
 (digits.synth.pen_numbers), each character slanted and stretched a little and the line drawn
 with a brush of random width. Checked on `validation` writers' numbers; exported to ONNX.
 
-    .venv/bin/python -m digits.training.line [--numbers 60000] [--epochs 8] [--out PATH]
+    .venv/bin/python -m digits.training.line [--numbers 100000] [--epochs 6] [--out PATH]
 """
 
 from __future__ import annotations
@@ -203,8 +203,8 @@ def export(model: LineNet, out: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--numbers", type=int, default=60_000)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--numbers", type=int, default=100_000)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--out", type=Path, default=line.LINE_FILE)
     args = parser.parse_args()
     torch.manual_seed(SEED)
