@@ -84,9 +84,12 @@ class LineModel:
 
 
 @lru_cache(maxsize=1)
-def shipped() -> LineModel | None:
-    """The shipped line model, or None when the package holds none."""
-    return LineModel(LINE_FILE) if LINE_FILE.exists() else None
+def shipped() -> LineModel:
+    """The shipped line model. Raises FileNotFoundError when the package lacks it (a broken
+    install: the reader would count touching digits far worse without it)."""
+    if not LINE_FILE.exists():
+        raise FileNotFoundError(f"the line model is missing: {LINE_FILE}")
+    return LineModel(LINE_FILE)
 
 
 @dataclass(frozen=True)

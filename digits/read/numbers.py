@@ -140,7 +140,7 @@ class NumberReader:
         self.predictor = predictor
         self.max_digits = max_digits
         self.probe = probe.for_checkpoint(predictor.checkpoint)
-        self.line = line.shipped()
+        self.line: line.LineModel | None = line.shipped()
 
     def read(
         self,
