@@ -171,7 +171,7 @@ class NumberReader:
             assert seen is not None
             read = self._line_digits(found, seen)
         if read is None:
-            choice = replace(choice, from_line=False)
+            choice = choice.fallen_back()
             read = self._split_digits(found, options, splits[choice.count][0], probs, share, pairs)
         expanded, boxes, paired = read
         if len(expanded) > self.max_digits:
@@ -318,9 +318,14 @@ class _LineSeen:
 
 @dataclass(frozen=True)
 class _Choice:
-    count: int  # digits read
+    count: int  # the digits of the split read (of the best split, where the line model's wins)
     from_line: bool  # the line model's own reading (its best path), not a split's
     agreement: float  # the line model's probability of the digits read, among those weighed
+    split_agreement: float  # the same of the split's digits
+
+    def fallen_back(self) -> _Choice:
+        """The split's reading instead of the line model's."""
+        return replace(self, from_line=False, agreement=self.split_agreement)
 
 
 def _choose(
@@ -339,7 +344,7 @@ def _choose(
     and digits apart worse."""
     scores = {digits: score for digits, (_, score) in splits.items()}
     if seen is None:
-        return _Choice(max(scores, key=lambda digits: scores[digits]), False, 1.0)
+        return _Choice(max(scores, key=lambda digits: scores[digits]), False, 1.0, 1.0)
     counts = list(splits)
     strings = [_string(options, splits[c][0], probs, pairs) for c in counts]
     said = line.greedy(seen.log_probs)
@@ -357,8 +362,9 @@ def _choose(
     )
     weighed = dict(zip(map(tuple, [*strings, said]), likelihoods, strict=True))
     total = np.logaddexp.reduce(list(weighed.values()))
-    mine = likelihoods[-1] if from_line else likelihoods[k]
-    return _Choice(len(said) if from_line else best, from_line, float(np.exp(mine - total)))
+    split = float(np.exp(likelihoods[k] - total))
+    mine = float(np.exp(likelihoods[-1] - total)) if from_line else split
+    return _Choice(best, from_line, mine, split)
 
 
 def _joined(options: list[_Option], chosen: list[int], atoms: list[segment.Atom]) -> bool:

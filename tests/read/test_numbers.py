@@ -430,3 +430,19 @@ def test_the_best_split_of_each_count_is_the_best_of_all_splits_of_that_count() 
         assert sum(options[k].digits for k in chosen) == count
         assert score == pytest.approx(sum(options[k].score for k in chosen))
     assert shares.sum() == pytest.approx(1.0)
+
+
+def test_a_line_reading_with_an_inkless_part_falls_back_to_the_split(
+    reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_line = [item for item in _touching(200, 21) if reader.read(item.image).from_line]
+    assert len(from_line) >= 3
+    monkeypatch.setattr(numbers.NumberReader, "_line_digits", lambda *_: None)
+    fallen_back = [reader.read(item.image) for item in from_line]
+    monkeypatch.setattr(numbers, "LINE_MARGIN", np.inf)  # the split, as if never outread
+    for item, reading in zip(from_line, fallen_back, strict=True):
+        assert not reading.from_line
+        split = reader.read(item.image)
+        assert reading.number == split.number
+        assert [d.box for d in reading.digits] == [d.box for d in split.digits]
+        assert reading.confidence == split.confidence
