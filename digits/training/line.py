@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
 from digits import preprocess
-from digits.data import pen
+from digits.data import mnist, pen
 from digits.read import line, numbers
 from digits.synth import drawings, pen_numbers
 
@@ -33,6 +34,7 @@ LETTER_SHARE = 0.25  # numbers with one letter in place of a digit
 GAP_SHARES: dict[pen_numbers.GapStyle, float] = {"touching": 0.4, "normal": 0.35, "wide": 0.25}
 BRUSH = (8.0, 30.0)  # canvas pixels, on the 280 px high canvas
 SLANT, STRETCH = 0.25, (0.8, 1.2)  # each character's shear (x per unit of y) and x scale
+MNIST_HEIGHT = 56  # pixels: MNIST digits are composed at about this height
 BATCH = 32
 LEARNING_RATE = 2e-3
 
@@ -114,6 +116,41 @@ def compose_one(
         )
     ink, _ = numbers.working_ink(preprocess.ink_map(image))
     return np.round(line.line_input(ink).image * 255).astype(np.uint8), _labels(item.samples)
+
+
+def compose_mnist(
+    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, list[int]]:
+    """One number of MNIST digits (many writers, one each) placed as pen_numbers places pen
+    digits -> (the line model's input as uint8, labels): more shapes of each digit than the
+    pen writers have."""
+    length = int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))
+    picked = rng.integers(len(images), size=length)
+    height = MNIST_HEIGHT
+    styles = list(GAP_SHARES)
+    style = styles[int(rng.choice(len(styles), p=list(GAP_SHARES.values())))]
+    low, high = pen_numbers.GAPS[style]
+    placed, x = [], 0
+    for k, index in enumerate(picked):
+        image = images[index]
+        rows = np.flatnonzero(image.max(axis=1) > 25)
+        cols = np.flatnonzero(image.max(axis=0) > 25)
+        crop = image[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        tall = round(height * rng.uniform(0.92, 1.08))
+        wide = max(2, round(crop.shape[1] * tall / crop.shape[0] * rng.uniform(*STRETCH)))
+        glyph = np.asarray(Image.fromarray(crop).resize((wide, tall), Image.Resampling.BILINEAR))
+        if k:
+            x += round(rng.uniform(low, high) * height)
+        top = round(height * 0.1 + rng.uniform(-0.04, 0.04) * height + height - tall)
+        placed.append((glyph, max(top, 0), x))
+        x += wide
+    canvas = np.zeros((round(height * 1.3), x + 1), np.float32)
+    for glyph, top, at in placed:
+        window = canvas[top : top + glyph.shape[0], at : at + glyph.shape[1]]
+        np.maximum(window, glyph[: window.shape[0]] / 255.0, out=window)
+    canvas[canvas < preprocess.NOISE_FLOOR] = 0.0
+    labelled = [int(labels[i]) for i in picked]
+    return np.round(line.line_input(canvas).image * 255).astype(np.uint8), labelled
 
 
 def _characters(
@@ -205,11 +242,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--numbers", type=int, default=100_000)
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--mnist", type=int, default=0, help="numbers of MNIST training digits")
+    parser.add_argument("--mnist-dir", type=Path, default=None, help="the four MNIST files")
     parser.add_argument("--out", type=Path, default=line.LINE_FILE)
     args = parser.parse_args()
     torch.manual_seed(SEED)
     rng = np.random.default_rng(SEED)
     train = compose_set("train", args.numbers, SEED)
+    if args.mnist:
+        digits = mnist.load_mnist("train", args.mnist_dir)
+        train += [
+            compose_mnist(digits.images, digits.labels, rng)
+            for _ in tqdm(range(args.mnist), desc="composing MNIST numbers")
+        ]
     check = compose_set("validation", 1000, SEED + 1, vary=False)
     model = LineNet()
     optimiser = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=1e-4)

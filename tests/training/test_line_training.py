@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from digits.data import mnist
 from digits.read import line
 from digits.training import line as training
 
@@ -40,3 +41,17 @@ def test_the_exported_graph_reads_any_width_as_torch_does(tmp_path: Path) -> Non
         found = served.log_probs(image)
         assert found.shape == (width // line.STRIDE, line.CLASSES)
         np.testing.assert_allclose(found, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_mnist_numbers_carry_their_labels(mnist_dir: Path) -> None:
+    digits = mnist.load_mnist("test", mnist_dir)
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        image, labels = training.compose_mnist(digits.images[:500], digits.labels[:500], rng)
+        assert image.dtype == np.uint8 and image.shape[0] == line.HEIGHT
+        assert training.LENGTHS[0] <= len(labels) <= training.LENGTHS[1]
+        assert all(0 <= c <= 9 for c in labels)
+        # the ink fills the frame's height, and each digit has room for CTC's two columns
+        rows = np.flatnonzero(image.max(axis=1) > 0)
+        assert rows[-1] - rows[0] + 1 >= line.INK_HEIGHT - 1
+        assert image.shape[1] // line.STRIDE >= 2 * len(labels)
