@@ -51,8 +51,9 @@ class Prediction:
         }
 
 
-def _inference_session(graph: bytes) -> ort.InferenceSession:
-    """The checkpoint's exported graph as an ONNX Runtime session on one CPU thread."""
+def inference_session(graph: bytes) -> ort.InferenceSession:
+    """An exported graph (a checkpoint's, or the number reader's line model) as an ONNX
+    Runtime session on one CPU thread."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
@@ -73,7 +74,7 @@ class Predictor:
     ) -> None:
         """Raises checkpoint.MissingGraphError for a checkpoint without its graph."""
         self.checkpoint = checkpoint
-        self._session = _inference_session(checkpoint.require_graph())
+        self._session = inference_session(checkpoint.require_graph())
         self.temperature = float(checkpoint.temperature)
         self.uncertain_threshold = uncertain_threshold
         self.rejects = int(checkpoint.model_args.get("num_classes", NUM_DIGITS)) > NUM_DIGITS

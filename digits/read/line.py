@@ -19,10 +19,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from digits.config import PACKAGE_DIR
+from digits.predict import inference_session
 
 LINE_FILE = PACKAGE_DIR / "weights" / "line.onnx"
 # Its outputs, per column of the line: CTC's blank, the ten digits, "a letter".
@@ -69,12 +69,7 @@ def line_input(ink: np.ndarray) -> LineInput:
 
 class LineModel:
     def __init__(self, graph: bytes | Path) -> None:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        source = str(graph) if isinstance(graph, Path) else graph
-        self._session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+        self._session = inference_session(graph.read_bytes() if isinstance(graph, Path) else graph)
 
     def log_probs(self, line: np.ndarray) -> np.ndarray:
         """(HEIGHT, W) from ``line_input`` -> (W / STRIDE, CLASSES) log-probabilities."""

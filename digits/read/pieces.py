@@ -22,7 +22,6 @@ promoted model, until this is run for it).
 from __future__ import annotations
 
 import argparse
-import collections
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,12 +69,8 @@ def pieces(
     """``count`` numbers composed from ``role`` writers' characters, cut into candidate pieces
     as the reader cuts them; the pieces with some not-a-digit probability."""
     writers = pen_numbers.eligible_writers(role)
-    letters: dict[str, list[pen.PenSample]] = collections.defaultdict(list)
-    for sample in pen.rejectable_letters(pen.load("letters", role)):
-        letters[sample.writer].append(sample)
-    names = [w for w in writers if letters[w]]
-    styles = list(FIT_GAP_SHARES)
-    shares = list(FIT_GAP_SHARES.values())
+    letters = pen_numbers.writer_letters(role)
+    names = [w for w in writers if letters.get(w)]
     features, single, kinds = [], [], []
     pair_features, pair_sides = [], []
     for i in tqdm(range(count), desc=f"pieces of {role} numbers", disable=not show_progress):
@@ -87,7 +82,7 @@ def pieces(
         if rng.random() < FIT_LETTER_SHARE:
             pool = letters[writer]
             chosen[int(rng.integers(length))] = pool[int(rng.integers(len(pool)))]
-        item = pen_numbers.compose(chosen, rng, styles[int(rng.choice(len(styles), p=shares))])
+        item = pen_numbers.compose(chosen, rng, pen_numbers.gap_style(rng, FIT_GAP_SHARES))
         found = numbers.candidates(item.image, predictor)
         owners = _owners(found, item.boxes)
         not_a_digit = softmax(found.logits)[:, NOT_A_DIGIT]

@@ -114,6 +114,21 @@ def eligible_writers(role: pen.Role) -> dict[str, list[pen.PenSample]]:
     return {w: s for w, s in sorted(by_writer.items()) if len(s) >= MIN_WRITER_DIGITS}
 
 
+def writer_letters(role: pen.Role) -> dict[str, list[pen.PenSample]]:
+    """The writers of a role -> their uppercase letters that nobody would read as a digit (the
+    real-pen benchmark's set); writers without any are left out."""
+    letters: dict[str, list[pen.PenSample]] = {}
+    for sample in pen.rejectable_letters(pen.load("letters", role)):
+        letters.setdefault(sample.writer, []).append(sample)
+    return letters
+
+
+def gap_style(rng: np.random.Generator, shares: dict[GapStyle, float]) -> GapStyle:
+    """A gap style drawn with these shares (one draw of ``rng``)."""
+    styles = list(shares)
+    return styles[int(rng.choice(len(styles), p=list(shares.values())))]
+
+
 def number_set(
     role: pen.Role, n: int, seed: int, *, with_letter: bool = False
 ) -> list[NumberDrawing]:
@@ -122,14 +137,10 @@ def number_set(
     GAP_SHARES. With ``with_letter`` one character is one of the writer's uppercase letters
     that nobody would read as a digit (the real-pen benchmark's set)."""
     writers = eligible_writers(role)
-    letters: dict[str, list[pen.PenSample]] = {}
-    for sample in pen.rejectable_letters(pen.load("letters", role)):
-        letters.setdefault(sample.writer, []).append(sample)
+    letters = writer_letters(role)
     if with_letter:
         writers = {w: s for w, s in writers.items() if letters.get(w)}
     names = list(writers)
-    styles = list(GAP_SHARES)
-    shares = np.array(list(GAP_SHARES.values()))
     result = []
     for i in range(n):
         rng = np.random.default_rng([seed, _STREAM, int(with_letter), i])
@@ -140,6 +151,5 @@ def number_set(
         if with_letter:
             pool = letters[writer]
             chosen[int(rng.integers(length))] = pool[int(rng.integers(len(pool)))]
-        style: GapStyle = styles[int(rng.choice(len(styles), p=shares))]
-        result.append(compose(chosen, rng, style))
+        result.append(compose(chosen, rng, gap_style(rng, GAP_SHARES)))
     return result

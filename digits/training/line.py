@@ -102,9 +102,7 @@ def compose_one(
         chosen[int(rng.integers(length))] = pool[int(rng.integers(len(pool)))]
     if vary:
         chosen = [_varied(s, rng) for s in chosen]
-    styles = list(GAP_SHARES)
-    style = styles[int(rng.choice(len(styles), p=list(GAP_SHARES.values())))]
-    item = pen_numbers.compose(chosen, rng, style)
+    item = pen_numbers.compose(chosen, rng, pen_numbers.gap_style(rng, GAP_SHARES))
     image = item.image
     if vary:
         image = drawings.render(
@@ -115,7 +113,7 @@ def compose_one(
             encoding="L-inverted",
         )
     ink, _ = numbers.working_ink(preprocess.ink_map(image))
-    return np.round(line.line_input(ink).image * 255).astype(np.uint8), _labels(item.samples)
+    return _stored(ink), _labels(item.samples)
 
 
 def compose_mnist(
@@ -127,9 +125,7 @@ def compose_mnist(
     length = int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))
     picked = rng.integers(len(images), size=length)
     height = MNIST_HEIGHT
-    styles = list(GAP_SHARES)
-    style = styles[int(rng.choice(len(styles), p=list(GAP_SHARES.values())))]
-    low, high = pen_numbers.GAPS[style]
+    low, high = pen_numbers.GAPS[pen_numbers.gap_style(rng, GAP_SHARES)]
     placed, x = [], 0
     for k, index in enumerate(picked):
         image = images[index]
@@ -149,18 +145,18 @@ def compose_mnist(
         window = canvas[top : top + glyph.shape[0], at : at + glyph.shape[1]]
         np.maximum(window, glyph[: window.shape[0]] / 255.0, out=window)
     canvas[canvas < preprocess.NOISE_FLOOR] = 0.0
-    labelled = [int(labels[i]) for i in picked]
-    return np.round(line.line_input(canvas).image * 255).astype(np.uint8), labelled
+    return _stored(canvas), [int(labels[i]) for i in picked]
+
+
+def _stored(ink: np.ndarray) -> np.ndarray:
+    """A line's ink -> the line model's input as uint8 (a quarter of the memory of float32)."""
+    return np.round(line.line_input(ink).image * 255).astype(np.uint8)
 
 
 def _characters(
     role: pen.Role,
 ) -> tuple[dict[str, list[pen.PenSample]], dict[str, list[pen.PenSample]]]:
-    writers = pen_numbers.eligible_writers(role)
-    letters: dict[str, list[pen.PenSample]] = {}
-    for sample in pen.rejectable_letters(pen.load("letters", role)):
-        letters.setdefault(sample.writer, []).append(sample)
-    return writers, letters
+    return pen_numbers.eligible_writers(role), pen_numbers.writer_letters(role)
 
 
 def _compose_chunk(

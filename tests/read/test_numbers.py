@@ -291,13 +291,14 @@ def test_a_letter_the_network_half_rejects_is_not_a_digit(
     split_reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     items = pen_numbers.number_set("validation", 60, 14, with_letter=True)
-
-    def rejected() -> int:
-        return sum(split_reader.read(item.image).status == "not_a_number" for item in items)
-
-    with_rule = rejected()
+    with_rule = _turned_down(split_reader, items)
     monkeypatch.setattr(numbers, "LETTER_SURE", 2.0)  # never
-    assert with_rule >= rejected() + 1
+    assert with_rule >= _turned_down(split_reader, items) + 1
+
+
+def _turned_down(reader: numbers.NumberReader, items: list[pen_numbers.NumberDrawing]) -> int:
+    """How many of the numbers are read as not a number."""
+    return sum(reader.read(item.image).status == "not_a_number" for item in items)
 
 
 def _pairs(reading: numbers.NumberReading) -> list[tuple[numbers.DigitReading, ...]]:
@@ -372,13 +373,9 @@ def test_a_letter_the_line_model_reads_makes_it_not_a_number(
     reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     items = pen_numbers.number_set("validation", 200, 15, with_letter=True)
-
-    def rejected() -> int:
-        return sum(reader.read(item.image).status == "not_a_number" for item in items)
-
-    with_line = rejected()
+    with_line = _turned_down(reader, items)
     monkeypatch.setattr(numbers, "LINE_LETTER", 2.0)  # never
-    assert with_line >= rejected() + 3
+    assert with_line >= _turned_down(reader, items) + 3
 
 
 def test_the_line_models_letter_falls_on_the_nearest_digit(reader: numbers.NumberReader) -> None:
