@@ -316,6 +316,9 @@ class _LineSeen:
     input: line.LineInput
 
 
+_LETTER = line.LETTER - 1  # the line model's label for a letter, as its strings hold it
+
+
 @dataclass(frozen=True)
 class _Choice:
     count: int  # the digits of the split read (of the best split, where the line model's wins)
@@ -338,7 +341,8 @@ def _choose(
 ) -> _Choice:
     """How many digits the line holds, and whose reading to answer. The count whose best split
     scores best, its score raised by LINE_WEIGHT times the log of the line model's probability
-    for the digits that split reads. Then, where that split joins touching ink (a pair, or
+    for the digits that split reads (or, where the line model reads a letter, for the same
+    with one of them a letter: ``_with_letter``). Then, where that split joins touching ink (a pair, or
     pieces whose boxes meet), the line model's own reading when it finds it likelier by more
     than LINE_MARGIN (in log-probability): it reads touching digits better than any split,
     and digits apart worse."""
@@ -348,6 +352,8 @@ def _choose(
     counts = list(splits)
     strings = [_string(options, splits[c][0], probs, pairs) for c in counts]
     said = line.greedy(seen.log_probs)
+    if _LETTER in said:
+        strings = _with_letter(seen.log_probs, strings)
     likelihoods = line.log_likelihoods(seen.log_probs, [*strings, said]).tolist()
     for digits, likelihood in zip(counts, likelihoods, strict=False):
         scores[digits] += LINE_WEIGHT * likelihood
@@ -355,7 +361,7 @@ def _choose(
     k = counts.index(best)
     from_line = (
         bool(said)
-        and line.LETTER - 1 not in said
+        and _LETTER not in said
         and said != strings[k]
         and likelihoods[-1] - likelihoods[k] > LINE_MARGIN
         and _joined(options, splits[best][0], atoms)
@@ -365,6 +371,22 @@ def _choose(
     split = float(np.exp(likelihoods[k] - total))
     mine = float(np.exp(likelihoods[-1] - total)) if from_line else split
     return _Choice(best, from_line, mine, split)
+
+
+def _with_letter(log_probs: np.ndarray, strings: list[list[int]]) -> list[list[int]]:
+    """Each string, or the same with one of its characters a letter, whichever the line model
+    finds likeliest: where it reads a letter, a split that reads a digit there (the network
+    took the letter for one) is weighed as the line model would read it."""
+    variants = [
+        [string] + [[*string[:i], _LETTER, *string[i + 1 :]] for i in range(len(string))]
+        for string in strings
+    ]
+    likelihoods = line.log_likelihoods(log_probs, [v for vs in variants for v in vs])
+    best, at = [], 0
+    for vs in variants:
+        best.append(vs[int(np.argmax(likelihoods[at : at + len(vs)]))])
+        at += len(vs)
+    return best
 
 
 def _joined(options: list[_Option], chosen: list[int], atoms: list[segment.Atom]) -> bool:

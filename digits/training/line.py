@@ -241,10 +241,11 @@ def main() -> int:
     parser.add_argument("--mnist", type=int, default=0, help="numbers of MNIST training digits")
     parser.add_argument("--mnist-dir", type=Path, default=None, help="the four MNIST files")
     parser.add_argument("--out", type=Path, default=line.LINE_FILE)
+    parser.add_argument("--seed", type=int, default=SEED, help="the numbers and the weights drawn")
     args = parser.parse_args()
-    torch.manual_seed(SEED)
-    rng = np.random.default_rng(SEED)
-    train = compose_set("train", args.numbers, SEED)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    train = compose_set("train", args.numbers, args.seed)
     if args.mnist:
         digits = mnist.load_mnist("train", args.mnist_dir)
         train += [
