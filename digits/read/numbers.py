@@ -341,11 +341,12 @@ def _choose(
 ) -> _Choice:
     """How many digits the line holds, and whose reading to answer. The count whose best split
     scores best, its score raised by LINE_WEIGHT times the log of the line model's probability
-    for the digits that split reads (or, where the line model reads a letter, for the same
-    with one of them a letter: ``_with_letter``). Then, where that split joins touching ink (a pair, or
-    pieces whose boxes meet), the line model's own reading when it finds it likelier by more
-    than LINE_MARGIN (in log-probability): it reads touching digits better than any split,
-    and digits apart worse."""
+    for that count (``_count_evidence``): of the digits that split reads (where the line model
+    reads a letter, maybe with one of them a letter: ``_with_letter``), or of its own reading
+    of as many characters. Then, where that split joins touching ink (a pair, or pieces whose
+    boxes meet), the line model's own reading when it finds it likelier by more than
+    LINE_MARGIN (in log-probability): it reads touching digits better than any split, and
+    digits apart worse."""
     scores = {digits: score for digits, (_, score) in splits.items()}
     if seen is None:
         return _Choice(max(scores, key=lambda digits: scores[digits]), False, 1.0, 1.0)
@@ -355,8 +356,8 @@ def _choose(
     if _LETTER in said:
         strings = _with_letter(seen.log_probs, strings)
     likelihoods = line.log_likelihoods(seen.log_probs, [*strings, said]).tolist()
-    for digits, likelihood in zip(counts, likelihoods, strict=False):
-        scores[digits] += LINE_WEIGHT * likelihood
+    for digits, evidence in zip(counts, _count_evidence(counts, likelihoods, said), strict=True):
+        scores[digits] += LINE_WEIGHT * evidence
     best = max(scores, key=lambda digits: scores[digits])
     k = counts.index(best)
     from_line = (
@@ -371,6 +372,18 @@ def _choose(
     split = float(np.exp(likelihoods[k] - total))
     mine = float(np.exp(likelihoods[-1] - total)) if from_line else split
     return _Choice(best, from_line, mine, split)
+
+
+def _count_evidence(counts: list[int], likelihoods: list[float], said: list[int]) -> list[float]:
+    """The line model's log-probability for each count of digits: of what that count's split
+    reads (``likelihoods``, in the order of ``counts``), or of its own reading (``said``, whose
+    log-probability ends ``likelihoods``) where that holds as many characters, whichever is
+    likelier. It counts better than it reads every hand's digits (a 6 whose stem curls into
+    its loop it reads as a 0): its doubt about a digit is no vote against the count."""
+    return [
+        max(likelihood, likelihoods[-1]) if len(said) == digits else likelihood
+        for digits, likelihood in zip(counts, likelihoods, strict=False)
+    ]
 
 
 def _with_letter(log_probs: np.ndarray, strings: list[list[int]]) -> list[list[int]]:
