@@ -369,10 +369,17 @@ def test_a_number_read_by_the_line_model_has_a_digit_and_a_box_each(
     assert np.mean(own) >= 0.9
 
 
+@pytest.fixture(scope="module")
+def lettered() -> list[pen_numbers.NumberDrawing]:
+    return pen_numbers.number_set("validation", 200, 15, with_letter=True)
+
+
 def test_a_letter_the_line_model_reads_makes_it_not_a_number(
-    reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch
+    reader: numbers.NumberReader,
+    lettered: list[pen_numbers.NumberDrawing],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    items = pen_numbers.number_set("validation", 200, 15, with_letter=True)
+    items = lettered
     with_line = _turned_down(reader, items)
     monkeypatch.setattr(numbers, "LINE_LETTER", 2.0)  # never
     assert with_line >= _turned_down(reader, items) + 3
@@ -397,28 +404,33 @@ def test_a_digit_the_line_model_misreads_still_counts_as_one(
         return sum(reader.read(item.image).number == item.label for item in items)
 
     weighed = right()
-    monkeypatch.setattr(
-        numbers, "_count_evidence", lambda counts, likelihoods, said: likelihoods[: len(counts)]
-    )
+    monkeypatch.setattr(numbers, "_count_evidence", _split_digits_evidence)
     # measured on 40 of these: 39 read right, 21 by the split's digits alone
     assert weighed >= 21 and weighed >= right() + 6
 
 
 def test_a_letter_read_as_a_digit_still_counts_as_one_character(
-    reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch
+    reader: numbers.NumberReader,
+    lettered: list[pen_numbers.NumberDrawing],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    items = pen_numbers.number_set("validation", 200, 15, with_letter=True)
+    items = lettered
 
     def counted() -> int:
         readings = [reader.read(item.image) for item in items]
         return sum(len(r.number) == len(i.label) for r, i in zip(readings, items, strict=True))
 
     weighed = counted()
-    monkeypatch.setattr(
-        numbers, "_count_evidence", lambda counts, likelihoods, said: likelihoods[: len(counts)]
-    )
+    monkeypatch.setattr(numbers, "_count_evidence", _split_digits_evidence)
     # measured on 300 of these: 283 counted right, 254 by the split's digits alone
     assert weighed >= counted() + 12
+
+
+def _split_digits_evidence(
+    counts: list[int], likelihoods: list[float], said: list[int]
+) -> list[float]:
+    """numbers._count_evidence as it was: each count weighed by its split's digits alone."""
+    return likelihoods[: len(counts)]
 
 
 def test_the_line_models_letter_falls_on_the_nearest_digit(reader: numbers.NumberReader) -> None:
