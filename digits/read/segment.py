@@ -10,7 +10,7 @@ the joined piece reads better.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -40,6 +40,7 @@ class Atom:
     part: int = 0
     cut_before: float = 0.0
     cut_after: float = 0.0
+    piece: int = -1  # which connected piece of ink (``pieces``) it is, or is part of
 
     @property
     def bottom(self) -> int:
@@ -155,7 +156,7 @@ def _by_strokes(atom: Atom, strokes: Sequence[np.ndarray], width: float) -> list
     if unowned.any():  # pixels no stroke line reached join the stroke with the most ink
         owner[unowned] = max(found, key=lambda n: int((owner == n).sum()))
     return [
-        Atom(atom.top + ys.start, atom.left + xs.start, owner[ys, xs] == n)
+        Atom(atom.top + ys.start, atom.left + xs.start, owner[ys, xs] == n, piece=atom.piece)
         for n, (ys, xs) in (b for b in _boxes(owner, max(found)) if b is not None)
     ]
 
@@ -238,6 +239,7 @@ def _split(atom: Atom, ink: np.ndarray, height: float, width: float, source: int
                     n,
                     crossed[n],
                     crossed[n + 1],
+                    atom.piece,
                 )
             )
     return pieces
@@ -249,7 +251,8 @@ def pieces(ink: np.ndarray) -> tuple[list[Atom], float]:
     found = _atoms_of(label_image, count)
     rows = np.flatnonzero(ink.max(axis=1) > 0)
     height = float(rows[-1] - rows[0] + 1)
-    return [a for a in found if max(a.mask.shape) >= SPECK * height] or found, height
+    kept = [a for a in found if max(a.mask.shape) >= SPECK * height] or found
+    return [replace(a, piece=n) for n, a in enumerate(kept)], height
 
 
 def atoms(
