@@ -77,7 +77,7 @@ LINE_LETTER = 0.5
 # A split that cuts one piece of ink into digits where it leaves clear gaps (boxes more than
 # SPACED_GAP line heights apart) between its other digits most likely reads a stroke of a
 # digit as a digit of its own: a 0 begun with a lead-in stroke as "10", a tail as a 1. Both
-# networks read some hands' strokes so, and they spaced no other digit. Its count costs
+# networks read some hands' strokes so; the writer's spacing says otherwise. Its count costs
 # SPACED_CUT_COST (in log-probability) times its cuts times the share of its boundaries that
 # are clear gaps (``_spaced_cuts``). Tuned on `validation` writers: on two sets of 6,000
 # numbers it leaves 7 and 10 of about 4,500 spaced ones counted wrong, not 24 and 19, and
@@ -406,7 +406,8 @@ def _spaced_cuts(
     groups = [atoms[options[k].start : options[k].end] for k in chosen]
     cuts = clear = 0
     for left, right in itertools.pairwise(groups):
-        if {a.piece for a in left} & {a.piece for a in right} - {-1}:
+        shared = {a.piece for a in left} & {a.piece for a in right}
+        if shared - {-1}:  # -1: an atom made without its piece known
             cuts += 1
         elif min(a.left for a in right) - max(a.right for a in left) > SPACED_GAP * height:
             clear += 1
