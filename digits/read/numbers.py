@@ -409,7 +409,7 @@ def _spaced_cuts(
         shared = {a.piece for a in left} & {a.piece for a in right}
         if shared - {-1}:  # -1: an atom made without its piece known
             cuts += 1
-        elif min(a.left for a in right) - max(a.right for a in left) > SPACED_GAP * height:
+        elif _box(right)[0] - _box(left)[2] > SPACED_GAP * height:
             clear += 1
     return cuts * clear / max(len(groups) - 1, 1)
 

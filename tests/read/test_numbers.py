@@ -385,20 +385,27 @@ def test_a_letter_the_line_model_reads_makes_it_not_a_number(
     assert with_line >= _turned_down(reader, items) + 3
 
 
+def _spaced_with(writer: str, digit: int, count: int) -> list[pen_numbers.NumberDrawing]:
+    """``count`` numbers of three of a `validation` writer's digits, normal gaps, each holding
+    one of the writer's ``digit``s (each in turn) among two of their other digits."""
+    own = pen_numbers.eligible_writers("validation")[writer]
+    wanted = [s for s in own if s.digit == digit]
+    others = [s for s in own if s.digit != digit]
+    rng = np.random.default_rng(3)
+    items = []
+    for k in range(count):
+        chosen = [others[int(i)] for i in rng.integers(len(others), size=2)]
+        chosen.insert(int(rng.integers(3)), wanted[k % len(wanted)])
+        items.append(pen_numbers.compose(chosen, rng, "normal"))
+    return items
+
+
 def test_a_digit_the_line_model_misreads_still_counts_as_one(
     reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A `validation` writer whose 6's stem curls down into its loop: the line model reads it
     as a 0 (or a 1 and a 0), the digit network as a 6."""
-    own = pen_numbers.eligible_writers("validation")["apb/70db7d3ad1"]
-    sixes = [s for s in own if s.digit == 6]
-    others = [s for s in own if s.digit != 6]
-    rng = np.random.default_rng(3)
-    items = []
-    for k in range(24):
-        chosen = [others[int(i)] for i in rng.integers(len(others), size=2)]
-        chosen.insert(int(rng.integers(3)), sixes[k % len(sixes)])
-        items.append(pen_numbers.compose(chosen, rng, "normal"))
+    items = _spaced_with("apb/70db7d3ad1", 6, 24)
 
     def right() -> int:
         return sum(reader.read(item.image).number == item.label for item in items)
@@ -414,15 +421,7 @@ def test_a_stroke_cut_from_a_digit_is_no_digit_where_the_others_are_spaced(
 ) -> None:
     """A `validation` writer who begins a 0 with a stroke down its left side: both networks
     read the stroke cut off as a 1 ("10"), in numbers whose other digits stand apart."""
-    own = pen_numbers.eligible_writers("validation")["apb/9848af7956"]
-    zeros = [s for s in own if s.digit == 0]
-    others = [s for s in own if s.digit != 0]
-    rng = np.random.default_rng(3)
-    spaced = []
-    for k in range(30):
-        chosen = [others[int(i)] for i in rng.integers(len(others), size=2)]
-        chosen.insert(int(rng.integers(3)), zeros[k % len(zeros)])
-        spaced.append(pen_numbers.compose(chosen, rng, "normal"))
+    spaced = _spaced_with("apb/9848af7956", 0, 30)
     touching = [
         i for i in pen_numbers.number_set("validation", 200, 7) if i.gap_style == "touching"
     ]
