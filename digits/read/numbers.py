@@ -41,6 +41,12 @@ MAX_STROKES = 64
 MAX_STROKE_POINTS = 4096
 MAX_GROUP = 6  # a digit is at most this many atoms
 MAX_GROUP_WIDTH = 1.6  # line heights: no group of atoms wider than this is read as one digit
+# A piece of ink as wide as this may still be read whole as one digit (a 2 written as a long Z,
+# a 6 lying low): 10 of 3,715 `train` writers' digits drawn alone are wider than
+# MAX_GROUP_WIDTH, 4 wider than this. Only whole pieces: wider groups of atoms as well would
+# read a fifth more candidates, about 1.5 ms more per 6-digit number, for no more counted right on
+# `validation` writers.
+MAX_PIECE_WIDTH = 2.0
 # How pieces are scored, tuned on `validation` writers' numbers (benchmarks/numbers_bench.py
 # --role validation): the share of the not-a-digit probability a piece is credited with (none
 # lets letters be split into digit-like strokes), the cost of a piece shorter than this share
@@ -651,8 +657,9 @@ def _shrunk(ink: np.ndarray, factor: int) -> np.ndarray:
 
 
 def _spans(atoms: list[segment.Atom], height: float) -> list[tuple[int, int]]:
-    """Every run atoms[i:j] that could be one digit: single atoms, and runs of up to MAX_GROUP
-    no wider than MAX_GROUP_WIDTH line heights."""
+    """Every run atoms[i:j] that could be one digit: single atoms, runs of up to MAX_GROUP no
+    wider than MAX_GROUP_WIDTH line heights, and the atoms of one piece of ink up to
+    MAX_PIECE_WIDTH wide."""
     spans = []
     for i in range(len(atoms)):
         left, right = atoms[i].left, atoms[i].right
@@ -661,6 +668,12 @@ def _spans(atoms: list[segment.Atom], height: float) -> list[tuple[int, int]]:
             if j > i + 1 and right - left > MAX_GROUP_WIDTH * height:
                 break
             spans.append((i, j))
+    for piece in sorted({a.piece for a in atoms} - {-1}):
+        where = [k for k, a in enumerate(atoms) if a.piece == piece]
+        i, j = where[0], where[-1] + 1
+        x0, _, x1, _ = _box(atoms[i:j])
+        if len(where) == j - i <= MAX_GROUP and x1 - x0 <= MAX_PIECE_WIDTH * height:
+            spans += [] if (i, j) in spans else [(i, j)]
     return spans
 
 
