@@ -41,11 +41,10 @@ MAX_STROKES = 64
 MAX_STROKE_POINTS = 4096
 MAX_GROUP = 6  # a digit is at most this many atoms
 MAX_GROUP_WIDTH = 1.6  # line heights: no group of atoms wider than this is read as one digit
-# A piece of ink as wide as this may still be read whole as one digit (a 2 written as a long Z,
-# a 6 lying low): 10 of 3,715 `train` writers' digits drawn alone are wider than
-# MAX_GROUP_WIDTH, 4 wider than this. Only whole pieces: wider groups of atoms as well would
-# read a fifth more candidates, about 1.5 ms more per 6-digit number, for no more counted right on
-# `validation` writers.
+# A piece of ink as wide as this may still be read whole as one digit (a 2 written as a long
+# Z): 10 of 3,715 `train` writers' digits drawn alone are wider than MAX_GROUP_WIDTH, 4 wider
+# than this. Only whole pieces: wider groups of atoms as well would read a fifth more
+# candidates, about 1.5 ms more per 6-digit number, for no more counted right on `validation`.
 MAX_PIECE_WIDTH = 2.0
 # How pieces are scored, tuned on `validation` writers' numbers (benchmarks/numbers_bench.py
 # --role validation): the share of the not-a-digit probability a piece is credited with (none
@@ -672,8 +671,10 @@ def _spans(atoms: list[segment.Atom], height: float) -> list[tuple[int, int]]:
         where = [k for k, a in enumerate(atoms) if a.piece == piece]
         i, j = where[0], where[-1] + 1
         x0, _, x1, _ = _box(atoms[i:j])
-        if len(where) == j - i <= MAX_GROUP and x1 - x0 <= MAX_PIECE_WIDTH * height:
-            spans += [] if (i, j) in spans else [(i, j)]
+        # its atoms side by side, none of another piece's among them
+        whole = len(where) == j - i <= MAX_GROUP and x1 - x0 <= MAX_PIECE_WIDTH * height
+        if whole and (i, j) not in spans:
+            spans.append((i, j))
     return spans
 
 
