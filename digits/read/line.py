@@ -25,6 +25,11 @@ from digits.config import PACKAGE_DIR
 from digits.predict import inference_session
 
 LINE_FILE = PACKAGE_DIR / "weights" / "line.onnx"
+# The same network trained again from another seed (``--seed 7``): the reader weighs each count's
+# digits by both models' likelihoods, averaged (digits.read.numbers). Either alone misreads
+# some hands the other reads; together they count unseen writers' spaced numbers wrong about
+# half as often.
+SECOND_LINE_FILE = PACKAGE_DIR / "weights" / "line-seed7.onnx"
 # Its outputs, per column of the line: CTC's blank, the ten digits, "a letter".
 BLANK, LETTER = 0, 11
 CLASSES = 12
@@ -78,13 +83,13 @@ class LineModel:
         return result
 
 
-@lru_cache(maxsize=1)
-def shipped() -> LineModel:
-    """The shipped line model. Raises FileNotFoundError when the package lacks it (a broken
-    install: the reader would count touching digits far worse without it)."""
-    if not LINE_FILE.exists():
-        raise FileNotFoundError(f"the line model is missing: {LINE_FILE}")
-    return LineModel(LINE_FILE)
+@lru_cache(maxsize=2)
+def shipped(path: Path = LINE_FILE) -> LineModel:
+    """A shipped line model (LINE_FILE or SECOND_LINE_FILE). Raises FileNotFoundError when the
+    package lacks it (a broken install: the reader would count digits worse without it)."""
+    if not path.exists():
+        raise FileNotFoundError(f"the line model is missing: {path}")
+    return LineModel(path)
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,12 @@ def greedy(log_probs: np.ndarray) -> list[int]:
 
 
 def log_likelihoods(log_probs: np.ndarray, strings: Sequence[Sequence[int]]) -> np.ndarray:
-    """(T, CLASSES) log-probabilities, label strings (0-9 digits, 10 a letter) -> (S,) log of
-    each string's probability: CTC's forward algorithm, every string at once."""
+    """(T, CLASSES) log-probabilities, or (M, T, CLASSES) of M models reading one line, and
+    label strings (0-9 digits, 10 a letter) -> (S,) or (M, S): the log of each string's
+    probability, CTC's forward algorithm, every string (and model) at once."""
+    if log_probs.ndim == 2:
+        result: np.ndarray = log_likelihoods(log_probs[None], strings)[0]
+        return result
     count = len(strings)
     longest = max((len(s) for s in strings), default=0)
     states = 2 * longest + 1
@@ -130,17 +139,20 @@ def log_likelihoods(log_probs: np.ndarray, strings: Sequence[Sequence[int]]) -> 
     # A label may follow the one two states back when it differs from it (no blank needed).
     skip = np.zeros((count, states), bool)
     skip[:, 2:] = (extended[:, 2:] != BLANK) & (extended[:, 2:] != extended[:, :-2])
-    alpha = np.full((count, states), -np.inf)
-    alpha[:, 0] = log_probs[0, BLANK]
+    # alpha[m, s, state]: the log-probability of the paths so far that end in that state
+    alpha = np.full((len(log_probs), count, states), -np.inf)
+    alpha[:, :, 0] = log_probs[:, 0, BLANK, None]
     has_label = lengths > 1
-    alpha[has_label, 1] = log_probs[0, extended[has_label, 1]]
-    for t in range(1, len(log_probs)):
+    alpha[:, has_label, 1] = log_probs[:, 0][:, extended[has_label, 1]]
+    for t in range(1, log_probs.shape[1]):
         step = alpha.copy()
-        step[:, 1:] = np.logaddexp(step[:, 1:], alpha[:, :-1])
-        step[:, 2:] = np.where(skip[:, 2:], np.logaddexp(step[:, 2:], alpha[:, :-2]), step[:, 2:])
-        alpha = step + log_probs[t][extended]
+        step[..., 1:] = np.logaddexp(step[..., 1:], alpha[..., :-1])
+        step[..., 2:] = np.where(
+            skip[:, 2:], np.logaddexp(step[..., 2:], alpha[..., :-2]), step[..., 2:]
+        )
+        alpha = step + log_probs[:, t][:, extended]
     rows = np.arange(count)
-    last = alpha[rows, lengths - 1]
-    before = np.where(lengths > 1, alpha[rows, np.maximum(lengths - 2, 0)], -np.inf)
-    result: np.ndarray = np.logaddexp(last, before)
+    last = alpha[:, rows, lengths - 1]
+    before = np.where(lengths > 1, alpha[:, rows, np.maximum(lengths - 2, 0)], -np.inf)
+    result = np.logaddexp(last, before)
     return result

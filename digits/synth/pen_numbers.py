@@ -130,19 +130,20 @@ def gap_style(rng: np.random.Generator, shares: dict[GapStyle, float]) -> GapSty
 
 
 def number_set(
-    role: pen.Role, n: int, seed: int, *, with_letter: bool = False
+    role: pen.Role, n: int, seed: int, *, with_letter: bool = False, start: int = 0
 ) -> list[NumberDrawing]:
     """n numbers, deterministic for a seed: a writer picked uniformly among the eligible ones,
     a length uniformly in LENGTHS, that many of the writer's digits, a gap style by
     GAP_SHARES. With ``with_letter`` one character is one of the writer's uppercase letters
-    that nobody would read as a digit (the real-pen benchmark's set)."""
+    that nobody would read as a digit (the real-pen benchmark's set). Each number is drawn on
+    its own: the set from ``start`` holds the numbers start, start + 1... of the set from 0."""
     writers = eligible_writers(role)
     letters = writer_letters(role)
     if with_letter:
         writers = {w: s for w, s in writers.items() if letters.get(w)}
     names = list(writers)
     result = []
-    for i in range(n):
+    for i in range(start, start + n):
         rng = np.random.default_rng([seed, _STREAM, int(with_letter), i])
         writer = names[int(rng.integers(len(names)))]
         length = int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))

@@ -4,6 +4,9 @@ with CTC, on `train` writers' pen digits and letters composed into numbers as pe
 with a brush of random width. Checked on `validation` writers' numbers; exported to ONNX.
 
     .venv/bin/python -m digits.training.line [--numbers 100000] [--epochs 6] [--out PATH]
+
+The shipped pair: the defaults (digits/weights/line.onnx), and the same from another seed,
+``--seed 7 --out digits/weights/line-seed7.onnx`` (digits.read.line.SECOND_LINE_FILE).
 """
 
 from __future__ import annotations
