@@ -19,13 +19,15 @@ COPY digits ./digits
 RUN pip install .
 
 # Serving needs none of: pip and setuptools, the libraries' own test suites, ONNX Runtime's
-# model tooling (quantisation, transformer optimisers, converters; serving only runs sessions).
+# model tooling (quantisation, transformer optimisers, converters; serving only runs sessions),
+# the pen-drawn characters (3.3 MB: training, the probe's fit and the benchmarks read them; the
+# digits-train image keeps them).
 FROM build AS build-api
 RUN site="$(python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")" \
     && pip uninstall --yes setuptools pip \
     && find "$site" -depth -type d -name tests -exec rm -rf {} + \
     && rm -rf "$site"/onnxruntime/transformers "$site"/onnxruntime/quantization \
-        "$site"/onnxruntime/tools "$site"/onnxruntime/datasets
+        "$site"/onnxruntime/tools "$site"/onnxruntime/datasets "$site"/digits/datasets/pen
 
 # What every image shares: the unprivileged user and the data folder. /data/spool exists, owned
 # by that user, so that a fresh named volume mounted there inherits the ownership (Docker copies
