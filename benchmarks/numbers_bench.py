@@ -164,7 +164,7 @@ def main() -> int:
     parser.add_argument("--timed", type=int, default=1000, help="numbers `digits read` reads")
     parser.add_argument("--strokes", action="store_true", help="give the reader the strokes too")
     parser.add_argument(
-        "--line", type=Path, default=None, help="a line model (ONNX) in place of the shipped one"
+        "--line", type=Path, default=None, help="a line model (ONNX) in place of the shipped two"
     )
     parser.add_argument("--no-line", action="store_true", help="read without the line model")
     args = parser.parse_args()
@@ -173,6 +173,7 @@ def main() -> int:
     reader = numbers.NumberReader(predictor)
     if args.line is not None or args.no_line:
         reader.line = None if args.no_line else line.LineModel(args.line)
+        reader.second_line = None
     items = pen_numbers.number_set(args.role, args.n, SEED)
     lettered = pen_numbers.number_set(args.role, args.letters, SEED, with_letter=True)
     readings = _read_all(reader, items, args.strokes)
