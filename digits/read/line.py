@@ -84,9 +84,11 @@ class LineModel:
 
 
 @lru_cache(maxsize=2)
-def shipped(path: Path = LINE_FILE) -> LineModel:
-    """A shipped line model (LINE_FILE or SECOND_LINE_FILE). Raises FileNotFoundError when the
-    package lacks it (a broken install: the reader would count digits worse without it)."""
+def shipped(path: Path) -> LineModel:
+    """A shipped line model (LINE_FILE or SECOND_LINE_FILE), loaded once a process: the path is
+    the cache's key, so callers name it (``shipped()`` and ``shipped(LINE_FILE)`` would be two
+    keys, two sessions of one model). Raises FileNotFoundError when the package lacks it (a
+    broken install: the reader would count digits worse without it)."""
     if not path.exists():
         raise FileNotFoundError(f"the line model is missing: {path}")
     return LineModel(path)

@@ -167,7 +167,7 @@ class NumberReader:
         self.predictor = predictor
         self.max_digits = max_digits
         self.probe = probe.for_checkpoint(predictor.checkpoint)
-        self.line: line.LineModel | None = line.shipped()
+        self.line: line.LineModel | None = line.shipped(line.LINE_FILE)
         # weighs the counts beside the first (digits.read.line says why); reads nothing itself
         self.second_line: line.LineModel | None = line.shipped(line.SECOND_LINE_FILE)
 
