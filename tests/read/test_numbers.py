@@ -479,6 +479,23 @@ def test_a_stroke_cut_from_a_digit_is_no_digit_where_the_others_are_spaced(
     assert paid >= 28 and paid >= free + 4
 
 
+def test_digits_a_hair_apart_are_spaced_too(
+    reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four `validation` numbers written with their digits 0 to 5 % of the height apart (of
+    numbers_bench.py --role validation --style close): two hands whose 0 and 6 the line models
+    read as "00" and "10" where nothing says the digits are spaced. A gap of a little over 1 %
+    of the line says so; at 2 % each is counted a digit off."""
+    items = [
+        pen_numbers.number_set("validation", 1, 20_261_205, start=k, style="close")[0]
+        for k in (814, 1265, 1800, 2900)
+    ]
+    assert [item.label for item in items] == ["81703", "372820", "530", "668"]
+    assert all(len(reader.read(item.image).number) == len(item.label) for item in items)
+    monkeypatch.setattr(numbers, "SPACED_GAP", 0.02)
+    assert all(len(reader.read(item.image).number) == len(item.label) + 1 for item in items)
+
+
 def test_no_digit_is_read_across_a_clear_gap(
     reader: numbers.NumberReader,
     touching_200: list[pen_numbers.NumberDrawing],

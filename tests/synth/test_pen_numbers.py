@@ -22,3 +22,21 @@ def test_a_set_is_the_same_every_time_and_its_numbers_can_be_drawn_alone() -> No
         assert pen_numbers.LENGTHS[0] <= len(number.label) <= pen_numbers.LENGTHS[1]
         assert number.image.shape[0] == pen_numbers.HEIGHT
         assert number.image.shape[1] <= pen_numbers.MAX_WIDTH
+
+
+def test_a_set_in_one_gap_style_writes_the_same_digits_that_far_apart() -> None:
+    drawn = pen_numbers.number_set("validation", 8, 3)
+    close = pen_numbers.number_set("validation", 8, 3, style="close")
+    assert [n.label for n in close] == [n.label for n in drawn]
+    assert [[s.writer for s in n.samples] for n in close] == [
+        [s.writer for s in n.samples] for n in drawn
+    ]
+    low, high = pen_numbers.GAPS["close"]
+    for number in close:
+        assert number.gap_style == "close"
+        boxes = np.array(number.boxes)
+        # the gap is drawn between the strokes' boxes, in fractions of their common height:
+        # the ink boxes (a brush wider) stand apart by at most the widest gap the style allows
+        gaps = boxes[1:, 0] - boxes[:-1, 2]
+        assert (gaps <= high * pen_numbers.HEIGHT).all()
+        assert (gaps >= low * pen_numbers.HEIGHT - 2).all()
