@@ -21,6 +21,7 @@ from digits.read import numbers, segment
 from digits.synth import pen_numbers
 
 SEED = 5
+BENCHMARK_SEED = 20_261_205  # benchmarks/numbers_bench.py's SEED (benchmarks is no package)
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +329,7 @@ def test_the_second_line_model_counts_what_the_first_miscounts(
     """Two `validation` numbers (the 311th and 1,551st of numbers_bench's seed) that the first
     line model alone counts a digit off, "44" as "414" and "20171" as "2171": each count's
     digits weighed by both models' likelihoods count them right."""
-    items = [pen_numbers.number_set("validation", 1, 20_261_205, start=k)[0] for k in (310, 1550)]
+    items = _benchmark_numbers(310, 1550)
     assert [item.label for item in items] == ["44", "20171"]
     assert all(len(reader.read(item.image).number) == len(item.label) for item in items)
     monkeypatch.setattr(reader, "second_line", None)
@@ -486,10 +487,7 @@ def test_digits_a_hair_apart_are_spaced_too(
     numbers_bench.py --role validation --style close): two hands whose 0 and 6 the line models
     read as "00" and "10" where nothing says the digits are spaced. A gap of a little over 1 %
     of the line says so; at 2 % each is counted a digit off."""
-    items = [
-        pen_numbers.number_set("validation", 1, 20_261_205, start=k, style="close")[0]
-        for k in (814, 1265, 1800, 2900)
-    ]
+    items = _benchmark_numbers(814, 1265, 1800, 2900, style="close")
     assert [item.label for item in items] == ["81703", "372820", "530", "668"]
     assert all(len(reader.read(item.image).number) == len(item.label) for item in items)
     monkeypatch.setattr(numbers, "SPACED_GAP", 0.02)
@@ -551,6 +549,17 @@ def test_a_letter_read_as_a_digit_still_counts_as_one_character(
     # measured on these 200: 188 counted right, 178 by the split's digits alone (174 before
     # GAP_COST: the split alone counts them better since)
     assert weighed >= counted() + 6
+
+
+def _benchmark_numbers(
+    *where: int, style: pen_numbers.GapStyle | None = None
+) -> list[pen_numbers.NumberDrawing]:
+    """The numbers at these places of numbers_bench.py --role validation [--style]'s set,
+    without composing the others."""
+    return [
+        pen_numbers.number_set("validation", 1, BENCHMARK_SEED, start=k, style=style)[0]
+        for k in where
+    ]
 
 
 def _first_line_model_only(reader: numbers.NumberReader, monkeypatch: pytest.MonkeyPatch) -> None:
