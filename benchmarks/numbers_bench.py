@@ -8,9 +8,12 @@ digit; `digits read` timed on 1,000 numbers. Prints a table by length and by gap
 JSON line; exits 1 when a target is missed. ``--role validation`` tunes (it also prints the
 number confidence's fit on those writers); the figures that count are on `test`. ``--style``
 writes every number in one gap style (``close``: a hair apart, which the benchmark leaves out);
-the `normal_wide` figures then hold every number whose digits do not touch.
+the `normal_wide` figures then hold every number whose digits do not touch. ``--stretch LO HI``
+widens each number's characters by a factor drawn in that range (a wide hand, which the
+benchmark leaves out too).
 
     .venv/bin/python benchmarks/numbers_bench.py [--model PATH] [--strokes] [--style close]
+        [--stretch 1.2 1.8]
 """
 
 from __future__ import annotations
@@ -169,6 +172,14 @@ def main() -> int:
         "--style", choices=list(pen_numbers.GAPS), default=None, help="every number's gaps"
     )
     parser.add_argument(
+        "--stretch",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LO", "HI"),
+        help="each number's characters widened by a factor drawn in [LO, HI]: a wide hand",
+    )
+    parser.add_argument(
         "--line", type=Path, default=None, help="a line model (ONNX) in place of the shipped two"
     )
     parser.add_argument("--no-line", action="store_true", help="read without the line model")
@@ -179,9 +190,9 @@ def main() -> int:
     if args.line is not None or args.no_line:
         reader.line = None if args.no_line else line.LineModel(args.line)
         reader.second_line = None
-    items = pen_numbers.number_set(args.role, args.n, SEED, style=args.style)
+    items = pen_numbers.number_set(args.role, args.n, SEED, style=args.style, stretch=args.stretch)
     lettered = pen_numbers.number_set(
-        args.role, args.letters, SEED, with_letter=True, style=args.style
+        args.role, args.letters, SEED, with_letter=True, style=args.style, stretch=args.stretch
     )
     readings = _read_all(reader, items, args.strokes)
     letter_readings = _read_all(reader, lettered, args.strokes)
@@ -204,6 +215,7 @@ def main() -> int:
         "model": predictor.version,
         "role": args.role,
         "strokes": args.strokes,
+        "stretch": args.stretch,
         "line_model": reader.line is not None,
         "n": len(items),
         "whole_right": overall["whole_right"],

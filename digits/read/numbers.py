@@ -83,8 +83,13 @@ LINE_LETTER = 0.5
 # SPACED_GAP line heights apart) between its other digits most likely reads a stroke of a
 # digit as a digit of its own: a 0 begun with a lead-in stroke as "10", a tail as a 1. Both
 # networks read some hands' strokes so; the writer's spacing says otherwise. Its count costs
-# SPACED_CUT_COST (in log-probability) times its cuts times the share of its boundaries that
-# are clear gaps (``_spaced_cuts``). Tuned on `validation` writers: on two sets of 6,000
+# SPACED_CUT_COST (in log-probability) times its cuts times the share of its other boundaries
+# (between pieces of ink) that are clear gaps (``_spaced_cuts``): its own cuts say nothing of
+# how the writer spaces digits. Counted among all its boundaries, a wide hand's 6 cut into
+# "10" in a 5-digit number paid half as much; on `validation` numbers written wide
+# (numbers_bench.py --role validation --stretch 1.2 1.8 --n 3000) that counts 39 of 2,262
+# spaced ones wrong rather than 40, on two scratch sets of such numbers 13 of 2,289 rather
+# than 20; the benchmark's own `validation` sets count their spaced numbers the same. Tuned on `validation` writers: on two sets of 6,000
 # numbers it leaves 7 and 10 of about 4,500 spaced ones counted wrong, not 24 and 19, and
 # touching ones as they were; from 8 to 20 counts about as many right, 40 undoes half of it
 # (some spaced digits touch all the same, and must be cut). A gap wider than 1 % of the line
@@ -433,7 +438,8 @@ def _spaced_cuts(
     options: list[_Option], chosen: list[int], atoms: list[segment.Atom], height: float
 ) -> float:
     """How far a split reads a stroke as a digit: how many of its boundaries between pieces
-    go through one piece of ink, times the share of its boundaries that are clear gaps."""
+    go through one piece of ink, times the share of its other boundaries (between pieces of
+    ink) that are clear gaps."""
     groups = [atoms[options[k].start : options[k].end] for k in chosen]
     cuts = clear = 0
     for left, right in itertools.pairwise(groups):
@@ -442,7 +448,7 @@ def _spaced_cuts(
             cuts += 1
         elif _box(right)[0] - _box(left)[2] > SPACED_GAP * height:
             clear += 1
-    return cuts * clear / max(len(groups) - 1, 1)
+    return cuts * clear / max(len(groups) - 1 - cuts, 1)
 
 
 def _joined(options: list[_Option], chosen: list[int], atoms: list[segment.Atom]) -> bool:

@@ -9,6 +9,7 @@ characters' ink in one of three styles (fractions of the height).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -109,6 +110,12 @@ def _on_canvas(
     )
 
 
+def widened(sample: pen.PenSample, factor: float) -> pen.PenSample:
+    """The character written ``factor`` times as wide."""
+    strokes = tuple(s * np.array([factor, 1.0]) for s in sample.strokes)
+    return dataclasses.replace(sample, strokes=strokes)
+
+
 def eligible_writers(role: pen.Role) -> dict[str, list[pen.PenSample]]:
     """The writers of a role with at least MIN_WRITER_DIGITS digits -> their digits."""
     by_writer: dict[str, list[pen.PenSample]] = {}
@@ -140,10 +147,13 @@ def number_set(
     with_letter: bool = False,
     start: int = 0,
     style: GapStyle | None = None,
+    stretch: tuple[float, float] | None = None,
 ) -> list[NumberDrawing]:
     """n numbers, deterministic for a seed: a writer picked uniformly among the eligible ones,
     a length uniformly in LENGTHS, that many of the writer's digits, a gap style by
-    GAP_SHARES (or ``style``, for every number: the same writers and digits). With
+    GAP_SHARES (or ``style``, for every number: the same writers and digits), with
+    ``stretch`` each number's characters widened by one factor drawn in that range (a wide
+    hand; the same writers, digits and gaps). With
     ``with_letter`` one character is one of the writer's uppercase letters that nobody would
     read as a digit (the real-pen benchmark's set). Each number is drawn on its own: the set
     from ``start`` holds the numbers start, start + 1... of the set from 0."""
@@ -163,5 +173,10 @@ def number_set(
             pool = letters[writer]
             chosen[int(rng.integers(length))] = pool[int(rng.integers(len(pool)))]
         drawn = gap_style(rng, GAP_SHARES)  # drawn all the same: the rest of rng's draws stay
+        if stretch is not None:  # from a stream of its own, for the same reason
+            factor = np.random.default_rng([seed, _STREAM, int(with_letter), i, 1]).uniform(
+                *stretch
+            )
+            chosen = [widened(s, factor) for s in chosen]
         result.append(compose(chosen, rng, style or drawn))
     return result

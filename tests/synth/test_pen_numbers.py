@@ -24,6 +24,21 @@ def test_a_set_is_the_same_every_time_and_its_numbers_can_be_drawn_alone() -> No
         assert number.image.shape[1] <= pen_numbers.MAX_WIDTH
 
 
+def test_a_wide_hands_set_writes_the_same_digits_and_gaps_wider() -> None:
+    drawn = pen_numbers.number_set("validation", 8, 3)
+    wide = pen_numbers.number_set("validation", 8, 3, stretch=(1.2, 1.8))
+    assert [(n.label, n.gap_style) for n in wide] == [(n.label, n.gap_style) for n in drawn]
+    for plain, widened in zip(drawn, wide, strict=True):
+        # each character's strokes (unit height) as they were, one factor wider for them all
+        factors = [
+            np.ptp(np.vstack(w.strokes), axis=0) / np.ptp(np.vstack(p.strokes), axis=0)
+            for p, w in zip(plain.samples, widened.samples, strict=True)
+        ]
+        assert np.allclose([f[1] for f in factors], 1.0)
+        across = [f[0] for f in factors]
+        assert 1.2 <= across[0] <= 1.8 and np.allclose(across, across[0])
+
+
 def test_a_set_in_one_gap_style_writes_the_same_digits_that_far_apart() -> None:
     drawn = pen_numbers.number_set("validation", 8, 3)
     close = pen_numbers.number_set("validation", 8, 3, style="close")
