@@ -89,9 +89,10 @@ LINE_LETTER = 0.5
 # "10" in a 5-digit number paid half as much; on `validation` numbers written wide
 # (numbers_bench.py --role validation --stretch 1.2 1.8 --n 3000) that counts 39 of 2,262
 # spaced ones wrong rather than 40, on two scratch sets of such numbers 13 of 2,289 rather
-# than 20; the benchmark's own `validation` sets count their spaced numbers the same. Tuned on `validation` writers: on two sets of 6,000
-# numbers it leaves 7 and 10 of about 4,500 spaced ones counted wrong, not 24 and 19, and
-# touching ones as they were; from 8 to 20 counts about as many right, 40 undoes half of it
+# than 20; the benchmark's own `validation` sets count their spaced numbers the same. The
+# cost was tuned on `validation` writers with the share of all boundaries: on two sets of
+# 6,000 numbers it left 7 and 10 of about 4,500 spaced ones counted wrong, not 24 and 19, and
+# touching ones as they were; from 8 to 20 counted about as many right, 40 undid half of it
 # (some spaced digits touch all the same, and must be cut). A gap wider than 1 % of the line
 # (a pixel of the line as read) is clear: digits written a hair apart are spaced too. On 3,000
 # `validation` numbers written so (numbers_bench.py --role validation --style close --n 3000)

@@ -9,9 +9,8 @@ characters' ink in one of three styles (fractions of the height).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -113,7 +112,7 @@ def _on_canvas(
 def widened(sample: pen.PenSample, factor: float) -> pen.PenSample:
     """The character written ``factor`` times as wide."""
     strokes = tuple(s * np.array([factor, 1.0]) for s in sample.strokes)
-    return dataclasses.replace(sample, strokes=strokes)
+    return replace(sample, strokes=strokes)
 
 
 def eligible_writers(role: pen.Role) -> dict[str, list[pen.PenSample]]:
