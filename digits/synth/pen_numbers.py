@@ -152,10 +152,10 @@ def number_set(
     a length uniformly in LENGTHS, that many of the writer's digits, a gap style by
     GAP_SHARES (or ``style``, for every number: the same writers and digits), with
     ``stretch`` each number's characters widened by one factor drawn in that range (a wide
-    hand; the same writers, digits and gaps). With
-    ``with_letter`` one character is one of the writer's uppercase letters that nobody would
-    read as a digit (the real-pen benchmark's set). Each number is drawn on its own: the set
-    from ``start`` holds the numbers start, start + 1... of the set from 0."""
+    hand; the same writers, digits and gaps). With ``with_letter`` one character is one of the
+    writer's uppercase letters that nobody would read as a digit (the real-pen benchmark's
+    set). Each number is drawn on its own: the set from ``start`` holds the numbers start,
+    start + 1... of the set from 0."""
     writers = eligible_writers(role)
     letters = writer_letters(role)
     if with_letter:

@@ -24,7 +24,7 @@ def test_a_set_is_the_same_every_time_and_its_numbers_can_be_drawn_alone() -> No
         assert number.image.shape[1] <= pen_numbers.MAX_WIDTH
 
 
-def test_a_wide_hands_set_writes_the_same_digits_and_gaps_wider() -> None:
+def test_a_wide_hands_set_writes_the_same_digits_in_the_same_gap_styles_wider() -> None:
     drawn = pen_numbers.number_set("validation", 8, 3)
     wide = pen_numbers.number_set("validation", 8, 3, stretch=(1.2, 1.8))
     assert [(n.label, n.gap_style) for n in wide] == [(n.label, n.gap_style) for n in drawn]
